@@ -1,0 +1,203 @@
+"""Registries: one per kind of component, filled by built-ins and by entry-point plug-ins.
+
+A registry maps a name (``"mmd"``) to an :class:`Entry`: a factory, the pydantic model of its
+options, and where it came from. Built-ins are imported on first use; plug-ins are read once,
+lazily, from ``importlib.metadata.entry_points(group="hierot.<kind>")``. A duplicate name is an
+error, a plug-in may not take a built-in's name, and an unknown name is answered with the valid
+names and the closest matches.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, create_model
+
+from hierot.errors import DuplicateNameError, PluginError, UnknownNameError
+
+BUILTIN = "hierot"
+DISABLE_ENV = "HIEROT_DISABLE_PLUGINS"
+
+
+class ComponentOptions(BaseModel):
+    """Base of every component's options: immutable, and unknown fields are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NoOptions(ComponentOptions):
+    """Options of a component that takes none."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component."""
+
+    name: str
+    factory: Callable[..., Any]
+    options: type[ComponentOptions]
+    source: str = BUILTIN
+    """``"hierot"`` for built-ins, else the distribution (``"hierot-energy 0.1.0"``)."""
+    entry_point: str | None = None
+
+    @property
+    def summary(self) -> str:
+        doc = (getattr(self.factory, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class Registry:
+    """Name -> component for one kind (networks, costs, divergences, ...).
+
+    Parameters
+    ----------
+    kind:
+        Singular noun used in messages (``"divergence"``).
+    builtins:
+        Module imported on first use; importing it registers the built-in components.
+    group:
+        Entry-point group of plug-ins, ``None`` for a registry without plug-ins.
+    """
+
+    def __init__(self, kind: str, *, builtins: str | None = None, group: str | None = None):
+        self.kind = kind
+        self.group = group
+        self._builtins = builtins
+        self._entries: dict[str, Entry] = {}
+        self._tagged: dict[str, type[ComponentOptions]] = {}
+        self._loaded = False
+        self.plugin_errors: list[str] = []
+        """Messages of plug-ins that failed to load (each names the entry point and package)."""
+
+    # -- registration --------------------------------------------------------------------------
+    def register(
+        self, name: str | None = None, *, options: type[ComponentOptions] | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator registering a factory (a class or function) under ``name``.
+
+        The options model is ``options``, else the factory's ``Options`` attribute, else none.
+        """
+
+        def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
+            self.add(name or factory.__name__, factory, options=options)
+            return factory
+
+        return decorator
+
+    def add(
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        options: type[ComponentOptions] | None = None,
+        source: str = BUILTIN,
+        entry_point: str | None = None,
+    ) -> Entry:
+        """Register ``factory`` under ``name``; a taken name raises :class:`DuplicateNameError`."""
+        if name in self._entries:
+            other = self._entries[name]
+            raise DuplicateNameError(
+                f"{self.kind} {name!r} is already registered (by {other.source}); "
+                f"choose another name"
+            )
+        options = options or getattr(factory, "Options", None) or NoOptions
+        if not (isinstance(options, type) and issubclass(options, BaseModel)):
+            raise PluginError(f"{self.kind} {name!r}: options must be a pydantic model class")
+        entry = Entry(name, factory, options, source, entry_point)
+        self._entries[name] = entry
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (for tests and interactive sessions)."""
+        self._entries.pop(name, None)
+        self._tagged.pop(name, None)
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        if self._builtins:
+            importlib.import_module(self._builtins)
+        if self.group:
+            self._load_plugins()
+
+    def _load_plugins(self) -> None:
+        blocked = {b.strip() for b in os.environ.get(DISABLE_ENV, "").split(",") if b.strip()}
+        for ep in entry_points(group=self.group):
+            dist = ep.dist
+            source = f"{dist.name} {dist.version}" if dist is not None else "unknown package"
+            if {ep.name, f"{self.group}:{ep.name}", dist.name if dist else ""} & blocked:
+                continue
+            where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {self.group}"
+            try:
+                factory = ep.load()
+                if ep.name in self._entries and self._entries[ep.name].source == BUILTIN:
+                    raise PluginError(f"{self.kind} {ep.name!r} is built in; a plug-in may not reuse it")
+                self.add(ep.name, factory, source=source, entry_point=ep.value)
+            except Exception as exc:  # a broken plug-in must not break the rest
+                message = f"{where} failed to load: {type(exc).__name__}: {exc}"
+                self.plugin_errors.append(message)
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def get(self, name: str) -> Entry:
+        """The entry called ``name``; an unknown name lists the valid ones."""
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise UnknownNameError(self.kind, name, self._entries) from None
+
+    def names(self) -> list[str]:
+        """Sorted names of every registered component."""
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def find(self, pattern: str) -> list[str]:
+        """Names matching a shell-style pattern (``"*sinkhorn*"``)."""
+        return [n for n in self.names() if fnmatch.fnmatch(n, pattern)]
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in self.names()]
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    # -- spec integration ----------------------------------------------------------------------
+    def tagged_options(self, name: str) -> type[ComponentOptions]:
+        """The entry's options model with a ``name: Literal[name]`` field added."""
+        if name not in self._tagged:
+            entry = self.get(name)
+            model = create_model(
+                f"{entry.options.__name__}[{name}]",
+                __base__=entry.options,
+                name=(Literal[name], ...),
+            )
+            model.__doc__ = entry.options.__doc__
+            self._tagged[name] = model
+        return self._tagged[name]
+
+    def options_union(self) -> Any:
+        """A discriminated union (on ``name``) of every entry's options, plug-ins included."""
+        models = tuple(self.tagged_options(n) for n in self.names())
+        if len(models) == 1:
+            return models[0]
+        return Annotated[Union[models], Discriminator("name")]  # noqa: UP007
+
+    def build(self, options: ComponentOptions, /, **context: Any) -> Any:
+        """Call the factory named by ``options.name`` with the options and ``context``."""
+        return self.get(options.name).factory(options, **context)  # type: ignore[attr-defined]

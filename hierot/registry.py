@@ -1,0 +1,34 @@
+"""The registries, one per kind of component.
+
+Each is filled by importing its built-in package on first use, then by plug-ins from the
+entry-point group named beside it. Register a component in your own code with::
+
+    from hierot.registry import divergences
+
+    @divergences.register("my-divergence")
+    class MyDivergence:
+        class Options(ComponentOptions):
+            scale: float = 1.0
+        def __init__(self, options): ...
+        def __call__(self, z, prior_samples): ...
+"""
+
+from hierot._registry import ComponentOptions, Entry, NoOptions, Registry
+
+networks = Registry("network", builtins="hierot.networks", group="hierot.networks")
+costs = Registry("cost", builtins="hierot.costs", group="hierot.costs")
+divergences = Registry("divergence", builtins="hierot.divergences", group="hierot.divergences")
+penalties = Registry("penalty", builtins="hierot.penalties", group="hierot.penalties")
+datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.datasets")
+presets = Registry("preset", builtins="hierot.presets", group="hierot.presets")
+
+ALL: dict[str, Registry] = {
+    "networks": networks,
+    "costs": costs,
+    "divergences": divergences,
+    "penalties": penalties,
+    "datasets": datasets,
+    "presets": presets,
+}
+
+__all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]
