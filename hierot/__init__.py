@@ -1,0 +1,15 @@
+"""hierot: hierarchical optimal-transport autoencoders (StackedWAE) as a plug-in framework.
+
+>>> import hierot
+>>> spec = hierot.load_spec("quickstart", ["train.steps=10"])
+>>> result = hierot.fit(spec, out="runs/demo")  # doctest: +SKIP
+"""
+
+from hierot.api import fit
+from hierot.builder import Built, build
+from hierot.errors import HierotError, SpecError
+from hierot.loading import load_spec
+from hierot.spec import Spec
+
+__version__ = "0.1.0"
+__all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "fit", "load_spec"]

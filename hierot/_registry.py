@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, create_model
 
 from hierot.errors import DuplicateNameError, PluginError, UnknownNameError
 
@@ -194,9 +194,14 @@ class Registry:
     def options_union(self) -> Any:
         """A discriminated union (on ``name``) of every entry's options, plug-ins included."""
         models = tuple(self.tagged_options(n) for n in self.names())
+        if not models:
+            return Annotated[Any, AfterValidator(self._none_registered)]
         if len(models) == 1:
             return models[0]
         return Annotated[Union[models], Discriminator("name")]  # noqa: UP007
+
+    def _none_registered(self, value: Any) -> Any:
+        raise ValueError(f"no {self.kind} is registered")
 
     def build(self, options: ComponentOptions, /, **context: Any) -> Any:
         """Call the factory named by ``options.name`` with the options and ``context``."""

@@ -75,7 +75,14 @@ class LayerOutputs:
 
 @runtime_checkable
 class Penalty(Protocol):
-    """``penalty(outputs: LayerOutputs) -> scalar``; its layer weights are its own options."""
+    """``penalty(outputs: LayerOutputs) -> Tensor[num_layers]``, the unweighted per-layer values.
+
+    ``weights`` holds lambda_i per latent layer (from the penalty's own options); the objective
+    reports the plain sum and the weighted sum sum_i lambda_i value_i. The factory is called as
+    ``factory(options, num_layers=N)``.
+    """
+
+    weights: list[float]
 
     def __call__(self, outputs: LayerOutputs) -> Tensor: ...
 

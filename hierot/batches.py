@@ -1,0 +1,62 @@
+"""Batches of indices into a data set held whole on the device, with resumable order.
+
+Epoch e visits the data in the order ``randperm(n)`` drawn from a generator seeded by
+(seed, e), so the order after a resume is a function of (epoch, offset) alone: nothing but two
+integers needs saving. The last incomplete batch of an epoch is dropped, which keeps every batch
+(and every rank's share of it) the same size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hierot.errors import HierotError
+
+
+@dataclass
+class BatchOrder:
+    """Global batches of ``batch_size`` indices over ``n`` examples."""
+
+    n: int
+    batch_size: int
+    seed: int
+    epoch: int = 0
+    offset: int = 0
+    """Index of the next batch within the epoch."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size > self.n:
+            raise HierotError(
+                f"train.batch_size: {self.batch_size} is larger than the {self.n} training examples"
+            )
+        self._order: Tensor | None = None
+        self._order_epoch = -1
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def _epoch_order(self) -> Tensor:
+        if self._order_epoch != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._order = torch.randperm(self.n, generator=generator)
+            self._order_epoch = self.epoch
+        return self._order  # type: ignore[return-value]
+
+    def next(self) -> Tensor:
+        """The next global batch of indices (CPU, int64)."""
+        start = self.offset * self.batch_size
+        batch = self._epoch_order()[start : start + self.batch_size]
+        self.offset += 1
+        if self.offset == self.batches_per_epoch:
+            self.epoch, self.offset = self.epoch + 1, 0
+        return batch
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])

@@ -1,0 +1,150 @@
+"""Reading specs: YAML files or preset names, ``--set`` overrides, and readable errors.
+
+Every problem in a spec is reported at once, one ``path.to.field: message`` line each, as a
+:class:`hierot.errors.SpecError`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from hierot.errors import HierotError, SpecError, unknown_name_message
+from hierot.registry import ALL, presets
+from hierot.spec import Spec, validate_spec
+
+_KIND_OF_FIELD = {
+    "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
+    "penalties": "penalty", "data": "dataset",
+}
+
+
+def read_text(source: str | Path) -> tuple[str, str]:
+    """The YAML text of a spec file or preset, and a label for messages."""
+    path = Path(source)
+    if path.is_file():
+        text, label = path.read_text(encoding="utf-8"), str(path)
+    elif str(source) in presets:
+        text, label = presets.get(str(source)).factory(), f"preset {source}"
+    else:
+        raise HierotError(
+            f"{source!r} is neither a spec file nor a preset. "
+            + unknown_name_message("preset", str(source), presets.names()).split("; ", 1)[-1]
+        )
+    return text, label
+
+
+def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The raw mapping of a spec and a label for messages: a mapping, a YAML file or a preset."""
+    if isinstance(source, Mapping):
+        return copy.deepcopy(dict(source)), "<mapping>"
+    text, label = read_text(source)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError([f"not valid YAML: {exc}"], label) from None
+    if not isinstance(raw, dict):
+        raise SpecError([f"the top level must be a mapping, got {type(raw).__name__}"], label)
+    return raw, label
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``a.b.0.c=value`` overrides (values parsed as YAML) to a copy of ``raw``."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        path, sep, text = item.partition("=")
+        if not sep or not path:
+            raise SpecError([f"--set {item!r}: expected KEY.PATH=VALUE"])
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError([f"--set {path}: value is not valid YAML: {exc}"]) from None
+        keys = path.split(".")
+        node: Any = raw
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            where = ".".join(keys[: depth + 1])
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise SpecError([f"--set {path}: {where} is not an index of a {len(node)}-item list"])
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
+            if last:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
+    return raw
+
+
+def _strip_tags(loc: tuple, raw: Any) -> list[str]:
+    """Drop the discriminator tags pydantic puts in error locations (``divergence.mmd.blur``)."""
+    parts, node = [], raw
+    for item in loc:
+        if isinstance(node, dict) and item not in node and node.get("name", node.get("schedule")) == item:
+            continue  # the union's tag, not a field
+        parts.append(str(item))
+        try:
+            node = node[item]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return parts
+
+
+def format_errors(error: ValidationError, raw: Any) -> list[str]:
+    """One ``path: message`` line per error, unknown names answered with close matches."""
+    lines = []
+    for err in error.errors():
+        parts = _strip_tags(err["loc"], raw)
+        field = next((p for p in reversed(parts) if not p.isdigit() and p != "name"), "")
+        kind = _KIND_OF_FIELD.get(field)
+        message = err["msg"]
+        if err["type"] in ("union_tag_invalid", "literal_error") and kind and (
+            err["type"] == "union_tag_invalid" or parts[-1] == "name"
+        ):
+            registry = ALL[next(k for k in ALL if ALL[k].kind == kind)]
+            name = err["ctx"]["tag"] if err["type"] == "union_tag_invalid" else err["input"]
+            message = unknown_name_message(kind, name, registry.names())
+            parts = [*parts, "name"] if parts[-1] != "name" else parts
+        elif err["type"] == "union_tag_not_found":
+            message = f"missing 'name' (or 'schedule'): {err['msg']}"
+        elif err["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{'.'.join(parts) or '<spec>'}: {message}")
+    return lines
+
+
+def load_spec(
+    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
+) -> Spec:
+    """Read, override and validate a spec; every problem is reported in one :class:`SpecError`.
+
+    Parameters
+    ----------
+    source:
+        A YAML file, a preset name (``"mnist-stackedwae.v1"``) or a mapping.
+    overrides:
+        ``"a.b=value"`` strings, as ``hierot train --set`` takes them.
+    """
+    raw, label = read_raw(source)
+    raw = apply_overrides(raw, overrides)
+    try:
+        spec = validate_spec(raw)
+    except ValidationError as exc:
+        raise SpecError(format_errors(exc, raw), label) from None
+    problems = spec.consistency_errors()
+    if problems:
+        raise SpecError(problems, label)
+    return spec
+
+
+def dump_spec(spec: Spec) -> str:
+    """The resolved spec as YAML (every default filled in), loadable by :func:`load_spec`."""
+    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)

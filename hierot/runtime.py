@@ -1,0 +1,65 @@
+"""Where training runs: the device, and this process's place among data-parallel workers.
+
+Device placement, sharding of the batch and the gather of the divergence's samples are decided
+here and nowhere else, so the trainer works unchanged on one CPU, one GPU or many processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from hierot.errors import HierotError
+from hierot.objectives.terms import identity
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; an unavailable device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HierotError(f"device: {name!r} asked for, but CUDA is not available here (use cpu or auto)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise HierotError(f"device: {name!r} asked for, but MPS is not available here (use cpu or auto)")
+    return device
+
+
+@dataclass
+class Runtime:
+    """This process's device and rank among ``world_size`` data-parallel workers."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    gather: Callable[[Tensor], Tensor] = field(default=identity)
+    """Collects the top latent samples of every rank for the divergence (identity alone)."""
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, batch_indices: Tensor) -> Tensor:
+        """This rank's contiguous share of a global batch."""
+        if self.world_size == 1:
+            return batch_indices
+        return batch_indices.chunk(self.world_size)[self.rank]
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as this runtime trains it (unchanged on one process)."""
+        return model
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for on one process)."""
+
+
+def single_process(device: str = "auto") -> Runtime:
+    return Runtime(resolve_device(device))
+
+
+def from_environment(device: str = "auto") -> Runtime:
+    """The runtime this process was started in: one process unless launched data-parallel."""
+    return single_process(device)

@@ -1,0 +1,241 @@
+"""The declarative spec of a hierarchy: a pydantic model loaded from YAML and validated whole.
+
+Component fields (``data``, each layer's ``encoder``/``decoder``/``cost``, ``divergence``,
+``penalties``) are discriminated unions on ``name`` over the registries, built after plug-ins are
+discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
+here: :func:`hierot.builder.build` turns a valid spec into modules.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveInt,
+    create_model,
+    model_validator,
+)
+
+from hierot.registry import costs, datasets, divergences, networks, penalties
+
+Head = Literal["gaussian", "deterministic"]
+
+
+class StrictModel(BaseModel):
+    """Immutable, and an unknown field is an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# -- lambda weights ------------------------------------------------------------------------------
+class ExplicitWeights(StrictModel):
+    """Weights of Eq. (10) given directly: ``reconstruction[n]`` multiplies the cost c_n."""
+
+    schedule: Literal["explicit"]
+    reconstruction: tuple[Annotated[float, Field(ge=0)], ...] = Field(
+        description="one weight per reconstruction term n = 0..N-1 (n = 0 is the data term)"
+    )
+    match: float = Field(gt=0, description="weight of the top divergence D_N")
+
+    def resolve(self, latent_dims: list[int]) -> tuple[list[float], float]:
+        return list(self.reconstruction), self.match
+
+
+class PaperMnistWeights(StrictModel):
+    """Appendix B.1: prod_{i<=n} lambda_i = lambda_rec^n / d_{z_n}, and lambda_match on top."""
+
+    schedule: Literal["paper-mnist"]
+    lambda_rec: float = Field(0.05, gt=0)
+    lambda_match: float = Field(1e-4, gt=0)
+
+    def resolve(self, latent_dims: list[int]) -> tuple[list[float], float]:
+        rec = [1.0] + [self.lambda_rec**n / latent_dims[n - 1] for n in range(1, len(latent_dims))]
+        return rec, self.lambda_match
+
+
+class PaperSvhnWeights(StrictModel):
+    """Appendix B.2: prod_{i<=p} lambda_i = lambda_rec^((p-1)/2 + 1), and lambda_match on top."""
+
+    schedule: Literal["paper-svhn"]
+    lambda_rec: float = Field(0.1, gt=0)
+    lambda_match: float = Field(1e-4, gt=0)
+
+    def resolve(self, latent_dims: list[int]) -> tuple[list[float], float]:
+        rec = [1.0] + [self.lambda_rec ** ((p - 1) / 2 + 1) for p in range(1, len(latent_dims))]
+        return rec, self.lambda_match
+
+
+Weights = Annotated[
+    Union[ExplicitWeights, PaperMnistWeights, PaperSvhnWeights],  # noqa: UP007
+    Discriminator("schedule"),
+]
+
+
+# -- the rest of the spec ------------------------------------------------------------------------
+class LayerSpec(StrictModel):
+    """Latent layer i: q(z_i | z_{i-1}), p(z_{i-1} | z_i), and the cost c_{i-1} on z_{i-1}."""
+
+    latent_shape: tuple[PositiveInt, ...] = Field(
+        min_length=1, description="shape of z_i: [d] for a vector, [C, H, W] for a feature map"
+    )
+    encoder: Any = Field(description="network of q(z_i | z_{i-1})")
+    decoder: Any = Field(description="network of p(z_{i-1} | z_i)")
+    encoder_head: Head = Field("gaussian", description="q(z_i | z_{i-1}): Gaussian or deterministic")
+    decoder_head: Head = Field("gaussian", description="p(z_{i-1} | z_i): Gaussian or deterministic")
+    cost: Any = Field(
+        default_factory=lambda: {"name": "l2sq"},
+        validate_default=True,
+        description="c_{i-1}(z_{i-1}, z~_{i-1}), the cost on the space this layer decodes to",
+    )
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.latent_shape)
+
+
+class OptimizerSpec(StrictModel):
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.0, ge=0)
+
+
+class TrainSpec(StrictModel):
+    batch_size: PositiveInt = 128
+    steps: PositiveInt | None = Field(None, description="number of optimiser steps")
+    epochs: PositiveInt | None = Field(None, description="alternative to steps: passes over the data")
+    log_every: PositiveInt = Field(50, description="steps between rows of metrics.csv")
+    checkpoint_every: PositiveInt = Field(500, description="steps between checkpoints")
+    prior_samples: PositiveInt | None = Field(
+        None, description="samples of N(0, I) drawn for D_N each step (default: the batch size)"
+    )
+    progress: bool = Field(True, description="show a progress bar")
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> TrainSpec:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of steps and epochs")
+        return self
+
+
+class Spec(StrictModel):
+    """A whole hierarchy and how to train it."""
+
+    description: str = ""
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    data: Any
+    layers: list[LayerSpec] = Field(min_length=1, description="latent layers, bottom (z_1) first")
+    objective: Literal["stacked", "flat"] = Field(
+        "stacked", description="stacked = Eq. (10); flat = Eq. (7) with the implicit prior"
+    )
+    divergence: Any = Field(
+        default_factory=lambda: {"name": "mmd"}, validate_default=True,
+        description="D_N between the aggregate posterior of the top latent and N(0, I)",
+    )
+    penalties: list[Any] = Field(default_factory=list)
+    weights: Weights = Field(
+        default_factory=lambda: {"schedule": "paper-mnist"}, validate_default=True
+    )
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    train: TrainSpec
+
+    def consistency_errors(self) -> list[str]:
+        """Problems between fields, one ``path: message`` line each (empty when consistent).
+
+        Checked after the fields themselves are valid: the weights and penalties against the
+        number of layers, and every layer network against the shapes it maps between.
+        """
+        n, errors = len(self.layers), []
+        if isinstance(self.weights, ExplicitWeights) and len(self.weights.reconstruction) != n:
+            errors.append(
+                f"weights.reconstruction: {len(self.weights.reconstruction)} values for "
+                f"{n} reconstruction terms (one per latent layer)"
+            )
+        for k, penalty in enumerate(self.penalties):
+            if hasattr(penalty, "layer_weights"):
+                try:
+                    penalty.layer_weights(n)
+                except ValueError as exc:
+                    errors.append(f"penalties.{k}.{exc}")
+        errors += self.shape_errors()
+        return errors
+
+    def shape_errors(self, data_shape: tuple[int, ...] | None = None) -> list[str]:
+        """Ask each network whose options define ``shape_error(in_shape, out_shape)``.
+
+        The data shape comes from the argument, else from the dataset options'
+        ``sample_shape()`` when they define it; layer 1 is skipped when it is unknown.
+        """
+        if data_shape is None:
+            data_shape = getattr(self.data, "sample_shape", lambda: None)()
+        errors = []
+        below, below_name = data_shape, "data"
+        for i, layer in enumerate(self.layers):
+            here = layer.latent_shape
+            for role, options, src, dst in (
+                ("encoder", layer.encoder, below, here),
+                ("decoder", layer.decoder, here, below),
+            ):
+                check = getattr(options, "shape_error", None)
+                if check is None or src is None or dst is None:
+                    continue
+                problem = check(tuple(src), tuple(dst))
+                if problem:
+                    errors.append(
+                        f"layers.{i}.{role}: cannot map {below_name} {tuple(below)} and "
+                        f"layers.{i} (z_{i + 1}) {tuple(here)}: {problem}"
+                    )
+            below, below_name = here, f"layers.{i} (z_{i + 1})"
+        return errors
+
+    @property
+    def latent_dims(self) -> list[int]:
+        return [layer.dim for layer in self.layers]
+
+    def resolved_weights(self) -> tuple[list[float], float]:
+        """(weights of the reconstruction terms n = 0..N-1, weight of the top divergence)."""
+        return self.weights.resolve(self.latent_dims)
+
+
+_cache: dict[tuple, type[Spec]] = {}
+
+
+def _override(model: type[StrictModel], **types: Any) -> type[StrictModel]:
+    """A subclass of ``model`` whose named fields get new types (keeping their defaults/docs)."""
+    fields = {name: (tp, model.model_fields[name]) for name, tp in types.items()}
+    derived = create_model(model.__name__, __base__=model, __module__=model.__module__, **fields)
+    derived.__doc__ = model.__doc__
+    return derived
+
+
+def spec_model() -> type[Spec]:
+    """The :class:`Spec` model with its unions over the registries as they are now.
+
+    Built after plug-ins are discovered (asking the registries for their names discovers them),
+    and rebuilt when a registry changes, so every component is validated the same way.
+    """
+    registries = (networks, costs, divergences, penalties, datasets)
+    key = tuple(tuple((e.name, id(e.options)) for e in r.entries()) for r in registries)
+    if key not in _cache:
+        network = networks.options_union()
+        layer = _override(LayerSpec, encoder=network, decoder=network, cost=costs.options_union())
+        _cache[key] = _override(
+            Spec,
+            data=datasets.options_union(),
+            layers=Annotated[list[layer], Field(min_length=1)],
+            divergence=divergences.options_union(),
+            penalties=list[penalties.options_union()],  # type: ignore[misc]
+        )
+    return _cache[key]
+
+
+def validate_spec(raw: Any) -> Spec:
+    """Validate a raw mapping (from YAML) into a :class:`Spec`; raises pydantic's error."""
+    return spec_model().model_validate(raw)

@@ -1,0 +1,182 @@
+"""The training loop. It only trains: the spec is already valid and the modules already built.
+
+One step: take the next global batch of indices (this rank's share of it), evaluate the
+objective, stop on a non-finite term, back-propagate, step the optimiser. Every ``log_every``
+steps the running means of every term go to metrics.csv; every ``checkpoint_every`` steps (and at
+the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
+optimiser, data order and RNG state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from hierot.batches import BatchOrder
+from hierot.builder import Built, build_optimizer
+from hierot.errors import HierotError, NonFiniteLossError
+from hierot.rundir import MetricsWriter, RunDir, atomic_write_text
+from hierot.runtime import Runtime, single_process
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves in memory (the run directory holds the same on disk)."""
+
+    steps: int
+    wall_time: float
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    run_dir: RunDir | None = None
+
+
+def total_steps(built: Built, order: BatchOrder) -> int:
+    train = built.spec.train
+    return train.steps if train.steps is not None else train.epochs * order.batches_per_epoch
+
+
+class Trainer:
+    """Trains ``built`` on ``runtime``, writing to ``run_dir`` (rank 0 only; ``None``: nowhere)."""
+
+    def __init__(self, built: Built, run_dir: RunDir | None = None, runtime: Runtime | None = None,
+                 keep_checkpoints: int = 2):
+        self.built = built
+        self.spec = built.spec
+        self.runtime = runtime or single_process(built.spec.device)
+        self.run_dir = run_dir if self.runtime.is_main else None
+        self.keep_checkpoints = keep_checkpoints
+        device = self.runtime.device
+        self.model = built.model.to(device)
+        self.objective = built.objective
+        self.objective.to(device)
+        self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
+        self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
+        self.order = BatchOrder(len(built.data.train_x), self.spec.train.batch_size, self.spec.seed)
+        self.train_x = built.data.train_x.to(device)
+        self.step = 0
+        self.wall_time = 0.0
+
+    # -- state ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "step": self.step,
+            "wall_time": self.wall_time,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "batches": self.order.state(),
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state(self, state: dict) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise HierotError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.order.load_state(state["batches"])
+        self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def resume(self, run_dir: RunDir) -> None:
+        """Continue from the last checkpoint of ``run_dir`` (every rank loads it)."""
+        self.load_state(run_dir.load_checkpoint(map_location=self.runtime.device))
+        if self.run_dir is not None:
+            self.run_dir.truncate_metrics(self.step)
+
+    def _save(self) -> None:
+        if self.run_dir is not None:
+            self.run_dir.save_checkpoint(self.state(), self.step, self.keep_checkpoints)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _train_step(self) -> dict[str, torch.Tensor]:
+        indices = self.runtime.shard(self.order.next()).to(self.runtime.device)
+        terms = self.trained(self.train_x[indices])
+        loss = terms.total
+        if not torch.isfinite(loss):
+            bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
+            raise NonFiniteLossError(
+                f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
+                f"training stopped, the last good checkpoint is kept"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        values = {name: v.detach() for name, v in terms.unweighted.items()}
+        values.update({f"w_{name}": v.detach() for name, v in terms.weighted.items()})
+        values["total"] = loss.detach()
+        return values
+
+    def fit(self) -> TrainResult:
+        train = self.spec.train
+        steps = total_steps(self.built, self.order)
+        self.model.train()
+        writer = MetricsWriter(self.run_dir.metrics_file) if self.run_dir else None
+        sums: dict[str, torch.Tensor] = {}
+        count, last = 0, {}
+        bar = tqdm(total=steps, initial=self.step, disable=not (train.progress and self.runtime.is_main),
+                   desc="train", dynamic_ncols=True)
+        started = time.perf_counter() - self.wall_time
+        try:
+            while self.step < steps:
+                values = self._train_step()
+                self.step += 1
+                count += 1
+                for name, value in values.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                bar.update(1)
+                done = self.step == steps
+                if self.step % train.log_every == 0 or done:
+                    self.wall_time = time.perf_counter() - started
+                    last = {name: float(s) / count for name, s in sums.items()}
+                    row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
+                    if writer:
+                        writer.write({**row, **last})
+                    bar.set_postfix(total=f"{last['total']:.4g}", rec_x=f"{last.get('rec_x', 0):.4g}")
+                    sums, count = {}, 0
+                if self.step % train.checkpoint_every == 0 or done:
+                    self.wall_time = time.perf_counter() - started
+                    self._save()
+        finally:
+            bar.close()
+            if writer:
+                writer.close()
+        result = TrainResult(self.step, self.wall_time, last, self.run_dir)
+        if self.run_dir is not None:
+            write_summary(self.run_dir, result)
+        return result
+
+
+def write_summary(run_dir: RunDir, result: TrainResult) -> None:
+    import json
+
+    metrics = run_dir.read_metrics()
+    first = metrics[0] if metrics else {}
+    summary = {
+        "steps": result.steps,
+        "wall_time_s": round(result.wall_time, 2),
+        "first_logged": first,
+        "last_logged": metrics[-1] if metrics else {},
+        "checkpoint": str(run_dir.checkpoint().relative_to(run_dir.path)),
+    }
+    atomic_write_text(run_dir.summary_file, json.dumps(summary, indent=2))
+
+
+def summary_table(run_dir: RunDir) -> str:
+    """A human-readable table of the first and last logged value of every term."""
+    metrics = run_dir.read_metrics()
+    if not metrics:
+        return "no metrics logged"
+    first, last = metrics[0], metrics[-1]
+    names = [k for k in last if k not in ("step", "epoch", "wall_time")]
+    width = max(len(n) for n in names)
+    lines = [f"{'term':<{width}}  {'step ' + str(int(first['step'])):>14}  {'step ' + str(int(last['step'])):>14}"]
+    lines += [f"{n:<{width}}  {first.get(n, float('nan')):>14.6g}  {last[n]:>14.6g}" for n in names]
+    lines.append(f"wall time {last['wall_time']:.1f} s, run directory {run_dir.path}")
+    return "\n".join(lines)
