@@ -1,0 +1,71 @@
+"""Helpers shared by the built-in divergences: input checks and pairwise distances."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hierot.errors import HierotError
+
+
+def flatten_pair(
+    samples: Tensor, prior_samples: Tensor, *, min_samples: int = 1
+) -> tuple[Tensor, Tensor]:
+    """Check batches ``(n, *shape)`` and ``(m, *shape)``; flatten them to ``(n, d)``, ``(m, d)``.
+
+    Raises
+    ------
+    HierotError
+        If the event shapes, dtypes or devices differ, a batch has fewer than ``min_samples``
+        samples, or the dtype is not floating point.
+    """
+    if samples.dim() < 2 or prior_samples.dim() < 2:
+        raise HierotError(
+            f"divergence inputs must be batches (n, *shape); got shapes {tuple(samples.shape)} "
+            f"and {tuple(prior_samples.shape)}"
+        )
+    if samples.shape[1:] != prior_samples.shape[1:]:
+        raise HierotError(
+            f"divergence inputs must share their event shape; got {tuple(samples.shape[1:])} "
+            f"(samples) and {tuple(prior_samples.shape[1:])} (prior samples)"
+        )
+    if samples.dtype != prior_samples.dtype or not samples.dtype.is_floating_point:
+        raise HierotError(
+            f"divergence inputs must share one floating dtype; got {samples.dtype} and "
+            f"{prior_samples.dtype}"
+        )
+    if samples.device != prior_samples.device:
+        raise HierotError(
+            f"divergence inputs must be on one device; got {samples.device} and "
+            f"{prior_samples.device}"
+        )
+    n, m = samples.shape[0], prior_samples.shape[0]
+    if min(n, m) < min_samples:
+        raise HierotError(
+            f"this divergence needs at least {min_samples} samples per batch; got {n} and {m}"
+        )
+    return samples.flatten(1), prior_samples.flatten(1)
+
+
+def squared_distances(x: Tensor, y: Tensor) -> Tensor:
+    r"""Pairwise squared Euclidean distances :math:`\|x_i - y_j\|^2`, shape ``(n, m)``.
+
+    Computed as :math:`\|x_i\|^2 + \|y_j\|^2 - 2 x_i^\top y_j` (one matrix product, no
+    ``(n, m, d)`` intermediate) and clamped at zero against round-off.
+    """
+    sq = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)
+    return sq.clamp_min(0.0)
+
+
+def ground_cost(x: Tensor, y: Tensor, p: int) -> Tensor:
+    r"""The ground cost :math:`\|x_i - y_j\|^p` for ``p`` in {1, 2}, shape ``(n, m)``.
+
+    For ``p = 1`` the square root has a safe gradient: zero where two points coincide (the
+    derivative of :math:`\|x - y\|` is undefined there, and autograd would return NaN).
+    """
+    sq = squared_distances(x, y)
+    if p == 2:
+        return sq
+    tiny = torch.finfo(sq.dtype).tiny
+    positive = sq > tiny
+    return torch.where(positive, sq.clamp_min(tiny).sqrt(), torch.zeros_like(sq))
