@@ -66,6 +66,7 @@ def test_stacked_objective_matches_hand_computation():
     model = built.model
     torch.manual_seed(1)
     terms = built.objective(x)
+    u, w = terms.scalars(), {k: v.item() for k, v in terms.weighted.items()}
 
     torch.manual_seed(1)  # the same noise, drawn in the same order: eps_1, eps_2, prior
     m1, lv1 = linear(model.encoders[0], x)
@@ -81,12 +82,12 @@ def test_stacked_objective_matches_hand_computation():
     match = hand_mmd(z2, prior)
     penalty = 0.01 * lv1.abs().sum(1).mean() + 0.001 * lv2.abs().sum(1).mean()
 
-    assert terms.unweighted["rec_x"] == pytest.approx(rec_x.item(), rel=1e-5)
-    assert terms.unweighted["rec_z1"] == pytest.approx(rec_z1.item(), rel=1e-5)
-    assert terms.unweighted["match_z2"] == pytest.approx(match.item(), rel=1e-4, abs=1e-6)
-    assert terms.weighted["rec_z1"] == pytest.approx(0.5 * rec_z1.item(), rel=1e-5)
-    assert terms.weighted["match_z2"] == pytest.approx(0.1 * match.item(), rel=1e-4, abs=1e-7)
-    assert terms.weighted["pen_abs-log-var"] == pytest.approx(penalty.item(), rel=1e-5)
+    assert u["rec_x"] == pytest.approx(rec_x.item(), rel=1e-5)
+    assert u["rec_z1"] == pytest.approx(rec_z1.item(), rel=1e-5)
+    assert u["match_z2"] == pytest.approx(match.item(), rel=1e-4, abs=1e-6)
+    assert w["rec_z1"] == pytest.approx(0.5 * rec_z1.item(), rel=1e-5)
+    assert w["match_z2"] == pytest.approx(0.1 * match.item(), rel=1e-4, abs=1e-7)
+    assert w["pen_abs-log-var"] == pytest.approx(penalty.item(), rel=1e-5)
     expected_total = rec_x + 0.5 * rec_z1 + 0.1 * match + penalty
     assert terms.total.item() == pytest.approx(expected_total.item(), rel=1e-5)
     assert set(terms.unweighted) == {"rec_x", "rec_z1", "match_z2", "pen_abs-log-var"}
@@ -97,6 +98,7 @@ def test_flat_objective_matches_hand_computation_and_trains_the_implicit_prior()
     model = built.model
     torch.manual_seed(2)
     terms = built.objective(x)
+    u, w = terms.scalars(), {k: v.item() for k, v in terms.weighted.items()}
 
     torch.manual_seed(2)  # eps_1, then the implicit prior: z_2 ~ N(0, I), z_1 ~ p(z_1 | z_2)
     m1, lv1 = linear(model.encoders[0], x)
@@ -107,9 +109,9 @@ def test_flat_objective_matches_hand_computation_and_trains_the_implicit_prior()
     x_hat, _ = linear(model.decoders[0], z1)
 
     assert set(terms.unweighted) == {"rec_x", "match_z1", "pen_abs-log-var"}
-    assert terms.unweighted["rec_x"] == pytest.approx(((x - x_hat) ** 2).sum(1).mean().item(), rel=1e-5)
-    assert terms.unweighted["match_z1"] == pytest.approx(hand_mmd(z1, z1_prior).item(), rel=1e-4, abs=1e-6)
-    assert terms.weighted["pen_abs-log-var"] == pytest.approx(0.01 * lv1.abs().sum(1).mean().item(), rel=1e-5)
+    assert u["rec_x"] == pytest.approx(((x - x_hat) ** 2).sum(1).mean().item(), rel=1e-5)
+    assert u["match_z1"] == pytest.approx(hand_mmd(z1, z1_prior).item(), rel=1e-4, abs=1e-6)
+    assert w["pen_abs-log-var"] == pytest.approx(0.01 * lv1.abs().sum(1).mean().item(), rel=1e-5)
 
     terms.total.backward()
     assert model.decoders[1].head.mean.weight.grad.abs().sum() > 0, "the prior decoder must learn"

@@ -33,9 +33,9 @@ class Terms:
 
     def scalars(self) -> dict[str, float]:
         """Plain floats for logging: each term, ``w_``-prefixed weighted terms, and ``total``."""
-        row = {name: float(v) for name, v in self.unweighted.items()}
-        row.update({f"w_{name}": float(v) for name, v in self.weighted.items()})
-        row["total"] = float(self.total)
+        row = {name: float(v.detach()) for name, v in self.unweighted.items()}
+        row.update({f"w_{name}": float(v.detach()) for name, v in self.weighted.items()})
+        row["total"] = float(self.total.detach())
         return row
 
 
