@@ -134,7 +134,8 @@ def _concatenate(paths: list[Path], limit: int | None) -> tuple[torch.Tensor, to
         parts.append(read_svhn(path))
         have += len(parts[-1][1])
     n = have if limit is None else min(limit, have)
-    images, labels = torch.empty((n, 3, 32, 32)), torch.empty(n, dtype=torch.int64)
+    images = torch.empty((n, 3, 32, 32), dtype=torch.float32)
+    labels = torch.empty(n, dtype=torch.int64)
     start = 0
     for x, y in parts:
         take = min(len(y), n - start)
