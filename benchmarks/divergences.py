@@ -1,0 +1,327 @@
+"""Time and memory of every registered divergence (plug-ins included), forward + backward.
+
+For each divergence (default options, plus both ``sinkhorn`` backends at ``blur=0.5``), batch size N
+(both samples) and flattened dimension d, a fresh worker process builds the divergence, draws
+``x ~ N(0, I)`` and ``y ~ N(0.5, I)`` (both requiring gradients), runs warm-up evaluations, then
+times ``D(x, y).backward()`` ``--repeats`` times (synchronising CUDA) and reports the median.
+
+Peak memory of one more evaluation, above what was allocated before it:
+
+* CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()`` (tensors only).
+* CPU: peak resident set size (``VmHWM`` in ``/proc/self/status``, reset through
+  ``/proc/self/clear_refs``) minus the resident size before the evaluation: everything the
+  process touched (tensors, POT's float64 copies, allocator slack). After the timed runs, glibc
+  is told (``mallopt``) to return freed blocks of 64 KiB or more to the system, so the resident
+  size falls back between evaluations; smaller allocations are not seen. Where the peak cannot
+  be reset, the worker's lifetime peak (``ru_maxrss``) is used instead; the method is recorded.
+
+Combinations predicted (from the previous N, assuming O(N^2) time and memory) to exceed
+``--time-cap`` seconds per evaluation or half the memory are skipped, as are those whose warm-up
+runs past the cap or whose worker dies; each is recorded with the reason.
+
+    python benchmarks/divergences.py --quick      # N in {128, 512}, d in {2, 32}
+    python benchmarks/divergences.py              # N in {128, 512, 2048, 8192}, d in {2, 8, 32}
+
+Writes ``benchmarks/results/divergences/<mode>-<device>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "divergences"
+# Beyond each divergence's defaults: both sinkhorn backends at a blur where POT's Sinkhorn (no
+# epsilon-annealing) converges for N(0, I) data; at the default 0.05 it runs to max_iter.
+VARIANTS_EXTRA = {
+    "sinkhorn[blur=0.5]": ("sinkhorn", {"blur": 0.5}),
+    "sinkhorn[pot,blur=0.5]": ("sinkhorn", {"backend": "pot", "blur": 0.5}),
+}
+
+
+# -- worker: one (divergence, N, d) in a fresh process -----------------------------------------
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _release_freed_memory() -> bool:
+    """Make glibc hand freed blocks of 64 KiB or more back to the system from now on (and what
+    it holds now), so the resident size measures live memory; ``False`` if not glibc."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 65536)
+        libc.mallopt(m_trim_threshold, 0)
+        libc.malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from hierot.registry import divergences
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    name, options = json.loads(args.worker)
+    device = torch.device(args.device)
+    divergence = divergences.build(divergences.tagged_options(name)(name=name, **options))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.n, args.d, generator=gen).to(device).requires_grad_(True)
+    y = (torch.randn(args.n, args.d, generator=gen) + 0.5).to(device).requires_grad_(True)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step() -> float:
+        x.grad = y.grad = None
+        sync()
+        start = time.perf_counter()
+        divergence(x, y).backward()
+        sync()
+        return time.perf_counter() - start
+
+    for _ in range(args.warmup):
+        t = step()
+        if t > args.time_cap:
+            reason = f"warm-up took {t:.1f} s > cap {args.time_cap} s"
+            return {"status": "skipped", "reason": reason}
+    times = [step() for _ in range(args.repeats)]
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        peak, method = torch.cuda.max_memory_allocated(device) - before, "cuda max_memory_allocated"
+    else:
+        released = _release_freed_memory()
+        step()  # once with the new allocator settings before measuring
+        _release_freed_memory()
+        reset = _reset_peak_rss()
+        before = _rss_bytes()
+        step()
+        peak = max(0, _peak_rss_bytes() - before)
+        method = "peak RSS delta, " + ("VmHWM reset" if reset else "ru_maxrss")
+        method += ", glibc mmap threshold 64 KiB" if released else ""
+    return {
+        "status": "ok",
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "times_s": times,
+        "peak_bytes": peak,
+        "memory_method": method,
+    }
+
+
+# -- driver ------------------------------------------------------------------------------------
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def machine_info(device: str, threads: int | None) -> dict:
+    import torch
+
+    from hierot.registry import divergences
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads or torch.get_num_threads(),
+        "load_average_at_start": os.getloadavg(),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "versions": {d: _version(d) for d in ("hierot", "torch", "pot", "geomloss", "numpy")},
+        "plugins": {e.name: e.source for e in divergences.entries() if e.source != "hierot"},
+        "plugin_errors": divergences.plugin_errors,
+    }
+    info["versions"]["pykeops"] = _version("pykeops")
+    return info
+
+
+def variants() -> dict[str, tuple[str, dict]]:
+    from hierot.registry import divergences
+
+    found = {n: (n, {}) for n in divergences.names()}
+    found.update({k: v for k, v in VARIANTS_EXTRA.items() if v[0] in found})
+    return dict(sorted(found.items()))
+
+
+def run_one(name: str, options: dict, n: int, d: int, args: argparse.Namespace) -> dict:
+    command = [
+        sys.executable, __file__, "--worker", json.dumps([name, options]), "--n", str(n),
+        "--d", str(d), "--device", args.device, "--warmup", str(args.warmup),
+        "--repeats", str(args.repeats), "--time-cap", str(args.time_cap),
+    ]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    limit = 120 + args.time_cap * (args.warmup + args.repeats + 1)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"status": "skipped", "reason": f"worker ran past {limit:.0f} s"}
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"status": "failed", "reason": f"exit {done.returncode}: {tail}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def predicted_skip(previous: dict | None, n: int, cap: float, memory: int) -> str | None:
+    if not previous or previous.get("status") != "ok":
+        return None
+    growth = (n / previous["n"]) ** 2
+    if previous["median_s"] * growth > cap:
+        return f"predicted {previous['median_s'] * growth:.0f} s > cap {cap} s (O(N^2) scaling)"
+    if previous["peak_bytes"] * growth > memory / 2:
+        return f"predicted {previous['peak_bytes'] * growth / 2**30:.1f} GiB > half the memory"
+    return None
+
+
+def markdown(report: dict) -> str:
+    info = report["machine"]
+    lines = [
+        f"# Divergence benchmark ({report['mode']}, {info['device']})",
+        "",
+        f"{report['created']}; forward + backward, median of {report['repeats']} runs after "
+        f"{report['warmup']} warm-up; time cap {report['time_cap_s']} s per evaluation.",
+        f"Machine: {info['processor']}, {info['cpu_count']} CPUs, torch threads per worker: "
+        f"{info['torch_threads']}, GPU: {info['gpu'] or 'none'}; python {info['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+        + f"; plugins: {info['plugins'] or 'none'}.",
+        "Load average (1, 5, 15 min) at start {} and end {}: other work on the machine slows "
+        "the timings.".format(*(tuple(round(v, 2) for v in info[k])
+                                for k in ("load_average_at_start", "load_average_at_end"))),
+        f"Memory: {report['memory_method']}.",
+        "",
+        "| divergence | N | d | median ms | peak MiB | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in report["results"]:
+        if r["status"] == "ok":
+            ms, mib, note = f"{1e3 * r['median_s']:.2f}", f"{r['peak_bytes'] / 2**20:.1f}", ""
+        else:
+            ms, mib, note = "-", "-", f"{r['status']}: {r['reason']}"
+        lines.append(f"| {r['divergence']} | {r['n']} | {r['d']} | {ms} | {mib} | {note} |")
+    lines += ["", "Options used:", ""]
+    lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in report["options"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N in {128, 512}, d in {2, 32}")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--only", nargs="*", help="divergence labels to run (default: all)")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--time-cap", type=float, default=None, help="seconds per evaluation")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--d", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    import torch
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    mode = "quick" if args.quick else "full"
+    sizes, dims = ((128, 512), (2, 32)) if args.quick else ((128, 512, 2048, 8192), (2, 8, 32))
+    args.warmup = args.warmup if args.warmup is not None else 2
+    args.repeats = args.repeats or 5
+    args.time_cap = args.time_cap or (10.0 if args.quick else 30.0)
+    info = machine_info(args.device, args.threads)
+    todo = {k: v for k, v in variants().items() if not args.only or k in args.only}
+    from hierot.registry import divergences
+
+    report = {
+        "mode": mode,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "time_cap_s": args.time_cap,
+        "memory_method": "cuda max_memory_allocated" if args.device.startswith("cuda") else
+        "peak resident set size above the resident size before one evaluation (VmHWM reset "
+        "via /proc/self/clear_refs; glibc told to return freed blocks >= 64 KiB)",
+        "machine": info,
+        "options": {
+            label: divergences.tagged_options(name)(name=name, **options).model_dump()
+            for label, (name, options) in todo.items()
+        },
+        "results": [],
+    }
+    memory = info["memory_bytes"]
+    for label, (name, options) in todo.items():
+        for d in dims:
+            previous, given_up = None, None
+            for n in sizes:
+                reason = given_up or predicted_skip(previous, n, args.time_cap, memory)
+                if reason:
+                    result = {"status": "skipped", "reason": reason}
+                else:
+                    result = run_one(name, options, n, d, args)
+                result = {"divergence": label, "n": n, "d": d, **result}
+                report["results"].append(result)
+                if result["status"] == "ok":
+                    previous, shown = result, f"{1e3 * result['median_s']:.2f} ms"
+                else:
+                    given_up, shown = f"{result['status']} at N={n}", result["reason"]
+                print(f"{label:<24} N={n:<5} d={d:<3} {shown}", flush=True)
+    info["load_average_at_end"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"{mode}-{args.device.split(':')[0]}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    print(f"wrote {stem}.json and {stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
