@@ -53,15 +53,17 @@ def fit(
         run_dir = RunDir(resume)
         run_dir.require()
         spec = load_spec(run_dir.spec_file, overrides)
-    else:
-        if not isinstance(spec, Spec):
-            spec = load_spec(spec, overrides)
-        elif overrides:
-            spec = load_spec(spec.model_dump(mode="json"), overrides)
+    elif not isinstance(spec, Spec):
+        spec = load_spec(spec, overrides)
+    elif overrides:
+        spec = load_spec(spec.model_dump(mode="json"), overrides)
+    runtime = runtime or from_environment(spec.device, spec.distributed)
+    if resume is None:
+        out = runtime.broadcast(out)  # rank 0's choice (a default name holds a timestamp)
         run_dir = RunDir(out) if out is not None else None
         if run_dir is not None:
             run_dir.ensure_new()
-    runtime = runtime or from_environment(spec.device)
+    runtime.barrier()  # every rank has read and checked the run directory before rank 0 writes
     trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime)
     if resume is not None:
         if overrides and trainer.run_dir is not None:

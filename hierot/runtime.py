@@ -6,8 +6,10 @@ here and nowhere else, so the trainer works unchanged on one CPU, one GPU or man
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -55,11 +57,41 @@ class Runtime:
     def barrier(self) -> None:
         """Wait for every rank (nothing to wait for on one process)."""
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (a picklable object), on every rank."""
+        return value
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value averaged over the ranks (logged metrics: the global batch's means)."""
+        return values
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint records about the runtime."""
+        return {"world_size": self.world_size}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Check a checkpoint's runtime record (absent in old checkpoints: one process)."""
+        saved = int(state.get("world_size", 1))
+        if saved != self.world_size:
+            raise HierotError(
+                f"the checkpoint was written by {saved} data-parallel process(es) and is "
+                f"resumed by {self.world_size}: resume with the same world size "
+                f"(torchrun --nnodes x --nproc_per_node = {saved})"
+            )
+
 
 def single_process(device: str = "auto") -> Runtime:
     return Runtime(resolve_device(device))
 
 
-def from_environment(device: str = "auto") -> Runtime:
-    """The runtime this process was started in: one process unless launched data-parallel."""
+def from_environment(device: str = "auto", options: Any = None) -> Runtime:
+    """The runtime this process was started in: one process unless launched data-parallel.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the process group, see
+    :func:`hierot.distributed.init`; ``options`` is the spec's ``distributed`` section.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from hierot.distributed import init
+
+        return init(device, options)
     return single_process(device)

@@ -124,6 +124,18 @@ class TrainSpec(StrictModel):
         return self
 
 
+class DistributedSpec(StrictModel):
+    """Data-parallel training under ``torchrun`` (ignored in a single process)."""
+
+    sync_batchnorm: bool = Field(True, description="BatchNorm statistics over the global batch")
+    divergence: Literal["global", "local"] = Field(
+        "global", description="D_N on the gathered global batch, or on each process's share"
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend (auto: nccl on CUDA, gloo on CPU)"
+    )
+
+
 class Spec(StrictModel):
     """A whole hierarchy and how to train it."""
 
@@ -145,6 +157,7 @@ class Spec(StrictModel):
     )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     train: TrainSpec
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec)
 
     def consistency_errors(self) -> list[str]:
         """Problems between fields, one ``path: message`` line each (empty when consistent).

@@ -71,6 +71,7 @@ class Trainer:
             "batches": self.order.state(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "runtime": self.runtime.state(),  # world size (resume needs the same)
         }
 
     def load_state(self, state: dict) -> None:
@@ -83,6 +84,7 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.runtime.load_state(state.get("runtime", {}))
 
     def resume(self, run_dir: RunDir) -> None:
         """Continue from the last checkpoint of ``run_dir`` (every rank loads it)."""
@@ -134,7 +136,7 @@ class Trainer:
                 done = self.step == steps
                 if self.step % train.log_every == 0 or done:
                     self.wall_time = time.perf_counter() - started
-                    last = {name: float(s) / count for name, s in sums.items()}
+                    last = self.runtime.mean({name: float(s) / count for name, s in sums.items()})
                     row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
                     if writer:
                         writer.write({**row, **last})

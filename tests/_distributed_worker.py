@@ -1,0 +1,127 @@
+"""Run by ``tests/test_distributed.py`` under torchrun (2 CPU processes, gloo): every distributed
+scenario in one launch, each rank writing what it saw to ``ROOT/rank<r>.json``.
+
+    torchrun --nproc_per_node 2 --master_addr 127.0.0.1 --master_port PORT \
+        tests/_distributed_worker.py ROOT
+
+Importing this module (the test does too) registers the tiny ``dist-blobs`` data set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from hierot.components import DataSplits
+from hierot.registry import ComponentOptions, datasets
+
+
+class BlobOptions(ComponentOptions):
+    n_train: int = 128
+    dim: int = 12
+
+
+def blobs(options: BlobOptions, *, seed: int) -> DataSplits:
+    """Two Gaussian blobs in ``dim`` dimensions, fixed by ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    n = options.n_train + 32
+    centre = torch.where(torch.rand(n, 1, generator=gen) < 0.5, 1.0, -1.0)
+    x = centre + 0.5 * torch.randn(n, options.dim, generator=gen)
+    return DataSplits(x[: options.n_train], x[options.n_train :])
+
+
+if "dist-blobs" not in datasets:
+    datasets.add("dist-blobs", blobs, options=BlobOptions)
+
+
+def layer(latent: int, hidden: int, head: str = "deterministic") -> dict:
+    return {"latent_shape": [latent], "encoder": {"name": "mlp", "hidden": [hidden]},
+            "decoder": {"name": "mlp", "hidden": [hidden]}, "encoder_head": head}
+
+
+# Deterministic encoders and closed-form costs: no noise before the gather, so a 2-process run
+# equals one process on the same global batches (the prior samples come from the shared stream).
+DETERMINISTIC = {
+    "data": {"name": "dist-blobs"},
+    "layers": [layer(6, 24), layer(2, 16)],
+    "weights": {"schedule": "explicit", "reconstruction": [1.0, 0.5], "match": 5.0},
+    "optimizer": {"lr": 0.01},
+    "train": {"batch_size": 32, "steps": 4, "log_every": 1, "checkpoint_every": 2,
+              "progress": False},
+}
+# Gaussian encoders and a Monte Carlo cost: every rank draws its own noise before the gather.
+GAUSSIAN = {
+    **DETERMINISTIC,
+    "layers": [{**layer(6, 24, "gaussian"), "cost": {"name": "l1"}}, layer(2, 16, "gaussian")],
+    "divergence": {"name": "sliced-wasserstein", "n_projections": 8},
+}
+FLAT = {**DETERMINISTIC, "objective": "flat", "train": {**DETERMINISTIC["train"], "steps": 3}}
+
+
+def noise_streams() -> dict:
+    """Draws in this rank's own phase and in the shared phase of one step."""
+    import torch.distributed as dist
+
+    from hierot.runtime import from_environment
+
+    runtime = from_environment("cpu")
+    before = torch.get_rng_state()
+    with runtime.step():
+        own = torch.randn(4)
+        runtime.gather(torch.zeros(1, 1))
+        shared = torch.randn(4)
+    after_step = torch.get_rng_state()
+    expected = torch.Generator().set_state(before)
+    every = [None] * runtime.world_size
+    dist.all_gather_object(every, (own.tolist(), shared.tolist()))
+    return {
+        "own_differs": every[0][0] != every[1][0],
+        "shared_equal": every[0][1] == every[1][1],
+        "shared_is_the_plain_stream": torch.equal(shared, torch.randn(4, generator=expected)),
+        "stream_continues": torch.equal(after_step, expected.get_state()),
+    }
+
+
+def main(root: Path) -> None:
+    import hierot
+    from hierot.cli import main as cli
+    from hierot.errors import HierotError
+    from hierot.loading import dump_spec
+
+    from hierot.runtime import from_environment
+
+    runtime = from_environment("cpu")  # joins the process group; later fits reuse it
+    seen: dict = {"runtime": type(runtime).__name__}
+    spec_file = root / "deterministic.yaml"
+    if runtime.is_main:
+        spec_file.write_text(dump_spec(hierot.load_spec(DETERMINISTIC)))
+    runtime.barrier()
+
+    # the command line, default run directory (rank 0's timestamp wins)
+    os.chdir(root)
+    seen["cli_exit"] = cli(["train", str(spec_file)])
+    # 2 steps, then a resume to 4
+    hierot.fit(DETERMINISTIC, out=root / "stopped", overrides=["train.steps=2"])
+    hierot.fit(resume=root / "stopped", overrides=["train.steps=4"])
+    # Gaussian encoders: 4 straight == 2 + resume + 2
+    hierot.fit(GAUSSIAN, out=root / "gaussian")
+    hierot.fit(GAUSSIAN, out=root / "gaussian-stopped", overrides=["train.steps=2"])
+    hierot.fit(resume=root / "gaussian-stopped", overrides=["train.steps=4"])
+    hierot.fit(FLAT, out=root / "flat")
+    hierot.fit(DETERMINISTIC, out=root / "unsynced-bn",
+               overrides=["distributed.sync_batchnorm=false"])
+    hierot.fit(DETERMINISTIC, out=root / "local", overrides=["distributed.divergence=local"])
+    try:
+        hierot.fit(DETERMINISTIC, overrides=["train.batch_size=33"])
+    except HierotError as exc:
+        seen["odd_batch"] = str(exc)
+    seen["noise"] = noise_streams()
+    (root / f"rank{runtime.rank}.json").write_text(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]).resolve())
