@@ -53,7 +53,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from hierot.errors import HierotError
+from hierot.errors import HierotError, NonFiniteLossError
 from hierot.objectives.terms import Terms
 from hierot.runtime import Runtime, resolve_device
 from hierot.spec import DistributedSpec
@@ -306,7 +306,26 @@ class DataParallelObjective(nn.Module):
         with self.runtime.step():
             unweighted, weighted = self.ddp(x)
         outputs, self.ddp.module.outputs = self.ddp.module.outputs, None
-        return Terms(unweighted, weighted, outputs)
+        terms = Terms(unweighted, weighted, outputs)
+        self._stop_together(terms)
+        return terms
+
+    def _stop_together(self, terms: Terms) -> None:
+        """Raise on every rank when any rank's objective is not finite.
+
+        The reconstruction terms differ between ranks; a rank that stopped alone would leave the
+        others waiting in the backward's collectives. The rank whose terms are not finite returns
+        them (the trainer names them); the others raise here.
+        """
+        bad = torch.zeros(self.runtime.world_size, device=self.runtime.device)
+        bad[self.runtime.rank] = float(not torch.isfinite(terms.total.detach()))
+        dist.all_reduce(bad)
+        ranks = bad.nonzero().flatten().tolist()
+        if ranks and self.runtime.rank not in ranks:
+            raise NonFiniteLossError(
+                f"non-finite objective on data-parallel rank(s) {', '.join(map(str, ranks))}; "
+                f"training stopped, the last good checkpoint is kept"
+            )
 
 
 # -- differentiable collectives -------------------------------------------------------------------

@@ -86,6 +86,31 @@ def noise_streams() -> dict:
     }
 
 
+def stop_together(runtime) -> str:
+    """A non-finite objective on rank 1 only: rank 0 must stop too (not wait in the backward)."""
+    from torch import nn
+
+    from hierot.distributed import DataParallelObjective
+    from hierot.errors import NonFiniteLossError
+    from hierot.objectives.terms import Terms
+
+    class Objective(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            terms = Terms()
+            terms.add("rec_x", self.w * x.sum() * (float("nan") if runtime.rank == 1 else 1.0), 1.0)
+            return terms
+
+    try:
+        terms = DataParallelObjective(Objective(), runtime)(torch.ones(2, 1))
+    except NonFiniteLossError as exc:
+        return str(exc)
+    return "finite" if torch.isfinite(terms.total) else "not finite"
+
+
 def main(root: Path) -> None:
     import hierot
     from hierot.cli import main as cli
@@ -120,6 +145,7 @@ def main(root: Path) -> None:
     except HierotError as exc:
         seen["odd_batch"] = str(exc)
     seen["noise"] = noise_streams()
+    seen["stop_together"] = stop_together(runtime)
     (root / f"rank{runtime.rank}.json").write_text(json.dumps(seen))
 
 

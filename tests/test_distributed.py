@@ -131,6 +131,12 @@ def test_noise_is_own_before_the_gather_and_shared_after(launched):
                                  "shared_is_the_plain_stream": True, "stream_continues": True}
 
 
+def test_a_non_finite_objective_on_one_rank_stops_every_rank(launched):
+    rank0, rank1 = (json.loads((launched / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank1["stop_together"] == "not finite"  # the trainer raises, naming the terms
+    assert "non-finite objective on data-parallel rank(s) 1" in rank0["stop_together"]
+
+
 def test_batch_not_divisible_by_world_size_is_an_error(launched):
     seen = json.loads((launched / "rank0.json").read_text())
     assert "33 cannot be split evenly over 2" in seen["odd_batch"]
