@@ -130,6 +130,7 @@ class Registry:
             self._load_plugins()
 
     def _load_plugins(self) -> None:
+        builtin_names = set(self._entries)
         blocked = {b.strip() for b in os.environ.get(DISABLE_ENV, "").split(",") if b.strip()}
         for ep in entry_points(group=self.group):
             dist = ep.dist
@@ -139,8 +140,12 @@ class Registry:
             where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {self.group}"
             try:
                 factory = ep.load()
-                if ep.name in self._entries and self._entries[ep.name].source == BUILTIN:
+                if ep.name in builtin_names:
                     raise PluginError(f"{self.kind} {ep.name!r} is built in; a plug-in may not reuse it")
+                existing = self._entries.get(ep.name)
+                if existing is not None and existing.factory is factory and existing.source == BUILTIN:
+                    # the plug-in's module registered itself on import: record where it came from
+                    del self._entries[ep.name]
                 self.add(ep.name, factory, source=source, entry_point=ep.value)
             except Exception as exc:  # a broken plug-in must not break the rest
                 message = f"{where} failed to load: {type(exc).__name__}: {exc}"

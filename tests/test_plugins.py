@@ -157,3 +157,29 @@ def test_plugin_options_validated_like_builtins(install):
         adapter.validate_python({"name": "good", "scale": -1.0})
     with pytest.raises(ValidationError):
         adapter.validate_python({"name": "good", "unknown": 1})
+
+
+def test_plugin_that_also_self_registers_is_recorded_once_with_its_package(monkeypatch):
+    """A plug-in module decorated with ``register`` is the same entry, not a clash."""
+    from hierot._registry import Registry
+
+    registry = Registry("divergence", group="hierot.divergences")
+
+    class SelfRegistering:
+        def __init__(self, options):
+            pass
+
+    class FakeDist:
+        name, version = "hierot-self", "1.0"
+
+    class FakeEntryPoint:
+        name, value, dist = "self-reg", "hierot_self:SelfRegistering", FakeDist()
+
+        def load(self):
+            registry.add("self-reg", SelfRegistering)  # what @register does on import
+            return SelfRegistering
+
+    monkeypatch.setattr("hierot._registry.entry_points", lambda group: [FakeEntryPoint()])
+    assert registry.names() == ["self-reg"]
+    assert registry.get("self-reg").source == "hierot-self 1.0"
+    assert registry.plugin_errors == []
