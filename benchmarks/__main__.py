@@ -1,0 +1,51 @@
+"""``python -m benchmarks NAME [options]``: run one benchmark (``--help`` after NAME for its options).
+
+Each writes its JSON and Markdown table (and figures, where it draws any) under
+``benchmarks/results/NAME/``, with the command that regenerates them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+BENCHMARKS = {
+    "divergences": "time and memory of every registered divergence, forward + backward",
+    "train_step": "time of one training step of the presets against a plain PyTorch loop",
+    "train_step_distributed": "data-parallel training step under torchrun-like process groups",
+    "mmd_vs_sinkhorn": "one hierarchy trained with each top divergence, same budget, several seeds",
+    "stacked_vs_flat": "the paper's ablation: StackedWAE against the flat WAE",
+}
+
+
+def usage() -> str:
+    width = max(map(len, BENCHMARKS))
+    rows = "\n".join(f"  {name:<{width}}  {what}" for name, what in BENCHMARKS.items())
+    return f"usage: python -m benchmarks NAME [--quick] [options]\n\nbenchmarks:\n{rows}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), end="")
+        return 0 if argv else 2
+    name, rest = argv[0].replace("-", "_"), argv[1:]
+    if name not in BENCHMARKS:
+        import difflib
+
+        close = difflib.get_close_matches(name, BENCHMARKS)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        print(f"unknown benchmark {argv[0]!r}{hint}\n\n{usage()}", file=sys.stderr, end="")
+        return 2
+    module = importlib.import_module(f"benchmarks.{name}")
+    if inspect.signature(module.main).parameters:
+        return module.main(rest)
+    # Scripts whose main() reads sys.argv: hand them the arguments as if run directly.
+    sys.argv = [str(Path(module.__file__)), *rest]
+    return module.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

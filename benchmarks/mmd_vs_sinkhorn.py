@@ -1,0 +1,315 @@
+"""MMD against Sinkhorn: one hierarchy trained with each top divergence, same budget, several seeds.
+
+The hierarchy is the ``quickstart`` preset's (latents 32-16-8-4-2, MLPs of 512 ... 32 units,
+Eq. 10 with the paper's lambda schedule); only ``divergence`` (and ``seed``, ``data``, the step
+budget) is overridden. Per divergence and data set it reports, as mean ± sample standard deviation
+over the seeds:
+
+* the metrics of ``hierot eval`` (:func:`hierot.evaluation.evaluate`, default arguments):
+  reconstruction error from every encoding depth, linear-probe accuracy of every latent layer,
+  MMD and Sinkhorn between the encoded top latent and N(0, I), and the Fréchet classifier
+  distance (FCD) of the samples;
+* the time per training step: the median over ``metrics.csv``'s logging intervals (wall time of
+  the whole loop, first and last interval left out);
+* the time of the divergence alone, forward + backward, on the same shapes (the trained model's
+  encoded training batch against as many prior draws; median of 15 after 3 warm-up), and its share
+  of the step.
+
+Divergences (``--divergences LABEL[=YAML] ...``; a bare registered name such as ``energy`` means
+that divergence with its default options)::
+
+    mmd-imq            {name: mmd, kernel: imq}      (the paper's)
+    mmd-rbf            {name: mmd, kernel: rbf}
+    sinkhorn-geomloss  {name: sinkhorn, backend: geomloss, blur: 0.5}
+    sinkhorn-pot       {name: sinkhorn, backend: pot, blur: 0.5}
+
+Both Sinkhorn backends use ``blur=0.5``: POT's plain Sinkhorn (no epsilon-annealing) does not
+converge within ``max_iter`` at the default 0.05 (see ``benchmarks/results/divergences``).
+
+    python -m benchmarks mmd_vs_sinkhorn --quick --threads 1   # 200 steps, seeds 0 1, mnist-5k
+    python -m benchmarks mmd_vs_sinkhorn                        # 3000 steps, seeds 0 1 2, mnist-5k + fashion-mnist
+
+Writes ``benchmarks/results/mmd_vs_sinkhorn/<mode>.json``, ``.md`` and ``<mode>.png``; run
+directories go to ``benchmarks/results/mmd_vs_sinkhorn/runs/<mode>/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _common as common
+
+NAME = "mmd_vs_sinkhorn"
+PRESET = "quickstart"
+DIVERGENCES = {
+    "mmd-imq": {"name": "mmd", "kernel": "imq"},
+    "mmd-rbf": {"name": "mmd", "kernel": "rbf"},
+    "sinkhorn-geomloss": {"name": "sinkhorn", "backend": "geomloss", "blur": 0.5},
+    "sinkhorn-pot": {"name": "sinkhorn", "backend": "pot", "blur": 0.5},
+}
+DATASETS = {"mnist-5k": {"name": "mnist-5k"}, "fashion-mnist": {"name": "fashion-mnist"}}
+MODES = {
+    "quick": {"steps": 200, "seeds": [0, 1], "datasets": ["mnist-5k"], "log_every": 20},
+    "full": {"steps": 3000, "seeds": [0, 1, 2], "datasets": ["mnist-5k", "fashion-mnist"],
+             "log_every": 100},
+}
+
+
+def parse_divergences(items: list[str] | None) -> dict[str, dict]:
+    import yaml
+
+    from hierot.errors import HierotError
+    from hierot.registry import divergences
+
+    if not items:
+        return dict(DIVERGENCES)
+    chosen = {}
+    for item in items:
+        label, sep, text = item.partition("=")
+        if sep:
+            chosen[label] = yaml.safe_load(text)
+        elif label in DIVERGENCES:
+            chosen[label] = DIVERGENCES[label]
+        elif label in divergences.names():
+            chosen[label] = {"name": label}
+        else:
+            raise HierotError(f"--divergences: unknown {label!r}; known: "
+                              f"{sorted(DIVERGENCES)} or a registered name {divergences.names()}")
+    return chosen
+
+
+def dataset_note(options: dict) -> str | None:
+    """``None`` when the data set loads, else why not (recorded, and the data set skipped)."""
+    from hierot.registry import datasets
+
+    try:
+        datasets.build(datasets.tagged_options(options["name"])(**options), seed=0)
+    except Exception as exc:  # noqa: BLE001 - any reason to skip is recorded verbatim
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def summarise_eval(result: dict) -> dict:
+    """The numbers of ``eval.json`` that this benchmark reports."""
+    top, quality = result["top_divergence"], result["sample_quality"]
+    return {
+        "rec_mse": result["reconstruction"]["mse"],
+        "rec_l2sq": result["reconstruction"]["l2sq"],
+        "probe": result["probe"].get("accuracy", {}),
+        "probe_chance": result["probe"].get("chance"),
+        "top_mmd": top.get("mmd"), "top_sinkhorn": top.get("sinkhorn"), "top_floor": top["floor"],
+        "fcd": quality.get("fcd"), "fcd_floor": quality.get("floor_train_vs_test"),
+        "active_units": result["active_units"]["count"],
+    }
+
+
+def run_one(source: str, overrides: list[str], out: Path, device: str | None,
+            time_divergence: bool = True) -> dict:
+    """Train, time and evaluate one run directory."""
+    import hierot
+    from hierot.evaluation.evaluator import evaluate
+
+    common.log(f"train {out}")
+    result = hierot.fit(source, out=out, overrides=overrides)
+    record = {"run_dir": str(out), "train_wall_s": round(result.wall_time, 2),
+              "step_time": common.seconds_per_step(out)}
+    if time_divergence:
+        record["divergence_time"] = common.time_divergence(out, device=device)
+        record["divergence_share"] = (record["divergence_time"]["median_s"]
+                                      / record["step_time"]["median_s"])
+    common.log(f"eval {out}")
+    record["eval"] = summarise_eval(evaluate(out, device=device))
+    record["spec"] = (out / "spec.yaml").read_text()
+    return record
+
+
+def aggregate(records: list[dict]) -> dict:
+    ok = [r for r in records if "eval" in r]
+    if not ok:
+        return {}
+    get = lambda f: common.mean_std([f(r) for r in ok])  # noqa: E731
+    layers = list(ok[0]["eval"]["rec_mse"])
+    return {
+        "seeds": len(ok),
+        "step_s": get(lambda r: r["step_time"]["median_s"]),
+        "divergence_s": get(lambda r: r.get("divergence_time", {}).get("median_s")),
+        "divergence_share": get(lambda r: r.get("divergence_share")),
+        "rec_mse": {k: get(lambda r, k=k: r["eval"]["rec_mse"][k]) for k in layers},
+        "probe": {k: get(lambda r, k=k: r["eval"]["probe"].get(k)) for k in layers},
+        "top_mmd": get(lambda r: r["eval"]["top_mmd"]),
+        "top_sinkhorn": get(lambda r: r["eval"]["top_sinkhorn"]),
+        "fcd": get(lambda r: r["eval"]["fcd"]),
+        "fcd_floor": get(lambda r: r["eval"]["fcd_floor"]),
+        "probe_chance": ok[0]["eval"]["probe_chance"],
+    }
+
+
+def markdown(report: dict) -> str:
+    fmt = common.fmt
+    b = report["budget"]
+    lines = [
+        f"# MMD against Sinkhorn ({report['mode']} mode)",
+        "",
+        f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:",
+        "",
+        f"    {report['command']}",
+        "",
+        f"Hierarchy: the `{report['preset']}` preset (latents 32-16-8-4-2), {b['steps']} steps of "
+        f"batch {b['batch_size']}, seeds {b['seeds']}; only the top divergence differs. "
+        "Metrics of `hierot eval` on the test split, mean ± sample std over seeds. "
+        "Step time: median over the logging intervals; divergence: its forward + backward alone "
+        "on the same shapes (median of 15); share = divergence / step.",
+        "",
+        common.machine_line(report),
+        "",
+    ]
+    if report["mode"] == "quick":
+        lines += ["**Quick mode: tiny budgets.** These numbers check that the pipeline runs and "
+                  "give the cost per step; the models are far from converged, so the quality "
+                  "metrics are not the paper's regime and differences between divergences here "
+                  "say little about trained models.", ""]
+    for dataset, block in report["datasets"].items():
+        lines += [f"## {dataset}", ""]
+        if "skipped" in block:
+            lines += [f"Skipped: {block['skipped']}", ""]
+            continue
+        summary = block["summary"]
+        some = next((s for s in summary.values() if s), None)
+        if some is None:
+            lines += ["Every run failed; see the JSON.", ""]
+            continue
+        top = list(some["rec_mse"])[-1]
+        lines += [
+            f"| divergence | s/step | divergence ms | share | rec MSE z1 | rec MSE {top} | "
+            f"probe z1 | probe {top} | MMD({top}, prior) | Sinkhorn({top}, prior) | FCD |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for label, s in summary.items():
+            if not s:
+                lines.append(f"| {label} | failed: see JSON | | | | | | | | | |")
+                continue
+            lines.append(
+                f"| {label} | {fmt(s['step_s'])} | {fmt(s['divergence_s'], scale=1e3)} | "
+                f"{fmt(s['divergence_share'], 2)} | {fmt(s['rec_mse']['z1'])} | "
+                f"{fmt(s['rec_mse'][top])} | {fmt(s['probe']['z1'])} | {fmt(s['probe'][top])} | "
+                f"{fmt(s['top_mmd'])} | {fmt(s['top_sinkhorn'])} | {fmt(s['fcd'])} |")
+        lines += ["", f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
+                  f"{common.fmt(some['fcd_floor'])}. Probe accuracy of every layer:", "",
+                  "| divergence | " + " | ".join(some["probe"]) + " |",
+                  "| --- |" + " ---: |" * len(some["probe"])]
+        for label, s in summary.items():
+            if s:
+                lines.append(f"| {label} | " + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
+        lines.append("")
+    lines += ["Divergence options:", ""]
+    lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in report["divergences"].items()]
+    if report.get("figure"):
+        lines += ["", f"![summary]({report['figure']})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> Path | None:
+    from hierot.evaluation._draw import new_figure, save
+
+    blocks = {d: b for d, b in report["datasets"].items() if b.get("summary")}
+    if not blocks:
+        return None
+    figure = new_figure(12, 3.3 * len(blocks))
+    figure.set_dpi(90)
+    axes = figure.subplots(len(blocks), 3, squeeze=False)
+    for row, (dataset, block) in zip(axes, blocks.items()):
+        labels = [k for k, s in block["summary"].items() if s]
+        summary = block["summary"]
+        ax = row[0]
+        steps = [summary[k]["step_s"]["mean"] * 1e3 for k in labels]
+        div = [(summary[k]["divergence_s"]["mean"] or 0) * 1e3 for k in labels]
+        ax.bar(labels, steps, color="tab:gray", label="training step")
+        ax.bar(labels, div, color="tab:red", label="divergence fwd+bwd")
+        ax.set_ylabel("ms")
+        ax.set_title(f"{dataset}: time per step", fontsize="medium")
+        ax.legend(fontsize="small")
+        ax = row[1]
+        for i, k in enumerate(labels):
+            values = [v for v in summary[k]["fcd"]["values"] if v is not None]
+            ax.scatter([i] * len(values), values, c="tab:blue", s=14)
+            ax.scatter([i], [summary[k]["fcd"]["mean"]], c="k", marker="_", s=300)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_title(f"{dataset}: FCD of samples (per seed; lower is better)", fontsize="medium")
+        ax = row[2]
+        for k in labels:
+            layers = list(summary[k]["probe"])
+            means = [summary[k]["probe"][z]["mean"] for z in layers]
+            ax.plot(layers, means, marker="o", label=k)
+        ax.axhline(summary[labels[0]]["probe_chance"], c="k", ls=":", lw=1, label="chance")
+        ax.set_title(f"{dataset}: linear-probe accuracy per layer", fontsize="medium")
+        ax.legend(fontsize="small")
+        for ax in row[:2]:
+            ax.tick_params(axis="x", labelsize="small", rotation=15)
+    return common.small_png(save(figure, path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny budget: " + json.dumps(MODES["quick"]))
+    parser.add_argument("--divergences", nargs="+", metavar="LABEL[=YAML]",
+                        help=f"default: {' '.join(DIVERGENCES)}")
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--device", help="cpu, cuda (default: the preset's `auto`)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
+    args = parser.parse_args(argv)
+
+    mode = "quick" if args.quick else "full"
+    budget = dict(MODES[mode])
+    budget.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds),
+                                     ("datasets", args.datasets)) if v})
+    budget["batch_size"] = 128
+    threads = common.set_threads(args.threads)
+    chosen = parse_divergences(args.divergences)
+    report = common.header(NAME, mode, argv, preset=PRESET, budget=budget, divergences=chosen,
+                           torch_threads=threads, datasets={})
+    runs = common.fresh_dir(args.out / "runs" / mode)
+    for dataset in budget["datasets"]:
+        note = dataset_note(DATASETS[dataset])
+        if note:
+            common.log(f"skip {dataset}: {note}")
+            report["datasets"][dataset] = {"skipped": note}
+            continue
+        block = report["datasets"][dataset] = {"options": DATASETS[dataset], "runs": {}, "summary": {}}
+        for label, options in chosen.items():
+            records = []
+            for seed in budget["seeds"]:
+                overrides = [f"data={json.dumps(DATASETS[dataset])}", f"divergence={json.dumps(options)}",
+                             f"seed={seed}", *common.train_overrides(budget["steps"], budget["log_every"])]
+                if args.device:
+                    overrides.append(f"device={args.device}")
+                out = runs / dataset / label / f"seed-{seed}"
+                try:
+                    record = run_one(PRESET, overrides, out, args.device)
+                except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the rest go on
+                    common.log(f"failed {out}: {exc}")
+                    record = {"run_dir": str(out), "error": f"{type(exc).__name__}: {exc}"}
+                record.update(seed=seed, overrides=overrides)
+                record["run_dir"] = str(Path(record["run_dir"]).relative_to(args.out))
+                records.append(record)
+            block["runs"][label] = records
+            block["summary"][label] = aggregate(records)
+    figure = plot(report, args.out / f"{mode}.png")
+    report["figure"] = figure.name if figure else None
+    for path in common.write(report, args.out, markdown):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
