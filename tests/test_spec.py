@@ -90,6 +90,13 @@ def test_resolved_spec_round_trips():
     assert again == spec
 
 
+@pytest.mark.parametrize("divergence", ["sinkhorn", "{name: sinkhorn, backend: pot}", "mmd", "wasserstein"])
+def test_resolved_spec_round_trips_for_every_divergence(divergence):
+    override = f"divergence={divergence}" if "{" in divergence else f"divergence={{name: {divergence}}}"
+    spec = load_spec("quickstart", [override])
+    assert load_spec(yaml.safe_load(dump_spec(spec))) == spec
+
+
 @pytest.mark.parametrize("name", presets.names())
 def test_every_preset_validates(name):
     spec = hierot.load_spec(name)

@@ -83,7 +83,9 @@ class Sinkhorn:
         @model_validator(mode="after")
         def _options_match_backend(self):
             foreign = POT_ONLY if self.backend == "geomloss" else GEOMLOSS_ONLY
-            given = [f for f in foreign if f in self.model_fields_set]
+            # a default is not a choice: the resolved spec (every default written out) must reload
+            defaults = type(self).model_fields
+            given = [f for f in foreign if getattr(self, f) != defaults[f].default]
             if given:
                 other = "pot" if self.backend == "geomloss" else "geomloss"
                 raise ValueError(
