@@ -65,7 +65,6 @@ __all__ = [
     "convert_sync_batchnorm",
     "gather_rows",
     "init",
-    "sum_over_ranks",
 ]
 
 _DDP_PARAMETERS = inspect.signature(DistributedDataParallel).parameters
@@ -344,21 +343,6 @@ class _GatherRows(torch.autograd.Function):
         return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows], None
 
 
-class _SumOverRanks(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tensor: Tensor, group: Any) -> Tensor:
-        ctx.group = group
-        total = tensor.contiguous().clone()
-        dist.all_reduce(total, group=group)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, group=ctx.group)
-        return grad, None
-
-
 def gather_rows(samples: Tensor, group: Any = None) -> Tensor:
     """Every rank's ``samples`` concatenated in rank order (equal shapes on every rank).
 
@@ -368,21 +352,24 @@ def gather_rows(samples: Tensor, group: Any = None) -> Tensor:
     return _GatherRows.apply(samples, group or dist.group.WORLD)
 
 
-def sum_over_ranks(tensor: Tensor, group: Any = None) -> Tensor:
-    """The sum of ``tensor`` over the ranks; differentiable, its gradient summed over ranks too."""
-    return _SumOverRanks.apply(tensor, group or dist.group.WORLD)
-
-
 # -- BatchNorm over the global batch ---------------------------------------------------------------
 class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     r"""BatchNorm with statistics over the global batch, on the CPU (gloo).
 
-    :class:`torch.nn.SyncBatchNorm` runs on accelerators only. Here the batch statistics are two
-    differentiable all-reduces, :math:`\mu = \sum_r \sum_i x_{ri} / n` and
-    :math:`\sigma^2 = \sum_r \sum_i (x_{ri} - \mu)^2 / n` over the :math:`n` values of a channel in
-    the global batch (the two-pass statistics of :func:`torch.nn.functional.batch_norm` on one
-    process); the running variance takes the unbiased :math:`\sigma^2 n / (n - 1)`. Outside
-    training, or in one process, it is plain BatchNorm.
+    :class:`torch.nn.SyncBatchNorm` runs on accelerators only. Here each rank computes the count
+    :math:`n_r`, mean :math:`\mu_r` and sum of squared deviations :math:`M_r` of each channel over
+    its share, one differentiable all-gather collects them, and every rank merges them (Chan et
+    al., 1979):
+
+    .. math::
+
+        n = \sum_r n_r, \qquad \mu = \frac1n \sum_r n_r \mu_r, \qquad
+        \sigma^2 = \frac1n \sum_r \big(M_r + n_r (\mu_r - \mu)^2\big),
+
+    the biased variance over the global batch, as :func:`torch.nn.functional.batch_norm` computes
+    it on one process, without the cancellation of :math:`E[x^2] - \mu^2`; the running variance
+    takes the unbiased :math:`\sigma^2 n / (n - 1)`. One collective forward and one backward per
+    layer. Outside training, or in one process, it is plain BatchNorm.
     """
 
     def __init__(self, *args: Any, process_group: Any = None, **kwargs: Any):
@@ -406,12 +393,14 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         count = input.new_tensor([input.numel() // input.shape[1]])
-        total = sum_over_ranks(torch.cat([input.sum(dims), count]), group=group)
-        n = total[-1].detach()
-        mean = total[:-1] / n
-        centred = input - mean.view(shape)
-        var = sum_over_ranks(centred.square().sum(dims), group=group) / n
-        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        local_mean = input.mean(dims)
+        local_m2 = (input - local_mean.view(shape)).square().sum(dims)
+        stats = gather_rows(torch.cat([count, local_mean, local_m2]).unsqueeze(0), group)
+        counts, means, m2s = stats[:, :1].detach(), *stats[:, 1:].chunk(2, dim=1)
+        n = counts.sum()
+        mean = (counts * means).sum(0) / n
+        var = (m2s + counts * (means - mean).square()).sum(0) / n
+        out = (input - mean.view(shape)) * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:

@@ -81,9 +81,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.order.load_state(state["batches"])
         self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
-        torch.set_rng_state(state["rng_cpu"])
+        torch.set_rng_state(state["rng_cpu"].cpu())  # loaded onto the device: back to the CPU
         if state["rng_cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.runtime.load_state(state.get("runtime", {}))
 
     def resume(self, run_dir: RunDir) -> None:

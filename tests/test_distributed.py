@@ -84,7 +84,7 @@ def cli_run(root: Path) -> Path:
 
 def test_two_processes_equal_one_on_the_global_batch(launched, single):
     ours = state(cli_run(launched))
-    assert_same(ours, state(single / "deterministic"), rtol=1e-4, atol=1e-5)
+    assert_same(ours, state(single / "deterministic"), rtol=1e-5, atol=2e-6)
 
 
 def test_logged_metrics_are_global_batch_means(launched, single):
