@@ -255,7 +255,7 @@ def plot(report: dict, path: Path) -> Path | None:
         ax.legend(fontsize="small")
         for ax in row[:2]:
             ax.tick_params(axis="x", labelsize="small", rotation=15)
-    return common.small_png(save(figure, path))
+    return common.small_png(save(figure, path), colours=64)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -160,7 +160,7 @@ def metrics_plot(report: dict, out: Path) -> Path | None:
     right.set_title("FCD of samples (per seed)", fontsize="medium")
     left.legend(fontsize="small")
     middle.legend(fontsize="small")
-    return common.small_png(save(figure, out))
+    return common.small_png(save(figure, out), colours=64)
 
 
 def main(argv: list[str] | None = None) -> int:
