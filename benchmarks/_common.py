@@ -9,6 +9,7 @@ specs, versions, machine, seeds and the exact command that regenerates all of it
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -67,8 +68,8 @@ def fresh_dir(path: Path) -> Path:
 def train_overrides(steps: int, log_every: int, batch_size: int = 128) -> list[str]:
     """A step budget replacing the preset's (one checkpoint, at the end)."""
     log_every = min(log_every, steps)
-    return [f"train={{batch_size: {batch_size}, steps: {steps}, log_every: {log_every}, "
-            f"checkpoint_every: {steps}, progress: false}}"]
+    return [(f"train={{batch_size: {batch_size}, steps: {steps}, log_every: {log_every}, "
+            f"checkpoint_every: {steps}, progress: false}}")]
 
 
 def seconds_per_step(run_dir: Path) -> dict:
@@ -80,7 +81,7 @@ def seconds_per_step(run_dir: Path) -> dict:
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = [(int(r["step"]), float(r["wall_time"])) for r in csv.DictReader(f)]
     points = [(0, 0.0), *rows]
-    rates = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(points, points[1:]) if s1 > s0]
+    rates = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in itertools.pairwise(points) if s1 > s0]
     kept = rates[1:] if len(rates) > 1 else rates
     kept = kept[:-1] if len(kept) > 2 else kept
     return {"median_s": statistics.median(kept), "intervals": len(kept),
@@ -168,11 +169,12 @@ def write(report: dict, out: Path, markdown) -> list[Path]:
 def reloadable_spec(run_dir: Path) -> str | None:
     """Make ``run_dir/spec.yaml`` loadable again if it is not; say what was changed, or ``None``.
 
-    Work-around for a bug outside the benchmarks: the resolved spec that ``hierot.fit`` writes
-    for a ``sinkhorn`` divergence lists every option, those of the other backend too, and the
-    Sinkhorn options validator rejects them when the run is loaded again (``hierot eval`` fails
-    with "max_iter, tolerance only apply to backend 'pot'"). The other backend's options, which
-    the run never used, are dropped from the file; the change is recorded in the report.
+    Work-around for a bug fixed since (commit 6943088): the resolved spec that ``hierot.fit``
+    wrote for a ``sinkhorn`` divergence listed every option, those of the other backend too, and
+    the Sinkhorn options validator rejected them when the run was loaded again (``hierot eval``
+    failed with "max_iter, tolerance only apply to backend 'pot'"). The other backend's options,
+    which the run never used, are dropped from the file and the change is recorded in the report;
+    a spec that loads is left alone.
     """
     import yaml
 

@@ -137,7 +137,7 @@ def aggregate(records: list[dict]) -> dict:
     ok = [r for r in records if "eval" in r]
     if not ok:
         return {}
-    get = lambda f: common.mean_std([f(r) for r in ok])  # noqa: E731
+    get = lambda f: common.mean_std([f(r) for r in ok])
     layers = list(ok[0]["eval"]["rec_mse"])
     return {
         "seeds": len(ok),
@@ -164,20 +164,20 @@ def markdown(report: dict) -> str:
         "",
         f"    {report['command']}",
         "",
-        f"Hierarchy: the `{report['preset']}` preset (latents 32-16-8-4-2), {b['steps']} steps of "
+        (f"Hierarchy: the `{report['preset']}` preset (latents 32-16-8-4-2), {b['steps']} steps of "
         f"batch {b['batch_size']}, seeds {b['seeds']}; only the top divergence differs. "
         "Metrics of `hierot eval` on the test split, mean ± sample std over seeds. "
         "Step time: median over the logging intervals; divergence: its forward + backward alone "
-        "on the same shapes (median of 15); share = divergence / step.",
+        "on the same shapes (median of 15); share = divergence / step."),
         "",
         common.machine_line(report),
         "",
     ]
     if report["mode"] == "quick":
-        lines += ["**Quick mode: tiny budgets.** These numbers check that the pipeline runs and "
+        lines += [("**Quick mode: tiny budgets.** These numbers check that the pipeline runs and "
                   "give the cost per step; the models are far from converged, so the quality "
                   "metrics are not the paper's regime and differences between divergences here "
-                  "say little about trained models.", ""]
+                  "say little about trained models."), ""]
     for dataset, block in report["datasets"].items():
         lines += [f"## {dataset}", ""]
         if "skipped" in block:
@@ -190,8 +190,8 @@ def markdown(report: dict) -> str:
             continue
         top = list(some["rec_mse"])[-1]
         lines += [
-            f"| divergence | s/step | divergence ms | share | rec MSE z1 | rec MSE {top} | "
-            f"probe z1 | probe {top} | MMD({top}, prior) | Sinkhorn({top}, prior) | FCD |",
+            (f"| divergence | s/step | divergence ms | share | rec MSE z1 | rec MSE {top} | "
+            f"probe z1 | probe {top} | MMD({top}, prior) | Sinkhorn({top}, prior) | FCD |"),
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for label, s in summary.items():
@@ -203,8 +203,8 @@ def markdown(report: dict) -> str:
                 f"{fmt(s['divergence_share'], 2)} | {fmt(s['rec_mse']['z1'])} | "
                 f"{fmt(s['rec_mse'][top])} | {fmt(s['probe']['z1'])} | {fmt(s['probe'][top])} | "
                 f"{fmt(s['top_mmd'])} | {fmt(s['top_sinkhorn'])} | {fmt(s['fcd'])} |")
-        lines += ["", f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
-                  f"{common.fmt(some['fcd_floor'])}. Probe accuracy of every layer:", "",
+        lines += ["", (f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
+                  f"{common.fmt(some['fcd_floor'])}. Probe accuracy of every layer:"), "",
                   "| divergence | " + " | ".join(some["probe"]) + " |",
                   "| --- |" + " ---: |" * len(some["probe"])]
         for label, s in summary.items():

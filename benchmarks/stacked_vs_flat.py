@@ -69,18 +69,18 @@ def markdown(report: dict) -> str:
         "",
         f"    {report['command']}",
         "",
-        f"`{PRESETS['stacked']}` against `{PRESETS['flat']}` on `{json.dumps(b['data'])}`, "
+        (f"`{PRESETS['stacked']}` against `{PRESETS['flat']}` on `{json.dumps(b['data'])}`, "
         f"{b['steps']} steps of batch {b['batch_size']}, seeds {b['seeds']}, hidden widths of "
         f"the presets divided by {b['shrink']}. Metrics of `hierot eval` on the test split, "
-        "mean ± sample std over seeds.",
+        "mean ± sample std over seeds."),
         "",
         common.machine_line(report),
         "",
     ]
     if report["mode"] == "quick":
-        lines += ["**Quick mode: tiny budgets and narrower networks.** The paper trains 5,000 "
+        lines += [("**Quick mode: tiny budgets and narrower networks.** The paper trains 5,000 "
                   "epochs of full MNIST with the preset widths; these runs see a few epochs of "
-                  "4,500 digits. They show how the two objectives start, not where they end.", ""]
+                  "4,500 digits. They show how the two objectives start, not where they end."), ""]
     if not all(summary.values()):
         lines += ["Some runs failed; see the JSON.", ""]
     if not summary.get("stacked") or not summary.get("flat"):
@@ -94,13 +94,13 @@ def markdown(report: dict) -> str:
         lines.append(f"| rec MSE/pixel from {z} | "
                      + " | ".join(fmt(s["rec_mse"][z]) for s in summary.values()) + " |")
     lines.append("| FCD of samples | " + " | ".join(fmt(s["fcd"]) for s in summary.values()) + " |")
-    lines.append(f"| MMD(top latent, N(0, I)) | " + " | ".join(fmt(s["top_mmd"]) for s in summary.values()) + " |")
+    lines.append("| MMD(top latent, N(0, I)) | " + " | ".join(fmt(s["top_mmd"]) for s in summary.values()) + " |")
     lines.append("| s/step | " + " | ".join(fmt(s["step_s"]) for s in summary.values()) + " |")
     some = summary["stacked"]
-    lines += ["", f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
+    lines += ["", (f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
               f"{fmt(some['fcd_floor'])}. The flat WAE's encoders above q(z1|x) get no gradient "
               "(Eq. 7 does not depend on them): its z2..z5 codes and reconstructions come from "
-              "the initial weights.", ""]
+              "the initial weights."), ""]
     for name in ("figures", "metrics"):
         if report.get(f"{name}_png"):
             lines.append(f"![{name}]({report[f'{name}_png']})")
