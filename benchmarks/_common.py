@@ -166,40 +166,6 @@ def write(report: dict, out: Path, markdown) -> list[Path]:
     return [stem.with_suffix(".json"), stem.with_suffix(".md")]
 
 
-def reloadable_spec(run_dir: Path) -> str | None:
-    """Make ``run_dir/spec.yaml`` loadable again if it is not; say what was changed, or ``None``.
-
-    Work-around for a bug fixed since (commit 6943088): the resolved spec that ``hierot.fit``
-    wrote for a ``sinkhorn`` divergence listed every option, those of the other backend too, and
-    the Sinkhorn options validator rejected them when the run was loaded again (``hierot eval``
-    failed with "max_iter, tolerance only apply to backend 'pot'"). The other backend's options,
-    which the run never used, are dropped from the file and the change is recorded in the report;
-    a spec that loads is left alone.
-    """
-    import yaml
-
-    from hierot.errors import SpecError
-    from hierot.loading import load_spec
-
-    path = run_dir / "spec.yaml"
-    try:
-        load_spec(path)
-        return None
-    except SpecError as exc:
-        if "only appl" not in str(exc):
-            raise
-    from hierot.divergences.sinkhorn import GEOMLOSS_ONLY, POT_ONLY
-
-    raw = yaml.safe_load(path.read_text())
-    divergence = raw["divergence"]
-    foreign = POT_ONLY if divergence.get("backend", "geomloss") == "geomloss" else GEOMLOSS_ONLY
-    dropped = {k: divergence.pop(k) for k in foreign if k in divergence}
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    load_spec(path)
-    return (f"spec.yaml rewritten without the other Sinkhorn backend's options {dropped} "
-            "(the written spec did not load again)")
-
-
 def small_png(path: Path, colours: int = 16) -> Path:
     """Re-save a PNG with an adaptive palette of ``colours`` (committed figures stay small)."""
     from PIL import Image

@@ -119,10 +119,6 @@ def run_one(source: str, overrides: list[str], out: Path, device: str | None,
     result = hierot.fit(source, out=out, overrides=overrides)
     record = {"run_dir": str(out), "train_wall_s": round(result.wall_time, 2),
               "step_time": common.seconds_per_step(out)}
-    repaired = common.reloadable_spec(out)
-    if repaired:
-        common.log(f"{out}: {repaired}")
-        record["spec_workaround"] = repaired
     if time_divergence:
         record["divergence_time"] = common.time_divergence(out, device=device)
         record["divergence_share"] = (record["divergence_time"]["median_s"]
