@@ -132,6 +132,9 @@ list_components.arguments = lambda p: p.add_argument("kind", nargs="?", help="ne
 command("list", "list registered components (and plug-ins, with their package)")(list_components)
 
 
+import hierot.evaluation.commands  # noqa: E402, F401  (registers eval, plot, sample, report)
+
+
 # -- entry point ---------------------------------------------------------------------------------
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hierot", description="Hierarchical optimal-transport autoencoders.")

@@ -1,0 +1,44 @@
+"""Evaluation of a trained run: metrics (``eval.json``), figures and a one-page report.
+
+Each module does one job:
+
+============== =================================================================================
+``run``        load a run directory at a checkpoint, encode and generate in batches
+``metrics``    objective terms, reconstruction error per encoding depth, top divergences,
+               active units
+``classifier`` the small feature classifier behind the Fréchet classifier distance (cached)
+``frechet``    the Fréchet distance between Gaussian fits of two feature sets
+``probe``      a linear probe of the labels from each latent layer
+``evaluator``  every metric of a run, ``eval.json`` and its table
+``figures``    the paper's figures 2a-c, 3a-b and 5b for any run
+``report``     ``report.md``
+``commands``   the ``hierot eval``, ``plot``, ``sample`` and ``report`` sub-commands
+============== =================================================================================
+
+The public names are imported lazily (so ``hierot --help`` does not import matplotlib).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "LoadedRun": "hierot.evaluation.run",
+    "load_run": "hierot.evaluation.run",
+    "evaluate": "hierot.evaluation.evaluator",
+    "format_table": "hierot.evaluation.evaluator",
+    "frechet_distance": "hierot.evaluation.frechet",
+    "linear_probe": "hierot.evaluation.probe",
+    "plot_run": "hierot.evaluation.figures",
+    "write_report": "hierot.evaluation.report",
+}
+
+__all__ = ["LoadedRun", "evaluate", "format_table", "frechet_distance", "linear_probe", "load_run",
+           "plot_run", "write_report"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

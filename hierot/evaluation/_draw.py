@@ -1,0 +1,91 @@
+"""Drawing helpers shared by the figures: image mosaics, 2-D views of vectors, saving.
+
+Figures are built with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global
+backend state), so they render the same headless, in a notebook or under pytest.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+
+DPI = 120
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches on an Agg canvas, constrained layout."""
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, bbox_inches="tight")
+    return path
+
+
+def is_image(shape: tuple[int, ...]) -> bool:
+    """Data of shape ``(C, H, W)`` with C in {1, 3} is drawn as images, anything else as points."""
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+class Display:
+    """Maps data values to [0, 1] for display: identity for data in [0, 1], else min-max."""
+
+    def __init__(self, reference: Tensor):
+        low, high = float(reference.min()), float(reference.max())
+        self.low, self.high = (0.0, 1.0) if low >= 0.0 and high <= 1.0 else (low, high)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        return ((images.float() - self.low) / max(self.high - self.low, 1e-12)).clamp(0, 1)
+
+
+def mosaic(images: Tensor, columns: int, pad: int = 2, fill: float = 1.0) -> np.ndarray:
+    """``(n, C, H, W)`` images in [0, 1] as one ``(rows*H', columns*W')`` (or ``x3``) array.
+
+    Missing cells (n not a multiple of ``columns``) and the padding are ``fill``.
+    """
+    n, c, h, w = images.shape
+    rows = max(1, math.ceil(n / columns))
+    grid = torch.full((c, rows * (h + pad) + pad, columns * (w + pad) + pad), fill)
+    for k in range(n):
+        r, q = divmod(k, columns)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[:, top:top + h, left:left + w] = images[k]
+    array = grid.numpy()
+    return array[0] if c == 1 else np.transpose(array, (1, 2, 0))
+
+
+def show_mosaic(ax, images: Tensor, columns: int, display: Display) -> tuple[int, int]:
+    """Draw ``images`` as a grid on ``ax``; returns the cell size (height, width) with padding."""
+    grid = mosaic(display(images), columns)
+    cmap = "gray" if grid.ndim == 2 else None
+    ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return images.shape[2] + 2, images.shape[3] + 2
+
+
+def cell_centres(count: int, size: int, pad: int = 2) -> list[float]:
+    """Pixel coordinates of the centres of ``count`` mosaic cells of ``size`` (padding included)."""
+    return [pad + k * size + (size - pad) / 2 - 0.5 for k in range(count)]
+
+
+def xy(points: Tensor) -> np.ndarray:
+    """The first two coordinates of flattened ``points`` as ``(n, 2)`` (a 0 column for 1-D)."""
+    flat = points.detach().cpu().reshape(len(points), -1).double().numpy()
+    if flat.shape[1] >= 2:
+        return flat[:, :2]
+    return np.concatenate([flat, np.zeros_like(flat)], axis=1)
+
+
+def label_axes_xy(ax, what: str, dims: int) -> None:
+    ax.set_xlabel(f"{what}[0]")
+    ax.set_ylabel(f"{what}[1]" if dims > 1 else "(1-D data: 0)")

@@ -1,0 +1,215 @@
+"""Every metric of a run on its held-out split: ``RUN/eval.json`` and a table for the terminal.
+
+See ``docs/evaluation.md`` for what each number means and where it stops meaning it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from hierot.evaluation import metrics
+from hierot.evaluation.run import LoadedRun, encode, generate, load_run, subset
+from hierot.rundir import atomic_write_text
+
+FCD_NAME = "Fréchet classifier distance (FCD)"
+EVAL_FILE = "eval.json"
+
+
+def evaluate(
+    path: str | Path | LoadedRun, checkpoint: int | None = None, *, device: str | None = None,
+    samples: int = 5000, divergence_samples: int = 1000, probe_train: int = 10000,
+    seed: int = 0, write: bool = True,
+) -> dict:
+    """Evaluate a run on its test split; write ``RUN/eval.json`` when ``write``.
+
+    Parameters
+    ----------
+    path:
+        A run directory (or a run already loaded with :func:`~hierot.evaluation.load_run`).
+    checkpoint:
+        The checkpoint step (default: the last).
+    device:
+        Device to evaluate on (default: the spec's).
+    samples:
+        At most this many generated samples and as many test points for the FCD.
+    divergence_samples:
+        At most this many encoded test points (and as many prior samples) per top divergence.
+    probe_train:
+        At most this many training points to fit each linear probe.
+    seed:
+        Seeds every random draw (prior samples, subsets, reparameterisations).
+    write:
+        Write ``eval.json`` into the run directory.
+
+    Returns
+    -------
+    dict
+        The contents of ``eval.json`` (see ``docs/evaluation.md`` for every key).
+    """
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    @contextmanager
+    def timed(name: str):
+        t = time.perf_counter()
+        yield
+        timings[name] = round(time.perf_counter() - t, 3)
+
+    with timed("load"):
+        run = path if isinstance(path, LoadedRun) else load_run(path, checkpoint, device=device)
+    model, data, spec, where = run.model, run.data, run.spec, run.device
+    labelled = data.train_y is not None and data.test_y is not None
+    result: dict = {
+        "run": str(run.run_dir.path),
+        "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
+        "step": run.step,
+        "device": str(where),
+        "dataset": spec.data.model_dump(mode="json"),
+        "objective_name": spec.objective,
+        "test_points": len(data.test_x),
+        "train_points": len(data.train_x),
+        "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
+        "seed": seed,
+    }
+    with timed("objective"):
+        result["objective"] = metrics.objective_terms(
+            run.built.objective, data.test_x, spec.train.batch_size, device=where, seed=seed)
+    with timed("reconstruction"):
+        result["reconstruction"] = metrics.reconstruction_errors(model, data.test_x, device=where)
+    with timed("top_divergence"):
+        result["top_divergence"] = metrics.top_divergences(
+            model, data.test_x, n=divergence_samples, device=where, seed=seed)
+    with timed("active_units"):
+        result["active_units"] = metrics.active_units(model, data.test_x, device=where, seed=seed)
+    with timed("probe"):
+        result["probe"] = _probes(run, probe_train, seed) if labelled else {
+            "skipped": "the data set has no labels"}
+    with timed("sample_quality"):
+        result["sample_quality"] = _sample_quality(run, samples, seed) if labelled else {
+            "metric": FCD_NAME, "skipped": "the data set has no labels to train a classifier on"}
+    result["timings_s"] = timings
+    result["wall_time_s"] = round(time.perf_counter() - started, 3)
+    if write:
+        text = json.dumps(result, indent=2, ensure_ascii=False)
+        atomic_write_text(run.run_dir.path / EVAL_FILE, text)
+    return result
+
+
+def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
+    from hierot.evaluation.probe import chance_accuracy, linear_probe
+
+    data = run.data
+    rows = subset(len(data.train_x), probe_train, seed)
+    train_codes = encode(run.model, data.train_x[rows], device=run.device)
+    test_codes = encode(run.model, data.test_x, device=run.device)
+    train_y = data.train_y[rows]
+    accuracy = {
+        f"z{i + 1}": linear_probe(train_codes[i], train_y, test_codes[i], data.test_y)
+        for i in range(run.depth)
+    }
+    return {"accuracy": accuracy, "chance": chance_accuracy(train_y, data.test_y),
+            "train_points": len(rows), "test_points": len(data.test_x),
+            "model": "logistic regression on standardised codes (means)"}
+
+
+def _sample_quality(run: LoadedRun, samples: int, seed: int) -> dict:
+    from hierot.evaluation.classifier import feature_classifier
+    from hierot.evaluation.frechet import frechet_distance
+
+    data = run.data
+    classifier = feature_classifier(data, run.spec.data.model_dump(mode="json"), run.spec.seed,
+                                    device=run.device)
+    n = min(samples, len(data.test_x))
+    test = classifier.features(data.test_x[subset(len(data.test_x), n, seed)])
+    generated = classifier.features(generate(run.model, n, seed=seed))
+    train = classifier.features(data.train_x[subset(len(data.train_x), n, seed)])
+    return {
+        "metric": FCD_NAME,
+        "fcd": frechet_distance(generated, test),
+        "floor_train_vs_test": frechet_distance(train, test),
+        "samples": n,
+        "classifier": classifier.info(),
+    }
+
+
+# -- the terminal table ----------------------------------------------------------------------
+def number(value, digits: int = 4) -> str:
+    """``value`` for a table: ``digits`` significant digits, ``-`` when missing."""
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def per_layer_rows(result: dict) -> list[list[str]]:
+    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim]``, bottom first."""
+    rec, active = result["reconstruction"], result["active_units"]
+    probe = result["probe"].get("accuracy", {})
+    return [
+        [layer, "x".join(map(str, shape)), number(rec["l2sq"][layer]), number(rec["mse"][layer]),
+         number(probe.get(layer), 3), f"{active['count'][layer]}/{active['dims'][layer]}"]
+        for layer, shape in result["latent_shapes"].items()
+    ]
+
+
+PER_LAYER_HEADER = ["layer", "shape", "rec sq. error", "rec MSE/pixel", "probe acc", "active"]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  " + "  ".join(
+        str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return [line(header), *[line(r) for r in rows]]
+
+
+def format_table(result: dict) -> str:
+    """A readable summary of an ``eval.json`` result for the terminal."""
+    objective = result["objective"]
+    lines = [
+        (f"evaluation of {result['run']} at step {result['step']} ({result['checkpoint']}), "
+        f"{result['test_points']} test points, {result['device']}"),
+        "",
+        (f"objective ({result['objective_name']}) on the test split, "
+        f"{objective['batches']} batch(es) of {objective['batch_size']}:"),
+    ]
+    terms = [[name, number(value), number(objective["weighted"][name])]
+             for name, value in objective["unweighted"].items()]
+    terms.append(["total", "", number(objective["total"])])
+    lines += _table(["term", "unweighted", "weighted"], terms)
+    lines += ["", ("per latent layer (reconstruction from encoding depth i, linear probe, "
+                   "active units):")]
+    lines += _table(PER_LAYER_HEADER, per_layer_rows(result))
+    if "chance" in result["probe"]:
+        lines.append(f"  probe chance level {number(result['probe']['chance'], 3)}, fitted on "
+                     f"{result['probe']['train_points']} training points")
+    top = result["top_divergence"]
+    lines += ["", (f"top divergence D(Q(z{top['layer']}), N(0, I)), {top['samples']} encoded test "
+                  f"points vs as many prior samples (floor: prior vs prior):")]
+    for name in metrics.DIVERGENCES:
+        if name in top:
+            floor = number(top["floor"].get(name))
+            lines.append(f"  {name:<9}{number(top[name]):>12}   floor {floor}")
+    quality = result["sample_quality"]
+    lines.append("")
+    if "fcd" in quality:
+        c = quality["classifier"]
+        trained = " (cached)" if c["cached"] else f", trained now in {c['train_seconds']:.1f} s"
+        lines += [
+            (f"sample quality: {quality['metric']} = {number(quality['fcd'])} "
+            f"({quality['samples']} generated vs {quality['samples']} test samples)"),
+            (f"  floor (training vs test data, same size): "
+             f"{number(quality['floor_train_vs_test'])}; classifier {c['kind']}, test accuracy "
+             f"{number(c['test_accuracy'], 3)}{trained}"),
+        ]
+    else:
+        lines.append(f"sample quality: skipped ({quality['skipped']})")
+    lines += ["", f"wall time {result['wall_time_s']:.1f} s"]
+    return "\n".join(lines)
+

@@ -1,0 +1,147 @@
+"""``RUN/report.md``: a one-page report of a run.
+
+The resolved spec in brief, the training summary, the metrics of ``eval.json`` (when
+``hierot eval`` has been run) and the figures of ``RUN/figures`` (when ``hierot plot`` has been
+run), linked by relative paths so the directory can be moved or published as it is. Written by
+``hierot plot`` after the figures, and by ``hierot report`` on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from hierot.evaluation.evaluator import EVAL_FILE, PER_LAYER_HEADER, number, per_layer_rows
+from hierot.evaluation.figures import CAPTIONS
+from hierot.loading import load_spec
+from hierot.rundir import RunDir, atomic_write_text
+
+REPORT_FILE = "report.md"
+
+
+def _component(options: Any) -> str:
+    """``name(option=value, ...)`` with only the options that differ from their defaults."""
+    fields = options.model_dump(mode="json", exclude_defaults=True)
+    name = fields.pop("name", "?")
+    inner = ", ".join(f"{k}={v}" for k, v in fields.items())
+    return f"`{name}({inner})`" if inner else f"`{name}`"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(str(c) for c in row) + " |" for row in rows]]
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def spec_section(spec) -> list[str]:
+    reconstruction, match = spec.resolved_weights()
+    rows = [
+        [f"z{i + 1}", "x".join(map(str, layer.latent_shape)), _component(layer.encoder),
+         layer.encoder_head, _component(layer.decoder), layer.decoder_head,
+         _component(layer.cost), f"{reconstruction[i]:.3g}"]
+        for i, layer in enumerate(spec.layers)
+    ]
+    objective = "StackedWAE, Eq. (10)" if spec.objective == "stacked" else "flat WAE, Eq. (7)"
+    train = spec.train
+    budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
+    lines = [
+        "## Spec", "",
+        *_table(["", ""], [
+            ["data", _component(spec.data)],
+            ["objective", objective],
+            ["top divergence", f"{_component(spec.divergence)}, weight {match:.3g}"],
+            ["weights", f"`{spec.weights.schedule}`"],
+            ["penalties", ", ".join(_component(p) for p in spec.penalties) or "none"],
+            ["optimiser", f"`{spec.optimizer.name}`, lr {spec.optimizer.lr:g}"],
+            ["training", f"{budget}, batch {train.batch_size}, seed {spec.seed}"],
+        ]),
+        "",
+        *_table(["layer", "shape", "encoder", "q head", "decoder", "p head",
+                 "cost on the layer below", "weight of its cost"], rows),
+        "",
+        "Options at their defaults are omitted; `spec.yaml` holds them all.",
+        "",
+    ]
+    return lines
+
+
+def metrics_section(result: dict | None) -> list[str]:
+    if result is None:
+        return ["## Metrics", "", "No `eval.json` yet: run `hierot eval RUN_DIR`.", ""]
+    objective, top = result["objective"], result["top_divergence"]
+    quality = result["sample_quality"]
+    lines = [
+        "## Metrics", "",
+        (f"Held-out split ({result['test_points']} points), checkpoint `{result['checkpoint']}` "
+        f"(step {result['step']}), evaluated in {result['wall_time_s']:.1f} s on "
+        f"{result['device']}."),
+        "",
+        ("Objective terms on the test split "
+        f"({objective['batches']} batch(es) of {objective['batch_size']}):"),
+        "",
+        *_table(["term", "unweighted", "weighted"],
+                [[f"`{k}`", number(v), number(objective["weighted"][k])]
+                 for k, v in objective["unweighted"].items()]
+                + [["total", "", number(objective["total"])]]),
+        "",
+        ("Per latent layer: squared error of the reconstruction from encoding depth i (summed over "
+        "the pixels, and per pixel), linear-probe accuracy of the labels, active units:"),
+        "",
+        *_table(PER_LAYER_HEADER, per_layer_rows(result)),
+        "",
+    ]
+    rows = []
+    if "fcd" in quality:
+        c = quality["classifier"]
+        rows += [
+            [quality["metric"], number(quality["fcd"]),
+             f"{quality['samples']} samples vs {quality['samples']} test points"],
+            ["FCD floor (training vs test data)", number(quality["floor_train_vs_test"]),
+             "same size"],
+            ["FCD classifier test accuracy", number(c["test_accuracy"], 3),
+             f"{c['kind']} trained on the training split"],
+        ]
+    for name in ("mmd", "sinkhorn"):
+        if name in top:
+            rows.append([(f"{name.upper() if name == 'mmd' else 'Sinkhorn'} "
+                         f"D(Q(z{top['layer']}), N(0, I))"), number(top[name]),
+                         (f"{top['samples']} points; floor (prior vs prior) "
+                         f"{number(top['floor'].get(name))}")])
+    if "chance" in result["probe"]:
+        rows.append(["probe chance level", number(result["probe"]["chance"], 3),
+                     f"{result['probe']['train_points']} training points"])
+    if rows:
+        lines += [*_table(["metric", "value", "note"], rows), ""]
+    return lines
+
+
+def write_report(path: str | Path | RunDir) -> Path:
+    """Write ``RUN/report.md`` from what the run directory holds; returns its path."""
+    run_dir = path if isinstance(path, RunDir) else RunDir(path)
+    run_dir.require()
+    spec = load_spec(run_dir.spec_file)
+    summary = _read_json(run_dir.summary_file)
+    lines = [f"# Run `{run_dir.path.name}`", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    if summary:
+        lines += [(f"Trained {summary['steps']} steps in {summary['wall_time_s']:.1f} s; "
+                  f"last checkpoint `{summary['checkpoint']}`."), ""]
+    lines += spec_section(spec)
+    lines += metrics_section(_read_json(run_dir.path / EVAL_FILE))
+    lines += ["## Figures", ""]
+    present = [(name, caption) for name, caption in CAPTIONS.items()
+               if (run_dir.figures_dir / name).is_file()]
+    if not present:
+        lines += ["No figures yet: run `hierot plot RUN_DIR`.", ""]
+    for name, caption in present:
+        lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
+    lines += [f"<sub>Written by `hierot` on {time.strftime('%Y-%m-%d %H:%M')}.</sub>", ""]
+    out = run_dir.path / "report.md"
+    atomic_write_text(out, "\n".join(lines))
+    return out

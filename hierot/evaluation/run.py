@@ -1,0 +1,179 @@
+"""A trained run loaded for evaluation, and batched encoding and generation.
+
+``load_run(path)`` rebuilds the run's modules from its resolved ``spec.yaml``, loads the weights
+of the last (or a named) checkpoint and puts the model in eval mode (BatchNorm uses its running
+statistics). Everything here runs without gradients, in batches, and returns CPU tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from hierot.builder import Built, build
+from hierot.components import DataSplits
+from hierot.loading import load_spec
+from hierot.model import Hierarchy
+from hierot.rundir import RunDir
+from hierot.runtime import resolve_device
+from hierot.spec import Spec
+
+EVAL_BATCH = 500
+"""Batch size of encoding, decoding and generation (the objective uses the training batch)."""
+
+
+@dataclass
+class LoadedRun:
+    """One run directory at one checkpoint, ready to evaluate.
+
+    Attributes
+    ----------
+    run_dir:
+        The run directory.
+    spec:
+        Its resolved spec.
+    built:
+        Data, model and objective built from the spec, with the checkpoint's weights, eval mode.
+    step:
+        The training step of the checkpoint.
+    checkpoint:
+        The checkpoint file.
+    device:
+        Where the model is.
+    """
+
+    run_dir: RunDir
+    spec: Spec
+    built: Built
+    step: int
+    checkpoint: Path
+    device: torch.device
+
+    @property
+    def model(self) -> Hierarchy:
+        return self.built.model
+
+    @property
+    def data(self) -> DataSplits:
+        return self.built.data
+
+    @property
+    def depth(self) -> int:
+        return self.built.model.depth
+
+
+def load_run(
+    path: str | Path, checkpoint: int | None = None, *, device: str | None = None,
+    data: DataSplits | None = None,
+) -> LoadedRun:
+    """Load ``path`` at checkpoint step ``checkpoint`` (default: the last one).
+
+    Parameters
+    ----------
+    path:
+        A run directory written by ``hierot train``.
+    checkpoint:
+        The step of the checkpoint to load; ``None`` for the last.
+    device:
+        ``cpu``, ``cuda``, ... (default: the spec's ``device``, ``auto`` meaning CUDA if present).
+    data:
+        The run's data set, already loaded (skips loading it again).
+
+    Raises
+    ------
+    HierotError
+        If ``path`` is not a run directory or holds no such checkpoint.
+    """
+    run_dir = RunDir(path)
+    run_dir.require()
+    spec = load_spec(run_dir.spec_file)
+    file = run_dir.checkpoint(checkpoint)
+    built = build(spec, data=data)
+    state = run_dir.load_checkpoint(checkpoint)
+    built.model.load_state_dict(state["model"])
+    where = resolve_device(device or spec.device)
+    built.objective.to(where)
+    built.objective.eval()
+    return LoadedRun(run_dir, spec, built, int(state["step"]), file, where)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's global RNGs seeded, restoring their state afterwards."""
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextlib.contextmanager
+def one_thread(device) -> Iterator[None]:
+    """Run the block with one intra-op torch thread when ``device`` is the CPU."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def chunks(n: int, size: int = EVAL_BATCH) -> Iterator[slice]:
+    """Slices of ``range(n)`` of at most ``size``."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@torch.no_grad()
+def encode(
+    model: Hierarchy, x: Tensor, *, sample: bool = False, device: torch.device | str = "cpu"
+) -> list[Tensor]:
+    """Codes z_1..z_N of every row of ``x`` (means of the chain, or samples when ``sample``)."""
+    layers: list[list[Tensor]] = [[] for _ in range(model.depth)]
+    for part in chunks(len(x)):
+        _, codes = model.encode(x[part].to(device), sample=sample)
+        for i, z in enumerate(codes):
+            layers[i].append(z.cpu())
+    return [torch.cat(z) for z in layers]
+
+
+@torch.no_grad()
+def encoding_means(
+    model: Hierarchy, x: Tensor, *, device: torch.device | str = "cpu"
+) -> list[Tensor]:
+    """E[z_i | z_{i-1}] at one sampled z_{i-1} per row, for every layer (z_0 = x)."""
+    layers: list[list[Tensor]] = [[] for _ in range(model.depth)]
+    for part in chunks(len(x)):
+        encodings, _ = model.encode(x[part].to(device), sample=True)
+        for i, q in enumerate(encodings):
+            layers[i].append(q.mean.cpu())
+    return [torch.cat(z) for z in layers]
+
+
+@torch.no_grad()
+def decode(
+    model: Hierarchy, z: Tensor, layer: int, *, device: torch.device | str = "cpu"
+) -> Tensor:
+    """x from z_layer through the decoders' means (``model.decode``), batched."""
+    return torch.cat([model.decode(z[part].to(device), layer).cpu() for part in chunks(len(z))])
+
+
+@torch.no_grad()
+def generate(model: Hierarchy, n: int, *, seed: int = 0) -> Tensor:
+    """n samples of the generative model (ancestral sampling from the prior), seeded."""
+    with seeded(seed):
+        return torch.cat([model.generate(part.stop - part.start).cpu() for part in chunks(n)])
+
+
+def subset(n: int, k: int, seed: int = 0) -> Tensor:
+    """``min(n, k)`` distinct indices of ``range(n)``, a seeded random choice, sorted."""
+    if k >= n:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=generator)[:k].sort().values
