@@ -207,10 +207,8 @@ class DistributedRuntime(Runtime):
 
     def _gather(self, samples: Tensor) -> Tensor:
         """The global batch of top latent samples in rank order, differentiable (module doc)."""
-        if not self._in_step:  # the objective called outside training (evaluation): this rank's
-            return samples
-        if self.options.divergence == "local":
-            return samples
+        if not self._in_step or self.options.divergence == "local":
+            return samples  # outside a data-parallel step (evaluation), or local: this rank's
         self._noise.share()
         return gather_rows(samples)
 
