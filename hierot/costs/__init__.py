@@ -20,19 +20,25 @@ def _sum_event(values: Tensor) -> Tensor:
     return values.flatten(1).sum(1)
 
 
+class _Cost:
+    """A cost without options; ``closed_form`` says whether ``expected`` is defined."""
+
+    Options = NoOptions
+    closed_form = False
+
+    def __init__(self, options: NoOptions | None = None):
+        pass
+
+
 @costs.register("l2sq")
-class SquaredEuclidean:
+class SquaredEuclidean(_Cost):
     r"""Squared Euclidean cost :math:`c(z, \tilde z) = \|z - \tilde z\|_2^2` (the paper's choice).
 
     Under :math:`\tilde z \sim \mathcal N(\mu, \Sigma)` its expectation is
     :math:`\|z - \mu\|_2^2 + \operatorname{tr}\Sigma`.
     """
 
-    Options = NoOptions
     closed_form = True
-
-    def __init__(self, options: NoOptions | None = None):
-        pass
 
     def __call__(self, target: Tensor, reconstruction: Tensor) -> Tensor:
         return _sum_event((target - reconstruction).square())
@@ -43,14 +49,8 @@ class SquaredEuclidean:
 
 
 @costs.register("l2")
-class Euclidean:
+class Euclidean(_Cost):
     r"""Euclidean cost :math:`\|z - \tilde z\|_2` (no closed form: Monte Carlo under a Gaussian)."""
-
-    Options = NoOptions
-    closed_form = False
-
-    def __init__(self, options: NoOptions | None = None):
-        pass
 
     def __call__(self, target: Tensor, reconstruction: Tensor) -> Tensor:
         # the epsilon keeps the gradient finite at a perfect reconstruction
@@ -58,32 +58,20 @@ class Euclidean:
 
 
 @costs.register("l1")
-class Manhattan:
+class Manhattan(_Cost):
     r"""L1 cost :math:`\|z - \tilde z\|_1` (Monte Carlo under a Gaussian decoder)."""
-
-    Options = NoOptions
-    closed_form = False
-
-    def __init__(self, options: NoOptions | None = None):
-        pass
 
     def __call__(self, target: Tensor, reconstruction: Tensor) -> Tensor:
         return _sum_event((target - reconstruction).abs())
 
 
 @costs.register("bce")
-class BinaryCrossEntropy:
+class BinaryCrossEntropy(_Cost):
     r"""Binary cross-entropy for data in [0, 1]: :math:`-\sum x\log\tilde x + (1-x)\log(1-\tilde x)`.
 
     The reconstruction must lie in (0, 1): pair it with a decoder whose output is squashed
     (``output: sigmoid`` for ``mlp``). Values are clamped away from 0 and 1.
     """
-
-    Options = NoOptions
-    closed_form = False
-
-    def __init__(self, options: NoOptions | None = None):
-        pass
 
     def __call__(self, target: Tensor, reconstruction: Tensor) -> Tensor:
         eps = 1e-6
