@@ -11,14 +11,15 @@ abs-log-variance penalty. Before timing, the plain networks get a copy of hierot
 both losses are checked to agree on one batch under the same random seed.
 
 Each case warms up, then times hierot and plain steps alternately (so that drift in the machine
-hits both alike; CUDA synchronised), and reports medians, the ratio hierot / plain (the target is
-within 5 %), the model's FLOPs per step (forward + backward, counted with
+hits both alike; CUDA synchronised), and reports medians, the ratio hierot / plain of the medians
+and the median of the per-pair ratios (steadier on a busy machine; the target is within 5 %),
+the model's FLOPs per step (forward + backward, counted with
 ``torch.utils.flop_counter.FlopCounterMode``) and the achieved GFLOP/s against a large
 matrix product measured on the same machine. Convolutional presets are timed in both memory
 orders of their ``resnet`` layers (``channels_last: true``, the default, and ``false``), the plain
 networks following the same order.
 
-    python benchmarks/train_step.py --quick     # fewer repeats
+    python benchmarks/train_step.py --quick     # fewer repeats; or python -m benchmarks train_step
     python benchmarks/train_step.py             # mnist-stackedwae.v1 @ 128, 512; svhn @ 100
     python benchmarks/train_step.py --case quickstart-conv:100 --threads 1
 
@@ -36,7 +37,6 @@ import statistics
 import sys
 import time
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -46,7 +46,7 @@ import hierot
 from hierot.builder import build_optimizer
 from hierot.components import DataSplits
 from hierot.loading import dump_spec
-from hierot.registry import ALL
+from hierot.rundir import environment
 from hierot.runtime import single_process
 from hierot.trainer import Trainer
 
@@ -322,6 +322,7 @@ def run_case(
         "hierot_median_s": hierot_s,
         "plain_median_s": plain_s,
         "ratio": hierot_s / plain_s,
+        "paired_ratio": statistics.median(a / b for a, b in zip(ours_t, plain_t)),
         "hierot_times_s": ours_t,
         "plain_times_s": plain_t,
         "flops_per_step": flops,
@@ -346,27 +347,14 @@ def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
 
 
 # -- driver ----------------------------------------------------------------------------------------
-def _version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
 def machine_info(device: torch.device) -> dict:
+    """Versions, plug-ins and machine (:func:`hierot.rundir.environment`), device, load."""
     return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        **environment(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "versions": {d: _version(d) for d in ("hierot", "torch", "numpy")},
-        "plugins": {
-            kind: {e.name: e.source for e in r.entries() if e.source != "hierot"}
-            for kind, r in ALL.items()
-        },
+        "load_average_at_start": os.getloadavg(),
     }
 
 
@@ -380,20 +368,21 @@ def markdown(report: dict) -> str:
         f"`hierot.build`; plain: the same networks and Eq. (10) loss written directly in torch.",
         f"Machine: {info['processor']}, {info['cpu_count']} CPUs ({info['torch_threads']} torch "
         f"threads), GPU: {info['gpu'] or 'none'}; python {info['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        + ".",
+        + ", ".join(f"{k} {v}" for k, v in info["packages"].items() if v)
+        + f"; 1-minute load average {info['load_average_at_start'][0]:.1f} at the start, "
+        f"{info['load_average_at_end'][0]:.1f} at the end.",
         f"Float32 matrix product ({report['matmul_size']}^2): "
         f"{report['matmul_gflops']:.1f} GFLOP/s.",
         "",
         "| preset | batch | memory format | hierot ms | plain ms | hierot / plain "
-        "| GFLOP per step | GFLOP/s | % of matmul |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| paired ratio | GFLOP per step | GFLOP/s | % of matmul |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["results"]:
         lines.append(
             f"| {r['preset']} | {r['batch']} | {FORMAT[r['channels_last']]} "
             f"| {1e3 * r['hierot_median_s']:.1f} | {1e3 * r['plain_median_s']:.1f} "
-            f"| {r['ratio']:.3f} "
+            f"| {r['ratio']:.3f} | {r['paired_ratio']:.3f} "
             f"| {r['flops_per_step'] / 1e9:.2f} | {r['gflops_per_s']:.1f} "
             f"| {100 * r['gflops_per_s'] / report['matmul_gflops']:.0f} |"
         )
@@ -437,7 +426,7 @@ def main() -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     mode = "quick" if args.quick else "full"
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
-    args.repeats = args.repeats or (5 if args.quick else 21)
+    args.repeats = args.repeats or (5 if args.quick else 31)
     cases = (
         [(c.rsplit(":", 1)[0], int(c.rsplit(":", 1)[1])) for c in args.case] if args.case else CASES
     )
@@ -445,7 +434,7 @@ def main() -> int:
     report = {
         "mode": mode,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
+        "command": " ".join(["python benchmarks/train_step.py", *sys.argv[1:]]),
         "warmup": args.warmup,
         "repeats": args.repeats,
         "machine": machine_info(device),
@@ -468,9 +457,11 @@ def main() -> int:
                 f"{preset:<22} batch {batch:<4} {FORMAT[channels_last]:<13} "
                 f"hierot {1e3 * r['hierot_median_s']:8.1f} ms  "
                 f"plain {1e3 * r['plain_median_s']:8.1f} ms  "
-                f"ratio {r['ratio']:.3f}  {r['gflops_per_s']:.1f} GFLOP/s",
+                f"ratio {r['ratio']:.3f} (paired {r['paired_ratio']:.3f})  "
+                f"{r['gflops_per_s']:.1f} GFLOP/s",
                 flush=True,
             )
+    report["machine"]["load_average_at_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"{mode}-{device.type}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

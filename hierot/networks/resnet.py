@@ -17,7 +17,7 @@ ReLU) to ``filters`` feature maps of the size the resampling needs to reach the 
 
 The mean and the log-variance share the residual body and have separate last operations.
 Weights and feature maps are held in channels-last memory order by default (``channels_last``):
-the values are the same, the convolutions about twice as fast on CPU.
+the values are the same, and a CPU training step of ``svhn-stackedwae.v1`` is 1.2-1.6x faster.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class ResNetOptions(ComponentOptions):
     channels_last: bool = Field(
         True,
         description="hold weights and feature maps in channels-last memory order (same values; "
-        "about 2x faster convolutions on CPU, see benchmarks/train_step.py)",
+        "faster convolutions on CPU, see benchmarks/train_step.py)",
     )
 
     @field_validator("kernel_size")
