@@ -44,8 +44,8 @@ class SquaredEuclidean(_Cost):
         return _sum_event((target - reconstruction).square())
 
     def expected(self, target: Tensor, decoded: Gaussian) -> Tensor:
-        trace = _sum_event(decoded.var) if decoded.var is not None else 0.0
-        return self(target, decoded.mean) + trace
+        var = decoded.var  # exp(log_var), computed once
+        return self(target, decoded.mean) + (_sum_event(var) if var is not None else 0.0)
 
 
 @costs.register("l2")
