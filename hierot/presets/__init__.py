@@ -10,6 +10,8 @@ from __future__ import annotations
 from functools import partial
 from importlib.resources import files
 
+import yaml
+
 from hierot.registry import presets
 
 
@@ -22,5 +24,5 @@ for _resource in sorted(files(__name__).iterdir(), key=lambda r: r.name):
     if _resource.name.endswith(".yaml"):
         _name = _resource.name.removesuffix(".yaml")
         _reader = partial(_read, _name)
-        _reader.__doc__ = _read(_name).splitlines()[0].lstrip("# ").strip()
+        _reader.__doc__ = yaml.safe_load(_read(_name)).get("description", "")
         presets.add(_name, _reader)
