@@ -31,6 +31,11 @@ from hierot.errors import HierotError
 _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 
 
+def _step_of(path: Path) -> int:
+    """The training step in a checkpoint's file name (``step-00000100.pt`` -> 100)."""
+    return int(_STEP_FILE.search(path.name).group(1))
+
+
 class RunDir:
     """Reads and writes one run directory."""
 
@@ -67,7 +72,7 @@ class RunDir:
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
         found = [p for p in self.checkpoint_dir.glob("step-*.pt") if _STEP_FILE.search(p.name)]
-        return sorted(found, key=lambda p: int(_STEP_FILE.search(p.name).group(1)))
+        return sorted(found, key=_step_of)
 
     def checkpoint(self, step: int | None = None) -> Path:
         """The checkpoint of ``step`` (default: the last one)."""
@@ -78,7 +83,7 @@ class RunDir:
             return found[-1]
         path = self.checkpoint_dir / f"step-{step:08d}.pt"
         if path not in found:
-            steps = ", ".join(str(int(_STEP_FILE.search(p.name).group(1))) for p in found)
+            steps = ", ".join(str(_step_of(p)) for p in found)
             raise HierotError(f"no checkpoint of step {step} in {self.checkpoint_dir}; steps: {steps}")
         return path
 

@@ -110,10 +110,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        values = {name: v.detach() for name, v in terms.unweighted.items()}
-        values.update({f"w_{name}": v.detach() for name, v in terms.weighted.items()})
-        values["total"] = loss.detach()
-        return values
+        return terms.detached()
 
     def fit(self) -> TrainResult:
         train = self.spec.train

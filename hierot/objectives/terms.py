@@ -31,12 +31,16 @@ class Terms:
     def total(self) -> Tensor:
         return sum(self.weighted.values())  # type: ignore[return-value]
 
-    def scalars(self) -> dict[str, float]:
-        """Plain floats for logging: each term, ``w_``-prefixed weighted terms, and ``total``."""
-        row = {name: float(v.detach()) for name, v in self.unweighted.items()}
-        row.update({f"w_{name}": float(v.detach()) for name, v in self.weighted.items()})
-        row["total"] = float(self.total.detach())
+    def detached(self) -> dict[str, Tensor]:
+        """Every term without its graph: unweighted, ``w_``-prefixed weighted, and ``total``."""
+        row = {name: v.detach() for name, v in self.unweighted.items()}
+        row.update({f"w_{name}": v.detach() for name, v in self.weighted.items()})
+        row["total"] = self.total.detach()
         return row
+
+    def scalars(self) -> dict[str, float]:
+        """:meth:`detached` as plain floats, for logging."""
+        return {name: float(v) for name, v in self.detached().items()}
 
 
 def identity(samples: Tensor) -> Tensor:
