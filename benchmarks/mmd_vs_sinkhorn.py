@@ -23,8 +23,9 @@ that divergence with its default options)::
     sinkhorn-geomloss  {name: sinkhorn, backend: geomloss, blur: 0.5}
     sinkhorn-pot       {name: sinkhorn, backend: pot, blur: 0.5}
 
-Both Sinkhorn backends use ``blur=0.5``: POT's plain Sinkhorn (no epsilon-annealing) does not
-converge within ``max_iter`` at the default 0.05 (see ``benchmarks/results/divergences``).
+Both Sinkhorn backends use ``blur=0.5``: the POT backend solves the cross term to its tolerance,
+which at the default 0.05 takes more than ``max_iter`` iterations for a 2-d top latent (see
+``benchmarks/results/divergences``).
 
     python -m benchmarks mmd_vs_sinkhorn --quick --threads 1   # 200 steps, seeds 0 1, mnist-5k
     python -m benchmarks mmd_vs_sinkhorn                        # 3000 steps, seeds 0 1 2, mnist-5k + fashion-mnist

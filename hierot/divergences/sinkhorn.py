@@ -12,6 +12,7 @@ import importlib.util
 from typing import Literal
 
 import ot
+import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
@@ -19,7 +20,8 @@ from hierot.divergences._common import flatten_pair, ground_cost
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, divergences
 
-GEOMLOSS_ONLY = ("scaling", "reach", "geomloss_backend")
+GEOMLOSS_ONLY = ("reach", "geomloss_backend")
+FINAL_UPDATES = 3  # averaged updates at the final epsilon before POT takes over
 POT_ONLY = ("max_iter", "tolerance")
 
 
@@ -53,12 +55,17 @@ class Sinkhorn:
       unbalanced (soft marginals with KL penalty :math:`\mathrm{reach}^p`).
       ``geomloss_backend="tensorized"`` stores the :math:`n \times m` cost; ``online`` and
       ``multiscale`` need PyKeOps and use :math:`O(n + m)` memory.
-    * ``pot``: POT's log-domain Sinkhorn (``ot.solve(..., method="sinkhorn_log")``) run to
-      ``tolerance`` on the marginals or ``max_iter`` iterations, three times (for
-      :math:`QP, QQ, PP`). Gradients use the envelope theorem (the optimal plan), not
-      back-propagation through the iterations. Without :math:`\varepsilon`-scaling it needs
-      many iterations when :math:`\varepsilon` is small against the costs: prefer a larger
-      ``blur`` or ``geomloss``.
+    * ``pot``: POT's log-domain Sinkhorn (``ot.bregman.sinkhorn_log``) run to ``tolerance`` on the
+      marginals or ``max_iter`` iterations. The cross term :math:`QP` is warm-started by
+      :math:`\varepsilon`-annealing (one POT iteration per :math:`\varepsilon` from the largest
+      cost down to ``blur ** p``, by a factor ``scaling ** p``); the symmetric self-terms
+      :math:`QQ, PP` are annealed with the averaged symmetric update of Feydy et al. (2019),
+      :math:`f \leftarrow \tfrac12 (f + T(f))`, and then handed to POT, which checks the
+      marginals and finishes them. Gradients use the envelope theorem (the optimal plan), not
+      back-propagation through the iterations. Unlike GeomLoss, the final
+      :math:`\varepsilon` is solved to ``tolerance``: when :math:`\varepsilon` is small against
+      the costs (``blur`` far below the spread of the data) the cross term needs many
+      iterations and runs to ``max_iter``; prefer a larger ``blur`` or ``geomloss`` there.
 
     Options of one backend given with the other are an error. Cost :math:`O(nm\,d)` per
     iteration; memory :math:`O(nm)` except for geomloss's ``online``/``multiscale``.
@@ -69,7 +76,7 @@ class Sinkhorn:
         p: Literal[1, 2] = Field(2, description="exponent of the cost |x - y|^p / p")
         blur: float = Field(0.05, gt=0, description="entropic scale; epsilon = blur ** p")
         scaling: float = Field(
-            0.5, gt=0, lt=1, description="geomloss: epsilon-annealing ratio (near 1: slow, exact)"
+            0.5, gt=0, lt=1, description="epsilon-annealing ratio per step (near 1: slow, exact)"
         )
         reach: float | None = Field(
             None, gt=0, description="geomloss: unbalanced transport scale (None: balanced)"
@@ -127,24 +134,69 @@ class Sinkhorn:
         return self._ot_eps(x, y) - 0.5 * (self._ot_eps(x, x) + self._ot_eps(y, y))
 
     def _ot_eps(self, x: Tensor, y: Tensor) -> Tensor:
-        """Entropic OT with uniform weights; gradient (wrt the cost) by the envelope theorem."""
+        """Entropic OT with uniform weights; gradient (wrt the cost) by the envelope theorem.
+
+        With the optimal plan P, OT_eps = <C, P> + eps * sum(P log P) (POT's ``entropy``
+        regularisation: eps * KL(P | a b^T) - eps * log(nm), a constant that cancels in the
+        debiased combination), and its gradient with respect to C is P itself.
+        """
         o = self.options
         cost = ground_cost(x, y, o.p) / o.p
-        # reg_type="entropy" adds eps * sum(pi log pi) = eps * KL(pi | a b^T) - eps * log(nm):
-        # the constant cancels in the debiased combination.
-        result = ot.solve(
-            cost,
-            reg=o.blur**o.p,
-            reg_type="entropy",
-            method="sinkhorn_log",
-            max_iter=o.max_iter,
-            tol=o.tolerance,
-            grad="envelope",
+        plan = self._pot_plan(cost.detach().double(), symmetric=x is y).to(cost.dtype)
+        eps = o.blur**o.p
+        return (cost * plan).sum() + eps * torch.special.xlogy(plan, plan).sum()
+
+    def _pot_plan(self, cost: Tensor, symmetric: bool) -> Tensor:
+        """The optimal entropic plan from POT, warm-started by epsilon-annealing."""
+        o = self.options
+        n, m = cost.shape
+        a = cost.new_full((n,), 1.0 / n)
+        b = cost.new_full((m,), 1.0 / m)
+        schedule = epsilon_schedule(cost.max().item(), o.blur**o.p, o.scaling**o.p)
+        f, g = annealed_potentials(cost, a.log(), b.log(), schedule, symmetric)
+        # POT's log-scalings are log a + f / eps and log b + g / eps
+        warm = (a.log() + f / schedule[-1], b.log() + g / schedule[-1])
+        return ot.bregman.sinkhorn_log(
+            a, b, cost, reg=schedule[-1], numItermax=o.max_iter, stopThr=o.tolerance,
+            warmstart=warm,  # POT warns "Sinkhorn did not converge" at max_iter
         )
-        return result.value
 
     def __repr__(self) -> str:
         o = self.options
         own = GEOMLOSS_ONLY if o.backend == "geomloss" else POT_ONLY
         fields = ("backend", "p", "blur", *own)
         return "Sinkhorn(" + ", ".join(f"{f}={getattr(o, f)!r}" for f in fields) + ")"
+
+
+def epsilon_schedule(max_cost: float, eps: float, ratio: float) -> list[float]:
+    """Epsilons from the largest cost down to ``eps`` by ``ratio`` (GeomLoss's annealing)."""
+    schedule = []
+    current = max_cost
+    while current > eps:
+        schedule.append(current)
+        current *= ratio
+    return [*schedule, eps]
+
+
+def annealed_potentials(
+    cost: Tensor, log_a: Tensor, log_b: Tensor, schedule: list[float], symmetric: bool
+) -> tuple[Tensor, Tensor]:
+    """Dual potentials (f, g) of OT_eps(a, b) annealed along ``schedule``: a warm start.
+
+    The averaged updates f <- (f + T_b(g)) / 2, g <- (g + T_a(f)) / 2 with the soft c-transform
+    T_b(g)_i = -eps log sum_j b_j exp((g_j - C_ij) / eps) (Feydy et al., 2019, Sec. 3.1), one
+    per epsilon and ``FINAL_UPDATES`` at the last. They converge where plain Sinkhorn oscillates
+    between two points on the symmetric problems OT(a, a), which need only f (g = f).
+    """
+    f = torch.zeros_like(log_a)
+    g = f if symmetric else torch.zeros_like(log_b)
+    steps = [1] * (len(schedule) - 1) + [FINAL_UPDATES]
+    for eps, count in zip(schedule, steps):
+        for _ in range(count):
+            f_new = -eps * torch.logsumexp(log_b + (g - cost) / eps, dim=1)
+            if symmetric:
+                f = g = 0.5 * (f + f_new)
+            else:
+                g_new = -eps * torch.logsumexp(log_a[:, None] + (f[:, None] - cost) / eps, dim=0)
+                f, g = 0.5 * (f + f_new), 0.5 * (g + g_new)
+    return f, g
