@@ -154,12 +154,17 @@ def test_sinkhorn_backends_agree(p, device):
 
 
 def test_sinkhorn_pot_default_solve_matches_converged_reference():
-    """float32 samples (solved in float64), default max_iter and tolerance: the value of a
-    long float64 solve to 1e-9, to 1e-4 relative."""
+    """float32 samples (solved in float64) at blur 0.2 (eps = 0.04 against costs up to ~20): the
+    default max_iter reaches the default tolerance (POT would warn otherwise), and the value is
+    that of a longer float64 solve to 5e-7, to 1e-4 relative."""
+    import warnings
+
     x, y = clouds("cpu", n=64, m=64, d=2, shift=0.5)
-    reference = build("sinkhorn", backend="pot", blur=0.2, max_iter=20_000,
-                      tolerance=1e-9)(x.double(), y.double())
-    value = build("sinkhorn", backend="pot", blur=0.2)(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Sinkhorn did not converge" fails the test
+        reference = build("sinkhorn", backend="pot", blur=0.2, max_iter=20_000,
+                          tolerance=5e-7)(x.double(), y.double())
+        value = build("sinkhorn", backend="pot", blur=0.2)(x, y)
     assert value.dtype == torch.float32
     assert value.item() == pytest.approx(reference.item(), rel=1e-4)
 
