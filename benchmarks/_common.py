@@ -12,11 +12,14 @@ import csv
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,21 @@ def set_threads(threads: int | None) -> int:
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)
     return torch.get_num_threads()
+
+
+def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
+                 threads: int | None) -> list[dict]:
+    """``[function(*job) for job in jobs]``, in ``workers`` fresh processes when more than one.
+
+    Each worker process runs ``threads`` torch threads; keep ``workers * threads`` at or below
+    the number of cores, or the timings measure contention (OpenMP threads spin while waiting).
+    """
+    if workers <= 1:
+        return [function(*job) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=set_threads,
+                             initargs=(threads,)) as pool:
+        return list(pool.map(function, *zip(*jobs)))
 
 
 def header(name: str, mode: str, argv: list[str], **extra: Any) -> dict:
@@ -149,7 +167,9 @@ def machine_line(report: dict) -> str:
     plugins = {k: v for k, v in m["plugins"].items() if v}
     load = tuple(round(v, 2) for v in m["load_average_at_start"])
     end = tuple(round(v, 2) for v in m.get("load_average_at_end", ()))
-    return (f"Machine: {m['platform']}, {m['cpu_count']} CPUs, torch threads {m['torch_threads']}, "
+    jobs = report.get("jobs", 1)
+    threads = f"torch threads {m['torch_threads']}" + (f", {jobs} runs at a time" if jobs > 1 else "")
+    return (f"Machine: {m['platform']}, {m['cpu_count']} CPUs, {threads}, "
             f"GPU: {m['cuda'] or 'none'}; python {m['python']}; {packages}; plug-ins: "
             f"{plugins or 'none'}. Load average (1, 5, 15 min) at start {load}, at end {end}: "
             "other work on the machine slows every timing.")

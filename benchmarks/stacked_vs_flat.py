@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
-from benchmarks.mmd_vs_sinkhorn import aggregate, run_one
+from benchmarks.mmd_vs_sinkhorn import aggregate, run_recorded
 
 NAME = "stacked_vs_flat"
 PRESETS = {"stacked": "mnist-stackedwae.v1", "flat": "mnist-wae.v1"}
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
     parser.add_argument("--device", help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
     parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     args = parser.parse_args(argv)
 
@@ -196,27 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     budget.update(batch_size=128, data=yaml.safe_load(args.data))
     threads = common.set_threads(args.threads)
     report = common.header(NAME, mode, argv, presets=PRESETS, budget=budget, device=args.device,
-                           torch_threads=threads, runs={}, summary={})
+                           torch_threads=threads, jobs=args.jobs, runs={}, summary={})
     runs = common.fresh_dir(args.out / "runs" / mode)
+    jobs = []
     for kind, preset in PRESETS.items():
-        records = []
         for seed in budget["seeds"]:
             overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
                          *width_overrides(preset, budget["shrink"]),
                          *common.train_overrides(budget["steps"], budget["log_every"])]
             if args.device:
                 overrides.append(f"device={args.device}")
-            out = runs / kind / f"seed-{seed}"
-            try:
-                record = run_one(preset, overrides, out, args.device, time_divergence=False)
-            except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the rest go on
-                common.log(f"failed {out}: {exc}")
-                record = {"run_dir": str(out), "error": f"{type(exc).__name__}: {exc}"}
-            record.update(seed=seed, overrides=overrides)
-            record["run_dir"] = str(Path(record["run_dir"]).relative_to(args.out))
-            records.append(record)
-        report["runs"][kind] = records
-        report["summary"][kind] = aggregate(records)
+            jobs.append((preset, overrides, runs / kind / f"seed-{seed}", args.device, False,
+                         args.out, seed))
+    records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
+    for kind in PRESETS:
+        report["runs"][kind] = [r for job, r in zip(jobs, records) if job[2].parent.name == kind]
+        report["summary"][kind] = aggregate(report["runs"][kind])
     common.log("figures")
     for name, draw in (("figures", lambda p: side_by_side(report, p, runs)),
                        ("metrics", lambda p: metrics_plot(report, p))):
