@@ -28,10 +28,10 @@ which at the default 0.05 takes more than ``max_iter`` iterations for a 2-d top 
 ``benchmarks/results/divergences``).
 
     python -m benchmarks mmd_vs_sinkhorn --quick --threads 1   # 200 steps, seeds 0 1, mnist-5k
-    python -m benchmarks mmd_vs_sinkhorn --threads 1 --jobs 2   # 1500 steps, seeds 0 1 2, mnist-5k + fashion-mnist
+    python -m benchmarks mmd_vs_sinkhorn --threads 1 --jobs 2   # 4000 steps, seeds 0 1 2, mnist-5k + fashion-mnist
 
-The full budget (24 runs of 1,500 steps) is sized to take about an hour on a 2-core CPU with two
-runs at a time; ``--steps`` raises it where there is more compute.
+The full budget (24 runs of 4,000 steps) is sized to take about 45 minutes on a 2-core CPU with
+two runs at a time; ``--steps`` raises it where there is more compute.
 
 Writes ``benchmarks/results/mmd_vs_sinkhorn/<mode>.json``, ``.md`` and ``<mode>.png``; run
 directories go to ``benchmarks/results/mmd_vs_sinkhorn/runs/<mode>/`` (not committed).
@@ -60,7 +60,7 @@ DIVERGENCES = {
 DATASETS = {"mnist-5k": {"name": "mnist-5k"}, "fashion-mnist": {"name": "fashion-mnist"}}
 MODES = {
     "quick": {"steps": 200, "seeds": [0, 1], "datasets": ["mnist-5k"], "log_every": 20},
-    "full": {"steps": 1500, "seeds": [0, 1, 2], "datasets": ["mnist-5k", "fashion-mnist"],
+    "full": {"steps": 4000, "seeds": [0, 1, 2], "datasets": ["mnist-5k", "fashion-mnist"],
              "log_every": 100},
 }
 
