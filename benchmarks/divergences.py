@@ -3,7 +3,8 @@
 For each divergence (default options, plus ``sinkhorn``'s POT backend and both backends at
 ``blur=0.5``), batch size N (both samples) and flattened dimension d, a fresh worker process
 builds the divergence, draws ``x ~ N(0, I)`` and ``y ~ N(0.5, I)`` (both requiring gradients),
-runs warm-up evaluations, then times ``D(x, y).backward()`` ``--repeats`` times (synchronising CUDA) and reports the median.
+runs warm-up evaluations, then times ``D(x, y).backward()`` ``--repeats`` times (synchronising
+CUDA) and reports the median.
 
 Peak memory of one more evaluation, above what was allocated before it:
 
@@ -163,39 +164,26 @@ def step_worker(args: argparse.Namespace) -> dict:
     """Median time of one Trainer step of ``args.step`` (PRESET:BATCH) on random data."""
     import torch
 
-    import hierot
-    from benchmarks.train_step import data_shape
-    from hierot.components import DataSplits
-    from hierot.runtime import single_process
-    from hierot.trainer import Trainer
+    from benchmarks.train_step import random_data_trainer, sync
 
     if args.threads:
         torch.set_num_threads(args.threads)
     preset, batch = args.step.rsplit(":", 1)
-    batch = int(batch)
     device = torch.device(args.device)
-    spec = hierot.load_spec(preset, [f"train.batch_size={batch}", "train.progress=false",
-                                     f"device={device.type}"])
-    shape = data_shape(spec)
-    gen = torch.Generator().manual_seed(0)
-    data = DataSplits(torch.rand(8 * batch, *shape, generator=gen),
-                      torch.rand(batch, *shape, generator=gen))
-    trainer = Trainer(hierot.build(spec, data=data), None, single_process(device.type))
+    trainer = random_data_trainer(preset, int(batch), device)
 
     def step() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         trainer._train_step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         return time.perf_counter() - start
 
     for _ in range(max(3, args.warmup)):
         step()
     times = [step() for _ in range(max(11, args.repeats))]
-    return {"status": "ok", "preset": preset, "batch": batch, "median_s": statistics.median(times),
-            "times_s": times}
+    return {"status": "ok", "preset": preset, "batch": int(batch),
+            "median_s": statistics.median(times), "times_s": times}
 
 
 def time_step(args: argparse.Namespace) -> dict:

@@ -240,15 +240,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_case(
-    preset: str, batch: int, device: torch.device, args, channels_last: bool | None
-) -> dict:
-    """Time one preset at one batch size (``channels_last``: the resnet layers' memory order)."""
-    overrides = [f"train.batch_size={batch}", "train.progress=false", f"device={device.type}"]
-    for i, layer in enumerate(hierot.load_spec(preset).layers):
-        for role in ("encoder", "decoder"):
-            if getattr(layer, role).name == "resnet" and channels_last is not None:
-                overrides.append(f"layers.{i}.{role}.channels_last={str(channels_last).lower()}")
+def random_data_trainer(
+    preset: str, batch: int, device: torch.device, overrides: list[str] | tuple[str, ...] = ()
+) -> Trainer:
+    """The preset built by hierot on ``8 * batch`` uniform random training examples of its data
+    shape (and one batch of test examples), in a single-process Trainer."""
+    overrides = [f"train.batch_size={batch}", "train.progress=false", f"device={device.type}",
+                 *overrides]
     spec = hierot.load_spec(preset, overrides)
     shape = data_shape(spec)
     gen = torch.Generator().manual_seed(0)
@@ -256,8 +254,22 @@ def run_case(
     data = DataSplits(
         torch.rand(n, *shape, generator=gen), torch.rand(batch, *shape, generator=gen)
     )
-    built = hierot.build(spec, data=data)
-    trainer = Trainer(built, None, single_process(device.type))
+    return Trainer(hierot.build(spec, data=data), None, single_process(device.type))
+
+
+def run_case(
+    preset: str, batch: int, device: torch.device, args, channels_last: bool | None
+) -> dict:
+    """Time one preset at one batch size (``channels_last``: the resnet layers' memory order)."""
+    overrides = []
+    for i, layer in enumerate(hierot.load_spec(preset).layers):
+        for role in ("encoder", "decoder"):
+            if getattr(layer, role).name == "resnet" and channels_last is not None:
+                overrides.append(f"layers.{i}.{role}.channels_last={str(channels_last).lower()}")
+    trainer = random_data_trainer(preset, batch, device, overrides)
+    built, spec = trainer.built, trainer.spec
+    shape = data_shape(spec)
+    n = len(built.data.train_x)
     plain = PlainModel(spec, shape).to(device)
     copy_parameters(built.model, plain)
     train_x = trainer.train_x
