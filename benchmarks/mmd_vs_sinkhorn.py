@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     report = common.header(NAME, mode, argv, preset=PRESET, budget=budget, divergences=chosen,
                            torch_threads=threads, jobs=args.jobs, datasets={})
     runs = common.fresh_dir(args.out / "runs" / mode)
-    jobs = []
+    jobs, keys = [], []
     for dataset in budget["datasets"]:
         note = dataset_note(DATASETS[dataset])
         if note:
@@ -314,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                     overrides.append(f"device={args.device}")
                 out = runs / dataset / label / f"seed-{seed}"
                 jobs.append((PRESET, overrides, out, args.device, True, args.out, seed))
+                keys.append((dataset, label))
     records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
-    for job, record in zip(jobs, records):
-        dataset, label = job[2].parts[-3:-1]
+    for (dataset, label), record in zip(keys, records):
         report["datasets"][dataset]["runs"].setdefault(label, []).append(record)
     for block in report["datasets"].values():
         for label, records in block.get("runs", {}).items():

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     report = common.header(NAME, mode, argv, presets=PRESETS, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})
     runs = common.fresh_dir(args.out / "runs" / mode)
-    jobs = []
+    jobs, kinds = [], []
     for kind, preset in PRESETS.items():
         for seed in budget["seeds"]:
             overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
@@ -210,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                 overrides.append(f"device={args.device}")
             jobs.append((preset, overrides, runs / kind / f"seed-{seed}", args.device, False,
                          args.out, seed))
+            kinds.append(kind)
     records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
     for kind in PRESETS:
-        report["runs"][kind] = [r for job, r in zip(jobs, records) if job[2].parent.name == kind]
+        report["runs"][kind] = [r for k, r in zip(kinds, records) if k == kind]
         report["summary"][kind] = aggregate(report["runs"][kind])
     common.log("figures")
     for name, draw in (("figures", lambda p: side_by_side(report, p, runs)),
