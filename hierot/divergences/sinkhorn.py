@@ -152,10 +152,11 @@ class Sinkhorn:
         n, m = cost.shape
         a = cost.new_full((n,), 1.0 / n)
         b = cost.new_full((m,), 1.0 / m)
+        log_a, log_b = a.log(), b.log()
         schedule = epsilon_schedule(cost.max().item(), o.blur**o.p, o.scaling**o.p)
-        f, g = annealed_potentials(cost, a.log(), b.log(), schedule, symmetric)
+        f, g = annealed_potentials(cost, log_a, log_b, schedule, symmetric)
         # POT's log-scalings are log a + f / eps and log b + g / eps
-        warm = (a.log() + f / schedule[-1], b.log() + g / schedule[-1])
+        warm = (log_a + f / schedule[-1], log_b + g / schedule[-1])
         return ot.bregman.sinkhorn_log(
             a, b, cost, reg=schedule[-1], numItermax=o.max_iter, stopThr=o.tolerance,
             warmstart=warm,  # POT warns "Sinkhorn did not converge" at max_iter
