@@ -16,11 +16,11 @@ from pydantic import ValidationError
 
 from hierot.errors import HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
-from hierot.spec import Spec, validate_spec
+from hierot.spec import Spec, upgrade_objective, validate_spec
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
-    "penalties": "penalty", "data": "dataset",
+    "penalties": "penalty", "data": "dataset", "objective": "objective",
 }
 
 
@@ -121,6 +121,16 @@ def format_errors(error: ValidationError, raw: Any) -> list[str]:
     return lines
 
 
+def _legacy_weights_line(line: str, objective: str) -> str:
+    """An error in a top-level ``weights:`` (moved into the objective) named where it was written."""
+    if not line.startswith("objective.weights"):
+        return line
+    if line.startswith("objective.weights: Extra inputs"):
+        return (f"weights: objective {objective!r} takes no weights; remove them "
+                "(or --set weights=null)")
+    return line.replace("objective.weights", "weights", 1)
+
+
 def load_spec(
     source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
 ) -> Spec:
@@ -135,11 +145,20 @@ def load_spec(
     """
     raw, label = read_raw(source)
     raw = apply_overrides(raw, overrides)
+    upgraded = upgrade_objective(raw)  # the form before objectives were a registry
     try:
-        spec = validate_spec(raw)
+        spec = validate_spec(upgraded)
     except ValidationError as exc:
-        raise SpecError(format_errors(exc, raw), label) from None
+        lines = format_errors(exc, upgraded)
+        if upgraded is not raw and raw.get("weights") is not None:
+            lines = [_legacy_weights_line(line, upgraded["objective"]["name"]) for line in lines]
+        lines = [("weights: a spec whose objective is a mapping gives its weights inside it "
+                  "(objective.weights); remove the top-level weights (or --set weights=null)")
+                 if line.startswith("weights: Extra inputs") else line for line in lines]
+        raise SpecError(lines, label) from None
     problems = spec.consistency_errors()
+    if upgraded is not raw and "weights" in raw:
+        problems = [p.replace("objective.weights", "weights", 1) for p in problems]
     if problems:
         raise SpecError(problems, label)
     return spec
