@@ -156,12 +156,13 @@ def test_objective_errors_name_the_field():
 
 
 # -- a plug-in objective through an entry point ----------------------------------------------------
+class MeanMatchingOptions(ObjectiveOptions):
+    label = "mean matching (a test plug-in)"
+    weight: float = Field(1.0, gt=0)
+
+
 class MeanMatching(Objective):
     """A plug-in objective: reconstruction of x and a divergence on z_1."""
-
-    class Options(ObjectiveOptions):
-        label = "mean matching (a test plug-in)"
-        weight: float = Field(1.0, gt=0)
 
     def forward(self, x):
         encodings, codes = self.model.encode(x, depth=1)
@@ -186,6 +187,9 @@ class FakeEntryPoint:
     group: str = "hierot.objectives"
 
     def load(self):
+        """Import the plug-in's module, which registers the objective with its options."""
+        if "mean-matching" not in objectives._entries:
+            objectives.register("mean-matching", options=MeanMatchingOptions)(MeanMatching)
         return MeanMatching
 
 

@@ -1,7 +1,8 @@
 r"""The contract between hierot and an objective, built-in or plug-in.
 
 An objective is registered in :data:`hierot.registry.objectives` (entry-point group
-``hierot.objectives``) as a class whose ``Options`` subclass :class:`ObjectiveOptions`. The
+``hierot.objectives``) as a class, with options subclassing :class:`ObjectiveOptions`
+(``objectives.register(name, options=...)``). The
 builder calls it as ``factory(options, context=ObjectiveContext(...))``: everything the objective
 may use from the framework is in the context, explicitly. Its ``forward(x)`` returns
 :class:`~hierot.objectives.terms.Terms`; the trainer minimises ``terms.total``.
@@ -195,7 +196,6 @@ class Objective(nn.Module):
         What the framework provides (:class:`ObjectiveContext`).
     """
 
-    Options: ClassVar[type[ObjectiveOptions]] = ObjectiveOptions
     density: ClassVar[bool] = False
     """Whether :meth:`log_weight` is defined (the objective is a density model of x)."""
 

@@ -30,11 +30,9 @@ class FlatWAEOptions(WAEOptions):
     label = "flat WAE with the implicit prior, Eq. (7)"
 
 
-@objectives.register("wae")
+@objectives.register("wae", options=FlatWAEOptions)
 class FlatWAE(Objective):
     """Flat WAE, Eq. (7): reconstruction through z_1 and a divergence to the implicit prior."""
-
-    Options = FlatWAEOptions
 
     def __init__(self, options: WAEOptions, *, context: ObjectiveContext):
         super().__init__(options, context=context)

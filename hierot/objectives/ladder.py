@@ -57,11 +57,9 @@ def precision_weighted(bottom_up: Gaussian, top_down: Gaussian) -> Gaussian:
     return Gaussian(mean, log_var)
 
 
-@objectives.register("lvae")
+@objectives.register("lvae", options=LVAEOptions)
 class LVAE(VAE):
     """Ladder VAE (Sønderby et al., 2016): precision-weighted top-down inference, ELBO."""
-
-    Options = LVAEOptions
 
     def bottom_up(self, x: Tensor) -> list[Gaussian]:
         """The deterministic upward pass: ``(mu_hat_i, var_hat_i)``, each encoder fed the mean below."""

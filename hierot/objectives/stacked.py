@@ -53,11 +53,9 @@ class StackedWAEOptions(WAEOptions):
     label = "StackedWAE, Eq. (10)"
 
 
-@objectives.register("stacked-wae")
+@objectives.register("stacked-wae", options=StackedWAEOptions)
 class StackedWAE(Objective):
     """StackedWAE, Eq. (10): a reconstruction term at every layer and a divergence on the top."""
-
-    Options = StackedWAEOptions
 
     def __init__(self, options: WAEOptions, *, context: ObjectiveContext):
         super().__init__(options, context=context)

@@ -160,12 +160,12 @@ class VAE(Objective):
         return log_lik - sum(inference.kl(i).sum(1) for i in range(self.depth))
 
 
-@objectives.register("hvae")
+@objectives.register("hvae", options=HVAEOptions)
 class HVAE(VAE):
-    """Markov hierarchical VAE: the ELBO of Eq. (1) with the Markov encoder of Eq. (2)."""
+    """Markov hierarchical VAE: the ELBO of Eq. (1) with the Markov encoder of Eq. (2).
 
-    Options = HVAEOptions
-    # inference: the Markov encoder chain of Objective.infer
+    Inference is the Markov encoder chain (:meth:`Objective.infer`).
+    """
 
 
 __all__ = ["HVAE", "HVAEOptions", "VAE", "VAEOptions", "pixel_log_likelihood"]
