@@ -62,7 +62,7 @@ def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
 
 def header(name: str, mode: str, argv: list[str], **extra: Any) -> dict:
     """The common top of every report: what, when, the command, versions and machine."""
-    from hierot.rundir import environment
+    from hierot.training.rundir import environment
 
     return {
         "benchmark": name,
@@ -116,7 +116,7 @@ def time_divergence(run_dir: Path, *, device: str | None, warmup: int = 3, repea
     """
     import torch
 
-    from hierot.evaluation.run import encode, load_run
+    from hierot.evaluation.trained import encode, load_run
 
     run = load_run(run_dir, device=device)
     batch = run.spec.train.batch_size

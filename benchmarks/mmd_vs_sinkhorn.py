@@ -232,7 +232,7 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> Path | None:
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     blocks = {d: b for d, b in report["datasets"].items() if b.get("summary")}
     if not blocks:

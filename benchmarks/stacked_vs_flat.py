@@ -49,7 +49,7 @@ MODES = {
 
 def width_overrides(preset: str, shrink: int) -> list[str]:
     """Every hidden width of ``preset`` divided by ``shrink`` (none when 1)."""
-    from hierot.loading import load_spec
+    from hierot.spec.loading import load_spec
 
     if shrink == 1:
         return []
@@ -123,8 +123,8 @@ def side_by_side(report: dict, out: Path, run_root: Path) -> Path | None:
     import matplotlib.image as mpimg
 
     from hierot.evaluation import figures
-    from hierot.evaluation._draw import new_figure, save
-    from hierot.evaluation.run import load_run
+    from hierot.evaluation.plotting import new_figure, save
+    from hierot.evaluation.trained import load_run
 
     seed = report["budget"]["seeds"][0]
     panels = {}
@@ -147,7 +147,7 @@ def side_by_side(report: dict, out: Path, run_root: Path) -> Path | None:
 
 
 def metrics_plot(report: dict, out: Path) -> Path | None:
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     summary = report["summary"]
     if not all(summary.values()):

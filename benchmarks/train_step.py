@@ -2,7 +2,7 @@
 
 For each case (preset, batch size) the preset is loaded with ``hierot.load_spec`` and built with
 ``hierot.build`` on random data of the preset's data shape (uniform in [0, 1]); the hierot step is
-:class:`hierot.trainer.Trainer`'s own step (batch gather, objective, finite check, backward, Adam).
+:class:`hierot.training.trainer.Trainer`'s own step (batch gather, objective, finite check, backward, Adam).
 The plain loop is the same networks written directly in ``torch.nn`` (same layer sizes, same
 parameter order) and the same loss, Eq. (10), computed inline: reparameterised encodings,
 closed-form squared-Euclidean reconstruction terms with the preset's weights, an inline
@@ -45,10 +45,10 @@ from torch import Tensor, nn
 import hierot
 from hierot.builder import build_optimizer
 from hierot.components import DataSplits
-from hierot.loading import dump_spec
-from hierot.rundir import environment
-from hierot.runtime import single_process
-from hierot.trainer import Trainer
+from hierot.spec.loading import dump_spec
+from hierot.training.rundir import environment
+from hierot.training.runtime import single_process
+from hierot.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step"
 CASES = (("mnist-stackedwae.v1", 128), ("mnist-stackedwae.v1", 512), ("svhn-stackedwae.v1", 100))
@@ -360,7 +360,7 @@ def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
 
 # -- driver ----------------------------------------------------------------------------------------
 def machine_info(device: torch.device) -> dict:
-    """Versions, plug-ins and machine (:func:`hierot.rundir.environment`), device, load."""
+    """Versions, plug-ins and machine (:func:`hierot.training.rundir.environment`), device, load."""
     return {
         **environment(),
         "processor": platform.processor() or platform.machine(),

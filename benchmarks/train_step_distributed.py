@@ -3,7 +3,7 @@
 Each configuration starts its worker processes afresh (``torch.multiprocessing``, spawn; gloo on
 the CPU, nccl on CUDA, loopback rendezvous) with ``--threads`` intra-op threads per process,
 builds the preset on random data of its shape (uniform in [0, 1]) and times
-:class:`hierot.trainer.Trainer`'s own step (shard, objective, backward, DDP's gradient
+:class:`hierot.training.trainer.Trainer`'s own step (shard, objective, backward, DDP's gradient
 all-reduce, Adam): warm-up steps, then ``--repeats`` steps, each between two barriers so that
 every rank's step is inside the time; the median is reported. With ``--rounds R`` every
 configuration is run R times, in rotation (so that drift in the machine's load hits all alike),
@@ -98,8 +98,8 @@ def _median_time(fn, device, repeats: int, barrier=lambda: None, cpu: list | Non
 def _worker(rank: int, world: int, port: int, config: dict, results: str) -> None:
     torch.set_num_threads(config["threads"])
     import hierot
-    from hierot.runtime import single_process
-    from hierot.trainer import Trainer
+    from hierot.training.runtime import single_process
+    from hierot.training.trainer import Trainer
 
     device_name = config["device"]
     spec = _spec(config["preset"], config["batch"], device_name, config["divergence"],
@@ -107,7 +107,7 @@ def _worker(rank: int, world: int, port: int, config: dict, results: str) -> Non
     if config["distributed"]:
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        from hierot.distributed import init
+        from hierot.training.distributed import init
 
         runtime = init(device_name, spec.distributed)
     else:
@@ -123,7 +123,7 @@ def _worker(rank: int, world: int, port: int, config: dict, results: str) -> Non
     row = {**config, "rank": rank, "step_s": step, "cpu_s": cpu[0]}
 
     if config["distributed"] and config["components"]:
-        from hierot.distributed import gather_rows
+        from hierot.training.distributed import gather_rows
 
         top = built.model.latent_shapes[-1]
         local = config["batch"] // world
@@ -246,8 +246,8 @@ def main() -> int:
     args.warmup = args.warmup if args.warmup is not None else (3 if args.quick else 5)
     args.repeats = args.repeats or (11 if args.quick else 31)
 
-    from hierot.loading import dump_spec
-    from hierot.rundir import environment
+    from hierot.spec.loading import dump_spec
+    from hierot.training.rundir import environment
 
     report = {
         "mode": mode, "device": args.device, "preset": args.preset, "batch": args.batch,

@@ -15,11 +15,11 @@ from torch import Tensor, nn
 
 from hierot.components import DataSplits
 from hierot.errors import SpecError
-from hierot.model import Hierarchy
+from hierot.model.hierarchy import Hierarchy
 from hierot.objectives import OBJECTIVES, Objective
 from hierot.objectives.terms import identity
 from hierot.registry import costs, datasets, divergences, networks, penalties
-from hierot.spec import OptimizerSpec, Spec
+from hierot.spec.schema import OptimizerSpec, Spec
 
 
 @dataclass

@@ -20,7 +20,7 @@ costs = Registry("cost", builtins="hierot.costs", group="hierot.costs")
 divergences = Registry("divergence", builtins="hierot.divergences", group="hierot.divergences")
 penalties = Registry("penalty", builtins="hierot.penalties", group="hierot.penalties")
 datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.datasets")
-presets = Registry("preset", builtins="hierot.presets", group="hierot.presets")
+presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.presets")
 
 ALL: dict[str, Registry] = {
     "networks": networks,

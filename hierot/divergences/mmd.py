@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from hierot.divergences._common import flatten_pair, squared_distances
+from hierot.divergences.helpers import flatten_pair, squared_distances
 from hierot.registry import ComponentOptions, divergences
 
 WAE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)

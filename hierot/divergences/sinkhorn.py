@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from hierot.divergences._common import flatten_pair, ground_cost
+from hierot.divergences.helpers import flatten_pair, ground_cost
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, divergences
 

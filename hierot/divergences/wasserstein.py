@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from hierot.divergences._common import flatten_pair, ground_cost
+from hierot.divergences.helpers import flatten_pair, ground_cost
 from hierot.registry import ComponentOptions, divergences
 
 

@@ -24,8 +24,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "LoadedRun": "hierot.evaluation.run",
-    "load_run": "hierot.evaluation.run",
+    "LoadedRun": "hierot.evaluation.trained",
+    "load_run": "hierot.evaluation.trained",
     "evaluate": "hierot.evaluation.evaluator",
     "format_table": "hierot.evaluation.evaluator",
     "frechet_distance": "hierot.evaluation.frechet",

@@ -17,7 +17,7 @@ file                         what (paper figure)
 
 Image data ``(C, H, W)`` with C in {1, 3} is drawn as images; any other data (vectors) as scatter
 plots of its first two coordinates. Codes are the encoders' means and decodes the decoders' means
-(:meth:`hierot.model.Hierarchy.decode`); samples are ancestral, from the prior.
+(:meth:`hierot.model.hierarchy.Hierarchy.decode`); samples are ancestral, from the prior.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hierot.evaluation._draw import (
+from hierot.evaluation.plotting import (
     Display,
     cell_centres,
     is_image,
@@ -40,7 +40,7 @@ from hierot.evaluation._draw import (
     show_mosaic,
     xy,
 )
-from hierot.evaluation.run import LoadedRun, decode, encode, generate, load_run, subset
+from hierot.evaluation.trained import LoadedRun, decode, encode, generate, load_run, subset
 
 CAPTIONS = {
     "training_curves.png": "Training curves: every term of the objective, unweighted and "

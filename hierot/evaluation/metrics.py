@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from hierot.errors import HierotError
-from hierot.evaluation.run import (
+from hierot.evaluation.trained import (
     chunks,
     decode,
     encode,
@@ -30,7 +30,7 @@ from hierot.evaluation.run import (
     seeded,
     subset,
 )
-from hierot.model import Hierarchy
+from hierot.model.hierarchy import Hierarchy
 from hierot.objectives import Objective
 from hierot.registry import divergences
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from hierot.components import Cost, Divergence, LayerOutputs, Penalty
-from hierot.model import Hierarchy
+from hierot.model.hierarchy import Hierarchy
 
 
 @dataclass

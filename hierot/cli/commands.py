@@ -48,8 +48,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train(args: argparse.Namespace) -> int:
     from hierot.api import default_run_dir, fit
-    from hierot.rundir import RunDir
-    from hierot.trainer import summary_table
+    from hierot.training.rundir import RunDir
+    from hierot.training.trainer import summary_table
 
     if (args.spec is None) == (args.resume is None):
         raise HierotError("train: give a SPEC_OR_PRESET, or --resume DIR (not both)")
@@ -78,7 +78,7 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from hierot.loading import load_spec
+    from hierot.spec.loading import load_spec
 
     spec = load_spec(args.spec, args.overrides)
     reconstruction, match = spec.resolved_weights()
@@ -94,7 +94,7 @@ command("validate", "check a spec without building anything")(validate)
 
 
 def show(args: argparse.Namespace) -> int:
-    from hierot.loading import dump_spec, load_spec, read_text
+    from hierot.spec.loading import dump_spec, load_spec, read_text
 
     print(dump_spec(load_spec(args.spec)) if args.resolved else read_text(args.spec)[0], end="")
     return 0
@@ -132,7 +132,7 @@ list_components.arguments = lambda p: p.add_argument("kind", nargs="?", help="ne
 command("list", "list registered components (and plug-ins, with their package)")(list_components)
 
 
-import hierot.evaluation.commands  # noqa: E402, F401  (registers eval, plot, sample, report)
+import hierot.cli.evaluation  # noqa: E402, F401  (registers eval, plot, sample, report)
 
 
 # -- entry point ---------------------------------------------------------------------------------

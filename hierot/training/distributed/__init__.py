@@ -55,8 +55,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.objectives.terms import Terms
-from hierot.runtime import Runtime, resolve_device
-from hierot.spec import DistributedSpec
+from hierot.training.runtime import Runtime, resolve_device
+from hierot.spec.schema import DistributedSpec
 
 __all__ = [
     "DataParallelObjective",

@@ -17,11 +17,11 @@ from torch import Tensor
 
 from hierot.builder import Built, build
 from hierot.components import DataSplits
-from hierot.loading import load_spec
-from hierot.model import Hierarchy
-from hierot.rundir import RunDir
-from hierot.runtime import resolve_device
-from hierot.spec import Spec
+from hierot.spec.loading import load_spec
+from hierot.model.hierarchy import Hierarchy
+from hierot.training.rundir import RunDir
+from hierot.training.runtime import resolve_device
+from hierot.spec.schema import Spec
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hierot.cli import command
+from hierot.cli.commands import command
 from hierot.errors import HierotError
 
 
@@ -78,7 +78,7 @@ command("plot", "draw a run's figures into RUN_DIR/figures and write RUN_DIR/rep
 def sample(args: argparse.Namespace) -> int:
     import torch
 
-    from hierot.evaluation.run import generate, load_run
+    from hierot.evaluation.trained import generate, load_run
 
     if args.n < 1:
         raise HierotError(f"sample: -n must be at least 1, got {args.n}")
@@ -99,7 +99,7 @@ def sample(args: argparse.Namespace) -> int:
 def _sample_png(run, drawn, out: Path) -> None:
     import math
 
-    from hierot.evaluation._draw import (
+    from hierot.evaluation.plotting import (
         Display,
         is_image,
         label_axes_xy,

@@ -88,10 +88,10 @@ def from_environment(device: str = "auto", options: Any = None) -> Runtime:
     """The runtime this process was started in: one process unless launched data-parallel.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the process group, see
-    :func:`hierot.distributed.init`; ``options`` is the spec's ``distributed`` section.
+    :func:`hierot.training.distributed.init`; ``options`` is the spec's ``distributed`` section.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from hierot.distributed import init
+        from hierot.training.distributed import init
 
         return init(device, options)
     return single_process(device)

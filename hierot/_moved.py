@@ -1,0 +1,58 @@
+"""Old module paths of hierot 0.1, kept importable after the package was grouped.
+
+``import hierot.trainer`` (say) still works: a finder on :data:`sys.meta_path` answers each old
+name with the module at its new path (the same module object, so ``hierot.trainer.Trainer is
+hierot.training.trainer.Trainer``) and emits a :class:`DeprecationWarning` naming the new path.
+New code imports the new paths; see ``docs/architecture.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+import warnings
+from types import ModuleType
+
+MOVED: dict[str, str] = {
+    "hierot.loading": "hierot.spec.loading",
+    "hierot.presets": "hierot.spec.presets",
+    "hierot.trainer": "hierot.training.trainer",
+    "hierot.batches": "hierot.training.batches",
+    "hierot.rundir": "hierot.training.rundir",
+    "hierot.runtime": "hierot.training.runtime",
+    "hierot.distributed": "hierot.training.distributed",
+    "hierot.distributions": "hierot.model.distributions",
+    "hierot.evaluation.run": "hierot.evaluation.trained",
+    "hierot.evaluation._draw": "hierot.evaluation.plotting",
+    "hierot.evaluation.commands": "hierot.cli.evaluation",
+    "hierot.divergences._common": "hierot.divergences.helpers",
+}
+"""Old module path -> new module path."""
+
+
+class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds an old path of :data:`MOVED` and loads it as the module at the new path."""
+
+    def find_spec(self, fullname: str, path=None, target=None):
+        if fullname not in MOVED:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec) -> ModuleType:
+        new = MOVED[spec.name]
+        warnings.warn(
+            f"{spec.name} moved to {new}; import it from there", DeprecationWarning, stacklevel=2
+        )
+        return importlib.import_module(new)
+
+    def exec_module(self, module: ModuleType) -> None:
+        """The module at the new path is already executed."""
+
+
+def install() -> None:
+    """Put the finder first on :data:`sys.meta_path` (once), so an old path always names the
+    new module, even where a stale file or another installation still holds the old one."""
+    if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _MovedModuleFinder())
