@@ -10,7 +10,8 @@ from typing import Any
 from hierot.builder import Built, build
 from hierot.spec.loading import dump_spec, load_spec
 from hierot.training.rundir import RunDir, atomic_write_text
-from hierot.training.runtime import Runtime, from_environment
+from hierot.training.distributed import from_environment
+from hierot.training.runtime import Runtime
 from hierot.spec.schema import Spec
 from hierot.training.trainer import Trainer, TrainResult
 

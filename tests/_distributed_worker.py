@@ -66,7 +66,7 @@ def noise_streams() -> dict:
     """Draws in this rank's own phase and in the shared phase of one step."""
     import torch.distributed as dist
 
-    from hierot.training.runtime import from_environment
+    from hierot.training.distributed import from_environment
 
     runtime = from_environment("cpu")
     before = torch.get_rng_state()
@@ -117,7 +117,7 @@ def main(root: Path) -> None:
     from hierot.errors import HierotError
     from hierot.spec.loading import dump_spec
 
-    from hierot.training.runtime import from_environment
+    from hierot.training.distributed import from_environment
 
     runtime = from_environment("cpu")  # joins the process group; later fits reuse it
     seen: dict = {"runtime": type(runtime).__name__}

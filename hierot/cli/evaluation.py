@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hierot.cli.commands import command
+from hierot.cli._command import command
 from hierot.errors import HierotError
 
 

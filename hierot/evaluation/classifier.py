@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from hierot._utils import one_thread, seeded
 from hierot.components import DataSplits
-from hierot.evaluation.trained import one_thread, seeded
 from hierot.training.rundir import atomic_torch_save
 
 CACHE_ENV = "HIEROT_CACHE"
