@@ -23,7 +23,6 @@ MOVED: dict[str, str] = {
     "hierot.rundir": "hierot.training.rundir",
     "hierot.runtime": "hierot.training.runtime",
     "hierot.distributed": "hierot.training.distributed",
-    "hierot.distributions": "hierot.model.distributions",
     "hierot.evaluation.run": "hierot.evaluation.trained",
     "hierot.evaluation._draw": "hierot.evaluation.plotting",
     "hierot.evaluation.commands": "hierot.cli.evaluation",

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from hierot._utils import identity
 from hierot.components import DataSplits
 from hierot.errors import SpecError
-from hierot.model.hierarchy import Hierarchy
+from hierot.model import Hierarchy
 from hierot.objectives import OBJECTIVES, Objective
 from hierot.registry import costs, datasets, divergences, networks, penalties
 from hierot.spec.schema import OptimizerSpec, Spec

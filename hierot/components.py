@@ -17,7 +17,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 
 Head = Literal["gaussian", "deterministic"]
 Shape = tuple[int, ...]

@@ -10,7 +10,7 @@ import torch
 import hierot
 from hierot.components import DataSplits
 from hierot.costs import SquaredEuclidean, expected_cost
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 
 SPEC = {
     "data": {"name": "digits"},

@@ -63,7 +63,7 @@ def test_every_entry_is_documented_and_has_an_options_model(kind):
 def test_every_network_maps_shapes_and_returns_gaussians(name):
     import torch
 
-    from hierot.model.distributions import Gaussian
+    from hierot.distributions import Gaussian
     from hierot.registry import networks
 
     options = networks.tagged_options(name)(name=name)

@@ -13,7 +13,7 @@ from torch import nn
 
 import hierot
 from hierot.components import DataSplits, LayerOutputs
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 from hierot.errors import HierotError, SpecError
 from hierot.networks.resnet import ResNet
 from hierot.registry import costs, divergences, networks, penalties

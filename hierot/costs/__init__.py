@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from hierot.components import Cost
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 from hierot.registry import NoOptions, costs
 
 

@@ -17,7 +17,7 @@ file                         what (paper figure)
 
 Image data ``(C, H, W)`` with C in {1, 3} is drawn as images; any other data (vectors) as scatter
 plots of its first two coordinates. Codes are the encoders' means and decodes the decoders' means
-(:meth:`hierot.model.hierarchy.Hierarchy.decode`); samples are ancestral, from the prior.
+(:meth:`hierot.model.Hierarchy.decode`); samples are ancestral, from the prior.
 """
 
 from __future__ import annotations

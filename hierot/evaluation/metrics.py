@@ -30,7 +30,7 @@ from hierot.evaluation.trained import (
     seeded,
     subset,
 )
-from hierot.model.hierarchy import Hierarchy
+from hierot.model import Hierarchy
 from hierot.objectives import Objective
 from hierot.registry import divergences
 

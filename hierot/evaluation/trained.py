@@ -18,7 +18,7 @@ from hierot._utils import seeded
 from hierot.builder import Built, build
 from hierot.components import DataSplits
 from hierot.spec.loading import load_spec
-from hierot.model.hierarchy import Hierarchy
+from hierot.model import Hierarchy
 from hierot.training.rundir import RunDir
 from hierot.training.runtime import resolve_device
 from hierot.spec.schema import Spec

@@ -11,7 +11,7 @@ import math
 from torch import Tensor, nn
 
 from hierot.components import Head, Shape
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 
 
 def numel(shape: Shape) -> int:

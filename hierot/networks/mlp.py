@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from hierot.components import Head, Shape
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 from hierot.networks.heads import GaussianHead, numel
 from hierot.registry import ComponentOptions, networks
 

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from hierot.components import Head, Shape
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 from hierot.errors import HierotError
 from hierot.networks.heads import GaussianHead
 from hierot.registry import ComponentOptions, networks

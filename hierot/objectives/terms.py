@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from hierot._utils import identity
 from hierot.components import Cost, Divergence, LayerOutputs, Penalty
-from hierot.model.hierarchy import Hierarchy
+from hierot.model import Hierarchy
 
 
 @dataclass

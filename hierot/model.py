@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from hierot.model.distributions import Gaussian
+from hierot.distributions import Gaussian
 
 Shape = tuple[int, ...]
 
@@ -24,7 +24,7 @@ class Hierarchy(nn.Module):
     ----------
     encoders, decoders:
         ``encoders[i]`` is q(z_{i+1} | z_i) and ``decoders[i]`` is p(z_i | z_{i+1}), i = 0..N-1,
-        with z_0 = x; each maps a batch to a :class:`~hierot.model.distributions.Gaussian`.
+        with z_0 = x; each maps a batch to a :class:`~hierot.distributions.Gaussian`.
     data_shape, latent_shapes:
         Shape of one data point and of each z_i, bottom first.
     """
