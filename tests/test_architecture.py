@@ -7,8 +7,12 @@ functions (a lazy import still runs, so it counts both for cycles and for direct
 * imports under ``if TYPE_CHECKING:`` (never executed: annotations only);
 * the registries' loading of their built-ins by a module *name* (``importlib``), which is how a
   registry reaches the components registered into it, exactly as it reaches plug-ins;
-* the implicit import of a parent package's ``__init__`` (importing ``a.b.c`` runs ``a.b``):
-  an edge goes to the module named, so a package may re-export its own parts.
+* the packages that enclose the importing module: importing ``a.b.c`` from ``a.b.d`` runs no
+  ``a.b/__init__`` that is not already running, so a package may re-export its own parts.
+
+Importing ``a.b.c`` from anywhere else also runs ``a/__init__`` and ``a/b/__init__``: those
+packages are edges too (a package ``__init__`` that imports its parts is where half-loaded-module
+loops hide).
 
 ``from pkg import name`` is an edge to ``pkg.name`` when that is a module, else to ``pkg``.
 """
@@ -25,7 +29,7 @@ PACKAGE = ROOT / "hierot"
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # bottom first; a module may import its own layer (without cycles) and the layers below
-    "foundations": ("hierot.errors", "hierot._utils", "hierot._moved", "hierot.model.distributions"),
+    "foundations": ("hierot.errors", "hierot._utils", "hierot._moved", "hierot.distributions"),
     "contracts and registries": ("hierot.components", "hierot._registry", "hierot.registry"),
     "components": (
         "hierot.networks", "hierot.costs", "hierot.divergences", "hierot.penalties",
@@ -99,11 +103,25 @@ def imports_of(module: str, tree: ast.AST, is_package: bool) -> list[tuple[str, 
     return [(name, line) for name, line in found if name == "hierot" or name.startswith("hierot.")]
 
 
+def with_packages(module: str, edges: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Each import and the packages it runs on the way, less those that enclose ``module``."""
+    enclosing = {".".join(module.split(".")[:k]) for k in range(1, module.count(".") + 2)}
+    result = []
+    for target, line in edges:
+        parts = target.split(".")
+        for k in range(1, len(parts) + 1):
+            step = ".".join(parts[:k])
+            on_the_way = k < len(parts) and step in enclosing
+            if not on_the_way and (step, line) not in result:
+                result.append((step, line))
+    return result
+
+
 def import_graph() -> dict[str, list[tuple[str, int]]]:
     graph = {}
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        edges = imports_of(name, tree, path.name == "__init__.py")
+        edges = with_packages(name, imports_of(name, tree, path.name == "__init__.py"))
         graph[name] = [(target, line) for target, line in edges if target != name]
     return graph
 
