@@ -136,7 +136,7 @@ def summarise_eval(result: dict) -> dict:
 
 
 def run_one(source: str, overrides: list[str], out: Path, device: str | None,
-            time_divergence: bool = True) -> dict:
+            with_divergence: bool = True) -> dict:
     """Train, time and evaluate one run directory."""
     import hierot
     from hierot.evaluation.evaluator import evaluate
@@ -145,7 +145,7 @@ def run_one(source: str, overrides: list[str], out: Path, device: str | None,
     result = hierot.fit(source, out=out, overrides=overrides)
     record = {"run_dir": str(out), "train_wall_s": round(result.wall_time, 2),
               "step_time": seconds_per_step(out)}
-    if time_divergence:
+    if with_divergence:
         record["divergence_time"] = time_divergence(out, device=device)
         record["divergence_share"] = (record["divergence_time"]["median_s"]
                                       / record["step_time"]["median_s"])
@@ -156,10 +156,10 @@ def run_one(source: str, overrides: list[str], out: Path, device: str | None,
 
 
 def run_recorded(source: str, overrides: list[str], out: Path, device: str | None,
-                 time_divergence: bool, root: Path, seed: int) -> dict:
+                 with_divergence: bool, root: Path, seed: int) -> dict:
     """:func:`run_one`, with a failure recorded rather than raised (the other runs go on)."""
     try:
-        record = run_one(source, overrides, out, device, time_divergence)
+        record = run_one(source, overrides, out, device, with_divergence)
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the rest go on
         log(f"failed {out}: {exc}")
         record = {"run_dir": str(out), "error": f"{type(exc).__name__}: {exc}"}
