@@ -209,3 +209,32 @@ def test_modules_are_short(folder):
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_old_module_paths_name_the_moved_modules():
+    """``hierot.trainer`` and the other paths of hierot 0.1 import the module at its new path."""
+    import importlib
+    import warnings
+
+    from hierot._moved import MOVED
+
+    for old, new in MOVED.items():
+        assert old != new and new in MODULES, (old, new)
+        assert old not in MODULES, f"{old} is both a module and a moved path"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new)
+        assert any(new in str(w.message) for w in caught if w.category is DeprecationWarning)
+
+
+def test_the_command_line_starts_without_torch():
+    """``hierot --help`` imports neither torch nor matplotlib (the commands import them lazily)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom hierot.cli import make_parser\nmake_parser().format_help()\n"
+            "print(sorted(m for m in ('torch', 'matplotlib', 'pydantic') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=ROOT)
+    assert done.stdout.strip() == "[]"
