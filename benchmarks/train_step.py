@@ -39,9 +39,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import torch
 
-import hierot
 from benchmarks import _common as common
 from benchmarks._plain import PlainModel, copy_parameters, penalty_weights, plain_loss
+import hierot
 from hierot.builder import build_optimizer
 from hierot.components import DataSplits, KnowsShape
 from hierot.spec import dump_spec

@@ -17,11 +17,11 @@ from torch import Tensor
 from hierot._utils import seeded
 from hierot.builder import Built, build
 from hierot.components import DataSplits
-from hierot.spec.loading import load_spec
 from hierot.model import Hierarchy
+from hierot.spec.loading import load_spec
+from hierot.spec.schema import Spec
 from hierot.training.rundir import RunDir
 from hierot.training.runtime import resolve_device
-from hierot.spec.schema import Spec
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hierot.errors import HierotError
 from hierot._utils import identity
+from hierot.errors import HierotError
 
 
 def resolve_device(name: str) -> torch.device:
