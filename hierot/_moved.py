@@ -13,6 +13,7 @@ import importlib.abc
 import importlib.util
 import sys
 import warnings
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 
 MOVED: dict[str, str] = {
@@ -39,15 +40,22 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return None
         return importlib.util.spec_from_loader(fullname, self)
 
-    def create_module(self, spec) -> ModuleType:
+    def __init__(self) -> None:
+        self._specs: dict[str, ModuleSpec] = {}
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType:
         new = MOVED[spec.name]
         warnings.warn(
             f"{spec.name} moved to {new}; import it from there", DeprecationWarning, stacklevel=2
         )
-        return importlib.import_module(new)
+        module = importlib.import_module(new)
+        self._specs[new] = module.__spec__  # the import system overwrites it with ``spec``
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        """The module at the new path is already executed."""
+        """Nothing to run (the module at the new path is already executed); give it back its
+        own spec, which resources (``importlib.resources.files``) and pickling rely on."""
+        module.__spec__ = self._specs.pop(module.__name__)
 
 
 def install() -> None:

@@ -225,6 +225,7 @@ def test_old_module_paths_name_the_moved_modules():
             warnings.simplefilter("always")
             module = importlib.import_module(old)
         assert module is importlib.import_module(new)
+        assert module.__spec__.name == new  # left intact (importlib.resources reads it)
         assert any(new in str(w.message) for w in caught if w.category is DeprecationWarning)
 
 
