@@ -17,10 +17,12 @@ import sys
 from collections.abc import Sequence
 
 from hierot.cli import commands, evaluation  # noqa: F401  (importing them registers the commands)
-from hierot.cli._command import COMMANDS
+# ``command`` is re-exported for code outside hierot; a sub-command module of hierot imports it
+# from hierot.cli._command (importing hierot.cli from one would be a loop)
+from hierot.cli._command import COMMANDS, command
 from hierot.errors import HierotError
 
-__all__ = ["main", "make_parser"]
+__all__ = ["COMMANDS", "command", "main", "make_parser"]
 
 
 def make_parser() -> argparse.ArgumentParser:
