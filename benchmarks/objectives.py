@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
-from benchmarks.mmd_vs_sinkhorn import aggregate, run_recorded
+from benchmarks import _runs as runs
 from benchmarks.stacked_vs_flat import width_overrides
 
 NAME = "objectives"
@@ -60,11 +60,11 @@ def with_eval_extras(record: dict, root: Path) -> dict:
 
 
 def summarise(records: list[dict]) -> dict:
-    summary = aggregate(records)
+    summary = runs.aggregate(records)
     ok = [r for r in records if "eval" in r]
     if not summary:
         return summary
-    get = lambda f: common.mean_std([f(r) for r in ok])
+    get = lambda f: runs.mean_std([f(r) for r in ok])
     layers = list(summary["probe"])
     summary.update(
         active={k: get(lambda r, k=k: r["eval"]["active_units"][k]) for k in layers},
@@ -77,18 +77,13 @@ def summarise(records: list[dict]) -> dict:
 
 
 def markdown(report: dict) -> str:
-    fmt, b, summary = common.fmt, report["budget"], report["summary"]
-    lines = [
-        f"# Objectives on one hierarchy ({report['mode']} mode)", "",
-        f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:", "",
-        f"    {report['command']}", "",
-        (f"{', '.join(f'`{p}`' for p in PRESETS.values())} on `{json.dumps(b['data'])}`: the same "
-         f"networks (hidden widths of the presets divided by {b['shrink']}), {b['steps']} steps of "
-         f"batch {b['batch_size']}, seeds {b['seeds']}; the VAEs' KL warm-up is linear over "
-         f"{b['warmup']} steps. Metrics of `hierot eval` on the test split, mean ± sample std "
-         "over seeds."), "",
-        common.machine_line(report), "",
-    ]
+    fmt, b, summary = runs.fmt, report["budget"], report["summary"]
+    lines = common.report_intro(report, "Objectives on one hierarchy", (
+        f"{', '.join(f'`{p}`' for p in PRESETS.values())} on `{json.dumps(b['data'])}`: the same "
+        f"networks (hidden widths of the presets divided by {b['shrink']}), {b['steps']} steps of "
+        f"batch {b['batch_size']}, seeds {b['seeds']}; the VAEs' KL warm-up is linear over "
+        f"{b['warmup']} steps. Metrics of `hierot eval` on the test split, mean ± sample std "
+        "over seeds."))
     done = {k: s for k, s in summary.items() if s}
     if len(done) < len(PRESETS):
         lines += ["Some runs failed; see the JSON.", ""]
@@ -133,8 +128,8 @@ def samples_figure(report: dict, out: Path, run_root: Path) -> Path | None:
     import matplotlib.image as mpimg
 
     from hierot.evaluation import figures
-    from hierot.evaluation._draw import new_figure, save
-    from hierot.evaluation.run import load_run
+    from hierot.evaluation.plotting import new_figure, save
+    from hierot.evaluation.trained import load_run
 
     seed = report["budget"]["seeds"][0]
     panels = {}
@@ -154,7 +149,7 @@ def samples_figure(report: dict, out: Path, run_root: Path) -> Path | None:
 
 
 def metrics_figure(report: dict, out: Path) -> Path | None:
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     done = {k: s for k, s in report["summary"].items() if s}
     if not done:
@@ -182,22 +177,12 @@ def metrics_figure(report: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
-                                     description=__doc__.split("\n\n")[0])
-    chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument("--quick", action="store_true", help=json.dumps(MODES["quick"]))
-    chosen.add_argument("--small", action="store_true", help=json.dumps(MODES["small"]))
+    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the presets' `auto`)")
+    parser.add_argument("--small", action="store_true", help=json.dumps(MODES["small"]))
     parser.add_argument("--data", default='{"name": "mnist-5k"}', help="data set mapping (YAML)")
-    parser.add_argument("--seeds", nargs="+", type=int)
-    parser.add_argument("--steps", type=int)
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
     parser.add_argument("--warmup", type=int, help="KL warm-up steps of the VAEs (default steps/3)")
     parser.add_argument("--objectives", nargs="+", choices=list(PRESETS), default=list(PRESETS))
-    parser.add_argument("--device", help="cpu, cuda (default: the presets' `auto`)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
-    parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     args = parser.parse_args(argv)
 
     import yaml
@@ -212,27 +197,27 @@ def main(argv: list[str] | None = None) -> int:
     presets = {k: PRESETS[k] for k in args.objectives}
     report = common.header(NAME, mode, argv, presets=presets, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})
-    runs = common.fresh_dir(args.out / "runs" / mode)
+    run_root = runs.fresh_dir(args.out / "runs" / mode)
     jobs, kinds = [], []
     for kind, preset in presets.items():
         for seed in budget["seeds"]:
             overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
                          *width_overrides(preset, budget["shrink"]),
-                         *common.train_overrides(budget["steps"], budget["log_every"])]
+                         *runs.train_overrides(budget["steps"], budget["log_every"])]
             if kind in VAES:
                 overrides.append(f"objective.warmup_steps={budget['warmup']}")
             if args.device:
                 overrides.append(f"device={args.device}")
-            jobs.append((preset, overrides, runs / kind / f"seed-{seed}", args.device, False,
+            jobs.append((preset, overrides, run_root / kind / f"seed-{seed}", args.device, False,
                          args.out, seed))
             kinds.append(kind)
-    records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
+    records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     records = [with_eval_extras(r, args.out) for r in records]
     for kind in presets:
         report["runs"][kind] = [r for k, r in zip(kinds, records) if k == kind]
         report["summary"][kind] = summarise(report["runs"][kind])
     common.log("figures")
-    for name, draw in (("samples", lambda p: samples_figure(report, p, runs)),
+    for name, draw in (("samples", lambda p: samples_figure(report, p, run_root)),
                        ("metrics", lambda p: metrics_figure(report, p))):
         path = draw(args.out / f"{mode}-{name}.png")
         report[f"{name}_png"] = path.name if path else None

@@ -16,10 +16,10 @@ import hierot._registry as registry_module
 from hierot.cli import main
 from hierot.components import DataSplits
 from hierot.errors import SpecError
-from hierot.loading import dump_spec, load_spec
+from hierot.spec.loading import dump_spec, load_spec
 from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
-from hierot.spec import upgrade_objective
+from hierot.spec.schema import upgrade_objective
 
 LAYERS = [
     {"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},

@@ -21,8 +21,8 @@ from hierot.evaluation.evaluator import (
     per_layer_rows,
 )
 from hierot.evaluation.figures import CAPTIONS
-from hierot.loading import load_spec
-from hierot.rundir import RunDir, atomic_write_text
+from hierot.spec.loading import load_spec
+from hierot.training.rundir import RunDir, atomic_write_text
 
 REPORT_FILE = "report.md"
 

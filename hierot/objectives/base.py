@@ -34,8 +34,9 @@ from torch import Tensor, nn
 from hierot.components import Cost, Divergence, LayerOutputs, Penalty
 from hierot.distributions import Gaussian
 from hierot.model import Hierarchy
-from hierot.objectives.terms import Terms, identity
-from hierot.registry import ComponentOptions
+from hierot._utils import identity
+from hierot.components import ComponentOptions
+from hierot.objectives.terms import Terms
 
 
 class ObjectiveOptions(ComponentOptions):

@@ -40,7 +40,3 @@ class Terms:
     def scalars(self) -> dict[str, float]:
         """:meth:`detached` as plain floats, for logging."""
         return {name: float(v) for name, v in self.detached().items()}
-
-
-def identity(samples: Tensor) -> Tensor:
-    return samples

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field
+from pydantic import Discriminator, Field
 
-
-class _Schedule(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+from hierot.components import StrictModel as _Schedule
 
 
 class ExplicitWeights(_Schedule):

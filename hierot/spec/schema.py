@@ -12,24 +12,23 @@ import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveInt,
     create_model,
     model_validator,
 )
 
-from hierot.objectives import LEGACY_NAMES, ObjectiveOptions
+from hierot.components import (
+    ChecksShapes,
+    DescribesObjective,
+    Head,
+    KnowsShape,
+    Shape,
+    StrictModel,
+    WeighsLayers,
+)
+from hierot.objectives import LEGACY_NAMES
 from hierot.registry import costs, datasets, divergences, networks, objectives, penalties
-
-Head = Literal["gaussian", "deterministic"]
-
-
-class StrictModel(BaseModel):
-    """Immutable, and an unknown field is an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # -- the rest of the spec ------------------------------------------------------------------------
@@ -148,15 +147,15 @@ class Spec(StrictModel):
         network against the shapes it maps between.
         """
         n, errors = len(self.layers), []
-        if isinstance(self.objective, ObjectiveOptions):
+        if isinstance(self.objective, DescribesObjective):
             errors += self.objective.spec_errors(self.layers)
         else:
             errors.append(
                 f"objective: the options of objective {self.objective.name!r} must subclass "
-                "hierot.objectives.ObjectiveOptions"
+                "hierot.objectives.ObjectiveOptions (components.DescribesObjective)"
             )
         for k, penalty in enumerate(self.penalties):
-            if hasattr(penalty, "layer_weights"):
+            if isinstance(penalty, WeighsLayers):
                 try:
                     penalty.layer_weights(n)
                 except ValueError as exc:
@@ -164,14 +163,14 @@ class Spec(StrictModel):
         errors += self.shape_errors()
         return errors
 
-    def shape_errors(self, data_shape: tuple[int, ...] | None = None) -> list[str]:
-        """Ask each network whose options define ``shape_error(in_shape, out_shape)``.
+    def shape_errors(self, data_shape: Shape | None = None) -> list[str]:
+        """Ask each network whose options follow :class:`~hierot.components.ChecksShapes`.
 
-        The data shape comes from the argument, else from the dataset options'
-        ``sample_shape()`` when they define it; layer 1 is skipped when it is unknown.
+        The data shape comes from the argument, else from the data set's options when they follow
+        :class:`~hierot.components.KnowsShape`; layer 1 is skipped when it is unknown.
         """
-        if data_shape is None:
-            data_shape = getattr(self.data, "sample_shape", lambda: None)()
+        if data_shape is None and isinstance(self.data, KnowsShape):
+            data_shape = self.data.sample_shape()
         errors = []
         below, below_name = data_shape, "data"
         for i, layer in enumerate(self.layers):
@@ -180,10 +179,9 @@ class Spec(StrictModel):
                 ("encoder", layer.encoder, below, here),
                 ("decoder", layer.decoder, here, below),
             ):
-                check = getattr(options, "shape_error", None)
-                if check is None or src is None or dst is None:
+                if not isinstance(options, ChecksShapes) or src is None or dst is None:
                     continue
-                problem = check(tuple(src), tuple(dst))
+                problem = options.shape_error(tuple(src), tuple(dst))
                 if problem:
                     errors.append(
                         f"layers.{i}.{role}: cannot map {below_name} {tuple(below)} and "
