@@ -79,13 +79,13 @@ def summarise(records: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     fmt, b, summary = runs.fmt, report["budget"], report["summary"]
     lines = common.report_intro(report, "Objectives on one hierarchy", (
-        f"{', '.join(f'`{p}`' for p in PRESETS.values())} on `{json.dumps(b['data'])}`: the same "
+        f"{', '.join(f'`{p}`' for p in report['presets'].values())} on `{json.dumps(b['data'])}`: the same "
         f"networks (hidden widths of the presets divided by {b['shrink']}), {b['steps']} steps of "
         f"batch {b['batch_size']}, seeds {b['seeds']}; the VAEs' KL warm-up is linear over "
         f"{b['warmup']} steps. Metrics of `hierot eval` on the test split, mean ± sample std "
         "over seeds."))
     done = {k: s for k, s in summary.items() if s}
-    if len(done) < len(PRESETS):
+    if len(done) < len(report["presets"]):
         lines += ["Some runs failed; see the JSON.", ""]
     if not done:
         return "\n".join(lines) + "\n"
