@@ -19,7 +19,7 @@ from hierot.errors import SpecError
 from hierot.spec.loading import dump_spec, load_spec
 from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
-from hierot.spec.schema import upgrade_objective
+from hierot.spec.schema import upgrade_objective, validate_spec
 
 LAYERS = [
     {"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},
@@ -107,6 +107,7 @@ NEW = {**TINY, "objective": {"name": "wae", "weights": {
 def test_old_and_new_forms_give_the_same_objective_and_terms(tmp_path):
     old, new = load_spec(OLD), load_spec(NEW)
     assert old == new and old.objective.name == "wae"
+    assert validate_spec(OLD) == new  # the conversion is the Spec's own (run directories, tools)
     assert old.resolved_weights() == ([1.0, 0.5, 0.25], 0.1)
     # a run directory's spec.yaml in the old form
     file = tmp_path / "spec.yaml"
