@@ -25,7 +25,6 @@ Writes ``benchmarks/results/objectives/<mode>.json``, ``.md``, ``<mode>-metrics.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path

@@ -31,11 +31,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from hierot.components import Cost, Divergence, LayerOutputs, Penalty
+from hierot._utils import identity
+from hierot.components import ComponentOptions, Cost, Divergence, Penalty
 from hierot.distributions import Gaussian
 from hierot.model import Hierarchy
-from hierot._utils import identity
-from hierot.components import ComponentOptions
 from hierot.objectives.terms import Terms
 
 
