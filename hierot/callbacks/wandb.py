@@ -8,6 +8,7 @@ so ``hierot train --resume`` continues the same W&B run.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -42,7 +43,7 @@ class WandB(Callback):
         import wandb
 
         id_file = tracker_id_file(self.run_dir, "wandb")
-        run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.parent.mkdir(parents=True, exist_ok=True)
         id_file.write_text(run_id + "\n")
         self.run = wandb.init(
