@@ -4,7 +4,9 @@ Each encoder and decoder is compiled in place (:meth:`torch.nn.Module.compile`),
 names, checkpoints and the objective are unchanged; the costs and the divergence stay eager (they
 are small, and the MMD's hand-written backward is already one buffer per kernel). Compilation
 happens during the first steps (and again for a new batch shape: the last, smaller batch of an
-epoch-based run, or evaluation), so its time shows in the first logging interval. On the CPU,
+epoch-based run, or evaluation), so its time shows in the first logging interval. Networks of
+one class share their ``forward``, which dynamo compiles once per network and shape: its
+``recompile_limit`` is raised to make room for them all. On the CPU,
 TorchInductor generates C++ and needs a C++ compiler; where none is found training stops before
 it starts, with the error naming ``train.compile``. Measured costs are in ``docs/precision.md``.
 """
@@ -40,7 +42,12 @@ def compile_networks(model: nn.Module, device: torch.device) -> None:
             "train.compile: torch.compile on the CPU needs a C++ compiler (g++ or clang++) and "
             "none is on PATH; install one (apt-get install g++) or set train.compile=false"
         )
-    for network in [*model.encoders, *model.decoders]:
+    networks = [*model.encoders, *model.decoders]
+    # networks of one class share their forward's code object, whose compiled versions dynamo
+    # caches up to recompile_limit (8): room for one per network and its batch shapes
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, 4 * len(networks))
+    for network in networks:
         network.compile()
 
 

@@ -386,7 +386,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
             history.append({i.key or "/".join(i.nested_key): i.value_json
                             for i in record.history.item})
     steps = [int(h["step"]) for h in history if "rec_x" in h]
-    assert steps == [1, 2, 3], wandb.__version__
+    assert steps == [1, 2, 3], (steps, history, wandb.__version__)
     logged = [row["rec_x"] for row in RunDir(run).read_metrics()]
     assert [float(h["rec_x"]) for h in history if "rec_x" in h] == pytest.approx(logged)
 
