@@ -186,8 +186,8 @@ class Trainer:
         bar = tqdm(total=steps, initial=self.step, disable=not (train.progress and self.runtime.is_main),
                    desc="train", dynamic_ncols=True)
         started = time.perf_counter() - self.wall_time
-        interval_start, interval_step = time.perf_counter(), self.step
         self.callbacks.on_train_start(self.spec, self.step)
+        interval_start, interval_step = time.perf_counter(), self.step
         try:
             while self.step < steps:
                 values = self._train_step()

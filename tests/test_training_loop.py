@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 
 import pytest
 import torch
@@ -378,13 +379,19 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
     (records,) = offline.glob("run-*.wandb")
     from wandb.proto import wandb_internal_pb2
 
-    history = []
-    for data in wandb_records(records):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(data)
-        if record.WhichOneof("record_type") == "history":
-            history.append({i.key or "/".join(i.nested_key): i.value_json
-                            for i in record.history.item})
+    def parsed():
+        for data in wandb_records(records):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(data)
+            yield record
+
+    # wandb's service process writes the log asynchronously: wait for its exit record
+    deadline = time.monotonic() + 60
+    while not any(r.WhichOneof("record_type") == "exit" for r in parsed()):
+        assert time.monotonic() < deadline, "the W&B log has no exit record after 60 s"
+        time.sleep(0.2)
+    history = [{i.key or "/".join(i.nested_key): i.value_json for i in r.history.item}
+               for r in parsed() if r.WhichOneof("record_type") == "history"]
     steps = [int(h["step"]) for h in history if "rec_x" in h]
     assert steps == [1, 2, 3], (steps, history, wandb.__version__)
     logged = [row["rec_x"] for row in RunDir(run).read_metrics()]
