@@ -404,3 +404,11 @@ def test_compile_without_a_compiler_is_a_clean_error(monkeypatch):
     monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
     with pytest.raises(HierotError, match="train.compile: torch.compile on the CPU needs a C"):
         Trainer(hierot.build(spec("cpu", "train.compile=true")))
+
+
+def test_cli_lists_callbacks(capsys):
+    from hierot.cli import main
+
+    assert main(["list", "callbacks"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("callbacks:") and all(n in out for n in ("tensorboard", "mlflow", "wandb"))
