@@ -42,7 +42,7 @@ def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: 
     import hierot
     from hierot.evaluation import linear_probe, load_run
     from hierot.evaluation.metrics import objective_terms, reconstruction_errors
-    from hierot.evaluation.run import encode, subset
+    from hierot.evaluation.trained import encode, subset
 
     run_dir = out / f"{precision}-seed{seed}"
     overrides = [*common.train_overrides(steps, 100), f"seed={seed}", "data={name: mnist-5k}",

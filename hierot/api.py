@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from hierot.builder import Built, build
-from hierot.callbacks import Callback
-from hierot.loading import dump_spec, load_spec
-from hierot.rundir import RunDir, atomic_write_text
-from hierot.runtime import Runtime, from_environment
-from hierot.spec import Spec
-from hierot.trainer import Trainer, TrainResult
+from hierot.callbacks import Callback, build_callbacks
+from hierot.spec.loading import dump_spec, load_spec
+from hierot.training.rundir import RunDir, atomic_write_text
+from hierot.training.distributed import from_environment
+from hierot.training.runtime import Runtime
+from hierot.spec.schema import Spec
+from hierot.training.trainer import Trainer, TrainResult
 
 
 def default_run_dir(source: Any, root: str | Path = "runs") -> Path:
@@ -68,6 +69,8 @@ def fit(
         if run_dir is not None:
             run_dir.ensure_new()
     runtime.barrier()  # every rank has read and checked the run directory before rank 0 writes
+    if run_dir is not None and runtime.is_main:  # trackers: the main process of a run only
+        callbacks = [*build_callbacks(spec, run_dir), *callbacks]
     trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime,
                       callbacks=tuple(callbacks))
     if resume is not None:

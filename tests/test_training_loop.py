@@ -15,10 +15,10 @@ from hierot.builder import build_optimizer
 from hierot.callbacks import Callback
 from hierot.errors import HierotError, SpecError
 from hierot.registry import ComponentOptions, callbacks, divergences
-from hierot.rundir import MetricsWriter, RunDir
+from hierot.training.rundir import MetricsWriter, RunDir
 from hierot.schedules import Constant, Cosine, Linear, Step
-from hierot.spec import OptimizerSpec
-from hierot.trainer import Trainer
+from hierot.spec.schema import OptimizerSpec
+from hierot.training.trainer import Trainer
 
 TINY = {
     "data": {"name": "digits"},
@@ -272,11 +272,11 @@ def test_callback_hooks_in_order(tmp_path):
 def test_callbacks_are_a_registry_with_spec_options(tmp_path):
     seen = []
 
+    class CountOptions(ComponentOptions):
+        every: int = 1
+
     class Count(Callback):
         """Counts logged rows."""
-
-        class Options(ComponentOptions):
-            every: int = 1
 
         def __init__(self, options, *, run_dir, spec):
             self.options = options
@@ -284,7 +284,7 @@ def test_callbacks_are_a_registry_with_spec_options(tmp_path):
         def on_log(self, step, metrics):
             seen.append(step)
 
-    callbacks.add("count", Count)
+    callbacks.add("count", Count, options=CountOptions)
     try:
         with pytest.raises(SpecError, match=r"callbacks\.0\.evry: Extra inputs"):
             hierot.load_spec(TINY, ["callbacks=[{name: count, evry: 2}]"])
@@ -399,7 +399,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
 
 
 def test_compile_without_a_compiler_is_a_clean_error(monkeypatch):
-    import hierot.compiling as compiling
+    import hierot.training.compiling as compiling
 
     monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
     with pytest.raises(HierotError, match="train.compile: torch.compile on the CPU needs a C"):

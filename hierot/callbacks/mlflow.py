@@ -32,22 +32,25 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-@callbacks.register("mlflow")
+class MLflowOptions(ComponentOptions):
+    """Options of ``mlflow`` (:class:`MLflow`)."""
+
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's)")
+    experiment: str = Field("hierot", description="experiment name (created if missing)")
+    run_name: str | None = Field(None, description="default: the run directory's name")
+    figures: bool = Field(True, description="log the figures of hierot plot when training ends")
+
+    @model_validator(mode="after")
+    def _installed(self) -> Any:
+        require_package("mlflow", "mlflow")
+        return self
+
+
+@callbacks.register("mlflow", options=MLflowOptions)
 class MLflow(Callback):
     """Spec as parameters, terms as metrics and figures as artifacts, in an MLflow run."""
 
-    class Options(ComponentOptions):
-        tracking_uri: str | None = Field(None, description="MLflow tracking URI (default: MLflow's)")
-        experiment: str = Field("hierot", description="experiment name (created if missing)")
-        run_name: str | None = Field(None, description="default: the run directory's name")
-        figures: bool = Field(True, description="log the figures of hierot plot when training ends")
-
-        @model_validator(mode="after")
-        def _installed(self) -> Any:
-            require_package("mlflow", "mlflow")
-            return self
-
-    def __init__(self, options: Options, *, run_dir, spec=None):
+    def __init__(self, options: MLflowOptions, *, run_dir, spec=None):
         self.options, self.run_dir = options, run_dir
         self.run_id: str | None = None
 

@@ -27,20 +27,23 @@ def tag(name: str) -> str:
     return f"{prefix}unweighted/{name}"
 
 
-@callbacks.register("tensorboard")
+class TensorBoardOptions(ComponentOptions):
+    """Options of ``tensorboard`` (:class:`TensorBoard`)."""
+
+    figures: bool = Field(True, description="log the figures of hierot plot when training ends")
+    flush_secs: int = Field(30, gt=0, description="seconds between writes of the event file")
+
+    @model_validator(mode="after")
+    def _installed(self) -> Any:
+        require_package("tensorboard", "tensorboard")
+        return self
+
+
+@callbacks.register("tensorboard", options=TensorBoardOptions)
 class TensorBoard(Callback):
     """Scalars and, at the end, the figures of ``hierot plot``, in TensorBoard event files."""
 
-    class Options(ComponentOptions):
-        figures: bool = Field(True, description="log the figures of hierot plot when training ends")
-        flush_secs: int = Field(30, gt=0, description="seconds between writes of the event file")
-
-        @model_validator(mode="after")
-        def _installed(self) -> Any:
-            require_package("tensorboard", "tensorboard")
-            return self
-
-    def __init__(self, options: Options, *, run_dir, spec=None):
+    def __init__(self, options: TensorBoardOptions, *, run_dir, spec=None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.options, self.run_dir = options, run_dir
@@ -49,7 +52,7 @@ class TensorBoard(Callback):
 
     def on_train_start(self, spec, step: int) -> None:
         if step == 0:
-            from hierot.loading import dump_spec
+            from hierot.spec.loading import dump_spec
 
             self.writer.add_text("spec", "```yaml\n" + dump_spec(spec) + "\n```", 0)
 

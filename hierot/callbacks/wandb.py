@@ -17,25 +17,28 @@ from hierot.callbacks.base import Callback, figures, require_package, tracker_id
 from hierot.registry import ComponentOptions, callbacks
 
 
-@callbacks.register("wandb")
+class WandBOptions(ComponentOptions):
+    """Options of ``wandb`` (:class:`WandB`)."""
+
+    mode: Literal["offline", "online", "disabled"] = Field(
+        "offline", description="offline: write locally, sync later; online: log live"
+    )
+    project: str = Field("hierot", description="W&B project")
+    entity: str | None = Field(None, description="W&B team or user (default: yours)")
+    run_name: str | None = Field(None, description="default: the run directory's name")
+    figures: bool = Field(True, description="log the figures of hierot plot when training ends")
+
+    @model_validator(mode="after")
+    def _installed(self) -> Any:
+        require_package("wandb", "wandb")
+        return self
+
+
+@callbacks.register("wandb", options=WandBOptions)
 class WandB(Callback):
     """Spec as config, terms as metrics (by step) and figures as images, in a W&B run."""
 
-    class Options(ComponentOptions):
-        mode: Literal["offline", "online", "disabled"] = Field(
-            "offline", description="offline: write locally, sync later; online: log live"
-        )
-        project: str = Field("hierot", description="W&B project")
-        entity: str | None = Field(None, description="W&B team or user (default: yours)")
-        run_name: str | None = Field(None, description="default: the run directory's name")
-        figures: bool = Field(True, description="log the figures of hierot plot when training ends")
-
-        @model_validator(mode="after")
-        def _installed(self) -> Any:
-            require_package("wandb", "wandb")
-            return self
-
-    def __init__(self, options: Options, *, run_dir, spec=None):
+    def __init__(self, options: WandBOptions, *, run_dir, spec=None):
         self.options, self.run_dir = options, run_dir
         self.run = None
 

@@ -6,7 +6,7 @@ a non-finite term, back-propagate, clip the gradient norm (``optimizer.clip_grad
 optimiser and the learning-rate schedule (:mod:`hierot.schedules`). Every ``log_every`` steps the
 running means of every term, the learning rate and the seconds per step go to metrics.csv and the
 callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
-(:mod:`hierot.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
+(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
 the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
 optimiser, schedule, loss scale, data order and RNG state.
 """
@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from hierot.batches import BatchOrder
+from hierot.training.batches import BatchOrder
 from hierot.builder import Built, build_optimizer
-from hierot.callbacks.base import Callback, Callbacks, build_callbacks
 from hierot.errors import HierotError, NonFiniteLossError
-from hierot.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.precision import Precision
-from hierot.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
-from hierot.runtime import Runtime, single_process
 from hierot.schedules import build_scheduler
+from hierot.training.callbacks import Callback, Callbacks
+from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
+from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
+from hierot.training.runtime import Runtime, single_process
 
 CHECKPOINT_FORMAT = 1
 
@@ -50,8 +50,8 @@ def total_steps(built: Built, order: BatchOrder) -> int:
 class Trainer:
     """Trains ``built`` on ``runtime``, writing to ``run_dir`` (rank 0 only; ``None``: nowhere).
 
-    ``callbacks`` are called beside those of the spec's ``callbacks`` list (built on rank 0 of a
-    run that has a run directory).
+    ``callbacks`` are called on the main process only (the API builds those of the spec's
+    ``callbacks`` list, see :func:`hierot.callbacks.build_callbacks`).
     """
 
     def __init__(self, built: Built, run_dir: RunDir | None = None, runtime: Runtime | None = None,
@@ -68,7 +68,7 @@ class Trainer:
         self.objective = built.objective
         self.objective.to(device)
         if train.compile:
-            from hierot.compiling import compile_networks
+            from hierot.training.compiling import compile_networks
 
             compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
@@ -81,8 +81,7 @@ class Trainer:
         self.wall_time = 0.0
         self.heldout = self._heldout()
         self.best = BestCheckpoint(train.best_metric, train.best_mode)
-        spec_callbacks = build_callbacks(self.spec, self.run_dir) if self.run_dir is not None else []
-        self.callbacks = Callbacks([*spec_callbacks, *callbacks] if self.runtime.is_main else [])
+        self.callbacks = Callbacks(list(callbacks) if self.runtime.is_main else [])
 
     def _heldout(self) -> HeldOutEvaluation | None:
         """The held-out evaluation of ``train.eval_every`` (main process only; else ``None``)."""
