@@ -30,6 +30,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
+from benchmarks import _runs as runs
 
 NAME = "precision_quality"
 PRECISIONS = ("fp32", "bf16")
@@ -45,7 +46,7 @@ def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: 
     from hierot.evaluation.trained import encode, subset
 
     run_dir = out / f"{precision}-seed{seed}"
-    overrides = [*common.train_overrides(steps, 100), f"seed={seed}", "data={name: mnist-5k}",
+    overrides = [*runs.train_overrides(steps, 100), f"seed={seed}", "data={name: mnist-5k}",
                  f"train.precision={precision}"]
     common.log(f"train {run_dir.name}")
     hierot.fit(preset, out=run_dir, overrides=overrides)
@@ -63,7 +64,7 @@ def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: 
         metrics[f"probe_z{i + 1}"] = linear_probe(train_codes[i], run.data.train_y[rows],
                                                   test_codes[i], run.data.test_y)
     return {"precision": precision, "seed": seed, "run": run_dir.name, "metrics": metrics,
-            "seconds_per_step": common.seconds_per_step(run_dir)}
+            "seconds_per_step": runs.seconds_per_step(run_dir)}
 
 
 def _flat(recon: dict) -> dict[str, float]:
@@ -79,11 +80,11 @@ def summarise(results: list[dict]) -> dict:
         lo, hi = min(by["fp32"]), max(by["fp32"])
         mean_bf16 = sum(by["bf16"]) / len(by["bf16"])
         table[name] = {
-            "fp32": common.mean_std(by["fp32"]), "bf16": common.mean_std(by["bf16"]),
+            "fp32": runs.mean_std(by["fp32"]), "bf16": runs.mean_std(by["bf16"]),
             "fp32_range": [lo, hi], "bf16_mean_within_fp32_range": lo <= mean_bf16 <= hi,
             "bf16_all_within_fp32_range": all(lo <= v <= hi for v in by["bf16"]),
         }
-    steps = {p: common.mean_std([r["seconds_per_step"]["median_s"] for r in results
+    steps = {p: runs.mean_std([r["seconds_per_step"]["median_s"] for r in results
                                  if r["precision"] == p]) for p in PRECISIONS}
     return {"metrics": table, "seconds_per_step": steps}
 
@@ -106,12 +107,12 @@ def markdown(report: dict) -> str:
     ]
     for name, row in s["metrics"].items():
         lo, hi = row["fp32_range"]
-        lines.append(f"| {name} | {common.fmt(row['fp32'], 4)} | {common.fmt(row['bf16'], 4)} "
+        lines.append(f"| {name} | {runs.fmt(row['fp32'], 4)} | {runs.fmt(row['bf16'], 4)} "
                      f"| {lo:.4g} - {hi:.4g} | {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
                      f"| {'yes' if row['bf16_all_within_fp32_range'] else 'no'} |")
     st = s["seconds_per_step"]
     lines += ["", f"Seconds per step (median of logging intervals, mean ± std over seeds): "
-              f"fp32 {common.fmt(st['fp32'], 3)}, bf16 {common.fmt(st['bf16'], 3)}.", ""]
+              f"fp32 {runs.fmt(st['fp32'], 3)}, bf16 {runs.fmt(st['bf16'], 3)}.", ""]
     return "\n".join(lines)
 
 
@@ -127,7 +128,7 @@ def main() -> int:
     mode = args.mode or args.preset
     report = common.header(NAME, mode, sys.argv[1:], preset=args.preset, steps=args.steps,
                            seeds=args.seeds)
-    out = common.fresh_dir(common.RESULTS / NAME / "runs" / mode)
+    out = runs.fresh_dir(common.RESULTS / NAME / "runs" / mode)
     results = [train_and_evaluate(args.preset, p, seed, args.steps, out)
                for seed in args.seeds for p in PRECISIONS]
     report["results"] = results
