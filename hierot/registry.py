@@ -25,6 +25,7 @@ penalties = Registry("penalty", builtins="hierot.penalties", group="hierot.penal
 datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.datasets")
 presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.presets")
 objectives = Registry("objective", builtins="hierot.objectives", group="hierot.objectives")
+callbacks = Registry("callback", builtins="hierot.callbacks", group="hierot.callbacks")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -34,6 +35,7 @@ ALL: dict[str, Registry] = {
     "datasets": datasets,
     "presets": presets,
     "objectives": objectives,
+    "callbacks": callbacks,
 }
 
 __all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]

@@ -36,6 +36,7 @@ from hierot.components import ComponentOptions, Cost, Divergence, Penalty
 from hierot.distributions import Gaussian
 from hierot.model import Hierarchy
 from hierot.objectives.terms import Terms
+from hierot.precision import float32_region, to_float32
 
 
 class ObjectiveOptions(ComponentOptions):
@@ -224,16 +225,22 @@ class Objective(nn.Module):
 
         ``encoded`` always passes through the context's gather first, so under data parallelism
         the divergence sees the global batch (``distributed.divergence: global``); ``m`` is the
-        context's ``prior_samples``, or as many as the gathered encoded samples.
+        context's ``prior_samples``, or as many as the gathered encoded samples. The divergence
+        runs in float32 under mixed precision (:mod:`hierot.precision`).
         """
         encoded = self._gather(encoded)
         drawn = prior(self.prior_samples or encoded.shape[0])
-        return self.divergence(encoded, drawn)
+        # in float32 under mixed precision (hierot.precision): kernel sums and log-sum-exps
+        encoded, drawn = to_float32(encoded), to_float32(drawn)
+        if drawn.dtype != encoded.dtype:  # a prior drawn under autocast (the implicit prior)
+            drawn = drawn.to(encoded.dtype)
+        with float32_region(encoded.device.type):
+            return self.divergence(encoded, drawn)
 
     def add_penalties(self, terms: Terms) -> None:
         """Add every penalty as ``pen_{name}``: plain sum and sum_i lambda_i value_i (Eq. 12)."""
         for name, penalty in self.penalties.items():
-            per_layer = penalty(terms.outputs)
+            per_layer = to_float32(penalty(terms.outputs))
             weights = per_layer.new_tensor(penalty.weights)
             terms.unweighted[f"pen_{name}"] = per_layer.sum()
             terms.weighted[f"pen_{name}"] = (weights * per_layer).sum()

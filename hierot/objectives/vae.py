@@ -43,8 +43,10 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from hierot.distributions import Gaussian
 from hierot.objectives.base import Inference, Objective, ObjectiveOptions
 from hierot.objectives.terms import Terms
+from hierot.precision import float32_region, to_float32
 from hierot.registry import objectives
 
 PROBABILITY_EPS = 1e-6
@@ -117,6 +119,18 @@ def pixel_log_likelihood(x: Tensor, probabilities: Tensor, kind: str) -> Tensor:
     return log_p.flatten(1).sum(1)
 
 
+def _float32(g: Gaussian) -> Gaussian:
+    return Gaussian(to_float32(g.mean), None if g.log_var is None else to_float32(g.log_var))
+
+
+def as_float32(inference: Inference) -> Inference:
+    """The same draw with every tensor in float32 (or float64), for the log-densities."""
+    return Inference([_float32(q) for q in inference.posteriors],
+                     [to_float32(z) for z in inference.codes],
+                     [_float32(p) for p in inference.priors], _float32(inference.likelihood),
+                     inference.top_down)
+
+
 class VAE(Objective):
     """The negative ELBO of an :class:`~hierot.objectives.base.Inference`; subclasses infer."""
 
@@ -132,10 +146,15 @@ class VAE(Objective):
 
     def forward(self, x: Tensor) -> Terms:
         inference = self.infer(x)
+        with float32_region(x.device.type):  # densities in float32 under mixed precision
+            return self._terms(x, as_float32(inference))
+
+    def _terms(self, x: Tensor, inference: Inference) -> Terms:
         terms = Terms()
         terms.outputs.encodings = inference.posteriors
         terms.outputs.decodings = [inference.likelihood, *inference.priors[:-1]]
-        log_lik = pixel_log_likelihood(x, inference.likelihood.mean, self.options.likelihood)
+        log_lik = pixel_log_likelihood(to_float32(x), inference.likelihood.mean,
+                                       self.options.likelihood)
         terms.add("rec_x", -log_lik.mean(), 1.0)
         beta, floor = self.beta, self.options.free_bits
         for i in range(self.depth):

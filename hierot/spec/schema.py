@@ -28,7 +28,16 @@ from hierot.components import (
     WeighsLayers,
 )
 from hierot.objectives import LEGACY_NAMES
-from hierot.registry import costs, datasets, divergences, networks, objectives, penalties
+from hierot.registry import (
+    callbacks,
+    costs,
+    datasets,
+    divergences,
+    networks,
+    objectives,
+    penalties,
+)
+from hierot.schedules import Schedule
 
 
 # -- the rest of the spec ------------------------------------------------------------------------
@@ -59,6 +68,18 @@ class OptimizerSpec(StrictModel):
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0)
+    implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
+        "auto",
+        description="the update's kernels: auto = fused where the device supports it, else "
+        "foreach; for-loop = one small kernel per parameter (torch's reference)",
+    )
+    schedule: Schedule = Field(
+        default_factory=lambda: {"name": "constant"}, validate_default=True,
+        description="learning-rate schedule: a factor on lr per step (see docs/schedules.md)",
+    )
+    clip_grad_norm: float | None = Field(
+        None, gt=0, description="clip the global gradient norm to this value (none: no clipping)"
+    )
 
 
 class TrainSpec(StrictModel):
@@ -71,6 +92,19 @@ class TrainSpec(StrictModel):
         None, description="samples of N(0, I) drawn for D_N each step (default: the batch size)"
     )
     progress: bool = Field(True, description="show a progress bar")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="fp32; bf16 = bfloat16 autocast (CPU, recent GPUs); fp16 = float16 autocast "
+        "with gradient scaling (CUDA only). Costs and divergences are always computed in fp32",
+    )
+    compile: bool = Field(False, description="torch.compile every layer network (see docs/precision.md)")
+    eval_every: PositiveInt | None = Field(
+        None, description="steps between evaluations of the objective on the test split (none: never)"
+    )
+    best_metric: str = Field(
+        "val_total", description="held-out metric that picks checkpoints/best.pt (with eval_every)"
+    )
+    best_mode: Literal["min", "max"] = Field("min", description="whether lower or higher is better")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainSpec:
@@ -136,6 +170,10 @@ class Spec(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     train: TrainSpec
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
+    callbacks: list[Any] = Field(
+        default_factory=list,
+        description="called during training: trackers (tensorboard, mlflow, wandb) and plug-ins",
+    )
 
     _upgrade_objective = model_validator(mode="before")(upgrade_objective)
 
@@ -220,7 +258,7 @@ def spec_model() -> type[Spec]:
     Built after plug-ins are discovered (asking the registries for their names discovers them),
     and rebuilt when a registry changes, so every component is validated the same way.
     """
-    registries = (networks, costs, divergences, penalties, datasets, objectives)
+    registries = (networks, costs, divergences, penalties, datasets, objectives, callbacks)
     key = tuple(tuple((e.name, id(e.options)) for e in r.entries()) for r in registries)
     if key not in _cache:
         network = networks.options_union()
@@ -232,6 +270,7 @@ def spec_model() -> type[Spec]:
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
             objective=objectives.options_union(),
+            callbacks=list[callbacks.options_union()],  # type: ignore[misc]
         )
     return _cache[key]
 
