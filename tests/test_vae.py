@@ -189,3 +189,21 @@ def test_kl_per_layer_marks_its_estimates():
     result = kl_per_layer(objective, x)
     assert result["nats"]["z2"] is None and result["estimate"]["z2"] == "undefined"
     assert result["nats"]["z1"] is not None and result["estimate"]["z3"] == "analytic"
+
+
+@pytest.mark.parametrize("name", ["hvae", "lvae"])
+def test_vaes_train_under_bf16_with_float32_terms(name, tmp_path):
+    layers = [{"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},
+               "decoder": {"name": "mlp", "hidden": [8], "output": "sigmoid"}},
+              {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [8]},
+               "decoder": {"name": "mlp", "hidden": [8]}}]
+    spec = {"data": {"name": "digits", "limit": 64}, "layers": layers, "device": "cpu",
+            "objective": {"name": name},
+            "train": {"steps": 2, "batch_size": 16, "log_every": 1, "progress": False,
+                      "precision": "bf16"}}
+    result = hierot.fit(spec, out=tmp_path / "run")
+    assert result.steps == 2 and all(math.isfinite(v) for v in result.last_metrics.values())
+    built = hierot.build(load_spec(spec))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = built.objective(built.data.train_x[:16])
+    assert all(v.dtype == torch.float32 for v in terms.weighted.values())
