@@ -9,6 +9,9 @@ over the seeds:
   reconstruction error from every encoding depth, linear-probe accuracy of every latent layer,
   MMD and Sinkhorn between the encoded top latent and N(0, I), and the Fréchet classifier
   distance (FCD) of the samples;
+* sample fidelity (precision, density) and coverage (recall, coverage, class histogram) of the
+  prior's and a post-hoc Gaussian mixture's samples, along the ancestral and the decoder-mean
+  paths (:mod:`benchmarks._samples`), with a per-class histogram figure ``<mode>-<data>-classes.png``;
 * the time per training step: the median over ``metrics.csv``'s logging intervals (wall time of
   the whole loop, first and last interval left out);
 * the time of the divergence alone, forward + backward, on the same shapes (the trained model's
@@ -48,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
+from benchmarks import _samples as samples
 
 NAME = "mmd_vs_sinkhorn"
 PRESET = "quickstart"
@@ -110,6 +114,7 @@ def summarise_eval(result: dict) -> dict:
         "top_mmd": top.get("mmd"), "top_sinkhorn": top.get("sinkhorn"), "top_floor": top["floor"],
         "fcd": quality.get("fcd"), "fcd_floor": quality.get("floor_train_vs_test"),
         "active_units": result["active_units"]["count"],
+        "samples": samples.summarise(quality),
     }
 
 
@@ -128,7 +133,7 @@ def run_one(source: str, overrides: list[str], out: Path, device: str | None,
         record["divergence_share"] = (record["divergence_time"]["median_s"]
                                       / record["step_time"]["median_s"])
     common.log(f"eval {out}")
-    record["eval"] = summarise_eval(evaluate(out, device=device))
+    record["eval"] = summarise_eval(evaluate(out, device=device, samplers=samples.SAMPLERS))
     record["spec"] = (out / "spec.yaml").read_text()
     return record
 
@@ -164,6 +169,7 @@ def aggregate(records: list[dict]) -> dict:
         "fcd": get(lambda r: r["eval"]["fcd"]),
         "fcd_floor": get(lambda r: r["eval"]["fcd_floor"]),
         "probe_chance": ok[0]["eval"]["probe_chance"],
+        "samples": samples.aggregate([r["eval"].get("samples", {}) for r in ok]),
     }
 
 
@@ -223,6 +229,10 @@ def markdown(report: dict) -> str:
         for label, s in summary.items():
             if s:
                 lines.append(f"| {label} | " + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
+        lines += ["", "Sample fidelity and coverage, mean ± sd over seeds. " + samples.NOTE, ""]
+        lines += samples.table({label: s.get("samples", {}) for label, s in summary.items() if s})
+        if block.get("classes_png"):
+            lines += ["", f"![classes]({block['classes_png']})"]
         lines.append("")
     lines += ["Divergence options:", ""]
     lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in report["divergences"].items()]
@@ -321,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     for block in report["datasets"].values():
         for label, records in block.get("runs", {}).items():
             block["summary"][label] = aggregate(records)
+    for dataset, block in report["datasets"].items():
+        arms = {label: s.get("samples", {}) for label, s in block.get("summary", {}).items() if s}
+        figure = samples.histogram_figure(arms, args.out / f"{mode}-{dataset}-classes.png")
+        block["classes_png"] = figure.name if figure else None
     figure = plot(report, args.out / f"{mode}.png")
     report["figure"] = figure.name if figure else None
     for path in common.write(report, args.out, markdown):

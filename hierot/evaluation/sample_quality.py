@@ -67,6 +67,10 @@ RARE_FRACTION = 0.1
 """A class is *nearly never* sampled when its sample frequency is below this share of its test
 frequency."""
 CHUNK = 1024
+ROUND_OFF = 1e-9
+"""Relative allowance on the radii: :func:`torch.cdist` (matrix-product form, float64) gives
+d(a, b) and d(b, a) that may differ in the last bits, which must not push a point that *is* a
+ball's k-th neighbour out of the ball."""
 
 
 def _as_tensor(features: Tensor | np.ndarray) -> Tensor:
@@ -106,6 +110,7 @@ def knn_radii(features: Tensor | np.ndarray, k: int, *, chunk: int = CHUNK) -> T
 
 def _ball_counts(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
     """For every point, how many balls contain it; for every ball, whether any point is in it."""
+    radii = radii * (1 + ROUND_OFF)
     inside = torch.zeros(len(points), dtype=torch.long)
     hit = torch.zeros(len(centres), dtype=torch.bool)
     for start in range(0, len(points), chunk):

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import yaml
 from pydantic import Field, ValidationError
@@ -109,16 +110,17 @@ class GMMSampler:
         m = self.mixture
         components = torch.multinomial(torch.as_tensor(m.weights_), n, replacement=True,
                                        generator=generator)
-        d = m.means_.shape[1]
+        k, d = m.means_.shape
+        covariances = {  # (k, d, d) whatever scikit-learn's covariance_type
+            "full": lambda c: c,
+            "tied": lambda c: np.broadcast_to(c, (k, d, d)),
+            "diag": lambda c: np.einsum("kd,de->kde", c, np.eye(d)),
+            "spherical": lambda c: c[:, None, None] * np.eye(d),
+        }[self.options.covariance](m.covariances_)
+        chol = torch.linalg.cholesky(torch.from_numpy(np.ascontiguousarray(covariances)))
         noise = torch.randn((n, d), generator=generator, dtype=torch.float64)
-        chol = {"full": lambda: m.covariances_,
-                "tied": lambda: m.covariances_[None].repeat(len(m.means_), 0),
-                "diag": lambda: [torch.diag(torch.as_tensor(v)).numpy() for v in m.covariances_],
-                "spherical": lambda: [v * torch.eye(d).double().numpy() for v in m.covariances_],
-                }[self.options.covariance]()
-        chol = torch.linalg.cholesky(torch.as_tensor(chol, dtype=torch.float64))
-        means = torch.as_tensor(m.means_, dtype=torch.float64)
-        z = means[components] + torch.einsum("nij,nj->ni", chol[components], noise)
+        z = torch.from_numpy(m.means_)[components] + torch.einsum(
+            "nij,nj->ni", chol[components], noise)
         return z.float().reshape(n, *self.shape)
 
 
