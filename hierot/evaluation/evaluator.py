@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hierot.evaluation import metrics
-from hierot.evaluation.run import LoadedRun, encode, generate, load_run, subset
+from hierot.evaluation.run import LoadedRun, encode, load_run, subset
 from hierot.rundir import atomic_write_text
 
 FCD_NAME = "Fréchet classifier distance (FCD)"
@@ -243,9 +243,13 @@ def format_table(result: dict) -> str:
         c = quality["classifier"]
         trained = " (cached)" if c["cached"] else f", trained now in {c['train_seconds']:.1f} s"
         lines += [
-            (f"sample quality ({quality['samples']} generated vs {quality['samples']} test "
-             f"samples, in the features of the classifier: {c['kind']}, test accuracy "
-             f"{number(c['test_accuracy'], 3)}{trained}); reference: training vs test data:"),
+            (f"sample quality: {quality['metric']} = {number(quality['fcd'])} "
+             f"({quality['samples']} generated vs {quality['samples']} test samples)"),
+            (f"  floor (training vs test data, same size): "
+             f"{number(quality['floor_train_vs_test'])}; classifier {c['kind']}, test accuracy "
+             f"{number(c['test_accuracy'], 3)}{trained}"),
+            ("fidelity (precision, density) and coverage (recall, coverage, class histogram) "
+             "per sampler of z_N and decoding path, in the classifier's features:"),
             *_table(HEADER, rows(quality, number)),
         ]
     else:
