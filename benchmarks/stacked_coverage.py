@@ -8,6 +8,7 @@ seeds on ``mnist-5k``, hidden widths divided by ``--shrink``):
 ``flat``             ``mnist-wae.v1`` (Eq. 7)
 ``stacked``          ``mnist-stackedwae.v1`` (Eq. 10)
 ``stacked-z4``       a 4-D top latent (``layers.4.latent_shape=[4]``)
+``stacked-z8``       an 8-D top latent (``layers.4.latent_shape=[8]``)
 ``stacked-match``    ``lambda_match`` 1e-3 (10x) with 512 prior samples per step
 ``stacked-sinkhorn`` Sinkhorn (geomloss, blur 0.5) on the top latent instead of MMD-IMQ
 ==================== ===================================================================
@@ -44,6 +45,7 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "flat": (FLAT, []),
     "stacked": (STACKED, []),
     "stacked-z4": (STACKED, ["layers.4.latent_shape=[4]"]),
+    "stacked-z8": (STACKED, ["layers.4.latent_shape=[8]"]),
     "stacked-match": (STACKED, ["weights.lambda_match=1.0e-3", "train.prior_samples=512"]),
     "stacked-sinkhorn": (STACKED, ["divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]),
 }
