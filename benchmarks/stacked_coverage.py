@@ -35,8 +35,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
+from benchmarks import _runs as runs
 from benchmarks import _samples as samples
-from benchmarks.mmd_vs_sinkhorn import aggregate, run_recorded
 from benchmarks.stacked_vs_flat import width_overrides
 
 NAME = "stacked_coverage"
@@ -54,7 +54,7 @@ DEFAULT = {"steps": 1000, "seeds": [0, 1, 2], "shrink": 4, "log_every": 100,
 
 
 def markdown(report: dict) -> str:
-    fmt = common.fmt
+    fmt = runs.fmt
     b, summary = report["budget"], report["summary"]
     lines = [
         f"# Sample fidelity and coverage: StackedWAE variants against the flat WAE (`{report['tag']}`)",
@@ -120,23 +120,23 @@ def main(argv: list[str] | None = None) -> int:
                            arms={a: {"preset": ARMS[a][0], "overrides": ARMS[a][1]} for a in args.arms},
                            device=args.device, torch_threads=threads, jobs=args.jobs, runs={},
                            summary={})
-    runs = common.fresh_dir(args.out / "runs" / args.tag)
+    run_root = runs.fresh_dir(args.out / "runs" / args.tag)
     jobs, keys = [], []
     for arm in args.arms:
         preset, extra = ARMS[arm]
         for seed in budget["seeds"]:
             overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
                          *width_overrides(preset, budget["shrink"]),
-                         *common.train_overrides(budget["steps"], budget["log_every"]), *extra]
+                         *runs.train_overrides(budget["steps"], budget["log_every"]), *extra]
             if args.device:
                 overrides.append(f"device={args.device}")
-            jobs.append((preset, overrides, runs / arm / f"seed-{seed}", args.device, False,
+            jobs.append((preset, overrides, run_root / arm / f"seed-{seed}", args.device, False,
                          args.out, seed))
             keys.append(arm)
-    records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
+    records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     for arm in args.arms:
         report["runs"][arm] = [r for k, r in zip(keys, records) if k == arm]
-        report["summary"][arm] = aggregate(report["runs"][arm])
+        report["summary"][arm] = runs.aggregate(report["runs"][arm])
     arms = {a: s.get("samples", {}) for a, s in report["summary"].items() if s}
     figure = samples.histogram_figure(arms, args.out / f"{args.tag}-classes.png")
     report["classes_png"] = figure.name if figure else None

@@ -19,7 +19,7 @@ from hierot.cli import main
 from hierot.errors import HierotError
 from hierot.evaluation import evaluate
 from hierot.evaluation.classifier import CACHE_ENV
-from hierot.evaluation.run import load_run
+from hierot.evaluation.trained import load_run
 from hierot.evaluation.sample_quality import (
     class_coverage,
     density_coverage,

@@ -44,9 +44,11 @@ import yaml
 from pydantic import Field, ValidationError
 from torch import Tensor
 
-from hierot._registry import ComponentOptions, Registry
+from hierot._registry import Registry
+from hierot._utils import seeded
+from hierot.components import ComponentOptions
 from hierot.errors import HierotError
-from hierot.evaluation.run import LoadedRun, chunks, encode, seeded, subset
+from hierot.evaluation.trained import LoadedRun, chunks, encode, subset
 from hierot.model import Hierarchy
 
 samplers = Registry("sampler", group="hierot.samplers")
