@@ -9,6 +9,7 @@ from typing import Any
 
 from hierot.builder import Built, build
 from hierot.loading import dump_spec, load_spec
+from hierot.run_spec import load_run_spec
 from hierot.rundir import RunDir, atomic_write_text
 from hierot.runtime import Runtime, from_environment
 from hierot.spec import Spec
@@ -52,7 +53,7 @@ def fit(
     if resume is not None:
         run_dir = RunDir(resume)
         run_dir.require()
-        spec = load_spec(run_dir.spec_file, overrides)
+        spec = load_run_spec(run_dir.path, overrides)
     elif not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
     elif overrides:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from hierot.builder import Built, build
 from hierot.components import DataSplits
-from hierot.loading import load_spec
+from hierot.run_spec import load_run_spec
 from hierot.model import Hierarchy
 from hierot.rundir import RunDir
 from hierot.runtime import resolve_device
@@ -91,7 +91,7 @@ def load_run(
     """
     run_dir = RunDir(path)
     run_dir.require()
-    spec = load_spec(run_dir.spec_file)
+    spec = load_run_spec(run_dir.path)
     file = run_dir.checkpoint(checkpoint)
     built = build(spec, data=data)
     state = run_dir.load_checkpoint(checkpoint)
