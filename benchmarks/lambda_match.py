@@ -45,8 +45,8 @@ DIVERGENCES = {
 MODES = {
     "quick": {"steps": 100, "lambdas": [1e-4, 1e-2], "divergences": ["mmd", "sinkhorn"],
               "log_every": 20, "seed": 0},
-    "full": {"steps": 800, "lambdas": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "divergences": list(DIVERGENCES),
-             "log_every": 50, "seed": 0},
+    "full": {"steps": 800, "lambdas": [1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+             "divergences": list(DIVERGENCES), "log_every": 50, "seed": 0},
 }
 
 
@@ -92,10 +92,11 @@ def markdown(report: dict) -> str:
         f"# lambda_match per divergence ({report['mode']} mode)", "",
         f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:", "",
         f"    {report['command']}", "",
-        (f"Hierarchy: the `{PRESET}` preset (latents 32-16-8-4-2) on mnist-5k, {budget['steps']} steps "
-         f"of batch 128, seed {budget['seed']}; only `divergence` and `weights.lambda_match` change. "
-         "`rec_x`, `match` (the unweighted divergence) and the match share of the objective are the "
-         "last logged training values; the rest is `hierot eval` on the test split: reconstruction "
+        (f"Hierarchy: the `{PRESET}` preset (latents 32-16-8-4-2) on mnist-5k, "
+         f"{budget['steps']} steps of batch 128, seed {budget['seed']}; only `divergence` and "
+         "`weights.lambda_match` change. `rec_x`, `match` (the unweighted divergence) and the "
+         "match share of the objective are the last logged training values; the rest is "
+         "`hierot eval` on the test split: reconstruction "
          "MSE per pixel from z1, MMD and Sinkhorn (blur 0.05) between the encoded z5 and N(0, I) "
          f"(1,000 points each; floors, prior vs prior: MMD {fmt(report.get('floor_mmd'))}, "
          f"Sinkhorn {fmt(report.get('floor_sinkhorn'))}), linear-probe accuracy of z5 (chance "
@@ -111,8 +112,8 @@ def markdown(report: dict) -> str:
             lines.append(f"| {row['divergence']} | {row['lambda_match']:g} | {row['error']} "
                          "| | | | | | | |")
             continue
-        lines.append("| " + " | ".join(
-            [row["divergence"], f"{row['lambda_match']:g}"] + [fmt(row[c]) for c in COLUMNS[2:]]) + " |")
+        cells = [row["divergence"], f"{row['lambda_match']:g}"] + [fmt(row[c]) for c in COLUMNS[2:]]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Divergence options:", ""]
     lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in report["divergences"].items()]
     return "\n".join(lines) + "\n"
@@ -126,14 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budget: " + json.dumps(MODES["quick"]))
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny budget: " + json.dumps(MODES["quick"]))
     parser.add_argument("--divergences", nargs="+", choices=sorted(DIVERGENCES))
     parser.add_argument("--lambdas", nargs="+", type=float)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
+                        help="runs trained at once, each in its own process "
+                             "(CPU: jobs * threads <= cores)")
     parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     args = parser.parse_args(argv)
 
@@ -160,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                       for (label, value), record in zip(keys, records)]
     done = [r for r in report["rows"] if "error" not in r]
     if done:
-        report.update(floor_mmd=done[0]["top_mmd_floor"], floor_sinkhorn=done[0]["top_sinkhorn_floor"],
-                      probe_chance=done[0]["probe_chance"], fcd_floor=done[0]["fcd_floor"])
+        first = done[0]
+        report.update(floor_mmd=first["top_mmd_floor"], floor_sinkhorn=first["top_sinkhorn_floor"],
+                      probe_chance=first["probe_chance"], fcd_floor=first["fcd_floor"])
     written = common.write(report, args.out, markdown)
     table = args.out / f"{mode}.csv"
     with open(table, "w", newline="") as f:

@@ -2,7 +2,8 @@
 
 ::
 
-    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--steps N] [--device D] [--seed S] [--out DIR]
+    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--steps N] [--device D] [--seed S]
+                 [--out DIR]
     hierot train --resume DIR [--steps N]
     hierot validate SPEC_OR_PRESET [--set ...] [--steps N] [--device D] [--seed S]
     hierot show PRESET

@@ -84,8 +84,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
             if last and key == "name" and isinstance(node, dict) and _switches(node, value):
                 dropped = sorted(k for k in node if k != "name")
-                _log.warning("--set %s=%s: switches %s from %r to %r and drops the old options (%s)",
-                             path, text, ".".join(keys[:-1]), node["name"], value, ", ".join(dropped))
+                _log.warning(
+                    "--set %s=%s: switches %s from %r to %r and drops the old options (%s)",
+                    path, text, ".".join(keys[:-1]), node["name"], value, ", ".join(dropped))
                 node.clear()
                 node[key] = value
             elif last:

@@ -46,7 +46,8 @@ def test_unknown_command_without_close_match_lists_the_commands(capsys):
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--bogus"], ["trian"], ["--version"]])
 def test_help_and_argument_errors_do_not_import_torch(argv):
     code = (f"import sys\nfrom hierot.cli import main\ntry:\n    main({argv!r})\n"
-            "except SystemExit:\n    pass\nprint('torch' in sys.modules, 'matplotlib' in sys.modules)")
+            "except SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "False False", done.stderr
 
@@ -62,7 +63,8 @@ def test_shorthands_are_overrides():
     # applied after --set, so they win; --steps replaces an epoch budget
     spec = parse(["validate", "quickstart", "--set", "train={epochs: 2, batch_size: 32}",
                   "--steps", "5", "--set", "seed=1", "--seed", "4"])
-    assert (spec.train.steps, spec.train.epochs, spec.train.batch_size, spec.seed) == (5, None, 32, 4)
+    train = spec.train
+    assert (train.steps, train.epochs, train.batch_size, spec.seed) == (5, None, 32, 4)
 
 
 def test_bad_shorthand_values_exit_2(capsys):

@@ -59,7 +59,8 @@ def plot(args: argparse.Namespace) -> int:
 
     if args.embedding == "umap":
         print("embedding latent layers wider than 2-D with UMAP: compiling UMAP (numba) takes "
-              "most of this command's time, about half a minute (--embedding pca is fast)", flush=True)
+              "most of this command's time, about half a minute (--embedding pca is fast)",
+              flush=True)
     written = plot_run(args.run_dir, args.checkpoint, device=args.device, embedding=args.embedding)
     for path in written:
         print(f"written {path}")
