@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
+from benchmarks import _runs as runs
 
 NAME = "lambda_match"
 PRESET = "quickstart"
@@ -125,19 +126,15 @@ def fmt(value) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny budget: " + json.dumps(MODES["quick"]))
+    parser = common.parser(NAME, __doc__, quick="tiny budget: " + json.dumps(MODES["quick"]),
+                           device_help="cpu, cuda (default: the preset's `auto`)")
     parser.add_argument("--divergences", nargs="+", choices=sorted(DIVERGENCES))
     parser.add_argument("--lambdas", nargs="+", type=float)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each in its own process "
                              "(CPU: jobs * threads <= cores)")
-    parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     args = parser.parse_args(argv)
 
     mode = "quick" if args.quick else "full"
@@ -149,16 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {label: DIVERGENCES[label] for label in budget["divergences"]}
     report = common.header(NAME, mode, argv, preset=PRESET, budget=budget, divergences=chosen,
                            torch_threads=threads, jobs=args.jobs)
-    runs = common.fresh_dir(args.out / "runs" / mode)
+    run_root = runs.fresh_dir(args.out / "runs" / mode)
     jobs, keys = [], []
     for label, options in chosen.items():
         for value in budget["lambdas"]:
             overrides = [f"divergence={json.dumps(options)}", f"seed={budget['seed']}",
                          f"weights.lambda_match={value}",
-                         *common.train_overrides(budget["steps"], budget["log_every"])]
-            jobs.append((overrides, runs / label / f"lambda-{value:g}"))
+                         *runs.train_overrides(budget["steps"], budget["log_every"])]
+            if args.device:
+                overrides.append(f"device={args.device}")
+            jobs.append((overrides, run_root / label / f"lambda-{value:g}"))
             keys.append((label, value))
-    records = common.run_parallel(run_one, jobs, args.jobs, args.threads)
+    records = runs.run_parallel(run_one, jobs, args.jobs, args.threads)
     report["rows"] = [{"divergence": label, "lambda_match": value, **record}
                       for (label, value), record in zip(keys, records)]
     done = [r for r in report["rows"] if "error" not in r]

@@ -4,8 +4,8 @@
 >>> spec = hierot.load_spec("quickstart", ["train.steps=10"])
 >>> result = hierot.fit(spec, out="runs/demo")  # doctest: +SKIP
 
-The public names are imported on first use, so ``import hierot`` (and ``hierot --help``) does
-not import torch.
+The names below are imported on first use, so ``import hierot`` (and ``hierot --help``) does not
+import torch.
 """
 
 from __future__ import annotations
@@ -13,18 +13,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from hierot import _moved
+from hierot.errors import HierotError, SpecError
+
+_moved.install()
 
 _EXPORTS = {
     "fit": "hierot.api",
     "Built": "hierot.builder",
     "build": "hierot.builder",
-    "HierotError": "hierot.errors",
-    "SpecError": "hierot.errors",
-    "load_spec": "hierot.loading",
-    "Spec": "hierot.spec",
+    "load_spec": "hierot.spec.loading",
+    "Spec": "hierot.spec.schema",
 }
 
+__version__ = "0.1.0"
 __all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "fit", "load_spec"]
 
 
@@ -35,4 +37,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted([*globals(), *_EXPORTS])

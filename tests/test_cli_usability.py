@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from hierot._registry import plain_text
-from hierot.cli import main, make_parser, overrides_of
-from hierot.loading import dump_spec, load_spec
+from hierot.cli import main, make_parser
+from hierot.cli._command import overrides_of
+from hierot.spec.loading import dump_spec, load_spec
 from hierot.registry import ALL, costs, penalties
-from hierot.trainer import progress_text
+from hierot.training.trainer import progress_text
 
 
 def test_version_names_hierot_and_torch(capsys):
@@ -83,7 +84,7 @@ def test_seed_does_not_apply_to_resume(tmp_path, capsys):
 
 
 def test_switching_a_component_by_name_drops_its_old_options(caplog):
-    with caplog.at_level(logging.WARNING, logger="hierot.loading"):
+    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
         spec = load_spec("quickstart", ["divergence.name=sinkhorn", "divergence.blur=0.5"])
     assert spec.divergence.name == "sinkhorn" and spec.divergence.blur == 0.5
     (notice,) = caplog.messages
@@ -92,14 +93,14 @@ def test_switching_a_component_by_name_drops_its_old_options(caplog):
 
 
 def test_switching_networks_data_and_penalties_by_name(caplog):
-    with caplog.at_level(logging.WARNING, logger="hierot.loading"):
+    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
         spec = load_spec("quickstart", ["layers.1.encoder.name=mlp",  # same name: options kept
                                         "data.name=digits", "layers.4.cost.name=l1"])
     assert tuple(spec.layers[1].encoder.hidden) == (256, 256)
     assert spec.data.name == "digits" and spec.layers[4].cost.name == "l1"
     assert caplog.messages == []  # {name: mnist-5k} and {name: l2sq} had no options to drop
     raw = yaml.safe_load(dump_spec(load_spec("quickstart", ["penalties=[{name: abs-log-var}]"])))
-    with caplog.at_level(logging.WARNING, logger="hierot.loading"):
+    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
         spec = load_spec(raw, ["penalties.0.name=sq-log-var"])
     assert spec.penalties[0].name == "sq-log-var"
     assert "switches penalties.0 from 'abs-log-var' to 'sq-log-var'" in caplog.messages[0]

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hierot.errors import SpecError
-from hierot.loading import load_spec
 from hierot.registry import ALL
-from hierot.spec import Spec
+from hierot.spec.loading import load_spec
+from hierot.spec.schema import Spec
 
 ENVIRONMENT_FILE = "environment.json"
 

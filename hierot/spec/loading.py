@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from hierot.errors import HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
-from hierot.spec import Spec, validate_spec
+from hierot.spec.schema import Spec, validate_spec
 
 _log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
 
     Setting a component's ``name`` to another name (``divergence.name=sinkhorn``) switches the
     component: the old one's options are dropped, since they belong to it, and a one-line notice
-    saying which goes to the ``hierot.loading`` logger (stderr unless logging is configured).
+    saying which goes to the ``hierot.spec.loading`` logger (stderr unless logging is configured).
     """
     raw = copy.deepcopy(raw)
     for item in overrides:

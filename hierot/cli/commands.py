@@ -1,0 +1,119 @@
+"""The spec and training sub-commands of ``hierot``; importing this module registers them.
+
+::
+
+    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--steps N] [--device D] [--seed S]
+                 [--out DIR]
+    hierot train --resume DIR [--steps N]
+    hierot validate SPEC_OR_PRESET [--set ...] [--steps N] [--device D] [--seed S]
+    hierot show PRESET
+    hierot list [KIND]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hierot.cli._command import add_overrides, add_shorthands, command, overrides_of
+from hierot.errors import HierotError
+
+
+# -- train -------------------------------------------------------------------------------------
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", nargs="?", help="a spec YAML file or a preset name")
+    parser.add_argument("--out", help="run directory to create (default: runs/NAME-TIME)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    add_overrides(parser)
+    add_shorthands(parser)
+
+
+def train(args: argparse.Namespace) -> int:
+    from hierot.api import default_run_dir, fit
+    from hierot.training.rundir import RunDir
+    from hierot.training.trainer import summary_table
+
+    if (args.spec is None) == (args.resume is None):
+        raise HierotError("train: give a SPEC_OR_PRESET, or --resume DIR (not both)")
+    if args.resume and args.seed is not None:
+        raise HierotError("train: --seed does not apply to --resume (the run continues its own "
+                          "random numbers); start a new run to change the seed")
+    out = args.resume or args.out or default_run_dir(args.spec)
+    overrides = overrides_of(args)
+    try:
+        if args.resume:
+            result = fit(resume=args.resume, overrides=overrides)
+        else:
+            result = fit(args.spec, out=out, overrides=overrides)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; resume with: hierot train --resume {out}", file=sys.stderr)
+        return 130
+    if result.run_dir is not None:  # the main process
+        print(summary_table(RunDir(out)))
+    return 0
+
+
+train.arguments = _train_arguments
+command("train", "train a hierarchy from a spec or preset")(train)
+
+
+# -- validate, show, list -------------------------------------------------------------------------
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="a spec YAML file or a preset name")
+    add_overrides(parser)
+    add_shorthands(parser)
+
+
+def validate(args: argparse.Namespace) -> int:
+    from hierot.spec.loading import load_spec
+
+    spec = load_spec(args.spec, overrides_of(args))
+    reconstruction, match = spec.resolved_weights()
+    print(f"{args.spec}: valid ({spec.objective} objective, {len(spec.layers)} latent layers "
+          f"{[list(l.latent_shape) for l in spec.layers]}, divergence {spec.divergence.name})")
+    print("weights of the reconstruction terms:", ", ".join(f"{w:.4g}" for w in reconstruction),
+          f"| divergence: {match:.4g}")
+    return 0
+
+
+validate.arguments = _spec_arguments
+command("validate", "check a spec without building anything")(validate)
+
+
+def show(args: argparse.Namespace) -> int:
+    from hierot.spec.loading import dump_spec, load_spec, read_text
+
+    print(dump_spec(load_spec(args.spec)) if args.resolved else read_text(args.spec)[0], end="")
+    return 0
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="a preset name (or a spec file)")
+    parser.add_argument("--resolved", action="store_true", help="print with every default filled in")
+
+
+show.arguments = _show_arguments
+command("show", "print a preset's YAML")(show)
+
+
+def list_components(args: argparse.Namespace) -> int:
+    from hierot.registry import ALL
+
+    kinds = [args.kind] if args.kind else list(ALL)
+    for kind in kinds:
+        if kind not in ALL:
+            from hierot.errors import unknown_name_message
+
+            raise HierotError(unknown_name_message("kind", kind, ALL))
+        registry = ALL[kind]
+        print(f"{kind}:")
+        for entry in registry.entries():
+            source = "" if entry.source == "hierot" else f"  [{entry.source}]"
+            print(f"  {entry.name:<22}{entry.summary}{source}")
+        for problem in registry.plugin_errors:
+            print(f"  ! {problem}")
+    return 0
+
+
+list_components.arguments = lambda p: p.add_argument("kind", nargs="?", help="networks, costs, ...")
+command("list", "list registered components (and plug-ins, with their package)")(list_components)
