@@ -28,17 +28,19 @@ __all__ = ["COMMANDS", "command", "main", "make_parser", "version_line"]
 
 
 def version_line() -> str:
-    """``hierot 0.1.0 (torch 2.14.1, python 3.11.7)``, read without importing torch."""
+    """``hierot 0.1.0 (torch 2.14.1, python 3.11.7)``: the installed distributions' versions,
+    read from their metadata without importing torch."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    from hierot import __version__
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
 
-    try:
-        torch_version = version("torch")
-    except PackageNotFoundError:
-        torch_version = "not installed"
-    return f"hierot {__version__} (torch {torch_version}, python {platform.python_version()})"
+    return (f"hierot {installed('hierot')} (torch {installed('torch')}, "
+            f"python {platform.python_version()})")
 
 
 def unknown_command(argv: Sequence[str]) -> str | None:
