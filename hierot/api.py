@@ -10,6 +10,7 @@ from typing import Any
 from hierot.builder import Built, build
 from hierot.callbacks import Callback, build_callbacks
 from hierot.spec.loading import dump_spec, load_spec
+from hierot.spec.run_spec import load_run_spec
 from hierot.training.rundir import RunDir, atomic_write_text
 from hierot.training.distributed import from_environment
 from hierot.training.runtime import Runtime
@@ -57,7 +58,7 @@ def fit(
     if resume is not None:
         run_dir = RunDir(resume)
         run_dir.require()
-        spec = load_spec(run_dir.spec_file, overrides)
+        spec = load_run_spec(run_dir.path, overrides)
     elif not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
     elif overrides:

@@ -209,7 +209,7 @@ class Trainer:
                     held_out = self._evaluate() if evaluate and self.heldout is not None else {}
                     if writer:
                         writer.write({**row, **last, **extra, **held_out})
-                    bar.set_postfix(total=f"{last['total']:.4g}", rec_x=f"{last.get('rec_x', 0):.4g}")
+                    bar.set_postfix_str(progress_text(last), refresh=False)
                     sums, count = {}, 0
                     interval_start, interval_step = time.perf_counter(), self.step
                 if self.step % train.checkpoint_every == 0 or done:
@@ -230,6 +230,23 @@ class Trainer:
         finally:
             self.callbacks.close()
         return result
+
+
+def short_term_name(name: str) -> str:
+    """The progress bar's name of a term: ``rec_x`` -> ``x``, ``rec_z2`` -> ``z2``,
+    ``match_z5`` -> ``D5``, ``pen_abs-log-var`` -> ``abs-log-var``."""
+    if name.startswith("rec_"):
+        return name[4:]
+    if name.startswith("match_z"):
+        return "D" + name[7:]
+    return name.removeprefix("pen_")
+
+
+def progress_text(last: dict[str, float]) -> str:
+    """``loss 9.62 | x 9.58 z1 2.01 ... D5 0.0018``: the total, then every unweighted term."""
+    terms = " ".join(f"{short_term_name(n)} {v:.3g}" for n, v in last.items()
+                     if n != "total" and not n.startswith("w_"))
+    return f"loss {last['total']:.3g} | {terms}"
 
 
 def write_summary(run_dir: RunDir, result: TrainResult) -> None:
