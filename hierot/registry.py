@@ -21,6 +21,7 @@ divergences = Registry("divergence", builtins="hierot.divergences", group="hiero
 penalties = Registry("penalty", builtins="hierot.penalties", group="hierot.penalties")
 datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.datasets")
 presets = Registry("preset", builtins="hierot.presets", group="hierot.presets")
+sweeps = Registry("sweep", builtins="hierot.sweeps.presets", group="hierot.sweeps")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -29,6 +30,7 @@ ALL: dict[str, Registry] = {
     "penalties": penalties,
     "datasets": datasets,
     "presets": presets,
+    "sweeps": sweeps,
 }
 
 __all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]
