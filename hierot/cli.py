@@ -133,6 +133,7 @@ command("list", "list registered components (and plug-ins, with their package)")
 
 
 import hierot.evaluation.commands  # noqa: E402, F401  (registers eval, plot, sample, report)
+import hierot.sweeps.commands  # noqa: E402, F401  (registers sweep)
 
 
 # -- entry point ---------------------------------------------------------------------------------

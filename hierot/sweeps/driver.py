@@ -128,8 +128,8 @@ def _spawn(out: Path, k: int, threads: int, storage_url: str | None, stale_after
 
 def run_sweep(
     source: str | Path | Mapping[str, Any], out: str | Path, *, overrides: Iterable[str] = (),
-    base: str | None = None, workers: int = 1, threads: int | None = None,
-    storage: str | None = None, retry_failed: bool = False,
+    updates: Mapping[str, Any] | None = None, base: str | None = None, workers: int = 1,
+    threads: int | None = None, storage: str | None = None, retry_failed: bool = False,
     stale_after: float = STALE_AFTER_S, heartbeat: float = 10.0,
 ) -> dict[str, int]:
     """Run (or continue) a sweep into ``out``; counts of trials by state.
@@ -142,6 +142,8 @@ def run_sweep(
         The sweep directory (created, or continued when it holds the same sweep).
     overrides:
         ``"a.b=value"`` spec overrides added to the sweep's ``budget``.
+    updates:
+        Sweep-file fields replaced before validation (``{"seeds": 3}``).
     base:
         Replaces the sweep's base spec (a preset name or a spec file).
     workers:
@@ -155,7 +157,7 @@ def run_sweep(
     """
     if workers < 1:
         raise HierotError(f"--workers must be at least 1, got {workers}")
-    sweep, label = load_sweep(source, overrides)
+    sweep, label = load_sweep(source, overrides, updates)
     if base is not None:
         sweep = sweep.model_copy(update={"base": base})
     base_yaml = check_against_base(sweep, label)

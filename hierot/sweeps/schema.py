@@ -217,6 +217,9 @@ def _format(error: ValidationError, raw: Any) -> list[str]:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid" or err["type"] == "model_attributes_type":
             message = "expected a list of values, {low, high[, log, type]} or {choices: [...]}"
+        if not parts and ": " in message:  # a check across fields names its field first
+            field, message = message.split(": ", 1)
+            parts = [field]
         lines.append(f"{'.'.join(parts) or '<sweep>'}: {message}")
     return lines
 
@@ -247,9 +250,12 @@ def validate_sweep(raw: Any, label: str = "<mapping>") -> SweepSpec:
 
 
 def load_sweep(
-    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
+    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = (),
+    updates: Mapping[str, Any] | None = None,
 ) -> tuple[SweepSpec, str]:
     """Read and validate a sweep file or sweep preset; ``overrides`` join its ``budget``.
+
+    ``updates`` replace top-level fields before validation (the command line's ``--seeds``...).
 
     Returns the sweep (with ``base`` resolved to an absolute path when it names a file, and
     ``name`` filled in) and its label.
@@ -263,6 +269,8 @@ def load_sweep(
         except yaml.YAMLError as exc:
             raise SweepError([f"not valid YAML: {exc}"], label) from None
         stem = Path(str(source)).name.removesuffix(".yaml").removesuffix(".yml")
+    if isinstance(raw, dict) and updates:
+        raw = {**raw, **updates}
     sweep = validate_sweep(raw, label)
     budget = dict(sweep.budget)
     for item in overrides:
