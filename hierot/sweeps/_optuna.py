@@ -8,6 +8,7 @@ run); ``--storage URL`` names any database Optuna accepts (``postgresql://...``,
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from hierot.sweeps.schema import ChoicesParam, RangeParam, SweepSpec
 
 INSTALL = "pip install 'hierot[sweep]'  (or: pip install 'optuna>=3.6')"
 JOURNAL = "journal.log"
+RDB_ATTEMPTS = 4
+"""Attempts to open a database: workers that create its tables at the same moment collide."""
 
 
 def optuna():
@@ -40,10 +43,19 @@ def open_storage(url: str | None, sweep_dir: Path):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
     try:
-        return op.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except ModuleNotFoundError as exc:
-        hint = " (PostgreSQL: pip install psycopg2-binary)" if "psycopg" in str(exc) else ""
-        raise HierotError(f"--storage {mask(url)}: the database driver is missing: {exc}{hint}") from None
+        for attempt in range(RDB_ATTEMPTS):
+            try:
+                return op.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            except Exception as exc:  # machines creating the tables at once race: try again
+                if "IntegrityError" not in type(exc).__name__ or attempt == RDB_ATTEMPTS - 1:
+                    raise
+                time.sleep(1 + attempt)
+    except ImportError as exc:
+        cause = exc.__cause__ or exc
+        hint = " (PostgreSQL: pip install 'psycopg[binary]', or pip install 'hierot[sweep]')" \
+            if url.startswith("postgresql") else ""
+        raise HierotError(f"--storage {mask(url)}: the database driver is missing: "
+                          f"{cause}{hint}") from None
     except Exception as exc:  # sqlalchemy's errors: bad URL, server down, wrong password
         raise HierotError(f"--storage {mask(url)}: cannot open the database: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None

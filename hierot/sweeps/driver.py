@@ -169,6 +169,8 @@ def run_sweep(
         if sweep.resolved_sampler == "grid":
             enqueue_grid(study, sweep, retry_failed)
             retry_failed = False
+        if not _pending(study, sweep):
+            break
         if workers == 1:
             Worker(out, storage, stale_after=stale_after, heartbeat=heartbeat).run()
         else:
@@ -176,9 +178,6 @@ def run_sweep(
                                               heartbeat)]
             if all(code != 0 for code in codes):
                 raise HierotError(f"every worker failed (exit codes {codes}); see the messages above")
-        recover(study, stale_after)
-        if not _pending(study, sweep):
-            break
     return counts(study)
 
 
