@@ -13,6 +13,7 @@ Optuna and the training stack are imported inside the command, so registering it
 from __future__ import annotations
 
 import argparse
+import sys
 
 import yaml
 
@@ -98,10 +99,14 @@ def sweep(args: argparse.Namespace) -> int:
     from hierot.sweeps.driver import run_sweep
     from hierot.sweeps.report import ranked, write_report
 
-    counts = run_sweep(source, args.out, overrides=args.overrides, updates=updates,
-                       base=args.base, workers=args.workers, threads=args.threads,
-                       storage=args.storage, retry_failed=args.retry_failed,
-                       stale_after=args.stale_after)
+    try:
+        counts = run_sweep(source, args.out, overrides=args.overrides, updates=updates,
+                           base=args.base, workers=args.workers, threads=args.threads,
+                           storage=args.storage, retry_failed=args.retry_failed,
+                           stale_after=args.stale_after)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue the sweep", file=sys.stderr)
+        return 130
     print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     path = write_report(args.out, args.storage)
     from hierot.sweeps.report import collect

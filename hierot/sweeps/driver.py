@@ -174,8 +174,13 @@ def run_sweep(
         if workers == 1:
             Worker(out, storage, stale_after=stale_after, heartbeat=heartbeat).run()
         else:
-            codes = [p.wait() for p in _spawn(out, workers, threads, storage, stale_after,
-                                              heartbeat)]
+            processes = _spawn(out, workers, threads, storage, stale_after, heartbeat)
+            try:
+                codes = [p.wait() for p in processes]
+            except BaseException:  # Ctrl-C, or the driver stopped: stop its workers too
+                for p in processes:
+                    p.terminate()
+                raise
             if all(code != 0 for code in codes):
                 raise HierotError(f"every worker failed (exit codes {codes}); see the messages above")
     return counts(study)
