@@ -288,3 +288,23 @@ def test_two_machines_share_a_postgresql_study(tmp_path):
                 and t.state != optuna.trial.TrialState.COMPLETE]
     assert "***" in (tmp_path / "machine1" / "study.json").read_text() or "@" not in url
     optuna.delete_study(study_name=name, storage=url)
+
+
+@pytest.mark.slow
+def test_tpe_over_a_range_with_the_median_pruner(tmp_path):
+    path, out = tiny_sweep(tmp_path), tmp_path / "tpe"
+    raw = yaml.safe_load(path.read_text())
+    raw.update(params={"optimizer.lr": {"low": 1e-4, "high": 1e-1, "log": True},
+                       "train.batch_size": {"choices": [16, 32]}},
+               sampler="tpe", trials=4, seeds=2, pruner="median", budget={"train.steps": 3})
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    trials = study_of(out).get_trials()
+    assert len(trials) == 4
+    for trial in trials:
+        assert 1e-4 <= trial.params["optimizer.lr"] <= 1e-1
+        assert trial.params["train.batch_size"] in (16, 32)
+        assert trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        assert trial.intermediate_values and 0 in trial.intermediate_values  # after seed 0
+    assert (out / "metric-vs-optimizer.lr.png").is_file()
+    assert "| rank |" in (out / "report.md").read_text()

@@ -101,6 +101,8 @@ GridParam = Annotated[list[Scalar], Field(min_length=1)]
 
 
 def _param_kind(value: Any) -> str:
+    if isinstance(value, (RangeParam, ChoicesParam)):  # when serialising
+        return "range" if isinstance(value, RangeParam) else "choices"
     if isinstance(value, Mapping):
         return "choices" if "choices" in value else "range"
     return "grid"
