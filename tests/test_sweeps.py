@@ -265,7 +265,8 @@ def test_inline_grid_and_seeds(tmp_path, capsys):
             assert yaml.safe_load((run / "spec.yaml").read_text())["seed"] == s["seed"]
     assert (out / "metric-vs-weights.lambda_rec.png").is_file()
     # a different sweep into the same directory is refused, nothing touched
-    assert main(["sweep", str(spec), "--grid", "weights.lambda_rec=0.1", "--out", str(out)]) == 2
+    assert main(["sweep", str(spec), "--grid", "weights.lambda_rec=0.1", "--seeds", "2",
+                 "--set", "train.steps=4", "--out", str(out)]) == 2
     assert "holds a different sweep (params differ)" in capsys.readouterr().err
 
 

@@ -27,9 +27,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="the sweep directory (created or continued)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
                         help="inline sweep: a grid over a spec field (repeatable)")
-    parser.add_argument("--base", metavar="SPEC", help="replace the sweep file's base spec or preset")
+    parser.add_argument("--base", metavar="SPEC",
+                        help="replace the sweep file's base spec or preset")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY.PATH=VALUE", help="a spec override for every trial (the budget)")
+                        metavar="KEY.PATH=VALUE",
+                        help="a spec override for every trial (the budget)")
     parser.add_argument("--seeds", type=int, help="seed replicates per point")
     parser.add_argument("--metric", help="heldout.<key> or eval.<key> (default heldout.total)")
     parser.add_argument("--direction", choices=["minimize", "maximize"])
@@ -115,7 +117,8 @@ def sweep(args: argparse.Namespace) -> int:
     best = ranked(swept, records)
     if best:
         point = ", ".join(f"{k}={v}" for k, v in best[0]["params"].items())
-        print(f"best: trial {best[0]['number']} ({point}): {swept.resolved_metric} = {best[0]['value']:.6g}")
+        print(f"best: trial {best[0]['number']} ({point}): "
+              f"{swept.resolved_metric} = {best[0]['value']:.6g}")
     print(f"written {path}")
     return 0
 

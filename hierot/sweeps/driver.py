@@ -103,7 +103,8 @@ def enqueue_grid(study, sweep: SweepSpec, retry_failed: bool = False) -> int:
         if trials and retry_failed and all(t.state == TrialState.FAIL for t in trials):
             attrs["retry_of"] = max(t.number for t in trials)
             for t in trials:  # the retry replaces them
-                study._storage.set_trial_user_attr(t._trial_id, "superseded", "retried (--retry-failed)")
+                study._storage.set_trial_user_attr(t._trial_id, "superseded",
+                                                   "retried (--retry-failed)")
         elif trials:
             continue
         study.enqueue_trial(params, user_attrs=attrs)
@@ -182,7 +183,8 @@ def run_sweep(
                     p.terminate()
                 raise
             if all(code != 0 for code in codes):
-                raise HierotError(f"every worker failed (exit codes {codes}); see the messages above")
+                raise HierotError(f"every worker failed (exit codes {codes}); "
+                                  f"see the messages above")
     return counts(study)
 
 

@@ -87,7 +87,8 @@ def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec,
 
 def ranked(sweep: SweepSpec, records: list[dict]) -> list[dict]:
     """Completed, counted trials, best first."""
-    done = [r for r in records if r["state"] == "COMPLETE" and r["counted"] and r["value"] is not None]
+    done = [r for r in records
+            if r["state"] == "COMPLETE" and r["counted"] and r["value"] is not None]
     return sorted(done, key=lambda r: r["value"], reverse=sweep.direction == "maximize")
 
 
@@ -145,7 +146,9 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = best + [r for r in records if r not in best and r["counted"]]
     for rank, r in enumerate(order, 1):
-        value = _fmt(r["value"], 5) + (f" ± {_fmt(r['sd'], 2)}" if sweep.seeds > 1 and r["sd"] is not None else "")
+        value = _fmt(r["value"], 5)
+        if sweep.seeds > 1 and r["sd"] is not None:
+            value += f" ± {_fmt(r['sd'], 2)}"
         row = [str(rank) if r in best else "-", str(r["number"]),
                *[_fmt(r["params"].get(n)) for n in names], value,
                _fmt(r.get("heldout", {}).get("rec_x"))]
@@ -158,8 +161,8 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
     failed = [r for r in records if r["state"] == "FAIL" and r["counted"]]
     if failed:
         lines += ["", "## Failed trials", ""]
-        lines += [f"- trial {r['number']} ({_fmt(r['params'])}): {r.get('error', 'no error recorded')}"
-                  for r in failed]
+        lines += [f"- trial {r['number']} ({_fmt(r['params'])}): "
+                  f"{r.get('error', 'no error recorded')}" for r in failed]
     if eval_keys:
         lines += ["", f"{', '.join(eval_keys)}: from `hierot eval` (`eval.json` of each seed's run "
                   "directory, averaged over the seeds evaluated); `-` where not evaluated."]
@@ -217,8 +220,8 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
             ax.add_patch(Rectangle(
                 (cols.index(b[col_name]) - 0.5, rows.index(b[row_name]) - 0.5), 1, 1,
                 fill=False, edgecolor="red", linewidth=2.5))
-        ax.set_xticks(range(len(cols)), [f"{v:g}" if isinstance(v, float) else str(v) for v in cols])
-        ax.set_yticks(range(len(rows)), [f"{v:g}" if isinstance(v, float) else str(v) for v in rows])
+        ax.set_xticks(range(len(cols)), [_fmt(v) for v in cols])
+        ax.set_yticks(range(len(rows)), [_fmt(v) for v in rows])
         log = " (log-spaced grid)"
         ax.set_xlabel(col_name + (log if _log_spaced(cols) else ""))
         ax.set_ylabel(row_name + (log if _log_spaced(rows) else ""))
@@ -278,7 +281,7 @@ def evaluate_top(sweep_dir: Path, n: int, storage_url: str | None = None, sample
 
 
 def write_report(sweep_dir: str | Path, storage_url: str | None = None) -> Path:
-    """Write ``report.md``, ``trials.json`` and the figures into ``sweep_dir``; the report's path."""
+    """Write ``report.md``, ``trials.json`` and the figures into ``sweep_dir``; the report."""
     from hierot.sweeps.driver import read_sweep_dir
 
     sweep_dir = Path(sweep_dir)
@@ -287,7 +290,8 @@ def write_report(sweep_dir: str | Path, storage_url: str | None = None) -> Path:
     best = ranked(sweep, records)
     figures: list[str] = []
     if best:
-        two_grids = len(sweep.params) == 2 and all(isinstance(p, list) for p in sweep.params.values())
+        grids = [p for p in sweep.params.values() if isinstance(p, list)]
+        two_grids = len(sweep.params) == len(grids) == 2
         figures = (_heatmaps if two_grids else _against_params)(sweep, records, sweep_dir)
     payload = {"sweep": sweep.model_dump(mode="json"),
                "best": best[0] if best else None, "trials": records}

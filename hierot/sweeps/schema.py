@@ -82,7 +82,7 @@ class RangeParam(_Strict):
             raise ValueError(f"low ({self.low:g}) must be smaller than high ({self.high:g})")
         if self.log and self.low <= 0:
             raise ValueError(f"log: true needs low > 0, got {self.low:g}")
-        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+        if self.type == "int" and not all(float(v).is_integer() for v in (self.low, self.high)):
             raise ValueError("type: int needs integer low and high")
         return self
 
@@ -237,8 +237,8 @@ def read_sweep_text(source: str | Path) -> tuple[str, str, Path | None]:
         return sweeps.get(str(source)).factory(), f"sweep preset {source}", None
     from hierot.errors import unknown_name_message
 
-    raise HierotError(f"{str(source)!r} is neither a sweep file nor a sweep preset. "
-                      + unknown_name_message("sweep", str(source), sweeps.names()).split("; ", 1)[-1])
+    known = unknown_name_message("sweep", str(source), sweeps.names()).split("; ", 1)[-1]
+    raise HierotError(f"{str(source)!r} is neither a sweep file nor a sweep preset. {known}")
 
 
 def validate_sweep(raw: Any, label: str = "<mapping>") -> SweepSpec:
@@ -297,7 +297,8 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
     try:
         base = load_spec(sweep.base, sweep.budget_overrides())
     except SpecError as exc:
-        raise SweepError([f"base {sweep.base} with budget: {line}" for line in exc.lines], label) from None
+        lines = [f"base {sweep.base} with budget: {line}" for line in exc.lines]
+        raise SweepError(lines, label) from None
     except HierotError as exc:
         raise SweepError([f"base: {exc}"], label) from None
     raw = base.model_dump(mode="json")

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import shutil
+import statistics
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,8 @@ def heldout(run: Path) -> dict:
     from hierot.evaluation.run import load_run
 
     loaded = load_run(run)
-    result = objective_terms(loaded.built.objective, loaded.data.test_x, loaded.spec.train.batch_size,
-                             device=loaded.device, seed=0)
+    result = objective_terms(loaded.built.objective, loaded.data.test_x,
+                             loaded.spec.train.batch_size, device=loaded.device, seed=0)
     result["step"] = loaded.step
     result["test_points"] = len(loaded.data.test_x)
     atomic_write_text(run / HELDOUT_FILE, json.dumps(result, indent=2))
@@ -124,12 +125,14 @@ def run_point(
             value, terms = saved["value"], saved["heldout"]
             log(f"{trial_dir.name} seed {seed}: measured before, {sweep.metric} = {value:.6g}")
         else:
-            about = {**record, "params": dict(params), "seed": seed, "metric": sweep.resolved_metric}
+            about = {**record, "params": dict(params), "seed": seed,
+                     "metric": sweep.resolved_metric}
             train_seed(base_yaml, [*overrides, override("seed", seed)], run, about)
             value, terms = measure(sweep, run)
             if not math.isfinite(value):
                 raise HierotError(f"{sweep.metric} of seed {seed} is {value}")
-            atomic_write_text(done, json.dumps({**about, "value": value, "heldout": terms}, indent=2))
+            saved = {**about, "value": value, "heldout": terms}
+            atomic_write_text(done, json.dumps(saved, indent=2))
             log(f"{trial_dir.name} seed {seed}: {sweep.metric} = {value:.6g}")
         values.append(value)
         seeds.append({"seed": seed, "run_dir": run.name, "value": value,
@@ -137,7 +140,7 @@ def run_point(
         if report is not None:
             report(sum(values) / len(values), r)
     mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
     details = {"value": mean, "sd": sd, "seeds": seeds}
     atomic_write_text(trial_dir / "trial.json",
                       json.dumps({**record, "params": dict(params), **details}, indent=2))

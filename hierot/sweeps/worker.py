@@ -56,7 +56,7 @@ def this_process() -> dict[str, Any]:
 
 
 def worker_dead(worker: dict | None, heartbeat: float, stale_after: float) -> bool:
-    """Whether the worker of a RUNNING trial is gone: its process (on this host) or its heartbeat."""
+    """Whether a RUNNING trial's worker is gone: its process (on this host) or its heartbeat."""
     if worker and worker.get("host") == socket.gethostname():
         pid = int(worker["pid"])
         try:
@@ -81,8 +81,8 @@ def recover(study, stale_after: float = STALE_AFTER_S) -> list[int]:
         if not worker_dead(trial.user_attrs.get("worker"), float(beat), stale_after):
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, "superseded",
-                                        f"its worker died (last heartbeat {time.ctime(beat)}); retried")
+            note = f"its worker died (last heartbeat {time.ctime(beat)}); retried"
+            storage.set_trial_user_attr(trial._trial_id, "superseded", note)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except (UpdateFinishedTrialError, RuntimeError):
             continue  # finished meanwhile, or another worker recovered it first
@@ -178,8 +178,9 @@ class Worker:
         key = point_key(trial.params)
         live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
         for other in self.study.get_trials(deepcopy=False):
+            params = other.params or other.system_attrs.get("fixed_params", {})
             if (other.number < trial.number and other.state in live and counted(other)
-                    and point_key(other.params or other.system_attrs.get("fixed_params", {})) == key):
+                    and point_key(params) == key):
                 trial.set_user_attr("duplicate_of", other.number)
                 self.study.tell(trial, state=TrialState.FAIL)
                 self.log(f"trial {trial.number}: duplicate of trial {other.number}, dropped")
@@ -215,9 +216,11 @@ class Worker:
         for key, value in (("run_dir", name), ("worker", this_process()),
                            ("spec", spec.model_dump(mode="json"))):
             trial.set_user_attr(key, value)
-        record = {"sweep": self.sweep.name, "trial": trial.number, "sweep_dir": str(self.dir.resolve())}
+        record = {"sweep": self.sweep.name, "trial": trial.number,
+                  "sweep_dir": str(self.dir.resolve())}
+        retry = trial.user_attrs.get("retry_of")
         self.log(f"trial {trial.number} {name}: started"
-                 + (f" (retry of trial {trial.user_attrs['retry_of']})" if "retry_of" in trial.user_attrs else ""))
+                 + (f" (retry of trial {retry})" if retry is not None else ""))
 
         def report(value: float, step: int) -> None:
             if self.sweep.pruner != "none" and step < self.sweep.seeds - 1:
@@ -254,7 +257,7 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hierot.sweeps.worker SWEEP_DIR``: one worker process (started by ``hierot sweep``)."""
+    """``python -m hierot.sweeps.worker SWEEP_DIR``: one worker (``hierot sweep`` starts them)."""
     parser = argparse.ArgumentParser(prog="python -m hierot.sweeps.worker")
     parser.add_argument("sweep_dir")
     parser.add_argument("--name", default="w")
