@@ -64,7 +64,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec,
             "number": trial.number, "state": trial.state.name, "counted": counted(trial),
             "params": trial.params or trial.system_attrs.get("fixed_params", {}),
             "value": trial.value, "sd": attrs.get("sd"), "run_dir": attrs.get("run_dir"),
-            "seconds": attrs.get("seconds"),
+            "seconds": attrs.get("seconds"), "cpu_seconds": attrs.get("cpu_seconds"),
         }
         for key in ("error", "superseded", "duplicate_of", "retry_of"):
             if key in attrs:
@@ -124,9 +124,15 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         + (", ".join(f"`{override(k, v)}`" for k, v in sweep.budget.items()) or "none"),
         f"- sampler: {sweep.resolved_sampler}; seeds per point: {sweep.seeds}; "
         f"metric: `{sweep.resolved_metric}` ({sweep.direction}), the mean over seeds",
-        f"- trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
-        "",
+        "- trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
     ]
+    timed = [r for r in records if r.get("seconds") is not None and r["counted"]]
+    if timed:
+        cpu = [r["cpu_seconds"] for r in timed if r.get("cpu_seconds") is not None]
+        lines.append(f"- time of the {len(timed)} finished trials: "
+                     f"{sum(r['seconds'] for r in timed) / 60:.1f} min wall in all"
+                     + (f", {sum(cpu) / 60:.1f} min CPU in the workers" if cpu else ""))
+    lines.append("")
     if best:
         top = best[0]
         point = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in top["params"].items())

@@ -228,7 +228,7 @@ class Worker:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after {step + 1} seed(s): mean {value:.6g}")
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with Heartbeat(self.storage, trial._trial_id, self.heartbeat) as beat:
             try:
                 value, details = run_point(self.sweep, self.base_yaml, trial_dir, params,
@@ -251,6 +251,7 @@ class Worker:
         trial.set_user_attr("seeds", details["seeds"])
         trial.set_user_attr("sd", details["sd"])
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
+        trial.set_user_attr("cpu_seconds", round(time.process_time() - cpu, 1))
         self.study.tell(trial, value)
         self.log(f"trial {trial.number}: {self.sweep.metric} = {value:.6g} "
                  f"({time.perf_counter() - started:.0f} s)")
