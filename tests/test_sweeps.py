@@ -115,6 +115,8 @@ def test_grid_points_and_overrides_round_trip():
         path, text = override("a.b", value).split("=", 1)
         assert path == "a.b" and yaml.safe_load(text) == value
         assert type(yaml.safe_load(text)) is type(value)
+    odd, _ = load_sweep({"base": "quickstart", "params": {"optimizer.lr": ["1e-4", 3, "x"]}})
+    assert odd.params["optimizer.lr"] == [1e-4, 3, "x"]  # YAML 1.1 reads 1e-4 as a string
     base = yaml.safe_load(check_against_base(sweep, "x"))
     assert base["weights"]["lambda_rec"] == 0.05  # the base itself is not changed
 

@@ -58,11 +58,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _grid(item: str) -> tuple[str, list]:
+    from hierot.sweeps.schema import number_if_numeric
+
     path, sep, text = item.partition("=")
     if not sep or not path or not text:
         raise HierotError(f"--grid {item!r}: expected KEY.PATH=V1,V2,...")
     try:
-        return path, [yaml.safe_load(v) for v in text.split(",")]
+        return path, [number_if_numeric(yaml.safe_load(v)) for v in text.split(",")]
     except yaml.YAMLError as exc:
         raise HierotError(f"--grid {path}: a value is not valid YAML: {exc}") from None
 

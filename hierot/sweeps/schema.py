@@ -35,6 +35,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -91,13 +92,25 @@ class RangeParam(_Strict):
         return [cast(self.low), cast(self.high)]
 
 
+def number_if_numeric(value: Any) -> Any:
+    """``"1e-4"`` -> ``0.0001``: YAML 1.1 (PyYAML) reads an exponent without a dot as a string."""
+    if isinstance(value, str):
+        for cast in (int, float):
+            try:
+                return cast(value)
+            except ValueError:
+                pass
+    return value
+
+
+Numeric = Annotated[Scalar, BeforeValidator(number_if_numeric)]
+GridParam = Annotated[list[Numeric], Field(min_length=1)]
+
+
 class ChoicesParam(_Strict):
     """A categorical parameter for TPE or random sampling: ``{choices: [...]}``."""
 
-    choices: list[Scalar] = Field(min_length=1)
-
-
-GridParam = Annotated[list[Scalar], Field(min_length=1)]
+    choices: list[Numeric] = Field(min_length=1)
 
 
 def _param_kind(value: Any) -> str:
