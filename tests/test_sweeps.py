@@ -121,6 +121,13 @@ def test_grid_points_and_overrides_round_trip():
     assert base["weights"]["lambda_rec"] == 0.05  # the base itself is not changed
 
 
+def test_without_optuna_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
+    assert main(["sweep", str(tiny_sweep(tmp_path)), "--out", str(tmp_path / "out")]) == 2
+    assert "pip install 'hierot[sweep]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_sweep_preset_lists_the_valid_ones(capsys):
     assert main(["sweep", "mnist-lambda-gird.v1", "--out", "x"]) == 2
     assert "did you mean 'mnist-lambda-grid.v1'" in capsys.readouterr().err

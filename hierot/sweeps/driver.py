@@ -158,6 +158,7 @@ def run_sweep(
     """
     if workers < 1:
         raise HierotError(f"--workers must be at least 1, got {workers}")
+    _optuna.optuna()  # installed? (before anything is written)
     sweep, label = load_sweep(source, overrides, updates)
     if base is not None:
         sweep = sweep.model_copy(update={"base": base})
