@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from hierot.builder import Built, build
-from hierot.loading import dump_spec, load_spec
-from hierot.rundir import RunDir, atomic_write_text
-from hierot.runtime import Runtime, from_environment
-from hierot.spec import Spec
-from hierot.trainer import Trainer, TrainResult
+from hierot.spec.loading import dump_spec, load_spec
+from hierot.training.rundir import RunDir, atomic_write_text
+from hierot.training.distributed import from_environment
+from hierot.training.runtime import Runtime
+from hierot.spec.schema import Spec
+from hierot.training.trainer import Trainer, TrainResult
 
 
 def default_run_dir(source: Any, root: str | Path = "runs") -> Path:

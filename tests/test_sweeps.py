@@ -23,7 +23,7 @@ optuna = pytest.importorskip("optuna")
 from hierot.cli import main  # noqa: E402
 from hierot.sweeps import SweepError, load_sweep  # noqa: E402
 from hierot.sweeps._optuna import open_storage, open_study  # noqa: E402
-from hierot.sweeps.driver import read_sweep_dir  # noqa: E402
+from hierot.sweeps.directory import read_sweep_dir  # noqa: E402
 from hierot.sweeps.schema import check_against_base, override  # noqa: E402
 from hierot.sweeps.worker import recover  # noqa: E402
 

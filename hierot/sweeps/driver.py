@@ -27,28 +27,14 @@ from typing import Any
 import yaml
 
 from hierot.errors import HierotError
-from hierot.rundir import atomic_write_text
 from hierot.sweeps import _optuna
+from hierot.sweeps.directory import BASE_YAML, STUDY_JSON, SWEEP_YAML
 from hierot.sweeps.schema import SweepSpec, check_against_base, load_sweep, point_key
 from hierot.sweeps.worker import STALE_AFTER_S, STORAGE_ENV, Worker, counted, recover
+from hierot.training.rundir import atomic_write_text
 
-SWEEP_YAML, BASE_YAML, STUDY_JSON = "sweep.yaml", "base.yaml", "study.json"
 MAX_ROUNDS = 5
 """Rounds of workers a command starts at most (a round after a worker died retries its trial)."""
-
-
-def read_sweep_dir(sweep_dir: Path) -> tuple[SweepSpec, str]:
-    """The resolved sweep and base spec YAML kept in a sweep directory."""
-    file = Path(sweep_dir) / SWEEP_YAML
-    if not file.is_file():
-        raise HierotError(f"{sweep_dir} is not a sweep directory (no {SWEEP_YAML} in it)")
-    sweep = SweepSpec.model_validate(yaml.safe_load(file.read_text()))
-    return sweep, (Path(sweep_dir) / BASE_YAML).read_text()
-
-
-def study_info(sweep_dir: Path) -> dict[str, Any]:
-    file = Path(sweep_dir) / STUDY_JSON
-    return json.loads(file.read_text()) if file.is_file() else {}
 
 
 def _differences(old: Mapping, new: Mapping) -> list[str]:

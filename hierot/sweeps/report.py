@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from hierot.errors import HierotError
-from hierot.rundir import atomic_write_text
 from hierot.sweeps import _optuna
+from hierot.sweeps.directory import read_sweep_dir, study_info
 from hierot.sweeps.schema import SweepSpec, override
 from hierot.sweeps.worker import counted
+from hierot.training.rundir import atomic_write_text
 
 REPORT, TRIALS = "report.md", "trials.json"
 
@@ -50,8 +51,6 @@ def _eval_numbers(run: Path) -> dict[str, float]:
 
 def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec, list[dict]]:
     """The sweep and one record per trial (flagged ones included), from the study and run dirs."""
-    from hierot.sweeps.driver import read_sweep_dir, study_info
-
     sweep, _ = read_sweep_dir(sweep_dir)
     info = study_info(sweep_dir)
     if storage_url is None and info and not info.get("journal", True):
@@ -188,7 +187,7 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
     import numpy as np
     from matplotlib.patches import Rectangle
 
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     (row_name, rows), (col_name, cols) = list(sweep.params.items())
     done = ranked(sweep, records)
@@ -238,7 +237,7 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
 
 
 def _against_params(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[str]:
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     done = ranked(sweep, records)
     written = []
@@ -288,8 +287,6 @@ def evaluate_top(sweep_dir: Path, n: int, storage_url: str | None = None, sample
 
 def write_report(sweep_dir: str | Path, storage_url: str | None = None) -> Path:
     """Write ``report.md``, ``trials.json`` and the figures into ``sweep_dir``; the report."""
-    from hierot.sweeps.driver import read_sweep_dir
-
     sweep_dir = Path(sweep_dir)
     sweep, records = collect(sweep_dir, storage_url)
     _, base_yaml = read_sweep_dir(sweep_dir)

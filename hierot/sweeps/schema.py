@@ -305,7 +305,7 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
 
     Raises :class:`SweepError` naming ``base``, ``budget`` or ``params.<path>`` and the value.
     """
-    from hierot.loading import dump_spec, load_spec
+    from hierot.spec.loading import dump_spec, load_spec
 
     try:
         base = load_spec(sweep.base, sweep.budget_overrides())

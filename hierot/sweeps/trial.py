@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from hierot.errors import HierotError
-from hierot.rundir import RunDir, atomic_write_text
 from hierot.sweeps.schema import SweepSpec, override, point_overrides
+from hierot.training.rundir import RunDir, atomic_write_text
 
 HELDOUT_FILE = "heldout.json"
 SWEEP_FILE = "sweep.json"
@@ -61,7 +61,7 @@ def lookup(tree: Mapping[str, Any], path: str, what: str) -> float:
 def heldout(run: Path) -> dict:
     """The run's objective on its test split (eval mode, full batches): ``RUN/heldout.json``."""
     from hierot.evaluation.metrics import objective_terms
-    from hierot.evaluation.run import load_run
+    from hierot.evaluation.trained import load_run
 
     loaded = load_run(run)
     result = objective_terms(loaded.built.objective, loaded.data.test_x,

@@ -129,7 +129,7 @@ class Worker:
     def __init__(self, sweep_dir: Path, storage_url: str | None = None, *, name: str = "w",
                  stale_after: float = STALE_AFTER_S, heartbeat: float = HEARTBEAT_S):
         from hierot.sweeps import _optuna
-        from hierot.sweeps.driver import read_sweep_dir
+        from hierot.sweeps.directory import read_sweep_dir
 
         self.dir = Path(sweep_dir)
         self.sweep, self.base_yaml = read_sweep_dir(self.dir)
@@ -205,7 +205,7 @@ class Worker:
 
         import yaml
 
-        from hierot.loading import load_spec
+        from hierot.spec.loading import load_spec
         from hierot.sweeps.schema import point_overrides
         from hierot.sweeps.trial import run_point
 

@@ -12,8 +12,6 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     PositiveInt,
@@ -21,15 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from hierot.components import ChecksShapes, Head, KnowsShape, Shape, StrictModel, WeighsLayers
 from hierot.registry import costs, datasets, divergences, networks, penalties
-
-Head = Literal["gaussian", "deterministic"]
-
-
-class StrictModel(BaseModel):
-    """Immutable, and an unknown field is an error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # -- lambda weights ------------------------------------------------------------------------------
@@ -172,7 +163,7 @@ class Spec(StrictModel):
                 f"{n} reconstruction terms (one per latent layer)"
             )
         for k, penalty in enumerate(self.penalties):
-            if hasattr(penalty, "layer_weights"):
+            if isinstance(penalty, WeighsLayers):
                 try:
                     penalty.layer_weights(n)
                 except ValueError as exc:
@@ -180,14 +171,14 @@ class Spec(StrictModel):
         errors += self.shape_errors()
         return errors
 
-    def shape_errors(self, data_shape: tuple[int, ...] | None = None) -> list[str]:
-        """Ask each network whose options define ``shape_error(in_shape, out_shape)``.
+    def shape_errors(self, data_shape: Shape | None = None) -> list[str]:
+        """Ask each network whose options follow :class:`~hierot.components.ChecksShapes`.
 
-        The data shape comes from the argument, else from the dataset options'
-        ``sample_shape()`` when they define it; layer 1 is skipped when it is unknown.
+        The data shape comes from the argument, else from the data set's options when they follow
+        :class:`~hierot.components.KnowsShape`; layer 1 is skipped when it is unknown.
         """
-        if data_shape is None:
-            data_shape = getattr(self.data, "sample_shape", lambda: None)()
+        if data_shape is None and isinstance(self.data, KnowsShape):
+            data_shape = self.data.sample_shape()
         errors = []
         below, below_name = data_shape, "data"
         for i, layer in enumerate(self.layers):
@@ -196,10 +187,9 @@ class Spec(StrictModel):
                 ("encoder", layer.encoder, below, here),
                 ("decoder", layer.decoder, here, below),
             ):
-                check = getattr(options, "shape_error", None)
-                if check is None or src is None or dst is None:
+                if not isinstance(options, ChecksShapes) or src is None or dst is None:
                     continue
-                problem = check(tuple(src), tuple(dst))
+                problem = options.shape_error(tuple(src), tuple(dst))
                 if problem:
                     errors.append(
                         f"layers.{i}.{role}: cannot map {below_name} {tuple(below)} and "

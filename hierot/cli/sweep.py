@@ -17,7 +17,7 @@ import sys
 
 import yaml
 
-from hierot.cli import command
+from hierot.cli._command import command
 from hierot.errors import HierotError
 
 
