@@ -216,7 +216,7 @@ def _first_checkpointed_running_trial(out: Path, deadline: float):
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_trial_continues_when_run_again(tmp_path):
-    path, out = tiny_sweep(tmp_path, budget={"train.steps": 400, "train.checkpoint_every": 20}), tmp_path / "out"
+    path, out = tiny_sweep(tmp_path, budget={"train.steps": 150, "train.checkpoint_every": 10}), tmp_path / "out"
     command = [sys.executable, "-m", "hierot", "sweep", str(path), "--out", str(out),
                "--workers", "2", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -238,7 +238,7 @@ def test_a_sweep_killed_mid_trial_continues_when_run_again(tmp_path):
     retry = [t for t in trials if t.user_attrs.get("retry_of") == killed.number]
     assert len(retry) == 1 and retry[0].state == optuna.trial.TrialState.COMPLETE
     assert retry[0].user_attrs["run_dir"] == killed.user_attrs["run_dir"]  # resumed in place
-    assert json.loads((run / "summary.json").read_text())["steps"] == 400
+    assert json.loads((run / "summary.json").read_text())["steps"] == 150
 
 
 @pytest.mark.slow
