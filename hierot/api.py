@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hierot.builder import Built, build
+from hierot.callbacks import Callback, build_callbacks
 from hierot.spec.loading import dump_spec, load_spec
+from hierot.spec.run_spec import load_run_spec
 from hierot.training.rundir import RunDir, atomic_write_text
 from hierot.training.distributed import from_environment
 from hierot.training.runtime import Runtime
@@ -30,6 +32,7 @@ def fit(
     resume: str | Path | None = None,
     runtime: Runtime | None = None,
     built: Built | None = None,
+    callbacks: Iterable[Callback] = (),
 ) -> TrainResult:
     """Train a hierarchy.
 
@@ -48,12 +51,14 @@ def fit(
         Device and data-parallel rank (default: one process on ``spec.device``).
     built:
         Already built modules for ``spec`` (skips the builder).
+    callbacks:
+        :class:`~hierot.callbacks.Callback` objects called beside the spec's ``callbacks``.
     """
     overrides = list(overrides)
     if resume is not None:
         run_dir = RunDir(resume)
         run_dir.require()
-        spec = load_spec(run_dir.spec_file, overrides)
+        spec = load_run_spec(run_dir.path, overrides)
     elif not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
     elif overrides:
@@ -65,7 +70,10 @@ def fit(
         if run_dir is not None:
             run_dir.ensure_new()
     runtime.barrier()  # every rank has read and checked the run directory before rank 0 writes
-    trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime)
+    if run_dir is not None and runtime.is_main:  # trackers: the main process of a run only
+        callbacks = [*build_callbacks(spec, run_dir), *callbacks]
+    trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime,
+                      callbacks=tuple(callbacks))
     if resume is not None:
         if overrides and trainer.run_dir is not None:
             atomic_write_text(run_dir.spec_file, dump_spec(spec))

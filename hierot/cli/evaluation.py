@@ -3,7 +3,7 @@
 ::
 
     hierot eval RUN_DIR [--checkpoint STEP] [--device D] [--samples N]
-    hierot plot RUN_DIR [--checkpoint STEP] [--device D] [--embedding umap|pca]
+    hierot plot RUN_DIR [--checkpoint STEP] [--device D] [--embedding pca|umap]
     hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP] [--seed S]
     hierot report RUN_DIR
 
@@ -58,6 +58,10 @@ def plot(args: argparse.Namespace) -> int:
     from hierot.evaluation.figures import plot_run
     from hierot.evaluation.report import write_report
 
+    if args.embedding == "umap":
+        print("embedding latent layers wider than 2-D with UMAP: compiling UMAP (numba) takes "
+              "most of this command's time, about half a minute (--embedding pca is fast)",
+              flush=True)
     written = plot_run(args.run_dir, args.checkpoint, device=args.device, embedding=args.embedding)
     for path in written:
         print(f"written {path}")
@@ -67,8 +71,9 @@ def plot(args: argparse.Namespace) -> int:
 
 def _plot_arguments(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser)
-    parser.add_argument("--embedding", choices=["umap", "pca"], default="umap",
-                        help="projection of latent layers wider than 2-D (default umap)")
+    parser.add_argument("--embedding", choices=["pca", "umap"], default="pca",
+                        help="projection of latent layers wider than 2-D: pca (default, fast) or "
+                             "umap (the paper's figures; compiling it takes about half a minute)")
 
 
 plot.arguments = _plot_arguments

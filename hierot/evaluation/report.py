@@ -15,7 +15,7 @@ from typing import Any
 
 from hierot.evaluation.evaluator import EVAL_FILE, PER_LAYER_HEADER, number, per_layer_rows
 from hierot.evaluation.figures import CAPTIONS
-from hierot.spec.loading import load_spec
+from hierot.spec.run_spec import load_run_spec
 from hierot.training.rundir import RunDir, atomic_write_text
 
 REPORT_FILE = "report.md"
@@ -124,7 +124,7 @@ def write_report(path: str | Path | RunDir) -> Path:
     """Write ``RUN/report.md`` from what the run directory holds; returns its path."""
     run_dir = path if isinstance(path, RunDir) else RunDir(path)
     run_dir.require()
-    spec = load_spec(run_dir.spec_file)
+    spec = load_run_spec(run_dir.path)
     summary = _read_json(run_dir.summary_file)
     lines = [f"# Run `{run_dir.path.name}`", ""]
     if spec.description:

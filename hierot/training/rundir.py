@@ -118,7 +118,12 @@ class RunDir:
 
 
 class MetricsWriter:
-    """Appends rows to metrics.csv, flushing each so a crash loses nothing logged."""
+    """Appends rows to metrics.csv, flushing each so a crash loses nothing logged.
+
+    A row with columns the header lacks (held-out ``val_*`` terms first logged after some
+    training rows) rewrites the file atomically with the header extended; earlier rows leave
+    those cells empty.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -126,6 +131,15 @@ class MetricsWriter:
         self._writer: csv.DictWriter | None = None
 
     def write(self, row: dict[str, float]) -> None:
+        self._open(row)
+        new = [k for k in row if k not in self._writer.fieldnames]
+        if new:
+            self._extend_header(new)
+            self._open(row)
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def _open(self, row: dict[str, float]) -> None:
         if self._writer is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
             if exists:
@@ -137,8 +151,16 @@ class MetricsWriter:
             self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
             if not exists:
                 self._writer.writeheader()
-        self._writer.writerow(row)
-        self._file.flush()
+
+    def _extend_header(self, new: list[str]) -> None:
+        fields = [*self._writer.fieldnames, *new]
+        self.close()
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        with atomic_open(self.path) as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def close(self) -> None:
         if self._file is not None:
