@@ -26,6 +26,7 @@ datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.dataset
 presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.presets")
 objectives = Registry("objective", builtins="hierot.objectives", group="hierot.objectives")
 callbacks = Registry("callback", builtins="hierot.callbacks", group="hierot.callbacks")
+sweeps = Registry("sweep", builtins="hierot.sweeps.presets", group="hierot.sweeps")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -36,6 +37,7 @@ ALL: dict[str, Registry] = {
     "presets": presets,
     "objectives": objectives,
     "callbacks": callbacks,
+    "sweeps": sweeps,
 }
 
 __all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]

@@ -42,6 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "evaluation": ("hierot.evaluation",),
     "trackers": ("hierot.callbacks",),
     "api": ("hierot.api",),
+    "sweeps": ("hierot.sweeps",),
     "cli": ("hierot.cli", "hierot.__main__"),
     "package": ("hierot",),
 }

@@ -4,6 +4,7 @@
 ``_command``     the sub-command table and the ``@command`` decorator
 ``commands``     ``train``, ``validate``, ``show``, ``list``
 ``evaluation``   ``eval``, ``plot``, ``sample``, ``report`` (calling :mod:`hierot.evaluation`)
+``sweep``        ``sweep`` (calling :mod:`hierot.sweeps`)
 ================ ==================================================================================
 
 The command line sits on top: it imports the API and the evaluation package (inside each
@@ -18,7 +19,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hierot.cli import commands, evaluation  # noqa: F401  (importing them registers the commands)
+from hierot.cli import commands, evaluation, sweep  # noqa: F401  (importing registers them)
 # ``command`` is re-exported for code outside hierot; a sub-command module of hierot imports it
 # from hierot.cli._command (importing hierot.cli from one would be a loop)
 from hierot.cli._command import COMMANDS, command
