@@ -131,6 +131,15 @@ def test_old_presets_keep_loading_and_dump_in_the_new_form(old, new):
     assert load_spec(dumped) == spec
 
 
+def test_top_level_weights_update_a_new_form_objective():
+    spec = load_spec(NEW, ["weights.match=0.5"])
+    assert spec.objective.weights.match == 0.5 and spec.objective.weights.reconstruction == (1.0, 0.5, 0.25)
+    spec = load_spec(NEW, ["weights={schedule: paper-mnist, lambda_rec: 0.1}"])
+    assert spec.objective.weights.schedule == "paper-mnist" and spec.objective.weights.lambda_rec == 0.1
+    with pytest.raises(SpecError, match=r"weights.lambda_reck: Extra inputs"):
+        load_spec(NEW, ["weights.lambda_reck=0.1"])
+
+
 def test_upgrade_leaves_the_new_form_alone_and_defaults_to_stacked_wae():
     assert upgrade_objective(NEW) is NEW
     assert upgrade_objective({"weights": {"schedule": "paper-svhn"}})["objective"] == {

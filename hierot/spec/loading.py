@@ -171,9 +171,6 @@ def load_spec(
         lines = format_errors(exc, upgraded)
         if upgraded is not raw and raw.get("weights") is not None:
             lines = [_legacy_weights_line(line, upgraded["objective"]["name"]) for line in lines]
-        lines = [("weights: a spec whose objective is a mapping gives its weights inside it "
-                  "(objective.weights); remove the top-level weights (or --set weights=null)")
-                 if line.startswith("weights: Extra inputs") else line for line in lines]
         raise SpecError(lines, label) from None
     problems = spec.consistency_errors()
     if upgraded is not raw and "weights" in raw:

@@ -130,14 +130,23 @@ def upgrade_objective(raw: Any) -> Any:
 
     ``objective: stacked`` (or ``flat``, or any registered name) with a top-level ``weights:``
     becomes ``objective: {name: stacked-wae, weights: ...}`` (``wae`` for ``flat``); a missing
-    ``objective`` with a top-level ``weights:`` is the default ``stacked-wae``. Other input is
-    returned unchanged. Published presets and run directories in the old form keep loading.
+    ``objective`` with a top-level ``weights:`` is the default ``stacked-wae``; a top-level
+    ``weights:`` beside an objective mapping updates the objective's weights (so
+    ``--set weights.lambda_rec=0.1`` works on either form). Other input is returned unchanged. Published presets and run directories in the old form keep loading.
     """
     if not isinstance(raw, dict):
         return raw
     if "weights" in raw and raw["weights"] is None:  # `--set weights=null`: no weights
         raw = {k: v for k, v in raw.items() if k != "weights"}
     objective = raw.get("objective")
+    if isinstance(objective, dict) and isinstance(raw.get("weights"), dict):
+        # `--set weights.lambda_rec=0.1` on a spec in the new form: the objective's weights
+        raw = dict(raw)
+        weights, inner = raw.pop("weights"), objective.get("weights")
+        same = isinstance(inner, dict) and weights.get("schedule", inner.get("schedule")) == inner.get(
+            "schedule")
+        raw["objective"] = {**objective, "weights": {**inner, **weights} if same else weights}
+        return raw
     if not (isinstance(objective, str) or (objective is None and "weights" in raw)):
         return raw
     raw = dict(raw)
