@@ -27,9 +27,11 @@ DISABLE_ENV = "HIEROT_DISABLE_PLUGINS"
 
 
 class ComponentOptions(BaseModel):
-    """Base of every component's options: immutable, and unknown fields are errors."""
+    """Base of every component's options: immutable, unknown fields are errors, and every float
+    must be finite (``.inf``/``.nan`` are refused). The spec validates them strictly (no
+    conversion between numbers, booleans and strings), see :func:`hierot.spec.validate_spec`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class NoOptions(ComponentOptions):
@@ -147,8 +149,10 @@ class Registry:
                     # the plug-in's module registered itself on import: record where it came from
                     del self._entries[ep.name]
                 self.add(ep.name, factory, source=source, entry_point=ep.value)
-            except Exception as exc:  # a broken plug-in must not break the rest
-                message = f"{where} failed to load: {type(exc).__name__}: {exc}"
+            except (Exception, SystemExit) as exc:  # a broken plug-in must not break the rest
+                what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                        else f"{type(exc).__name__}: {exc}")
+                message = f"{where} failed to load: {what}"
                 self.plugin_errors.append(message)
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
 

@@ -1,12 +1,15 @@
 """Reading specs: YAML files or preset names, ``--set`` overrides, and readable errors.
 
 Every problem in a spec is reported at once, one ``path.to.field: message`` line each, as a
-:class:`hierot.errors.SpecError`.
+:class:`hierot.errors.SpecError` (the first :data:`~hierot.errors.MAX_REPORTED` of them, and how
+many more). YAML is read with a loader that refuses a key given twice in one mapping, naming the
+key and both lines, rather than letting the last one win silently.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from hierot.errors import HierotError, SpecError, unknown_name_message
+from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
 from hierot.spec import Spec, validate_spec
 
@@ -24,11 +27,53 @@ _KIND_OF_FIELD = {
 }
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (``yaml.safe_load`` would keep the last silently)."""
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """``yaml.SafeLoader`` (its C version when built) that refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` keys may be overridden by the mapping's own keys
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first_line.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if seen is not None:
+                    raise DuplicateKeyError(
+                        f"line {line}: duplicate key {key!r} (first given on line {seen}); "
+                        f"give each key once"
+                    )
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_text(source: str | Path) -> tuple[str, str]:
     """The YAML text of a spec file or preset, and a label for messages."""
     path = Path(source)
     if path.is_file():
-        text, label = path.read_text(encoding="utf-8"), str(path)
+        label = str(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                [f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                 "save the spec as UTF-8"], label,
+            ) from None
+        except OSError as exc:
+            raise HierotError(f"cannot read {path}: {exc.strerror}") from None
     elif str(source) in presets:
         text, label = presets.get(str(source)).factory(), f"preset {source}"
     else:
@@ -45,7 +90,9 @@ def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], st
         return copy.deepcopy(dict(source)), "<mapping>"
     text, label = read_text(source)
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
+    except DuplicateKeyError as exc:
+        raise SpecError([str(exc)], label) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"not valid YAML: {exc}"], label) from None
     if not isinstance(raw, dict):
@@ -61,7 +108,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         if not sep or not path:
             raise SpecError([f"--set {item!r}: expected KEY.PATH=VALUE"])
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError as exc:
             raise SpecError([f"--set {path}: value is not valid YAML: {exc}"]) from None
         keys = path.split(".")
@@ -98,10 +145,11 @@ def _strip_tags(loc: tuple, raw: Any) -> list[str]:
     return parts
 
 
-def format_errors(error: ValidationError, raw: Any) -> list[str]:
-    """One ``path: message`` line per error, unknown names answered with close matches."""
+def format_errors(error: ValidationError, raw: Any, limit: int | None = None) -> list[str]:
+    """One ``path: message`` line per error (the first ``limit``), unknown names answered with
+    close matches."""
     lines = []
-    for err in error.errors():
+    for err in itertools.islice(error.errors(include_url=False), limit):
         parts = _strip_tags(err["loc"], raw)
         field = next((p for p in reversed(parts) if not p.isdigit() and p != "name"), "")
         kind = _KIND_OF_FIELD.get(field)
@@ -138,7 +186,8 @@ def load_spec(
     try:
         spec = validate_spec(raw)
     except ValidationError as exc:
-        raise SpecError(format_errors(exc, raw), label) from None
+        more = max(exc.error_count() - MAX_REPORTED, 0)
+        raise SpecError(format_errors(exc, raw, MAX_REPORTED), label, more) from None
     problems = spec.consistency_errors()
     if problems:
         raise SpecError(problems, label)
