@@ -2,7 +2,7 @@
 
 ::
 
-    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--out DIR]
+    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--out DIR] [--init-from RUN]
     hierot train --resume DIR [--set train.steps=N]
     hierot validate SPEC_OR_PRESET [--set ...]
     hierot show PRESET
@@ -42,7 +42,12 @@ def _overrides(parser: argparse.ArgumentParser) -> None:
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", nargs="?", help="a spec YAML file or a preset name")
     parser.add_argument("--out", help="run directory to create (default: runs/NAME-TIME)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR from its newest intact checkpoint (only "
+                             "train.steps/epochs/log_every/checkpoint_every/progress may change)")
+    parser.add_argument("--init-from", metavar="RUN",
+                        help="start the new run from the model weights of RUN's newest intact "
+                             "checkpoint (same architecture; fresh optimiser and step)")
     _overrides(parser)
 
 
@@ -56,9 +61,9 @@ def train(args: argparse.Namespace) -> int:
     out = args.resume or args.out or default_run_dir(args.spec)
     try:
         if args.resume:
-            result = fit(resume=args.resume, overrides=args.overrides)
+            result = fit(resume=args.resume, overrides=args.overrides, init_from=args.init_from)
         else:
-            result = fit(args.spec, out=out, overrides=args.overrides)
+            result = fit(args.spec, out=out, overrides=args.overrides, init_from=args.init_from)
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with: hierot train --resume {out}", file=sys.stderr)
         return 130
@@ -152,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except HierotError as exc:
         print(f"hierot {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only or full disk, an --out under a file, ...
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        reason = exc.strerror or str(exc)
+        print(f"hierot {args.command}: error: {where + ': ' if where else ''}{reason}; "
+              f"everything written before is intact", file=sys.stderr)
         return 2
 
 

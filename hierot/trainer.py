@@ -1,10 +1,12 @@
 """The training loop. It only trains: the spec is already valid and the modules already built.
 
 One step: take the next global batch of indices (this rank's share of it), evaluate the
-objective, stop on a non-finite term, back-propagate, step the optimiser. Every ``log_every``
-steps the running means of every term go to metrics.csv; every ``checkpoint_every`` steps (and at
-the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
-optimiser, data order and RNG state.
+objective, stop on a non-finite term, back-propagate, step the optimiser, and stop if a gradient,
+a parameter or the optimiser's state is not finite (:meth:`Trainer._check_finite`: one fused
+reduction, one device sync). Every ``log_every`` steps the running means of every term go to
+metrics.csv; every ``checkpoint_every`` steps (and at the end) a checkpoint is written, holding
+all that a resume needs to continue exactly: weights, optimiser, data order, RNG state and the
+running sums of the next metrics row. Nothing non-finite is ever logged or saved.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ class Trainer:
         self.train_x = built.data.train_x.to(device)
         self.step = 0
         self.wall_time = 0.0
+        self.saved_step: int | None = None
+        """Step of the last checkpoint written or loaded (``None``: none yet)."""
+        self._sums: dict[str, torch.Tensor] = {}  # running sums of the next metrics row
+        self._count = 0
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -72,6 +78,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "runtime": self.runtime.state(),  # world size (resume needs the same)
+            "log_sums": {name: torch.as_tensor(s).detach().clone() for name, s in self._sums.items()},
+            "log_count": self._count,
         }
 
     def load_state(self, state: dict) -> None:
@@ -85,16 +93,46 @@ class Trainer:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.runtime.load_state(state.get("runtime", {}))
-
-    def resume(self, run_dir: RunDir) -> None:
-        """Continue from the last checkpoint of ``run_dir`` (every rank loads it)."""
-        self.load_state(run_dir.load_checkpoint(map_location=self.runtime.device))
-        if self.run_dir is not None:
-            self.run_dir.truncate_metrics(self.step)
+        device = self.runtime.device
+        self._sums = {name: s.to(device) for name, s in state.get("log_sums", {}).items()}
+        self._count = int(state.get("log_count", 0))
+        self.saved_step = self.step
 
     def _save(self) -> None:
         if self.run_dir is not None:
             self.run_dir.save_checkpoint(self.state(), self.step, self.keep_checkpoints)
+        self.saved_step = self.step
+
+    # -- the non-finite guard ------------------------------------------------------------------
+    def _optimizer_tensors(self) -> list[torch.Tensor]:
+        return [v for s in self.optimizer.state.values() for v in s.values()
+                if torch.is_tensor(v) and v.is_floating_point()]
+
+    def _check_finite(self, grad_norms: torch.Tensor) -> None:
+        """Stop on a non-finite gradient (``grad_norms``, taken before the step), parameter or
+        optimiser state (after it): one fused max-norm over every tensor, one sync. Only after
+        a failure are the culprits looked for by name."""
+        tensors = [p.detach() for p in self.model.parameters()] + self._optimizer_tensors()
+        norms = torch.cat([grad_norms, _max_norms(tensors, grad_norms.device)])
+        if bool(torch.isfinite(norms).all()):
+            return
+        named = dict(self.model.named_parameters())
+        bad_grads = [n for n, p in named.items()
+                     if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        bad_params = [n for n, p in named.items() if not bool(torch.isfinite(p).all())]
+        names = {id(p): n for n, p in named.items()}
+        bad_state = sorted({f"{names.get(id(p), '?')}.{k}" for p, s in self.optimizer.state.items()
+                            for k, v in s.items() if torch.is_tensor(v) and v.is_floating_point()
+                            and not bool(torch.isfinite(v).all())})
+        what = (f"gradient of {_some(bad_grads)}" if bad_grads else
+                f"parameter {_some(bad_params)} after the optimiser step" if bad_params else
+                f"optimiser state {_some(bad_state)}")
+        raise NonFiniteLossError(f"step {self.step + 1}: non-finite {what}; {self._kept()}")
+
+    def _kept(self) -> str:
+        if self.saved_step is None:
+            return "training stopped, no checkpoint was written"
+        return f"training stopped, the last finite checkpoint (step {self.saved_step}) is kept"
 
     # -- the loop ------------------------------------------------------------------------------
     def _train_step(self) -> dict[str, torch.Tensor]:
@@ -105,11 +143,14 @@ class Trainer:
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
             raise NonFiniteLossError(
                 f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
-                f"training stopped, the last good checkpoint is kept"
+                f"{self._kept()}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        grad_norms = _max_norms(grads, self.runtime.device)
         self.optimizer.step()
+        self._check_finite(grad_norms)
         return terms.detached()
 
     def fit(self) -> TrainResult:
@@ -117,8 +158,7 @@ class Trainer:
         steps = total_steps(self.built, self.order)
         self.model.train()
         writer = MetricsWriter(self.run_dir.metrics_file) if self.run_dir else None
-        sums: dict[str, torch.Tensor] = {}
-        count, last = 0, {}
+        last: dict[str, float] = {}
         bar = tqdm(total=steps, initial=self.step, disable=not (train.progress and self.runtime.is_main),
                    desc="train", dynamic_ncols=True)
         started = time.perf_counter() - self.wall_time
@@ -126,19 +166,21 @@ class Trainer:
             while self.step < steps:
                 values = self._train_step()
                 self.step += 1
-                count += 1
+                self._count += 1
                 for name, value in values.items():
-                    sums[name] = sums.get(name, 0.0) + value
+                    self._sums[name] = self._sums.get(name, 0.0) + value
                 bar.update(1)
                 done = self.step == steps
                 if self.step % train.log_every == 0 or done:
                     self.wall_time = time.perf_counter() - started
-                    last = self.runtime.mean({name: float(s) / count for name, s in sums.items()})
+                    last = self.runtime.mean(
+                        {name: float(s) / self._count for name, s in self._sums.items()}
+                    )
                     row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
                     if writer:
                         writer.write({**row, **last})
                     bar.set_postfix(total=f"{last['total']:.4g}", rec_x=f"{last.get('rec_x', 0):.4g}")
-                    sums, count = {}, 0
+                    self._sums, self._count = {}, 0
                 if self.step % train.checkpoint_every == 0 or done:
                     self.wall_time = time.perf_counter() - started
                     self._save()
@@ -150,6 +192,21 @@ class Trainer:
         if self.run_dir is not None:
             write_summary(self.run_dir, result)
         return result
+
+
+def _max_norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The largest |value| of each tensor, on ``device``: one fused ``_foreach_norm`` per device
+    and dtype (optimisers keep some state, e.g. Adam's step count, on the CPU); NaN stays NaN."""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    norms = [torch.stack(torch._foreach_norm(group, float("inf"))).to(device, torch.float32)
+             for group in groups.values()]
+    return torch.cat(norms) if norms else torch.zeros(0, device=device)
+
+
+def _some(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def write_summary(run_dir: RunDir, result: TrainResult) -> None:

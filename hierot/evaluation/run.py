@@ -19,6 +19,7 @@ from hierot.builder import Built, build
 from hierot.components import DataSplits
 from hierot.loading import load_spec
 from hierot.model import Hierarchy
+from hierot.resume import check_architecture
 from hierot.rundir import RunDir
 from hierot.runtime import resolve_device
 from hierot.spec import Spec
@@ -87,14 +88,17 @@ def load_run(
     Raises
     ------
     HierotError
-        If ``path`` is not a run directory or holds no such checkpoint.
+        If ``path`` is not a run directory or holds no such checkpoint;
+        :class:`~hierot.errors.CheckpointError` names a checkpoint file that cannot be read or
+        does not fit the spec.
     """
     run_dir = RunDir(path)
     run_dir.require()
     spec = load_spec(run_dir.spec_file)
     file = run_dir.checkpoint(checkpoint)
     built = build(spec, data=data)
-    state = run_dir.load_checkpoint(checkpoint)
+    state = run_dir.load_checkpoint(checkpoint)  # a bad file is named, with the other steps
+    check_architecture(built.model, state["model"], str(file))
     built.model.load_state_dict(state["model"])
     where = resolve_device(device or spec.device)
     built.objective.to(where)
