@@ -113,6 +113,7 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
     if used is None:
         _say(f"{run_dir.path} holds no checkpoint yet: training it again from step 0 "
              f"(seed {trainer.spec.seed})")
+        run_dir.metrics_file.unlink(missing_ok=True)  # rows of steps that no checkpoint kept
     elif skipped:
         _say(f"resuming from {run_dir.relative(used)} (step {trainer.step}), the newest intact checkpoint")
     if changes or skipped:

@@ -60,12 +60,24 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+MAX_SPEC_BYTES = 256 * 1024
+"""Largest spec file read. Specs are hand-written documents of a few KB (the presets are 1-3 KB);
+a larger file is almost surely the wrong file, and PyYAML would take seconds per MB on it."""
+
+
 def read_text(source: str | Path) -> tuple[str, str]:
     """The YAML text of a spec file or preset, and a label for messages."""
     path = Path(source)
     if path.is_file():
         label = str(path)
         try:
+            size = path.stat().st_size
+            if size > MAX_SPEC_BYTES:
+                raise SpecError(
+                    [f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
+                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB are refused"],
+                    label,
+                )
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SpecError(
