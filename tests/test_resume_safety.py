@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import resource
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,7 +24,6 @@ from hierot.resume import init_from, read_changes
 from hierot.rundir import RunDir
 from hierot.trainer import CHECKPOINT_FORMAT
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {"name": "toy-hierarchy", "n_train": 128, "n_test": 32, "dims": [8, 4, 2]},
     "layers": [
@@ -332,27 +328,36 @@ def test_infinite_optimizer_state_is_caught(tmp_path):
 
 
 # -- a full disk ---------------------------------------------------------------------------------
-def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path):
-    """The file-size limit (RLIMIT_FSIZE) makes a checkpoint write fail with EFBIG, as a full disk
-    fails one with ENOSPC: a clean message, exit 2, no temporary, the earlier files intact."""
+@pytest.fixture
+def file_size_limit():
+    """``file_size_limit(n)``: writes past n bytes fail with EFBIG (RLIMIT_FSIZE, SIGXFSZ
+    ignored), as writes on a full disk fail with ENOSPC; lifted after the test."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    def limit(n: int) -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
+
+    yield limit
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path, capsys, file_size_limit):
+    """A checkpoint write that fails mid-file: a clean message, exit 2, no temporary left, the
+    earlier files intact, and the run resumes once there is room."""
     run = tmp_path / "run"
     hierot.fit(TINY, out=run, overrides=["train.steps=2"])
     size = (run / "checkpoints" / "step-00000002.pt").stat().st_size
     before = snapshot(run)
-
-    def limit():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
-
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "hierot", "train", "--resume", str(run),
-                           "--set", "train.steps=4"], env=env, capture_output=True, text=True,
-                          preexec_fn=limit, timeout=120)
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    assert "File too large" in done.stderr and "everything written before is intact" in done.stderr
+    file_size_limit(size // 2)
+    code = main(["train", "--resume", str(run), "--set", "train.steps=4"])
+    file_size_limit(resource.RLIM_INFINITY)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "File too large" in err and "everything written before is intact" in err
     after = snapshot(run)
     assert after["checkpoints/step-00000002.pt"] == before["checkpoints/step-00000002.pt"]
     assert not [p for p in run.rglob(".*") if p.is_file()]
-    hierot.fit(resume=run, overrides=["train.steps=4"])  # and it resumes once there is room
+    hierot.fit(resume=run, overrides=["train.steps=4"])
     assert RunDir(run).load_checkpoint()["step"] == 4
