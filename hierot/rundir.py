@@ -268,8 +268,11 @@ def ensure_writable(path: Path) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise HierotError(f"--out {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise HierotError(f"--out {path}: cannot write in {existing} (permission denied or read-only)")
+    try:  # os.access says yes to root on a read-only mount: try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise HierotError(f"--out {path}: cannot write in {existing} ({exc.strerror})") from None
 
 
 def read_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:

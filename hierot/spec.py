@@ -199,10 +199,11 @@ class Spec(StrictModel):
         return errors
 
     def _weight_errors(self) -> list[str]:
-        """Finite options can still resolve to infinite weights (``lambda_rec ** n`` overflows)."""
+        """Finite options can still resolve to weights that overflow (``lambda_rec ** n``), in
+        float64 or in the float32 the terms are computed in."""
         reconstruction, match = self.resolved_weights()
         errors = []
-        if not all(math.isfinite(w) for w in [*reconstruction, match]):
+        if not all(_fits_float32(w) for w in [*reconstruction, match]):
             errors.append(
                 f"weights: the {self.weights.schedule} schedule resolves to non-finite weights "
                 f"({', '.join(f'{w:.4g}' for w in reconstruction)} | {match:.4g})"
@@ -213,7 +214,7 @@ class Spec(StrictModel):
                     values = penalty.layer_weights(len(self.layers))
                 except ValueError:
                     continue  # reported above
-                if not all(math.isfinite(w) for w in values):
+                if not all(_fits_float32(w) for w in values):
                     errors.append(f"penalties.{k}: resolves to non-finite layer weights {values}")
         return errors
 
@@ -253,6 +254,13 @@ class Spec(StrictModel):
         """(weights of the reconstruction terms n = 0..N-1, weight of the top divergence)."""
         return self.weights.resolve(self.latent_dims)
 
+
+def _fits_float32(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest float32: a weight above it is infinite once it multiplies a float32 term."""
 
 _cache: dict[tuple, type[Spec]] = {}
 
