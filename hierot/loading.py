@@ -181,6 +181,26 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
     return lines
 
 
+MAX_VALUES = 1_000_000
+"""Most values a spec may expand to: YAML aliases can make a small file a huge document."""
+
+
+def _too_large(raw: Any, limit: int = MAX_VALUES) -> bool:
+    """Whether ``raw`` holds more than ``limit`` values, counting a shared (aliased) one each
+    time it is reached, as validation would."""
+    stack, seen = [raw], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return False
+
+
 def load_spec(
     source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
 ) -> Spec:
@@ -195,6 +215,10 @@ def load_spec(
     """
     raw, label = read_raw(source)
     raw = apply_overrides(raw, overrides)
+    if _too_large(raw):
+        raise SpecError(
+            [f"<spec>: expands to more than {MAX_VALUES:,} values (through YAML aliases?)"], label
+        )
     try:
         spec = validate_spec(raw)
     except ValidationError as exc:

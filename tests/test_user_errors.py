@@ -246,3 +246,11 @@ def test_data_errors_reach_the_command_line_cleanly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "train-labels-idx1-ubyte: empty file" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_alias_bomb_is_refused(tmp_path, capsys):
+    """Nine aliases deep, nine times each: 387 million values from a 300-byte file."""
+    lines = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    err = validate(tmp_path, capsys, "\n".join(lines) + "\n")
+    assert "<spec>: expands to more than 1,000,000 values" in err
