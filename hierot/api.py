@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from hierot import resume as resuming
-from hierot.errors import HierotError
 from hierot.builder import Built, build
+from hierot.errors import HierotError
 from hierot.loading import dump_spec, load_spec
 from hierot.rundir import RunDir, atomic_write_text
 from hierot.runtime import Runtime, from_environment
 from hierot.spec import Spec
-from hierot.trainer import CHECKPOINT_FORMAT, Trainer, TrainResult
+from hierot.trainer import CHECKPOINT_FORMAT, Trainer, TrainResult, total_steps
 
 
 def _say(message: str) -> None:
@@ -105,6 +105,12 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
     """Load the newest intact checkpoint (reading only), then, on the main process, tidy the run
     directory and record what changed: only after everything that can fail has passed."""
     used, skipped = resuming.restore(trainer, run_dir, CHECKPOINT_FORMAT)
+    budget = total_steps(trainer.built, trainer.order)
+    if budget < trainer.step:
+        raise HierotError(
+            f"--resume {run_dir.path}: the run has reached step {trainer.step}; a budget of "
+            f"{budget} steps would end before it (nothing was changed)"
+        )
     if trainer.run_dir is None:
         return
     run_dir.remove_temporaries()

@@ -17,7 +17,7 @@ import yaml
 
 import hierot
 from hierot.cli import main
-from hierot.errors import CheckpointError, NonFiniteLossError, RunChangedError
+from hierot.errors import CheckpointError, HierotError, NonFiniteLossError, RunChangedError
 from hierot.loading import dump_spec
 from hierot.registry import ComponentOptions, divergences
 from hierot.resume import init_from, read_changes
@@ -361,3 +361,11 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path, capsys, f
     assert not [p for p in run.rglob(".*") if p.is_file()]
     hierot.fit(resume=run, overrides=["train.steps=4"])
     assert RunDir(run).load_checkpoint()["step"] == 4
+
+
+def test_a_budget_below_the_step_reached_is_refused(tmp_path):
+    run = stopped_at(tmp_path)
+    before = snapshot(run)
+    with pytest.raises(HierotError, match="reached step 4; a budget of 3 steps"):
+        hierot.fit(resume=run, overrides=["train.steps=3"])
+    assert snapshot(run) == before
