@@ -1,8 +1,8 @@
 """Kill -9 at random moments, checkpoint writes included, then resume: bit-exact with a straight run.
 
-A training subprocess (``python -m hierot train``) is killed with SIGKILL several times: once
-while a checkpoint temporary is being written, once at a random moment after it has logged, and
-so on; each time it is resumed with ``hierot train --resume``. The final weights, the optimiser
+A training subprocess (``python -m hierot train``) is killed with SIGKILL three times: while a
+checkpoint temporary is being written, at a random moment after it has logged, and mid-write
+again; each time it is resumed with ``hierot train --resume``. The final weights, the optimiser
 state and every logged term of ``metrics.csv`` must equal those of an uninterrupted run of the
 same seed bit for bit, every checkpoint present after a kill must load, and no temporary may be
 left behind.
@@ -37,8 +37,8 @@ SPEC = {
     "train": {"batch_size": 16, "steps": 240, "log_every": 3, "checkpoint_every": 2,
               "progress": False},
 }
-KILLS = ["during a checkpoint write", "at a random moment", "during a checkpoint write",
-         "at a random moment"]
+KILLS = ["during a checkpoint write", "at a random moment", "during a checkpoint write"]
+"""One process each (importing torch and hierot costs most of this test's ~20 s of CPU)."""
 
 
 def terms(run: Path) -> list[dict[str, float]]:
@@ -98,7 +98,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_exact(tmp_path):
         assert (run / "spec.yaml").exists()
     process = start(["--resume", str(run)])
     assert process.wait(timeout=300) == 0, process.stderr.read()
-    assert len(killed) >= 3, killed  # the run was really interrupted, mid-write too
+    assert len(killed) >= 2, killed  # the run was really interrupted, mid-write too
     assert "during a checkpoint write" in killed
 
     threads = torch.get_num_threads()
