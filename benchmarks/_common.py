@@ -1,25 +1,27 @@
-"""Shared machinery of the training benchmarks (``mmd_vs_sinkhorn``, ``stacked_vs_flat``).
+"""The benchmark toolkit every script uses: flags, budgets, the machine, timers, tables, write-out.
 
-Each benchmark trains run directories under ``benchmarks/results/NAME/runs/<mode>/`` (kept out of
-git), evaluates each with :func:`hierot.evaluation.evaluate` (the metrics of ``hierot eval``), and
-writes ``benchmarks/results/NAME/<mode>.json``, ``<mode>.md`` and ``<mode>-*.png``: the resolved
-specs, versions, machine, seeds and the exact command that regenerates all of it.
+* :func:`parser` — the flags every benchmark takes (``--quick``, ``--device``, ``--threads``,
+  ``--out``), :func:`run_parser` adds those of the training benchmarks (``--seeds``, ``--steps``,
+  ``--jobs``) and :func:`budget` the mode's budget with the flags given on top;
+* :func:`header` — the top of every report: benchmark, mode, time, the command that regenerates
+  it, and :func:`machine_info` (versions, plug-ins, processor, device, load average);
+* :func:`sync` and :func:`median_time` — synchronised timing with warm-up;
+* :func:`markdown_table` and :func:`machine_line` — the Markdown of every report;
+* :func:`write` — ``<stem>.json`` and ``<stem>.md``, with the load average at the end.
+
+Benchmarks import only hierot's public API. Run one with ``python -m benchmarks NAME``.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
+import argparse
 import json
-import math
-import multiprocessing
 import os
-import shutil
+import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,16 +29,43 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def command_line(name: str, argv: list[str]) -> str:
-    """The command that regenerates a benchmark's results (run from the repository root)."""
-    return " ".join(["python -m benchmarks", name, *(_quote(a) for a in argv)])
+# -- flags and budgets --------------------------------------------------------------------------
+def parser(name: str, doc: str, *, quick: str, device: str | None = None,
+           device_help: str = "cpu or cuda (default: cuda if available)",
+           threads: int | None = None,
+           threads_help: str = "torch CPU threads (default: torch's; 1 is steadier on a busy machine)",
+           ) -> argparse.ArgumentParser:
+    """An argument parser with the flags every benchmark takes; ``doc`` is the module docstring."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {name}",
+                                     description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--device", default=device, help=device_help)
+    parser.add_argument("--threads", type=int, default=threads, help=threads_help)
+    parser.add_argument("--out", type=Path, default=RESULTS / name, help="results folder")
+    return parser
 
 
-def _quote(arg: str) -> str:
-    return f"'{arg}'" if any(c in arg for c in " {}[],:*$") else arg
+def run_parser(name: str, doc: str, modes: dict[str, dict], *, device_help: str) -> argparse.ArgumentParser:
+    """:func:`parser` plus ``--seeds``, ``--steps`` and ``--jobs``: the benchmarks that train runs."""
+    parser_ = parser(name, doc, quick="tiny budget: " + json.dumps(modes["quick"]),
+                     device_help=device_help)
+    parser_.add_argument("--seeds", nargs="+", type=int)
+    parser_.add_argument("--steps", type=int)
+    parser_.add_argument("--jobs", type=int, default=1,
+                         help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
+    return parser_
+
+
+def budget(modes: dict[str, dict], args: argparse.Namespace, *flags: str) -> tuple[str, dict]:
+    """``(mode, budget)``: ``modes["quick" or "full"]`` with every flag in ``flags`` that was given."""
+    mode = "quick" if args.quick else "full"
+    chosen = dict(modes[mode])
+    chosen.update({k: getattr(args, k) for k in flags if getattr(args, k, None)})
+    return mode, chosen
 
 
 def set_threads(threads: int | None) -> int:
+    """Set torch's CPU threads (and OpenMP's, for worker processes) when given; return them."""
     import torch
 
     if threads:
@@ -45,123 +74,114 @@ def set_threads(threads: int | None) -> int:
     return torch.get_num_threads()
 
 
-def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
-                 threads: int | None) -> list[dict]:
-    """``[function(*job) for job in jobs]``, in ``workers`` fresh processes when more than one.
+def default_device(name: str | None) -> str:
+    """``name``, else ``cuda`` when present, else ``cpu``."""
+    import torch
 
-    Each worker process runs ``threads`` torch threads; keep ``workers * threads`` at or below
-    the number of cores, or the timings measure contention (OpenMP threads spin while waiting).
-    """
-    if workers <= 1:
-        return [function(*job) for job in jobs]
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=set_threads,
-                             initargs=(threads,)) as pool:
-        return list(pool.map(function, *zip(*jobs)))
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def header(name: str, mode: str, argv: list[str], **extra: Any) -> dict:
+# -- the report's header -------------------------------------------------------------------------
+def command_line(name: str, argv: Sequence[str]) -> str:
+    """The command that regenerates a benchmark's results (run from the repository root)."""
+    return " ".join(["python -m benchmarks", name, *(_quote(a) for a in argv)])
+
+
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if any(c in arg for c in " {}[],:*$") else arg
+
+
+def machine_info(device: str | None = None) -> dict:
+    """Versions, plug-ins and machine (:func:`hierot.training.rundir.environment`), the processor,
+    memory, the device benchmarked and the load average at the start."""
+    import torch
+
+    from hierot.training.rundir import environment
+
+    gpu = None
+    if device and device.startswith("cuda"):
+        gpu = torch.cuda.get_device_name(torch.device(device))
+    return {
+        **environment(),
+        "processor": platform.processor() or platform.machine(),
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "device": device,
+        "gpu": gpu,
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def header(name: str, mode: str, argv: Sequence[str], *, device: str | None = None,
+           **extra: Any) -> dict:
     """The common top of every report: what, when, the command, versions and machine."""
-    from hierot.rundir import environment
-
     return {
         "benchmark": name,
         "mode": mode,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(name, argv),
-        "machine": {**environment(), "load_average_at_start": os.getloadavg()},
+        "device": device,
+        "machine": machine_info(device),
         **extra,
         "_started": time.time(),
     }
 
 
-def fresh_dir(path: Path) -> Path:
-    """Empty ``path`` (a benchmark's own ``runs/<mode>`` folder) and return it."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
-
-
-def train_overrides(steps: int, log_every: int, batch_size: int = 128) -> list[str]:
-    """A step budget replacing the preset's (one checkpoint, at the end)."""
-    log_every = min(log_every, steps)
-    return [(f"train={{batch_size: {batch_size}, steps: {steps}, log_every: {log_every}, "
-            f"checkpoint_every: {steps}, progress: false}}")]
-
-
-def seconds_per_step(run_dir: Path) -> dict:
-    """Median seconds per training step over the logging intervals of ``metrics.csv``.
-
-    The first interval (warm-up, allocator growth) is left out when there are others; the last
-    one holds the checkpoint write and is left out too when there are at least three.
-    """
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = [(int(r["step"]), float(r["wall_time"])) for r in csv.DictReader(f)]
-    points = [(0, 0.0), *rows]
-    rates = [(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in itertools.pairwise(points) if s1 > s0]
-    kept = rates[1:] if len(rates) > 1 else rates
-    kept = kept[:-1] if len(kept) > 2 else kept
-    return {"median_s": statistics.median(kept), "intervals": len(kept),
-            "total_wall_s": rows[-1][1], "steps": rows[-1][0]}
-
-
-def time_divergence(run_dir: Path, *, device: str | None, warmup: int = 3, repeats: int = 15,
-                    seed: int = 0) -> dict:
-    """Median time of the run's own divergence, forward + backward, on one training batch.
-
-    The trained model encodes ``batch_size`` training points (reparameterised samples, as in
-    training) to the matched (top) latent; the divergence to as many N(0, I) draws is evaluated and
-    differentiated with respect to the codes, ``repeats`` times after ``warmup``.
-    """
+# -- timing ------------------------------------------------------------------------------------
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA); nothing to wait for on the CPU."""
     import torch
 
-    from hierot.evaluation.run import encode, load_run
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    run = load_run(run_dir, device=device)
-    batch = run.spec.train.batch_size
-    generator = torch.Generator().manual_seed(seed)
-    x = run.data.train_x[torch.randperm(len(run.data.train_x), generator=generator)[:batch]]
-    torch.manual_seed(seed)
-    codes = encode(run.model, x, sample=True, device=run.device)[-1].to(run.device)
-    prior = torch.randn(codes.shape, generator=generator).to(run.device)
-    divergence = run.built.objective.divergence
 
-    def once() -> float:
-        z = codes.clone().requires_grad_(True)
-        if run.device.type == "cuda":
-            torch.cuda.synchronize(run.device)
-        start = time.perf_counter()
-        divergence(z, prior).backward()
-        if run.device.type == "cuda":
-            torch.cuda.synchronize(run.device)
-        return time.perf_counter() - start
+def timed(fn: Callable[[], object], device) -> float:
+    """Seconds of one synchronised call of ``fn``."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
 
+
+def median_time(fn: Callable[[], object], device, *, warmup: int, repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` synchronised calls after ``warmup``, and every time."""
     for _ in range(warmup):
-        once()
-    times = [once() for _ in range(repeats)]
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats,
-            "warmup": warmup, "batch": list(codes.shape)}
+        fn()
+    times = [timed(fn, device) for _ in range(repeats)]
+    return statistics.median(times), times
 
 
-def mean_std(values: list[float | None]) -> dict:
-    """Mean and sample standard deviation (``None`` with fewer than two values) of the values."""
-    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not kept:
-        return {"mean": None, "std": None, "n": 0, "values": values}
-    std = statistics.stdev(kept) if len(kept) > 1 else None
-    return {"mean": statistics.fmean(kept), "std": std, "n": len(kept), "values": values}
+# -- Markdown and write-out ----------------------------------------------------------------------
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                   numeric: Sequence[bool] | None = None) -> list[str]:
+    """The lines of a Markdown table; ``numeric[i]`` right-aligns column i (default: all but the first)."""
+    numeric = numeric if numeric is not None else [i > 0 for i in range(len(columns))]
+    lines = ["| " + " | ".join(columns) + " |",
+             "| " + " | ".join("---:" if right else "---" for right in numeric) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
 
 
-def fmt(stat: dict, digits: int = 3, scale: float = 1.0) -> str:
-    """``mean ± std`` for a Markdown table (``-`` when missing)."""
-    if stat["mean"] is None:
-        return "-"
-    text = f"{stat['mean'] * scale:.{digits}g}"
-    return text + (f" ± {stat['std'] * scale:.2g}" if stat["std"] is not None else "")
+def report_intro(report: dict, title: str, description: str) -> list[str]:
+    """The opening lines of a training benchmark's report: title, time, command, what, machine."""
+    return [
+        f"# {title} ({report['mode']} mode)",
+        "",
+        f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:",
+        "",
+        f"    {report['command']}",
+        "",
+        description,
+        "",
+        machine_line(report),
+        "",
+    ]
 
 
 def machine_line(report: dict) -> str:
+    """One sentence on the machine and its load, from :func:`machine_info` (with the end load)."""
     m = report["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
     plugins = {k: v for k, v in m["plugins"].items() if v}
@@ -169,21 +189,22 @@ def machine_line(report: dict) -> str:
     end = tuple(round(v, 2) for v in m.get("load_average_at_end", ()))
     jobs = report.get("jobs", 1)
     threads = f"torch threads {m['torch_threads']}" + (f", {jobs} runs at a time" if jobs > 1 else "")
-    return (f"Machine: {m['platform']}, {m['cpu_count']} CPUs, {threads}, "
-            f"GPU: {m['cuda'] or 'none'}; python {m['python']}; {packages}; plug-ins: "
+    return (f"Machine: {m['processor']} ({m['platform']}), {m['cpu_count']} CPUs, {threads}, "
+            f"GPU: {m['gpu'] or m['cuda'] or 'none'}; python {m['python']}; {packages}; plug-ins: "
             f"{plugins or 'none'}. Load average (1, 5, 15 min) at start {load}, at end {end}: "
             "other work on the machine slows every timing.")
 
 
-def write(report: dict, out: Path, markdown) -> list[Path]:
-    """``out/<mode>.json`` and ``out/<mode>.md`` (``markdown(report)``)."""
+def write(report: dict, out: Path, markdown: Callable[[dict], str], stem: str | None = None) -> list[Path]:
+    """``out/<stem>.json`` and ``out/<stem>.md`` (``markdown(report)``); ``stem``: the mode."""
     report["machine"]["load_average_at_end"] = os.getloadavg()
     report["wall_time_s"] = round(time.time() - report.pop("_started", time.time()), 1)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / report["mode"]
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    return [stem.with_suffix(".json"), stem.with_suffix(".md")]
+    path = out / (stem or report["mode"])
+    json_file, md_file = path.with_name(path.name + ".json"), path.with_name(path.name + ".md")
+    json_file.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    md_file.write_text(markdown(report))
+    return [json_file, md_file]
 
 
 def small_png(path: Path, colours: int = 16) -> Path:

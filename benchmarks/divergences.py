@@ -25,8 +25,8 @@ Combinations predicted (from the previous N, assuming O(N^2) time and memory) to
 ``--time-cap`` seconds per evaluation or half the memory are skipped, as are those whose warm-up
 runs past the cap or whose worker dies; each is recorded with the reason.
 
-    python benchmarks/divergences.py --quick      # N in {128, 512}, d in {2, 32}
-    python benchmarks/divergences.py              # N in {128, 512, 2048, 8192}, d in {2, 8, 32}
+    python -m benchmarks divergences --quick      # N in {128, 512}, d in {2, 32}
+    python -m benchmarks divergences              # N in {128, 512, 2048, 8192}, d in {2, 8, 32}
 
 Writes ``benchmarks/results/divergences/<mode>-<device>.json`` and ``.md``.
 """
@@ -36,20 +36,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RESULTS = Path(__file__).resolve().parent / "results" / "divergences"
+from benchmarks import _common as common
+
+NAME = "divergences"
 # Beyond each divergence's defaults: the POT backend at the default blur (its cross term runs to
 # max_iter for N(0, I) data) and both backends at a blur where POT's solve converges.
 VARIANTS_EXTRA = {
@@ -106,8 +104,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from hierot.registry import divergences
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.set_threads(args.threads)
     name, options = json.loads(args.worker)
     device = torch.device(args.device)
     divergence = divergences.build(divergences.tagged_options(name)(name=name, **options))
@@ -115,17 +112,9 @@ def worker(args: argparse.Namespace) -> dict:
     x = torch.randn(args.n, args.d, generator=gen).to(device).requires_grad_(True)
     y = (torch.randn(args.n, args.d, generator=gen) + 0.5).to(device).requires_grad_(True)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     def step() -> float:
         x.grad = y.grad = None
-        sync()
-        start = time.perf_counter()
-        divergence(x, y).backward()
-        sync()
-        return time.perf_counter() - start
+        return common.timed(lambda: divergence(x, y).backward(), device)
 
     for _ in range(args.warmup):
         t = step()
@@ -164,26 +153,16 @@ def step_worker(args: argparse.Namespace) -> dict:
     """Median time of one Trainer step of ``args.step`` (PRESET:BATCH) on random data."""
     import torch
 
-    from benchmarks.train_step import random_data_trainer, sync
+    from benchmarks.train_step import random_data_trainer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    common.set_threads(args.threads)
     preset, batch = args.step.rsplit(":", 1)
     device = torch.device(args.device)
     trainer = random_data_trainer(preset, int(batch), device)
-
-    def step() -> float:
-        sync(device)
-        start = time.perf_counter()
-        trainer._train_step()
-        sync(device)
-        return time.perf_counter() - start
-
-    for _ in range(max(3, args.warmup)):
-        step()
-    times = [step() for _ in range(max(11, args.repeats))]
-    return {"status": "ok", "preset": preset, "batch": int(batch),
-            "median_s": statistics.median(times), "times_s": times}
+    median, times = common.median_time(trainer._train_step, device, warmup=max(3, args.warmup),
+                                       repeats=max(11, args.repeats))
+    return {"status": "ok", "preset": preset, "batch": int(batch), "median_s": median,
+            "times_s": times}
 
 
 def time_step(args: argparse.Namespace) -> dict:
@@ -199,36 +178,6 @@ def time_step(args: argparse.Namespace) -> dict:
 
 
 # -- driver ------------------------------------------------------------------------------------
-def _version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def machine_info(device: str, threads: int | None) -> dict:
-    import torch
-
-    from hierot.registry import divergences
-
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": threads or torch.get_num_threads(),
-        "load_average_at_start": os.getloadavg(),
-        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        "device": device,
-        "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
-        "versions": {d: _version(d) for d in ("hierot", "torch", "pot", "geomloss", "numpy")},
-        "plugins": {e.name: e.source for e in divergences.entries() if e.source != "hierot"},
-        "plugin_errors": divergences.plugin_errors,
-    }
-    info["versions"]["pykeops"] = _version("pykeops")
-    return info
-
-
 def variants() -> dict[str, tuple[str, dict]]:
     from hierot.registry import divergences
 
@@ -268,19 +217,12 @@ def predicted_skip(previous: dict | None, n: int, cap: float, memory: int) -> st
 
 
 def markdown(report: dict) -> str:
-    info = report["machine"]
     lines = [
-        f"# Divergence benchmark ({report['mode']}, {info['device']})",
+        f"# Divergence benchmark ({report['mode']}, {report['device']})",
         "",
         f"{report['created']}; forward + backward, median of {report['repeats']} runs after "
         f"{report['warmup']} warm-up; time cap {report['time_cap_s']} s per evaluation.",
-        f"Machine: {info['processor']}, {info['cpu_count']} CPUs, torch threads per worker: "
-        f"{info['torch_threads']}, GPU: {info['gpu'] or 'none'}; python {info['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-        + f"; plugins: {info['plugins'] or 'none'}.",
-        "Load average (1, 5, 15 min) at start {} and end {}: other work on the machine slows "
-        "the timings.".format(*(tuple(round(v, 2) for v in info[k])
-                                for k in ("load_average_at_start", "load_average_at_end"))),
+        common.machine_line(report) + " Torch threads: per worker.",
         f"Memory: {report['memory_method']}.",
         "",
     ]
@@ -292,8 +234,7 @@ def markdown(report: dict) -> str:
                   "(target: under 10 %).", ""]
     elif step:
         lines += [f"Training step not timed: {step.get('reason')}.", ""]
-    lines += ["| divergence | N | d | median ms | share of step | peak MiB | note |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    rows = []
     for r in report["results"]:
         share = "-"
         if r["status"] == "ok":
@@ -302,29 +243,30 @@ def markdown(report: dict) -> str:
                 share = f"{100 * r['median_s'] / step['median_s']:.1f} %"
         else:
             ms, mib, note = "-", "-", f"{r['status']}: {r['reason']}"
-        lines.append(f"| {r['divergence']} | {r['n']} | {r['d']} | {ms} | {share} | {mib} | {note} |")
+        rows.append((r["divergence"], r["n"], r["d"], ms, share, mib, note))
+    lines += common.markdown_table(
+        ["divergence", "N", "d", "median ms", "share of step", "peak MiB", "note"], rows,
+        numeric=[False, True, True, True, True, True, False])
     lines += ["", "Options used:", ""]
     lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in report["options"].items()]
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N in {128, 512}, d in {2, 32}")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = common.parser(NAME, __doc__, quick="N in {128, 512}, d in {2, 32}",
+                           threads_help="torch CPU threads per worker")
     parser.add_argument("--only", nargs="*", help="divergence labels to run (default: all)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--time-cap", type=float, default=None, help="seconds per evaluation")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker")
-    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--step", default="mnist-stackedwae.v1:128",
                         help="PRESET:BATCH whose training step the divergences are compared with")
     parser.add_argument("--step-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--d", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     if args.worker:
         print(json.dumps(worker(args)))
@@ -333,39 +275,32 @@ def main() -> int:
         print(json.dumps(step_worker(args)))
         return 0
 
-    import torch
-
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.device = common.default_device(args.device)
+    common.set_threads(args.threads)
     mode = "quick" if args.quick else "full"
     sizes, dims = ((128, 512), (2, 32)) if args.quick else ((128, 512, 2048, 8192), (2, 8, 32))
     args.warmup = args.warmup if args.warmup is not None else 2
     args.repeats = args.repeats or 5
     args.time_cap = args.time_cap or (10.0 if args.quick else 30.0)
-    info = machine_info(args.device, args.threads)
     todo = {k: v for k, v in variants().items() if not args.only or k in args.only}
     from hierot.registry import divergences
 
-    report = {
-        "mode": mode,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "warmup": args.warmup,
-        "repeats": args.repeats,
-        "time_cap_s": args.time_cap,
-        "memory_method": "cuda max_memory_allocated" if args.device.startswith("cuda") else
+    report = common.header(
+        NAME, mode, argv, device=args.device, warmup=args.warmup, repeats=args.repeats,
+        time_cap_s=args.time_cap,
+        memory_method="cuda max_memory_allocated" if args.device.startswith("cuda") else
         "peak resident set size above the resident size before one evaluation (VmHWM reset "
         "via /proc/self/clear_refs; glibc told to return freed blocks >= 64 KiB)",
-        "machine": info,
-        "options": {
+        options={
             label: divergences.tagged_options(name)(name=name, **options).model_dump()
             for label, (name, options) in todo.items()
         },
-        "results": [],
-    }
+        results=[],
+    )
     report["step"] = time_step(args)
     print(f"training step of {args.step}: " + (f"{1e3 * report['step']['median_s']:.1f} ms"
           if report["step"]["status"] == "ok" else report["step"]["reason"]), flush=True)
-    memory = info["memory_bytes"]
+    memory = report["machine"]["memory_bytes"]
     for label, (name, options) in todo.items():
         for d in dims:
             previous, given_up = None, None
@@ -382,12 +317,8 @@ def main() -> int:
                 else:
                     given_up, shown = f"{result['status']} at N={n}", result["reason"]
                 print(f"{label:<24} N={n:<5} d={d:<3} {shown}", flush=True)
-    info["load_average_at_end"] = os.getloadavg()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{mode}-{args.device.split(':')[0]}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
-    print(f"wrote {stem}.json and {stem}.md")
+    for path in common.write(report, args.out, markdown, stem=f"{mode}-{args.device.split(':')[0]}"):
+        print(f"wrote {path}")
     return 0
 
 

@@ -39,7 +39,6 @@ directories go to ``benchmarks/results/mmd_vs_sinkhorn/runs/<mode>/`` (not commi
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -48,6 +47,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
+from benchmarks import _runs as runs
 
 NAME = "mmd_vs_sinkhorn"
 PRESET = "quickstart"
@@ -99,93 +99,15 @@ def dataset_note(options: dict) -> str | None:
     return None
 
 
-def summarise_eval(result: dict) -> dict:
-    """The numbers of ``eval.json`` that this benchmark reports."""
-    top, quality = result["top_divergence"], result["sample_quality"]
-    return {
-        "rec_mse": result["reconstruction"]["mse"],
-        "rec_l2sq": result["reconstruction"]["l2sq"],
-        "probe": result["probe"].get("accuracy", {}),
-        "probe_chance": result["probe"].get("chance"),
-        "top_mmd": top.get("mmd"), "top_sinkhorn": top.get("sinkhorn"), "top_floor": top["floor"],
-        "fcd": quality.get("fcd"), "fcd_floor": quality.get("floor_train_vs_test"),
-        "active_units": result["active_units"]["count"],
-    }
-
-
-def run_one(source: str, overrides: list[str], out: Path, device: str | None,
-            time_divergence: bool = True) -> dict:
-    """Train, time and evaluate one run directory."""
-    import hierot
-    from hierot.evaluation.evaluator import evaluate
-
-    common.log(f"train {out}")
-    result = hierot.fit(source, out=out, overrides=overrides)
-    record = {"run_dir": str(out), "train_wall_s": round(result.wall_time, 2),
-              "step_time": common.seconds_per_step(out)}
-    if time_divergence:
-        record["divergence_time"] = common.time_divergence(out, device=device)
-        record["divergence_share"] = (record["divergence_time"]["median_s"]
-                                      / record["step_time"]["median_s"])
-    common.log(f"eval {out}")
-    record["eval"] = summarise_eval(evaluate(out, device=device))
-    record["spec"] = (out / "spec.yaml").read_text()
-    return record
-
-
-def run_recorded(source: str, overrides: list[str], out: Path, device: str | None,
-                 time_divergence: bool, root: Path, seed: int) -> dict:
-    """:func:`run_one`, with a failure recorded rather than raised (the other runs go on)."""
-    try:
-        record = run_one(source, overrides, out, device, time_divergence)
-    except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the rest go on
-        common.log(f"failed {out}: {exc}")
-        record = {"run_dir": str(out), "error": f"{type(exc).__name__}: {exc}"}
-    record.update(seed=seed, overrides=overrides)
-    record["run_dir"] = str(Path(record["run_dir"]).relative_to(root))
-    return record
-
-
-def aggregate(records: list[dict]) -> dict:
-    ok = [r for r in records if "eval" in r]
-    if not ok:
-        return {}
-    get = lambda f: common.mean_std([f(r) for r in ok])
-    layers = list(ok[0]["eval"]["rec_mse"])
-    return {
-        "seeds": len(ok),
-        "step_s": get(lambda r: r["step_time"]["median_s"]),
-        "divergence_s": get(lambda r: r.get("divergence_time", {}).get("median_s")),
-        "divergence_share": get(lambda r: r.get("divergence_share")),
-        "rec_mse": {k: get(lambda r, k=k: r["eval"]["rec_mse"][k]) for k in layers},
-        "probe": {k: get(lambda r, k=k: r["eval"]["probe"].get(k)) for k in layers},
-        "top_mmd": get(lambda r: r["eval"]["top_mmd"]),
-        "top_sinkhorn": get(lambda r: r["eval"]["top_sinkhorn"]),
-        "fcd": get(lambda r: r["eval"]["fcd"]),
-        "fcd_floor": get(lambda r: r["eval"]["fcd_floor"]),
-        "probe_chance": ok[0]["eval"]["probe_chance"],
-    }
-
-
 def markdown(report: dict) -> str:
-    fmt = common.fmt
+    fmt = runs.fmt
     b = report["budget"]
-    lines = [
-        f"# MMD against Sinkhorn ({report['mode']} mode)",
-        "",
-        f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:",
-        "",
-        f"    {report['command']}",
-        "",
-        (f"Hierarchy: the `{report['preset']}` preset (latents 32-16-8-4-2), {b['steps']} steps of "
+    lines = common.report_intro(report, "MMD against Sinkhorn", (
+        f"Hierarchy: the `{report['preset']}` preset (latents 32-16-8-4-2), {b['steps']} steps of "
         f"batch {b['batch_size']}, seeds {b['seeds']}; only the top divergence differs. "
         "Metrics of `hierot eval` on the test split, mean ± sample std over seeds. "
         "Step time: median over the logging intervals; divergence: its forward + backward alone "
-        "on the same shapes (median of 15); share = divergence / step."),
-        "",
-        common.machine_line(report),
-        "",
-    ]
+        "on the same shapes (median of 15); share = divergence / step."))
     if report["mode"] == "quick":
         lines += [("**Quick mode: tiny budgets.** These numbers check that the pipeline runs and "
                   "give the cost per step; the models are far from converged, so the quality "
@@ -217,7 +139,7 @@ def markdown(report: dict) -> str:
                 f"{fmt(s['rec_mse'][top])} | {fmt(s['probe']['z1'])} | {fmt(s['probe'][top])} | "
                 f"{fmt(s['top_mmd'])} | {fmt(s['top_sinkhorn'])} | {fmt(s['fcd'])} |")
         lines += ["", (f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
-                  f"{common.fmt(some['fcd_floor'])}. Probe accuracy of every layer:"), "",
+                  f"{runs.fmt(some['fcd_floor'])}. Probe accuracy of every layer:"), "",
                   "| divergence | " + " | ".join(some["probe"]) + " |",
                   "| --- |" + " ---: |" * len(some["probe"])]
         for label, s in summary.items():
@@ -232,7 +154,7 @@ def markdown(report: dict) -> str:
 
 
 def plot(report: dict, path: Path) -> Path | None:
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     blocks = {d: b for d, b in report["datasets"].items() if b.get("summary")}
     if not blocks:
@@ -273,31 +195,19 @@ def plot(report: dict, path: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budget: " + json.dumps(MODES["quick"]))
+    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the preset's `auto`)")
     parser.add_argument("--divergences", nargs="+", metavar="LABEL[=YAML]",
                         help=f"default: {' '.join(DIVERGENCES)}")
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS))
-    parser.add_argument("--seeds", nargs="+", type=int)
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--device", help="cpu, cuda (default: the preset's `auto`)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
-    parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     args = parser.parse_args(argv)
 
-    mode = "quick" if args.quick else "full"
-    budget = dict(MODES[mode])
-    budget.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds),
-                                     ("datasets", args.datasets)) if v})
+    mode, budget = common.budget(MODES, args, "steps", "seeds", "datasets")
     budget["batch_size"] = 128
     threads = common.set_threads(args.threads)
     chosen = parse_divergences(args.divergences)
     report = common.header(NAME, mode, argv, preset=PRESET, budget=budget, divergences=chosen,
                            torch_threads=threads, jobs=args.jobs, datasets={})
-    runs = common.fresh_dir(args.out / "runs" / mode)
+    run_root = runs.fresh_dir(args.out / "runs" / mode)
     jobs, keys = [], []
     for dataset in budget["datasets"]:
         note = dataset_note(DATASETS[dataset])
@@ -309,18 +219,18 @@ def main(argv: list[str] | None = None) -> int:
         for label, options in chosen.items():
             for seed in budget["seeds"]:
                 overrides = [f"data={json.dumps(DATASETS[dataset])}", f"divergence={json.dumps(options)}",
-                             f"seed={seed}", *common.train_overrides(budget["steps"], budget["log_every"])]
+                             f"seed={seed}", *runs.train_overrides(budget["steps"], budget["log_every"])]
                 if args.device:
                     overrides.append(f"device={args.device}")
-                out = runs / dataset / label / f"seed-{seed}"
+                out = run_root / dataset / label / f"seed-{seed}"
                 jobs.append((PRESET, overrides, out, args.device, True, args.out, seed))
                 keys.append((dataset, label))
-    records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
+    records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     for (dataset, label), record in zip(keys, records):
         report["datasets"][dataset]["runs"].setdefault(label, []).append(record)
     for block in report["datasets"].values():
         for label, records in block.get("runs", {}).items():
-            block["summary"][label] = aggregate(records)
+            block["summary"][label] = runs.aggregate(records)
     figure = plot(report, args.out / f"{mode}.png")
     report["figure"] = figure.name if figure else None
     for path in common.write(report, args.out, markdown):

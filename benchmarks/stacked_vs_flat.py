@@ -28,7 +28,6 @@ Writes ``benchmarks/results/stacked_vs_flat/<mode>.json``, ``.md``, ``<mode>-fig
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _common as common
-from benchmarks.mmd_vs_sinkhorn import aggregate, run_recorded
+from benchmarks import _runs as runs
 
 NAME = "stacked_vs_flat"
 PRESETS = {"stacked": "mnist-stackedwae.v1", "flat": "mnist-wae.v1"}
@@ -49,7 +48,7 @@ MODES = {
 
 def width_overrides(preset: str, shrink: int) -> list[str]:
     """Every hidden width of ``preset`` divided by ``shrink`` (none when 1)."""
-    from hierot.loading import load_spec
+    from hierot.spec.loading import load_spec
 
     if shrink == 1:
         return []
@@ -63,23 +62,13 @@ def width_overrides(preset: str, shrink: int) -> list[str]:
 
 
 def markdown(report: dict) -> str:
-    fmt = common.fmt
+    fmt = runs.fmt
     b, summary = report["budget"], report["summary"]
-    lines = [
-        f"# StackedWAE against the flat WAE ({report['mode']} mode)",
-        "",
-        f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:",
-        "",
-        f"    {report['command']}",
-        "",
-        (f"`{PRESETS['stacked']}` against `{PRESETS['flat']}` on `{json.dumps(b['data'])}`, "
+    lines = common.report_intro(report, "StackedWAE against the flat WAE", (
+        f"`{PRESETS['stacked']}` against `{PRESETS['flat']}` on `{json.dumps(b['data'])}`, "
         f"{b['steps']} steps of batch {b['batch_size']}, seeds {b['seeds']}, hidden widths of "
         f"the presets divided by {b['shrink']}. Metrics of `hierot eval` on the test split, "
-        "mean ± sample std over seeds."),
-        "",
-        common.machine_line(report),
-        "",
-    ]
+        "mean ± sample std over seeds."))
     if report["mode"] == "quick":
         lines += [("**Quick mode: tiny budgets and narrower networks.** The paper trains 5,000 "
                   "epochs of full MNIST with the preset widths; these runs see a few epochs of "
@@ -123,8 +112,8 @@ def side_by_side(report: dict, out: Path, run_root: Path) -> Path | None:
     import matplotlib.image as mpimg
 
     from hierot.evaluation import figures
-    from hierot.evaluation._draw import new_figure, save
-    from hierot.evaluation.run import load_run
+    from hierot.evaluation.plotting import new_figure, save
+    from hierot.evaluation.trained import load_run
 
     seed = report["budget"]["seeds"][0]
     panels = {}
@@ -147,7 +136,7 @@ def side_by_side(report: dict, out: Path, run_root: Path) -> Path | None:
 
 
 def metrics_plot(report: dict, out: Path) -> Path | None:
-    from hierot.evaluation._draw import new_figure, save
+    from hierot.evaluation.plotting import new_figure, save
 
     summary = report["summary"]
     if not all(summary.values()):
@@ -175,48 +164,36 @@ def metrics_plot(report: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budget: " + json.dumps(MODES["quick"]))
+    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--data", default='{"name": "mnist-5k"}', help="data set mapping (YAML)")
-    parser.add_argument("--seeds", nargs="+", type=int)
-    parser.add_argument("--steps", type=int)
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
-    parser.add_argument("--device", help="cpu, cuda (default: the presets' `auto`)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
-    parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     args = parser.parse_args(argv)
 
     import yaml
 
-    mode = "quick" if args.quick else "full"
-    budget = dict(MODES[mode])
-    budget.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds),
-                                     ("shrink", args.shrink)) if v})
+    mode, budget = common.budget(MODES, args, "steps", "seeds", "shrink")
     budget.update(batch_size=128, data=yaml.safe_load(args.data))
     threads = common.set_threads(args.threads)
     report = common.header(NAME, mode, argv, presets=PRESETS, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})
-    runs = common.fresh_dir(args.out / "runs" / mode)
+    run_root = runs.fresh_dir(args.out / "runs" / mode)
     jobs, kinds = [], []
     for kind, preset in PRESETS.items():
         for seed in budget["seeds"]:
             overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
                          *width_overrides(preset, budget["shrink"]),
-                         *common.train_overrides(budget["steps"], budget["log_every"])]
+                         *runs.train_overrides(budget["steps"], budget["log_every"])]
             if args.device:
                 overrides.append(f"device={args.device}")
-            jobs.append((preset, overrides, runs / kind / f"seed-{seed}", args.device, False,
+            jobs.append((preset, overrides, run_root / kind / f"seed-{seed}", args.device, False,
                          args.out, seed))
             kinds.append(kind)
-    records = common.run_parallel(run_recorded, jobs, args.jobs, args.threads)
+    records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     for kind in PRESETS:
         report["runs"][kind] = [r for k, r in zip(kinds, records) if k == kind]
-        report["summary"][kind] = aggregate(report["runs"][kind])
+        report["summary"][kind] = runs.aggregate(report["runs"][kind])
     common.log("figures")
-    for name, draw in (("figures", lambda p: side_by_side(report, p, runs)),
+    for name, draw in (("figures", lambda p: side_by_side(report, p, run_root)),
                        ("metrics", lambda p: metrics_plot(report, p))):
         path = draw(args.out / f"{mode}-{name}.png")
         report[f"{name}_png"] = path.name if path else None

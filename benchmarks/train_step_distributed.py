@@ -3,7 +3,7 @@
 Each configuration starts its worker processes afresh (``torch.multiprocessing``, spawn; gloo on
 the CPU, nccl on CUDA, loopback rendezvous) with ``--threads`` intra-op threads per process,
 builds the preset on random data of its shape (uniform in [0, 1]) and times
-:class:`hierot.trainer.Trainer`'s own step (shard, objective, backward, DDP's gradient
+:class:`hierot.training.trainer.Trainer`'s own step (shard, objective, backward, DDP's gradient
 all-reduce, Adam): warm-up steps, then ``--repeats`` steps, each between two barriers so that
 every rank's step is inside the time; the median is reported. With ``--rounds R`` every
 configuration is run R times, in rotation (so that drift in the machine's load hits all alike),
@@ -23,29 +23,31 @@ Strong-scaling efficiency is ``t(single, B) / (K * t(K, B))``; weak-scaling effi
 itself (all-gather of the top latents forward, all-reduce of their gradient backward) and the
 divergence forward + backward on B and on B/K samples are also timed in isolation on each rank.
 
-    python benchmarks/train_step_distributed.py --quick
-    python benchmarks/train_step_distributed.py --preset quickstart --batch 256 --processes 2
+    python -m benchmarks train_step_distributed --quick
+    python -m benchmarks train_step_distributed --preset quickstart --batch 256 --processes 2
 
 Writes ``benchmarks/results/train_step_distributed/<mode>-<device>.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results" / "train_step_distributed"
-FALLBACK_SHAPES = {"mnist": (1, 28, 28), "mnist-5k": (784,), "fashion-mnist": (1, 28, 28),
-                   "svhn": (3, 32, 32)}
+from benchmarks import _common as common
+from benchmarks.train_step import random_data
+
+NAME = "train_step_distributed"
 
 
 def _free_port() -> int:
@@ -62,30 +64,15 @@ def _spec(preset: str, batch: int, device: str, divergence: str, sync_batchnorm:
                                      f"distributed.sync_batchnorm={str(sync_batchnorm).lower()}"])
 
 
-def _data(spec, batch: int):
-    from hierot.components import DataSplits
-
-    shape = getattr(spec.data, "sample_shape", lambda: None)()
-    shape = tuple(shape) if shape is not None else FALLBACK_SHAPES[spec.data.name]
-    gen = torch.Generator().manual_seed(0)
-    return DataSplits(torch.rand(batch * 8, *shape, generator=gen),
-                      torch.rand(batch, *shape, generator=gen))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_time(fn, device, repeats: int, barrier=lambda: None, cpu: list | None = None) -> float:
     """Median wall time of ``fn``; ``cpu`` receives the median CPU time of this process."""
     times, cpu_times = [], []
     for _ in range(repeats):
         barrier()
-        _sync(device)
+        common.sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        _sync(device)
+        common.sync(device)
         barrier()
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
@@ -98,8 +85,8 @@ def _median_time(fn, device, repeats: int, barrier=lambda: None, cpu: list | Non
 def _worker(rank: int, world: int, port: int, config: dict, results: str) -> None:
     torch.set_num_threads(config["threads"])
     import hierot
-    from hierot.runtime import single_process
-    from hierot.trainer import Trainer
+    from hierot.training.runtime import single_process
+    from hierot.training.trainer import Trainer
 
     device_name = config["device"]
     spec = _spec(config["preset"], config["batch"], device_name, config["divergence"],
@@ -107,12 +94,12 @@ def _worker(rank: int, world: int, port: int, config: dict, results: str) -> Non
     if config["distributed"]:
         os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        from hierot.distributed import init
+        from hierot.training.distributed import init
 
         runtime = init(device_name, spec.distributed)
     else:
         runtime = single_process(device_name)
-    built = hierot.build(spec, data=_data(spec, config["batch"]), gather=runtime.gather)
+    built = hierot.build(spec, data=random_data(spec, config["batch"]), gather=runtime.gather)
     trainer = Trainer(built, None, runtime)
     device = runtime.device
     barrier = runtime.barrier
@@ -123,7 +110,7 @@ def _worker(rank: int, world: int, port: int, config: dict, results: str) -> Non
     row = {**config, "rank": rank, "step_s": step, "cpu_s": cpu[0]}
 
     if config["distributed"] and config["components"]:
-        from hierot.distributed import gather_rows
+        from hierot.training.distributed import gather_rows
 
         top = built.model.latent_shapes[-1]
         local = config["batch"] // world
@@ -186,28 +173,28 @@ def markdown(report: dict) -> str:
     rows, b = report["results"], report["batch"]
     loads = [run["load_before"] for r in rows for run in r["rounds"]]
     single = next(r for r in rows if r["name"] == "single")["step_s"]
-    info = report["machine"]
-    lines = [
-        f"# Distributed training steps ({report['mode']}, {report['device']})",
-        "",
-        f"{report['created']}; preset `{report['preset']}`, global batch B = {b}; median of "
-        f"{report['repeats']} steps after {report['warmup']} warm-up (median over "
-        f"{report['rounds']} round(s) run in rotation), {report['threads']} torch thread(s) per "
-        f"process; {info['cpu_count']} CPUs, torch {info['packages']['torch']}; 1-minute load "
-        f"average before the runs {min(loads):.1f} to {max(loads):.1f}.",
-        "",
-        "| configuration | processes | global batch | ms / step | steps / s | examples / s | "
-        "scaling efficiency | CPU ms / step (rank 0) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    table = []
     for r in rows:
         k, t = r["processes"], r["step_s"]
         if r["batch"] == b:  # strong scaling
             efficiency = single / (k * t)
         else:  # weak scaling: K*B examples on K processes
             efficiency = single / t
-        lines.append(f"| {r['name']} | {k} | {r['batch']} | {1e3 * t:.1f} | {1 / t:.2f} | "
-                     f"{r['batch'] / t:.0f} | {100 * efficiency:.0f} % | {1e3 * r['cpu_s']:.1f} |")
+        table.append((r["name"], k, r["batch"], f"{1e3 * t:.1f}", f"{1 / t:.2f}",
+                      f"{r['batch'] / t:.0f}", f"{100 * efficiency:.0f} %", f"{1e3 * r['cpu_s']:.1f}"))
+    lines = [
+        f"# Distributed training steps ({report['mode']}, {report['device']})",
+        "",
+        f"{report['created']}; preset `{report['preset']}`, global batch B = {b}; median of "
+        f"{report['repeats']} steps after {report['warmup']} warm-up (median over "
+        f"{report['rounds']} round(s) run in rotation), {report['threads']} torch thread(s) per "
+        f"process; 1-minute load average before the runs {min(loads):.1f} to {max(loads):.1f}.",
+        common.machine_line(report),
+        "",
+        *common.markdown_table(["configuration", "processes", "global batch", "ms / step",
+                                "steps / s", "examples / s", "scaling efficiency",
+                                "CPU ms / step (rank 0)"], table),
+    ]
     g = next((r for r in rows if "gather_s" in r), None)
     if g is not None:
         local = next(r for r in rows if r["name"].endswith("local"))
@@ -228,36 +215,30 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer warm-up steps and repeats")
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = common.parser(NAME, __doc__, quick="fewer warm-up steps and repeats", device="cpu",
+                           device_help="cpu, or cuda (one GPU per process)", threads=1,
+                           threads_help="torch threads per process")
     parser.add_argument("--preset", default="quickstart")
     parser.add_argument("--batch", type=int, default=256, help="global batch B")
     parser.add_argument("--processes", type=int, default=2, help="K")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda (one GPU per process)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None, help="runs of every configuration")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     mode = "quick" if args.quick else "full"
     args.warmup = args.warmup if args.warmup is not None else (3 if args.quick else 5)
     args.repeats = args.repeats or (11 if args.quick else 31)
 
-    from hierot.loading import dump_spec
-    from hierot.rundir import environment
+    from hierot.spec import dump_spec
 
-    report = {
-        "mode": mode, "device": args.device, "preset": args.preset, "batch": args.batch,
-        "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
-        "rounds": args.rounds,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv), "machine": environment(),
-        "spec": dump_spec(_spec(args.preset, args.batch, args.device, "global")),
-        "results": [],
-    }
+    report = common.header(
+        NAME, mode, argv, device=args.device, preset=args.preset, batch=args.batch,
+        threads=args.threads, warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
+        spec=dump_spec(_spec(args.preset, args.batch, args.device, "global")), results=[],
+    )
     runs: dict[str, list[dict]] = {}
     for round_ in range(args.rounds):
         for config in configs(args):
@@ -272,10 +253,7 @@ def main() -> int:
             if key in rows[0]:
                 merged[key] = statistics.median(r[key] for r in rows)
         report["results"].append(merged)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{mode}-{args.device}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    common.write(report, args.out, markdown, stem=f"{mode}-{args.device}")
     print(markdown(report))
     return 0
 

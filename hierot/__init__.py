@@ -3,13 +3,38 @@
 >>> import hierot
 >>> spec = hierot.load_spec("quickstart", ["train.steps=10"])
 >>> result = hierot.fit(spec, out="runs/demo")  # doctest: +SKIP
+
+The names below are imported on first use, so ``import hierot`` (and ``hierot --help``) does not
+import torch.
 """
 
-from hierot.api import fit
-from hierot.builder import Built, build
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from hierot import _moved
 from hierot.errors import HierotError, SpecError
-from hierot.loading import load_spec
-from hierot.spec import Spec
+
+_moved.install()
+
+_EXPORTS = {
+    "fit": "hierot.api",
+    "Built": "hierot.builder",
+    "build": "hierot.builder",
+    "load_spec": "hierot.spec.loading",
+    "Spec": "hierot.spec.schema",
+}
 
 __version__ = "0.1.0"
 __all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "fit", "load_spec"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -18,24 +18,13 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, create_model
+from pydantic import AfterValidator, BaseModel, Discriminator, create_model
 
+from hierot.components import ComponentOptions, NoOptions
 from hierot.errors import DuplicateNameError, PluginError, UnknownNameError
 
 BUILTIN = "hierot"
 DISABLE_ENV = "HIEROT_DISABLE_PLUGINS"
-
-
-class ComponentOptions(BaseModel):
-    """Base of every component's options: immutable, unknown fields are errors, and every float
-    must be finite (``.inf``/``.nan`` are refused). The spec validates them strictly (no
-    conversion between numbers, booleans and strings), see :func:`hierot.spec.validate_spec`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class NoOptions(ComponentOptions):
-    """Options of a component that takes none."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +73,8 @@ class Registry:
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator registering a factory (a class or function) under ``name``.
 
-        The options model is ``options``, else the factory's ``Options`` attribute, else none.
+        ``options`` is the pydantic model of its options (a :class:`ComponentOptions` subclass;
+        omitted: the component takes none). This is the one way to declare a component's options.
         """
 
         def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
@@ -102,14 +92,23 @@ class Registry:
         source: str = BUILTIN,
         entry_point: str | None = None,
     ) -> Entry:
-        """Register ``factory`` under ``name``; a taken name raises :class:`DuplicateNameError`."""
+        """Register ``factory`` under ``name``; a taken name raises :class:`DuplicateNameError`.
+
+        ``options`` as in :meth:`register`. A factory that carries its own ``Options`` attribute
+        is refused unless ``options`` is given: options are declared at registration only.
+        """
+        if options is None and hasattr(factory, "Options"):
+            raise PluginError(
+                f"{self.kind} {name!r}: declare its options at registration, "
+                f"register({name!r}, options=...), not as an Options attribute"
+            )
         if name in self._entries:
             other = self._entries[name]
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is already registered (by {other.source}); "
                 f"choose another name"
             )
-        options = options or getattr(factory, "Options", None) or NoOptions
+        options = options or NoOptions
         if not (isinstance(options, type) and issubclass(options, BaseModel)):
             raise PluginError(f"{self.kind} {name!r}: options must be a pydantic model class")
         entry = Entry(name, factory, options, source, entry_point)
@@ -142,13 +141,22 @@ class Registry:
             where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {self.group}"
             try:
                 factory = ep.load()
-                if ep.name in builtin_names:
-                    raise PluginError(f"{self.kind} {ep.name!r} is built in; a plug-in may not reuse it")
                 existing = self._entries.get(ep.name)
-                if existing is not None and existing.factory is factory and existing.source == BUILTIN:
-                    # the plug-in's module registered itself on import: record where it came from
+                from_hierot = getattr(factory, "__module__", "").partition(".")[0] == "hierot"
+                self_registered = (existing is not None and existing.factory is factory
+                                   and existing.entry_point is None and not from_hierot)
+                if self_registered:
+                    # the plug-in's module registered itself on import (the one way to declare
+                    # its options): keep them, and record where it came from
                     del self._entries[ep.name]
-                self.add(ep.name, factory, source=source, entry_point=ep.value)
+                    options = existing.options
+                elif ep.name in builtin_names:
+                    raise PluginError(f"{self.kind} {ep.name!r} is built in; a plug-in may not reuse it")
+                else:
+                    # a factory its module does not register: hierot 0.1 plug-ins carried their
+                    # options as an ``Options`` attribute, still read here (and only here)
+                    options = getattr(factory, "Options", None)
+                self.add(ep.name, factory, options=options, source=source, entry_point=ep.value)
             except (Exception, SystemExit) as exc:  # a broken plug-in must not break the rest
                 what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
                         else f"{type(exc).__name__}: {exc}")

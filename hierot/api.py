@@ -9,14 +9,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hierot import resume as resuming
 from hierot.builder import Built, build
 from hierot.errors import HierotError
-from hierot.loading import dump_spec, load_spec
-from hierot.rundir import RunDir, atomic_write_text
-from hierot.runtime import Runtime, from_environment
-from hierot.spec import Spec
-from hierot.trainer import CHECKPOINT_FORMAT, Trainer, TrainResult, total_steps
+from hierot.spec.loading import dump_spec, load_spec
+from hierot.spec.schema import Spec
+from hierot.training import resume as resuming
+from hierot.training.distributed import from_environment
+from hierot.training.rundir import RunDir, atomic_write_text
+from hierot.training.runtime import Runtime
+from hierot.training.trainer import CHECKPOINT_FORMAT, Trainer, TrainResult, total_steps
 
 
 def _say(message: str) -> None:
@@ -53,7 +54,7 @@ def fit(
     resume:
         A run directory to continue from its newest intact checkpoint, exactly as if never
         stopped (from step 0 when it has none). ``overrides`` may change only the fields of
-        :data:`hierot.resume.RESUMABLE`; they are recorded in ``RUN/changes.jsonl``. Anything else
+        :data:`hierot.training.resume.RESUMABLE`; they are recorded in ``RUN/changes.jsonl``. Anything else
         raises :class:`~hierot.errors.RunChangedError` and nothing in the run is changed.
     runtime:
         Device and data-parallel rank (default: one process on ``spec.device``).

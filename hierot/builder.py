@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from hierot._utils import identity
 from hierot.components import DataSplits
 from hierot.errors import SpecError
 from hierot.model import Hierarchy
 from hierot.objectives import OBJECTIVES, Objective
-from hierot.objectives.terms import identity
 from hierot.registry import costs, datasets, divergences, networks, penalties
-from hierot.spec import OptimizerSpec, Spec
+from hierot.spec.schema import OptimizerSpec, Spec
 
 
 @dataclass

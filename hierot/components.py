@@ -1,9 +1,19 @@
 """What each kind of component must provide.
 
 These protocols are the contract between the registries and the rest of hierot; built-ins and
-plug-ins follow the same ones. Every factory is called as ``factory(options, **context)`` where
-``options`` is an instance of its ``Options`` model (a frozen pydantic model, see
-:class:`hierot.registry.ComponentOptions`) with the ``name`` field added by the registry.
+plug-ins follow the same ones. Every factory is registered with the model of its options,
+``register(name, options=MyOptions)`` (a subclass of :class:`ComponentOptions`), and called as
+``factory(options, **context)`` where ``options`` is an instance of that model with the ``name``
+field added by the registry.
+
+Besides the factories, the spec calls three optional hooks on the *options* of a component,
+before anything is built; each is a protocol here, and the spec calls it through the protocol:
+
+======================= ==========================================================================
+:class:`ChecksShapes`   a network's options: ``shape_error(in_shape, out_shape)``
+:class:`KnowsShape`     a data set's options: ``sample_shape()``, the shape of one example
+:class:`WeighsLayers`   a penalty's options: ``layer_weights(num_layers)``, lambda_i per layer
+======================= ==========================================================================
 
 Tensors are batched: ``(batch, *shape)``. Latent shapes are tuples: ``(32,)`` for a vector,
 ``(C, H, W)`` for a feature map.
@@ -15,12 +25,66 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from hierot.distributions import Gaussian
 
 Head = Literal["gaussian", "deterministic"]
+"""What a layer network outputs: a Gaussian (mean and log-variance) or its mean only."""
 Shape = tuple[int, ...]
+"""The shape of one example or latent code: ``(d,)`` or ``(C, H, W)``."""
+
+
+class StrictModel(BaseModel):
+    """Immutable, an unknown field is an error, and a float must be finite (``.inf``/``.nan``
+    are refused): the base of the spec and of every option model. The spec validates them
+    strictly, as JSON (no conversion between numbers, booleans and strings)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class ComponentOptions(StrictModel):
+    """Base of every component's options (``Literal`` choices, ``Field`` bounds, documented fields)."""
+
+
+class NoOptions(ComponentOptions):
+    """Options of a component that takes none."""
+
+
+# -- hooks the spec calls on options, before anything is built ---------------------------------
+@runtime_checkable
+class ChecksShapes(Protocol):
+    """Options of a network that can tell, from shapes alone, that it cannot map them.
+
+    ``shape_error(in_shape, out_shape)`` returns ``None`` when the network can map
+    ``(batch, *in_shape)`` to ``(batch, *out_shape)``, else a short reason; the spec reports it
+    with the layer and both shapes (``Spec.shape_errors``). Networks without it are checked when
+    built.
+    """
+
+    def shape_error(self, in_shape: Shape, out_shape: Shape) -> str | None: ...
+
+
+@runtime_checkable
+class KnowsShape(Protocol):
+    """Options of a data set that know the shape of one example without loading it.
+
+    ``sample_shape()`` lets the spec check layer 1's networks against the data before loading.
+    """
+
+    def sample_shape(self) -> Shape: ...
+
+
+@runtime_checkable
+class WeighsLayers(Protocol):
+    """Options of a penalty that hold a weight lambda_i per latent layer.
+
+    ``layer_weights(num_layers)`` returns them, or raises :class:`ValueError` (a
+    :class:`~hierot.errors.HierotError`) naming the field when they do not fit ``num_layers``.
+    """
+
+    def layer_weights(self, num_layers: int) -> list[float]: ...
 
 
 class NetworkFactory(Protocol):
@@ -29,7 +93,8 @@ class NetworkFactory(Protocol):
     The module maps ``(batch, *in_shape)`` to a :class:`Gaussian` over ``(batch, *out_shape)``:
     mean and log-variance when ``head == "gaussian"``, mean only when ``"deterministic"``.
     A factory that cannot map ``in_shape`` to ``out_shape`` with its options raises
-    :class:`hierot.errors.HierotError` naming both shapes.
+    :class:`hierot.errors.HierotError` naming both shapes; its options may say so earlier, when
+    the spec is validated, by following :class:`ChecksShapes`.
     """
 
     def __call__(self, options, *, in_shape: Shape, out_shape: Shape, head: Head) -> nn.Module: ...
@@ -79,7 +144,8 @@ class Penalty(Protocol):
 
     ``weights`` holds lambda_i per latent layer (from the penalty's own options); the objective
     reports the plain sum and the weighted sum sum_i lambda_i value_i. The factory is called as
-    ``factory(options, num_layers=N)``.
+    ``factory(options, num_layers=N)``; options following :class:`WeighsLayers` are checked
+    against the number of layers when the spec is validated.
     """
 
     weights: list[float]
@@ -110,7 +176,8 @@ class DatasetFactory(Protocol):
     """``factory(options, *, seed) -> DataSplits``: the whole train and test splits.
 
     A missing data set raises :class:`hierot.errors.DataNotFoundError` saying where it looked
-    and how to get it.
+    and how to get it. Options following :class:`KnowsShape` let the spec check the first layer's
+    networks against the data before it is loaded.
     """
 
     def __call__(self, options, *, seed: int) -> DataSplits: ...

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from hierot.components import Shape
 from hierot.distributions import Gaussian
-
-Shape = tuple[int, ...]
 
 
 class Hierarchy(nn.Module):

@@ -66,7 +66,7 @@ def noise_streams() -> dict:
     """Draws in this rank's own phase and in the shared phase of one step."""
     import torch.distributed as dist
 
-    from hierot.runtime import from_environment
+    from hierot.training.distributed import from_environment
 
     runtime = from_environment("cpu")
     before = torch.get_rng_state()
@@ -90,7 +90,7 @@ def stop_together(runtime) -> str:
     """A non-finite objective on rank 1 only: rank 0 must stop too (not wait in the backward)."""
     from torch import nn
 
-    from hierot.distributed import DataParallelObjective
+    from hierot.training.distributed import DataParallelObjective
     from hierot.errors import NonFiniteLossError
     from hierot.objectives.terms import Terms
 
@@ -115,9 +115,9 @@ def main(root: Path) -> None:
     import hierot
     from hierot.cli import main as cli
     from hierot.errors import HierotError
-    from hierot.loading import dump_spec
+    from hierot.spec.loading import dump_spec
 
-    from hierot.runtime import from_environment
+    from hierot.training.distributed import from_environment
 
     runtime = from_environment("cpu")  # joins the process group; later fits reuse it
     seen: dict = {"runtime": type(runtime).__name__}

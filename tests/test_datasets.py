@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from hierot.components import DataSplits
 from hierot.datasets import _common, mnist, mnist5k, toy
 from hierot.errors import DataNotFoundError, HierotError, SpecError
-from hierot.loading import load_spec
+from hierot.spec.loading import load_spec
 from hierot.registry import ComponentOptions, NoOptions, datasets
 
 OFFLINE = {  # loadable anywhere, kept small

@@ -18,8 +18,8 @@ import torch
 
 import hierot
 from hierot.errors import HierotError
-from hierot.rundir import RunDir
-from hierot.runtime import Runtime, single_process
+from hierot.training.rundir import RunDir
+from hierot.training.runtime import Runtime, single_process
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _distributed_worker as worker  # noqa: E402  (registers the dist-blobs data set)

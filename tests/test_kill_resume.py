@@ -22,7 +22,7 @@ import torch
 import yaml
 
 import hierot
-from hierot.rundir import RunDir
+from hierot.training.rundir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from hierot.errors import DuplicateNameError, HierotError, UnknownNameError
+from hierot.errors import DuplicateNameError, HierotError, PluginError, UnknownNameError
 from hierot.registry import ALL, ComponentOptions, Registry
 
 
@@ -29,14 +29,14 @@ def test_duplicate_name_is_an_error():
     assert registry.get("a").factory(None) == 1
 
 
-def test_register_decorator_takes_options_from_the_factory():
+def test_register_decorator_takes_the_options_model():
     registry = Registry("thing")
 
-    @registry.register("scaled")
-    class Scaled:
-        class Options(ComponentOptions):
-            factor: float = 2.0
+    class ScaledOptions(ComponentOptions):
+        factor: float = 2.0
 
+    @registry.register("scaled", options=ScaledOptions)
+    class Scaled:
         def __init__(self, options):
             self.factor = options.factor
 
@@ -73,3 +73,16 @@ def test_every_network_maps_shapes_and_returns_gaussians(name):
         assert isinstance(out, Gaussian)
         assert out.mean.shape == (5, 4)
         assert out.deterministic == (head == "deterministic")
+
+
+def test_options_are_declared_at_registration_only():
+    """One way to declare options: an ``Options`` attribute on a factory is refused, not guessed."""
+    registry = Registry("thing")
+
+    class Nested:
+        class Options(ComponentOptions):
+            factor: float = 2.0
+
+    with pytest.raises(PluginError, match=r"register\('nested', options=...\)"):
+        registry.register("nested")(Nested)
+    assert "nested" not in registry

@@ -17,7 +17,7 @@ from hierot.distributions import Gaussian
 from hierot.errors import HierotError, SpecError
 from hierot.networks.resnet import ResNet
 from hierot.registry import costs, divergences, networks, penalties
-from hierot.trainer import Trainer
+from hierot.training.trainer import Trainer
 
 PAPER_SVHN_LATENTS = [(1, 16, 16), (2, 8, 8), (4, 4, 4), (2, 4, 4), (1, 4, 4), (2, 2, 2)]
 

@@ -18,11 +18,11 @@ import yaml
 import hierot
 from hierot.cli import main
 from hierot.errors import CheckpointError, HierotError, NonFiniteLossError, RunChangedError
-from hierot.loading import dump_spec
+from hierot.spec.loading import dump_spec
 from hierot.registry import ComponentOptions, divergences
-from hierot.resume import init_from, read_changes
-from hierot.rundir import RunDir
-from hierot.trainer import CHECKPOINT_FORMAT
+from hierot.training.resume import init_from, read_changes
+from hierot.training.rundir import RunDir
+from hierot.training.trainer import CHECKPOINT_FORMAT
 
 TINY = {
     "data": {"name": "toy-hierarchy", "n_train": 128, "n_test": 32, "dims": [8, 4, 2]},

@@ -7,7 +7,7 @@ import yaml
 
 import hierot
 from hierot.errors import HierotError, SpecError
-from hierot.loading import apply_overrides, dump_spec, load_spec
+from hierot.spec.loading import apply_overrides, dump_spec, load_spec
 from hierot.registry import presets
 
 MINIMAL = {

@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError, SpecError
-from hierot.loading import load_spec
-from hierot.rundir import RunDir
+from hierot.spec.loading import load_spec
+from hierot.training.rundir import RunDir
 
 EXAMPLES = int(os.environ.get("HIEROT_FUZZ_EXAMPLES", "200"))
 LONG = "HIEROT_FUZZ_EXAMPLES" in os.environ

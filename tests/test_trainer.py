@@ -11,7 +11,7 @@ import torch
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.registry import ComponentOptions, divergences
-from hierot.rundir import RunDir, atomic_torch_save
+from hierot.training.rundir import RunDir, atomic_torch_save
 
 TINY = {
     "data": {"name": "digits"},

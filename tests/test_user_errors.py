@@ -19,7 +19,7 @@ import yaml
 from hierot.cli import main
 from hierot.datasets import mnist
 from hierot.errors import HierotError, SpecError
-from hierot.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
+from hierot.spec.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
 from hierot.registry import datasets
 
 VALID = {

@@ -23,7 +23,6 @@ def _sum_event(values: Tensor) -> Tensor:
 class _Cost:
     """A cost without options; ``closed_form`` says whether ``expected`` is defined."""
 
-    Options = NoOptions
     closed_form = False
 
     def __init__(self, options: NoOptions | None = None):

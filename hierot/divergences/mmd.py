@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from hierot.divergences._common import flatten_pair, squared_distances
+from hierot.divergences.helpers import flatten_pair, squared_distances
 from hierot.registry import ComponentOptions, divergences
 
 WAE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -23,7 +23,19 @@ WAE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 Bandwidth = Annotated[float, Field(gt=0)]
 
 
-@divergences.register("mmd")
+class MMDOptions(ComponentOptions):
+    """Options of ``mmd`` (:class:`MMD`)."""
+
+    kernel: Literal["imq", "rbf"] = Field("imq", description="inverse multiquadratic or RBF")
+    scales: Literal["wae"] | Annotated[tuple[Bandwidth, ...], Field(min_length=1)] = Field(
+        "wae", description='"wae" (C = 2 d s over seven s) or a list of bandwidths C > 0'
+    )
+    estimator: Literal["unbiased", "biased"] = Field(
+        "unbiased", description="U-statistic (off-diagonal means) or V-statistic"
+    )
+
+
+@divergences.register("mmd", options=MMDOptions)
 class MMD:
     r"""Squared MMD with a sum of IMQ or RBF kernels over several bandwidths (the WAE's).
 
@@ -62,16 +74,7 @@ class MMD:
     slower on CPU).
     """
 
-    class Options(ComponentOptions):
-        kernel: Literal["imq", "rbf"] = Field("imq", description="inverse multiquadratic or RBF")
-        scales: Literal["wae"] | Annotated[tuple[Bandwidth, ...], Field(min_length=1)] = Field(
-            "wae", description='"wae" (C = 2 d s over seven s) or a list of bandwidths C > 0'
-        )
-        estimator: Literal["unbiased", "biased"] = Field(
-            "unbiased", description="U-statistic (off-diagonal means) or V-statistic"
-        )
-
-    def __init__(self, options: Options):
+    def __init__(self, options: MMDOptions):
         self.options = options
         self._unbiased = options.estimator == "unbiased"
 

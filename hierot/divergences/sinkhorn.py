@@ -16,7 +16,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from hierot.divergences._common import flatten_pair, ground_cost
+from hierot.divergences.helpers import flatten_pair, ground_cost
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, divergences
 
@@ -25,7 +25,40 @@ POT_ONLY = ("max_iter", "tolerance")
 FINAL_UPDATES = 3  # averaged updates at the final epsilon before POT takes over
 
 
-@divergences.register("sinkhorn")
+class SinkhornOptions(ComponentOptions):
+    """Options of ``sinkhorn`` (:class:`Sinkhorn`)."""
+
+    backend: Literal["geomloss", "pot"] = Field("geomloss", description="solver library")
+    p: Literal[1, 2] = Field(2, description="exponent of the cost |x - y|^p / p")
+    blur: float = Field(0.05, gt=0, description="entropic scale; epsilon = blur ** p")
+    scaling: float = Field(
+        0.5, gt=0, lt=1, description="epsilon-annealing ratio per step (near 1: slow, exact)"
+    )
+    reach: float | None = Field(
+        None, gt=0, description="geomloss: unbalanced transport scale (None: balanced)"
+    )
+    geomloss_backend: Literal["tensorized", "online", "multiscale"] = Field(
+        "tensorized", description="geomloss: how the cost matrix is handled"
+    )
+    max_iter: int = Field(1000, gt=0, lt=2**31, description="pot: Sinkhorn iterations at most")
+    tolerance: float = Field(1e-6, gt=0, description="pot: stop when marginals are this close")
+
+    @model_validator(mode="after")
+    def _options_match_backend(self):
+        foreign = POT_ONLY if self.backend == "geomloss" else GEOMLOSS_ONLY
+        # a default is not a choice: the resolved spec (every default written out) must reload
+        defaults = type(self).model_fields
+        given = [f for f in foreign if getattr(self, f) != defaults[f].default]
+        if given:
+            other = "pot" if self.backend == "geomloss" else "geomloss"
+            raise ValueError(
+                f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
+                f"backend {other!r}, not {self.backend!r}"
+            )
+        return self
+
+
+@divergences.register("sinkhorn", options=SinkhornOptions)
 class Sinkhorn:
     r"""Debiased Sinkhorn divergence S_eps with cost |x - y|^p / p (GeomLoss or POT).
 
@@ -71,37 +104,7 @@ class Sinkhorn:
     iteration; memory :math:`O(nm)` except for geomloss's ``online``/``multiscale``.
     """
 
-    class Options(ComponentOptions):
-        backend: Literal["geomloss", "pot"] = Field("geomloss", description="solver library")
-        p: Literal[1, 2] = Field(2, description="exponent of the cost |x - y|^p / p")
-        blur: float = Field(0.05, gt=0, description="entropic scale; epsilon = blur ** p")
-        scaling: float = Field(
-            0.5, gt=0, lt=1, description="epsilon-annealing ratio per step (near 1: slow, exact)"
-        )
-        reach: float | None = Field(
-            None, gt=0, description="geomloss: unbalanced transport scale (None: balanced)"
-        )
-        geomloss_backend: Literal["tensorized", "online", "multiscale"] = Field(
-            "tensorized", description="geomloss: how the cost matrix is handled"
-        )
-        max_iter: int = Field(1000, gt=0, lt=2**31, description="pot: Sinkhorn iterations at most")
-        tolerance: float = Field(1e-6, gt=0, description="pot: stop when marginals are this close")
-
-        @model_validator(mode="after")
-        def _options_match_backend(self):
-            foreign = POT_ONLY if self.backend == "geomloss" else GEOMLOSS_ONLY
-            # a default is not a choice: the resolved spec (every default written out) must reload
-            defaults = type(self).model_fields
-            given = [f for f in foreign if getattr(self, f) != defaults[f].default]
-            if given:
-                other = "pot" if self.backend == "geomloss" else "geomloss"
-                raise ValueError(
-                    f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
-                    f"backend {other!r}, not {self.backend!r}"
-                )
-            return self
-
-    def __init__(self, options: Options):
+    def __init__(self, options: SinkhornOptions):
         self.options = options
         if options.backend == "geomloss":
             keops = options.geomloss_backend != "tensorized"

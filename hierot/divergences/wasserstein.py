@@ -15,11 +15,18 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from hierot.divergences._common import flatten_pair, ground_cost
+from hierot.divergences.helpers import flatten_pair, ground_cost
 from hierot.registry import ComponentOptions, divergences
 
 
-@divergences.register("wasserstein")
+class WassersteinOptions(ComponentOptions):
+    """Options of ``wasserstein`` (:class:`Wasserstein`)."""
+
+    p: Literal[1, 2] = Field(2, description="cost |x - y|^p: squared Euclidean (2) or not (1)")
+    max_iter: int = Field(100_000, gt=0, lt=2**31, description="network simplex iterations at most")
+
+
+@divergences.register("wasserstein", options=WassersteinOptions)
 class Wasserstein:
     r"""Exact optimal transport cost W_p^p between the two samples (network simplex).
 
@@ -39,11 +46,7 @@ class Wasserstein:
     :math:`d`; it is zero for identical samples.
     """
 
-    class Options(ComponentOptions):
-        p: Literal[1, 2] = Field(2, description="cost |x - y|^p: squared Euclidean (2) or not (1)")
-        max_iter: int = Field(100_000, gt=0, lt=2**31, description="network simplex iterations at most")
-
-    def __init__(self, options: Options):
+    def __init__(self, options: WassersteinOptions):
         self.options = options
 
     def __call__(self, samples: Tensor, prior_samples: Tensor) -> Tensor:
@@ -57,7 +60,17 @@ class Wasserstein:
         return f"Wasserstein(p={self.options.p})"
 
 
-@divergences.register("sliced-wasserstein")
+class SlicedWassersteinOptions(ComponentOptions):
+    """Options of ``sliced-wasserstein`` (:class:`SlicedWasserstein`)."""
+
+    n_projections: int = Field(50, gt=0, le=2**16, description="number L of random directions")
+    p: Literal[1, 2] = Field(2, description="exponent of the 1-D costs |s - t|^p")
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="fixed projections (None: fresh ones)"
+    )
+
+
+@divergences.register("sliced-wasserstein", options=SlicedWassersteinOptions)
 class SlicedWasserstein:
     r"""Sliced Wasserstein SW_p^p: the mean W_p^p over random 1-D projections.
 
@@ -80,14 +93,7 @@ class SlicedWasserstein:
     direction if used for training.
     """
 
-    class Options(ComponentOptions):
-        n_projections: int = Field(50, gt=0, le=2**16, description="number L of random directions")
-        p: Literal[1, 2] = Field(2, description="exponent of the 1-D costs |s - t|^p")
-        seed: int | None = Field(
-            None, ge=0, lt=2**63, description="fixed projections (None: fresh ones)"
-        )
-
-    def __init__(self, options: Options):
+    def __init__(self, options: SlicedWassersteinOptions):
         self.options = options
         self._fixed: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
 

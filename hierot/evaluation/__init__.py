@@ -3,7 +3,7 @@
 Each module does one job:
 
 ============== =================================================================================
-``run``        load a run directory at a checkpoint, encode and generate in batches
+``trained``    load a trained run at a checkpoint, encode and generate in batches
 ``metrics``    objective terms, reconstruction error per encoding depth, top divergences,
                active units
 ``classifier`` the small feature classifier behind the Fréchet classifier distance (cached)
@@ -12,8 +12,11 @@ Each module does one job:
 ``evaluator``  every metric of a run, ``eval.json`` and its table
 ``figures``    the paper's figures 2a-c, 3a-b and 5b for any run
 ``report``     ``report.md``
-``commands``   the ``hierot eval``, ``plot``, ``sample`` and ``report`` sub-commands
+``plotting``   drawing helpers: image mosaics, 2-D views of vectors, sample grids, saving
 ============== =================================================================================
+
+The ``hierot eval``, ``plot``, ``sample`` and ``report`` sub-commands live in
+:mod:`hierot.cli.evaluation`: the command line imports this package, never the reverse.
 
 The public names are imported lazily (so ``hierot --help`` does not import matplotlib).
 """
@@ -24,8 +27,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "LoadedRun": "hierot.evaluation.run",
-    "load_run": "hierot.evaluation.run",
+    "LoadedRun": "hierot.evaluation.trained",
+    "load_run": "hierot.evaluation.trained",
     "evaluate": "hierot.evaluation.evaluator",
     "format_table": "hierot.evaluation.evaluator",
     "frechet_distance": "hierot.evaluation.frechet",

@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from hierot._utils import one_thread, seeded
 from hierot.components import DataSplits
-from hierot.evaluation.run import one_thread, seeded
-from hierot.rundir import atomic_torch_save
+from hierot.training.rundir import atomic_torch_save
 
 CACHE_ENV = "HIEROT_CACHE"
 """Environment variable naming hierot's cache directory (default ``~/.cache/hierot``)."""

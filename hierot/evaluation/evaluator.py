@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hierot.evaluation import metrics
-from hierot.evaluation.run import LoadedRun, encode, generate, load_run, subset
-from hierot.rundir import atomic_write_text
+from hierot.evaluation.trained import LoadedRun, encode, generate, load_run, subset
+from hierot.training.rundir import atomic_write_text
 
 FCD_NAME = "Fréchet classifier distance (FCD)"
 EVAL_FILE = "eval.json"

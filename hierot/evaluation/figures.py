@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hierot.evaluation._draw import (
+from hierot.evaluation.plotting import (
     Display,
     cell_centres,
     is_image,
@@ -40,7 +40,7 @@ from hierot.evaluation._draw import (
     show_mosaic,
     xy,
 )
-from hierot.evaluation.run import LoadedRun, decode, encode, generate, load_run, subset
+from hierot.evaluation.trained import LoadedRun, decode, encode, generate, load_run, subset
 
 CAPTIONS = {
     "training_curves.png": "Training curves: every term of the objective, unweighted and "

@@ -20,14 +20,13 @@ import math
 import torch
 from torch import Tensor
 
+from hierot._utils import one_thread, seeded
 from hierot.errors import HierotError
-from hierot.evaluation.run import (
+from hierot.evaluation.trained import (
     chunks,
     decode,
     encode,
     encoding_means,
-    one_thread,
-    seeded,
     subset,
 )
 from hierot.model import Hierarchy

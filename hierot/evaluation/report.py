@@ -15,8 +15,8 @@ from typing import Any
 
 from hierot.evaluation.evaluator import EVAL_FILE, PER_LAYER_HEADER, number, per_layer_rows
 from hierot.evaluation.figures import CAPTIONS
-from hierot.loading import load_spec
-from hierot.rundir import RunDir, atomic_write_text
+from hierot.spec.loading import load_spec
+from hierot.training.rundir import RunDir, atomic_write_text
 
 REPORT_FILE = "report.md"
 

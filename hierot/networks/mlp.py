@@ -21,24 +21,27 @@ from hierot.registry import ComponentOptions, networks
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
-@networks.register("mlp")
+class MLPOptions(ComponentOptions):
+    """Options of ``mlp`` (:class:`MLP`)."""
+
+    hidden: tuple[Annotated[int, Field(ge=1, le=2**16)], ...] = Field(
+        (512, 512), description="widths of the hidden layers, each 1..65536"
+    )
+    batch_norm: bool = Field(True, description="BatchNorm after each hidden layer")
+    activation: Literal["relu", "leaky-relu", "gelu", "tanh"] = "relu"
+    output: Literal["identity", "sigmoid"] = Field(
+        "identity", description="squash the mean into [0, 1] (pixel decoders)"
+    )
+
+
+@networks.register("mlp", options=MLPOptions)
 class MLP(nn.Module):
     """Hidden linear layers (each followed by BatchNorm and ReLU) and a Gaussian head.
 
     Inputs of any shape are flattened; the output has the layer's latent shape.
     """
 
-    class Options(ComponentOptions):
-        hidden: tuple[Annotated[int, Field(ge=1, le=2**16)], ...] = Field(
-            (512, 512), description="widths of the hidden layers, each 1..65536"
-        )
-        batch_norm: bool = Field(True, description="BatchNorm after each hidden layer")
-        activation: Literal["relu", "leaky-relu", "gelu", "tanh"] = "relu"
-        output: Literal["identity", "sigmoid"] = Field(
-            "identity", description="squash the mean into [0, 1] (pixel decoders)"
-        )
-
-    def __init__(self, options: Options, *, in_shape: Shape, out_shape: Shape, head: Head):
+    def __init__(self, options: MLPOptions, *, in_shape: Shape, out_shape: Shape, head: Head):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = numel(in_shape)

@@ -272,7 +272,7 @@ class ConvHead(nn.Module):
         return Gaussian(self.mean(features), self.log_var(features))
 
 
-@networks.register("resnet")
+@networks.register("resnet", options=ResNetOptions)
 class ResNet(nn.Module):
     """Residual convolutional network (Figure 6a) with a Gaussian or deterministic head.
 
@@ -280,8 +280,6 @@ class ResNet(nn.Module):
     keeping the spatial size; a vector on either side is handled by a linear input projection or
     a fully connected last operation (``last: fc``).
     """
-
-    Options = ResNetOptions
 
     def __init__(self, options: ResNetOptions, *, in_shape: Shape, out_shape: Shape, head: Head):
         super().__init__()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from hierot._utils import identity
 from hierot.components import Cost, Divergence, LayerOutputs, Penalty
 from hierot.model import Hierarchy
 
@@ -41,10 +42,6 @@ class Terms:
     def scalars(self) -> dict[str, float]:
         """:meth:`detached` as plain floats, for logging."""
         return {name: float(v) for name, v in self.detached().items()}
-
-
-def identity(samples: Tensor) -> Tensor:
-    return samples
 
 
 class Objective(nn.Module):

@@ -23,6 +23,8 @@ from hierot.registry import ComponentOptions, penalties
 
 
 class LogVarianceOptions(ComponentOptions):
+    """Options of the log-variance penalties: lambda_i per layer (:class:`~hierot.components.WeighsLayers`)."""
+
     weights: tuple[float, ...] | None = Field(
         None, description="lambda_i per latent layer (one per layer); overrides first/ratio"
     )
@@ -44,8 +46,6 @@ class LogVarianceOptions(ComponentOptions):
 
 class _LogVariancePenalty:
     """sum_i lambda_i sum_m f(log Sigma_i[m]), batch-averaged, for an elementwise f."""
-
-    Options = LogVarianceOptions
 
     def __init__(self, options: LogVarianceOptions, *, num_layers: int):
         self.weights = options.layer_weights(num_layers)
@@ -77,7 +77,7 @@ class _LogVariancePenalty:
         return torch.stack(values)
 
 
-@penalties.register("abs-log-var")
+@penalties.register("abs-log-var", options=LogVarianceOptions)
 class AbsLogVariance(_LogVariancePenalty):
     r"""Eq. (12): :math:`\sum_i \lambda_i^\Sigma \sum_m |\log \Sigma_i[m]|` (Rubenstein et al., 2018)."""
 
@@ -86,7 +86,7 @@ class AbsLogVariance(_LogVariancePenalty):
         return log_var.abs()
 
 
-@penalties.register("sq-log-var")
+@penalties.register("sq-log-var", options=LogVarianceOptions)
 class SquaredLogVariance(_LogVariancePenalty):
     r""":math:`\sum_i \lambda_i \sum_m (\log \Sigma_i[m])^2`: a smooth variant of Eq. (12).
 

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from scipy.stats import energy_distance, norm
 
 from hierot.registry import divergences
-from hierot_energy import EnergyDistance
+from hierot_energy import EnergyDistance, EnergyOptions
 
 
 def energy(**options):
@@ -28,14 +28,14 @@ def test_registered_through_its_entry_point():
     entry = divergences.get("energy")
     assert entry.source.startswith("hierot-energy")
     assert entry.entry_point == "hierot_energy:EnergyDistance"
-    assert entry.factory is EnergyDistance and entry.options is EnergyDistance.Options
+    assert entry.factory is EnergyDistance and entry.options is EnergyOptions
     assert not [e for e in divergences.plugin_errors if "energy" in e]
 
 
 def test_validated_like_a_builtin_in_a_spec():
     adapter = TypeAdapter(divergences.options_union())
     options = adapter.validate_python({"name": "energy", "beta": 0.5})
-    assert isinstance(options, EnergyDistance.Options) and options.beta == 0.5
+    assert isinstance(options, EnergyOptions) and options.beta == 0.5
     for bad in ({"name": "energy", "beta": 2.0}, {"name": "energy", "beta": 0}):
         with pytest.raises(ValidationError):
             adapter.validate_python(bad)

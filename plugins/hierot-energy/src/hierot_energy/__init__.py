@@ -1,7 +1,10 @@
 r"""Energy distance (Székely & Rizzo, 2013) as a hierot latent divergence.
 
 A plug-in: hierot finds :class:`EnergyDistance` through the ``hierot.divergences`` entry point
-declared in this package's ``pyproject.toml`` and registers it as ``energy``. It can stand in for
+declared in this package's ``pyproject.toml``; importing this module registers it as ``energy``
+with its options (:class:`EnergyOptions`), and hierot records which package supplied it. The
+distances come from hierot's public helpers for plug-in authors,
+:mod:`hierot.divergences.helpers`. It can stand in for
 the MMD at the top of the StackedWAE objective (the paper's :math:`\mathcal{D}_N` in Eq. 10).
 """
 
@@ -13,13 +16,23 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from hierot.errors import HierotError
-from hierot.registry import ComponentOptions
+from hierot.divergences.helpers import distance_power, flatten_pair, squared_distances
+from hierot.registry import ComponentOptions, divergences
 
-__all__ = ["EnergyDistance"]
+__all__ = ["EnergyDistance", "EnergyOptions"]
 __version__ = "0.1.0"
 
 
+class EnergyOptions(ComponentOptions):
+    """Options of ``energy`` (:class:`EnergyDistance`)."""
+
+    beta: float = Field(1.0, gt=0, lt=2, description="exponent of the distance, in (0, 2)")
+    estimator: Literal["unbiased", "biased"] = Field(
+        "unbiased", description="U-statistic (off-diagonal means) or V-statistic"
+    )
+
+
+@divergences.register("energy", options=EnergyOptions)
 class EnergyDistance:
     r"""Energy distance E|x-y|^b - (E|x-x'|^b + E|y-y'|^b) / 2: no bandwidth to tune.
 
@@ -40,27 +53,17 @@ class EnergyDistance:
     Cost: :math:`O((n + m)^2 d)` time, :math:`O((n + m)^2)` memory.
     """
 
-    class Options(ComponentOptions):
-        beta: float = Field(1.0, gt=0, lt=2, description="exponent of the distance, in (0, 2)")
-        estimator: Literal["unbiased", "biased"] = Field(
-            "unbiased", description="U-statistic (off-diagonal means) or V-statistic"
-        )
-
-    def __init__(self, options: Options):
+    def __init__(self, options: EnergyOptions):
         self.options = options
         self._unbiased = options.estimator == "unbiased"
 
     def __call__(self, samples: Tensor, prior_samples: Tensor) -> Tensor:
-        if samples.shape[1:] != prior_samples.shape[1:]:
-            raise HierotError(
-                f"energy: inputs must share their event shape; got {tuple(samples.shape)} "
-                f"and {tuple(prior_samples.shape)}"
-            )
-        n, m = samples.shape[0], prior_samples.shape[0]
-        if self._unbiased and min(n, m) < 2:
-            raise HierotError(f"energy: the unbiased estimator needs 2 samples each; got {n}, {m}")
-        z = torch.cat([samples.flatten(1), prior_samples.flatten(1)])
-        dist = _distance_power(z, self.options.beta)
+        x, y = flatten_pair(samples, prior_samples, min_samples=2 if self._unbiased else 1)
+        n = x.shape[0]
+        z = torch.cat([x, y])
+        # |z_i - z_j|^beta for all pairs; the diagonal is exactly zero (not round-off)
+        eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+        dist = distance_power(squared_distances(z, z).masked_fill(eye, 0.0), self.options.beta)
         d_xx, d_yy, d_xy = dist[:n, :n], dist[n:, n:], dist[:n, n:]
         return d_xy.mean() - 0.5 * (self._within(d_xx) + self._within(d_yy))
 
@@ -73,13 +76,3 @@ class EnergyDistance:
     def __repr__(self) -> str:
         return f"EnergyDistance(beta={self.options.beta}, estimator={self.options.estimator!r})"
 
-
-def _distance_power(z: Tensor, beta: float) -> Tensor:
-    r""":math:`\|z_i - z_j\|^\beta` for all pairs, with a zero (not NaN) gradient where
-    :math:`z_i = z_j` (including the diagonal, which is exactly zero)."""
-    sq = (z * z).sum(1)[:, None] + (z * z).sum(1)[None, :] - 2.0 * (z @ z.T)
-    sq = sq.clamp_min(0.0)
-    eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
-    tiny = torch.finfo(z.dtype).tiny
-    positive = (sq > tiny) & ~eye
-    return torch.where(positive, sq.clamp_min(tiny) ** (beta / 2), torch.zeros_like(sq))

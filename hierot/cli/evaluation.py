@@ -16,17 +16,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hierot.cli import command
+from hierot.cli._command import command
 from hierot.errors import HierotError
 
 
-def _run_arguments(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) -> None:
+    """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it seeds."""
     parser.add_argument("run_dir", metavar="RUN_DIR",
                         help="a run directory written by `hierot train`")
     parser.add_argument("--checkpoint", type=int, metavar="STEP",
                         help="the step of the checkpoint to use (default: the last)")
-    if device:
-        parser.add_argument("--device", help="cpu, cuda, ... (default: the spec's device)")
+    parser.add_argument("--device", help="cpu, cuda, ... (default: the spec's device)")
+    if seed:
+        parser.add_argument("--seed", type=int, default=0, help=f"seed of {seed} (default 0)")
 
 
 # -- eval ------------------------------------------------------------------------------------------
@@ -41,11 +43,10 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
-    _run_arguments(parser)
+    _run_arguments(parser, seed="every random draw")
     parser.add_argument("--samples", type=int, default=5000, metavar="N",
                         help="generated samples (and as many test points) for the FCD, at most "
                              "the test set's size (default 5000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
 
 
 evaluate_run.arguments = _eval_arguments
@@ -78,7 +79,7 @@ command("plot", "draw a run's figures into RUN_DIR/figures and write RUN_DIR/rep
 def sample(args: argparse.Namespace) -> int:
     import torch
 
-    from hierot.evaluation.run import generate, load_run
+    from hierot.evaluation.trained import generate, load_run
 
     if args.n < 1:
         raise HierotError(f"sample: -n must be at least 1, got {args.n}")
@@ -91,46 +92,20 @@ def sample(args: argparse.Namespace) -> int:
     if out.suffix.lower() == ".pt":
         torch.save(drawn, out)
     else:
-        _sample_png(run, drawn, out)
+        from hierot.evaluation.plotting import samples_figure
+
+        title = f"{len(drawn)} samples, {run.run_dir.path.name}, step {run.step}"
+        samples_figure(drawn, run.model.data_shape, run.data.test_x, title, out)
     print(f"written {args.n} samples of step {run.step} to {out}")
     return 0
 
 
-def _sample_png(run, drawn, out: Path) -> None:
-    import math
-
-    from hierot.evaluation._draw import (
-        Display,
-        is_image,
-        label_axes_xy,
-        new_figure,
-        save,
-        show_mosaic,
-        xy,
-    )
-
-    if is_image(run.model.data_shape):
-        columns = math.ceil(math.sqrt(len(drawn)))
-        rows = math.ceil(len(drawn) / columns)
-        figure = new_figure(min(12, 0.6 * columns + 1), min(12, 0.6 * rows + 1))
-        ax = figure.subplots()
-        show_mosaic(ax, drawn, columns, Display(run.data.test_x))
-    else:
-        figure = new_figure(6, 6)
-        ax = figure.subplots()
-        ax.scatter(*xy(drawn).T, s=6)
-        label_axes_xy(ax, "x", math.prod(run.model.data_shape))
-    ax.set_title(f"{len(drawn)} samples, {run.run_dir.path.name}, step {run.step}")
-    save(figure, out)
-
-
 def _sample_arguments(parser: argparse.ArgumentParser) -> None:
-    _run_arguments(parser)
+    _run_arguments(parser, seed="the prior samples")
     parser.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="FILE.png for an image grid (a scatter plot for vector data), "
                              "FILE.pt for the tensor (n, *shape)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the prior samples (default 0)")
 
 
 sample.arguments = _sample_arguments

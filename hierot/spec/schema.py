@@ -17,8 +17,6 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     PositiveInt,
@@ -26,16 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from hierot.components import ChecksShapes, Head, KnowsShape, Shape, StrictModel, WeighsLayers
 from hierot.registry import costs, datasets, divergences, networks, penalties
-
-Head = Literal["gaussian", "deterministic"]
-
-
-class StrictModel(BaseModel):
-    """Immutable, an unknown field is an error, and a float must be finite."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
 
 MAX_WIDTH = 2**16
 """Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
@@ -189,7 +179,7 @@ class Spec(StrictModel):
                 f"{n} reconstruction terms (one per latent layer)"
             )
         for k, penalty in enumerate(self.penalties):
-            if hasattr(penalty, "layer_weights"):
+            if isinstance(penalty, WeighsLayers):
                 try:
                     penalty.layer_weights(n)
                 except ValueError as exc:
@@ -209,7 +199,7 @@ class Spec(StrictModel):
                 f"({', '.join(f'{w:.4g}' for w in reconstruction)} | {match:.4g})"
             )
         for k, penalty in enumerate(self.penalties):
-            if hasattr(penalty, "layer_weights"):
+            if isinstance(penalty, WeighsLayers):
                 try:
                     values = penalty.layer_weights(len(self.layers))
                 except ValueError:
@@ -218,14 +208,14 @@ class Spec(StrictModel):
                     errors.append(f"penalties.{k}: resolves to non-finite layer weights {values}")
         return errors
 
-    def shape_errors(self, data_shape: tuple[int, ...] | None = None) -> list[str]:
-        """Ask each network whose options define ``shape_error(in_shape, out_shape)``.
+    def shape_errors(self, data_shape: Shape | None = None) -> list[str]:
+        """Ask each network whose options follow :class:`~hierot.components.ChecksShapes`.
 
-        The data shape comes from the argument, else from the dataset options'
-        ``sample_shape()`` when they define it; layer 1 is skipped when it is unknown.
+        The data shape comes from the argument, else from the data set's options when they follow
+        :class:`~hierot.components.KnowsShape`; layer 1 is skipped when it is unknown.
         """
-        if data_shape is None:
-            data_shape = getattr(self.data, "sample_shape", lambda: None)()
+        if data_shape is None and isinstance(self.data, KnowsShape):
+            data_shape = self.data.sample_shape()
         errors = []
         below, below_name = data_shape, "data"
         for i, layer in enumerate(self.layers):
@@ -234,10 +224,9 @@ class Spec(StrictModel):
                 ("encoder", layer.encoder, below, here),
                 ("decoder", layer.decoder, here, below),
             ):
-                check = getattr(options, "shape_error", None)
-                if check is None or src is None or dst is None:
+                if not isinstance(options, ChecksShapes) or src is None or dst is None:
                     continue
-                problem = check(tuple(src), tuple(dst))
+                problem = options.shape_error(tuple(src), tuple(dst))
                 if problem:
                     errors.append(
                         f"layers.{i}.{role}: cannot map {below_name} {tuple(below)} and "

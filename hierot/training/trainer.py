@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from hierot.batches import BatchOrder
+from hierot.training.batches import BatchOrder
 from hierot.builder import Built, build_optimizer
 from hierot.errors import HierotError, NonFiniteLossError
-from hierot.rundir import MetricsWriter, RunDir, atomic_write_text
-from hierot.runtime import Runtime, single_process
+from hierot.training.rundir import MetricsWriter, RunDir, atomic_write_text
+from hierot.training.runtime import Runtime, single_process
 
 CHECKPOINT_FORMAT = 1
 

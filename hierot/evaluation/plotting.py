@@ -89,3 +89,22 @@ def xy(points: Tensor) -> np.ndarray:
 def label_axes_xy(ax, what: str, dims: int) -> None:
     ax.set_xlabel(f"{what}[0]")
     ax.set_ylabel(f"{what}[1]" if dims > 1 else "(1-D data: 0)")
+
+
+def samples_figure(drawn: Tensor, data_shape: tuple[int, ...], reference: Tensor, title: str,
+                   path: Path) -> Path:
+    """``drawn`` samples saved to ``path``: an image grid (shown like ``reference``, the data) or,
+    for vector data, a scatter plot of their first two coordinates."""
+    if is_image(data_shape):
+        columns = math.ceil(math.sqrt(len(drawn)))
+        rows = math.ceil(len(drawn) / columns)
+        figure = new_figure(min(12, 0.6 * columns + 1), min(12, 0.6 * rows + 1))
+        ax = figure.subplots()
+        show_mosaic(ax, drawn, columns, Display(reference))
+    else:
+        figure = new_figure(6, 6)
+        ax = figure.subplots()
+        ax.scatter(*xy(drawn).T, s=6)
+        label_axes_xy(ax, "x", math.prod(data_shape))
+    ax.set_title(title)
+    return save(figure, path)

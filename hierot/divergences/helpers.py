@@ -1,4 +1,16 @@
-"""Helpers shared by the built-in divergences: input checks and pairwise distances."""
+r"""Helpers for writing a divergence, built in or in a plug-in: input checks and distances.
+
+A public module: the example plug-in (``plugins/hierot-energy``) uses it, and so can yours::
+
+    from hierot.divergences.helpers import distance_power, flatten_pair, squared_distances
+
+* :func:`flatten_pair` checks two batches ``(n, *shape)`` and ``(m, *shape)`` (event shapes,
+  dtype, device, sample counts) and flattens them to ``(n, d)`` and ``(m, d)``;
+* :func:`squared_distances` is the ``(n, m)`` matrix of :math:`\|x_i - y_j\|^2`;
+* :func:`distance_power` raises squared distances to :math:`\|x_i - y_j\|^\beta` with a finite
+  gradient where two points coincide;
+* :func:`ground_cost` is the transport cost :math:`\|x_i - y_j\|^p`, ``p`` in {1, 2}.
+"""
 
 from __future__ import annotations
 
@@ -60,12 +72,21 @@ def squared_distances(x: Tensor, y: Tensor) -> Tensor:
 def ground_cost(x: Tensor, y: Tensor, p: int) -> Tensor:
     r"""The ground cost :math:`\|x_i - y_j\|^p` for ``p`` in {1, 2}, shape ``(n, m)``.
 
-    For ``p = 1`` the square root has a safe gradient: zero where two points coincide (the
-    derivative of :math:`\|x - y\|` is undefined there, and autograd would return NaN).
+    For ``p = 1`` the square root has a safe gradient (:func:`distance_power`): zero where two
+    points coincide.
     """
     sq = squared_distances(x, y)
-    if p == 2:
-        return sq
-    tiny = torch.finfo(sq.dtype).tiny
-    positive = sq > tiny
-    return torch.where(positive, sq.clamp_min(tiny).sqrt(), torch.zeros_like(sq))
+    return sq if p == 2 else distance_power(sq, 1.0)
+
+
+def distance_power(squared: Tensor, beta: float) -> Tensor:
+    r""":math:`d^\beta` from squared distances :math:`d^2` (``squared``), elementwise, ``beta > 0``.
+
+    Where :math:`d = 0` the value is 0 and the gradient is 0, not NaN: the derivative of
+    :math:`d^\beta` is undefined there for :math:`\beta \le 1`, and autograd would return NaN
+    (through the square root) or infinity.
+    """
+    tiny = torch.finfo(squared.dtype).tiny
+    positive = squared > tiny
+    powered = squared.clamp_min(tiny) ** (beta / 2)
+    return torch.where(positive, powered, torch.zeros_like(squared))

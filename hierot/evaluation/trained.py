@@ -7,7 +7,6 @@ statistics). Everything here runs without gradients, in batches, and returns CPU
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +14,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from hierot._utils import seeded
 from hierot.builder import Built, build
 from hierot.components import DataSplits
-from hierot.loading import load_spec
 from hierot.model import Hierarchy
-from hierot.resume import check_architecture
-from hierot.rundir import RunDir
-from hierot.runtime import resolve_device
-from hierot.spec import Spec
+from hierot.spec.loading import load_spec
+from hierot.spec.schema import Spec
+from hierot.training.rundir import RunDir
+from hierot.training.runtime import resolve_device
+from hierot.training.resume import check_architecture
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""
@@ -104,28 +104,6 @@ def load_run(
     built.objective.to(where)
     built.objective.eval()
     return LoadedRun(run_dir, spec, built, int(state["step"]), file, where)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's global RNGs seeded, restoring their state afterwards."""
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
-def one_thread(device) -> Iterator[None]:
-    """Run the block with one intra-op torch thread when ``device`` is the CPU."""
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def chunks(n: int, size: int = EVAL_BATCH) -> Iterator[slice]:

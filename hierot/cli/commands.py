@@ -1,4 +1,4 @@
-"""The ``hierot`` command line. Each sub-command is one function; user errors exit with code 2.
+"""The spec and training sub-commands of ``hierot``; importing this module registers them.
 
 ::
 
@@ -13,29 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
 
+from hierot.cli._command import add_overrides, command
 from hierot.errors import HierotError
-
-Command = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command, str]] = {}
-
-
-def command(name: str, help: str):
-    """Register ``run(args)`` as a sub-command; ``add_arguments`` is its ``arguments`` attribute."""
-
-    def decorator(run: Command) -> Command:
-        COMMANDS[name] = (getattr(run, "arguments", lambda p: None), run, help)
-        return run
-
-    return decorator
-
-
-def _overrides(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-        help="override a spec field, value parsed as YAML (repeatable), e.g. train.steps=100",
-    )
 
 
 # -- train -------------------------------------------------------------------------------------
@@ -48,13 +28,13 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", metavar="RUN",
                         help="start the new run from the model weights of RUN's newest intact "
                              "checkpoint (same architecture; fresh optimiser and step)")
-    _overrides(parser)
+    add_overrides(parser)
 
 
 def train(args: argparse.Namespace) -> int:
     from hierot.api import default_run_dir, fit
-    from hierot.rundir import RunDir
-    from hierot.trainer import summary_table
+    from hierot.training.rundir import RunDir
+    from hierot.training.trainer import summary_table
 
     if (args.spec is None) == (args.resume is None):
         raise HierotError("train: give a SPEC_OR_PRESET, or --resume DIR (not both)")
@@ -79,11 +59,11 @@ command("train", "train a hierarchy from a spec or preset")(train)
 # -- validate, show, list -------------------------------------------------------------------------
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a spec YAML file or a preset name")
-    _overrides(parser)
+    add_overrides(parser)
 
 
 def validate(args: argparse.Namespace) -> int:
-    from hierot.loading import load_spec
+    from hierot.spec.loading import load_spec
 
     spec = load_spec(args.spec, args.overrides)
     reconstruction, match = spec.resolved_weights()
@@ -99,7 +79,7 @@ command("validate", "check a spec without building anything")(validate)
 
 
 def show(args: argparse.Namespace) -> int:
-    from hierot.loading import dump_spec, load_spec, read_text
+    from hierot.spec.loading import dump_spec, load_spec, read_text
 
     print(dump_spec(load_spec(args.spec)) if args.resolved else read_text(args.spec)[0], end="")
     return 0
@@ -135,36 +115,3 @@ def list_components(args: argparse.Namespace) -> int:
 
 list_components.arguments = lambda p: p.add_argument("kind", nargs="?", help="networks, costs, ...")
 command("list", "list registered components (and plug-ins, with their package)")(list_components)
-
-
-import hierot.evaluation.commands  # noqa: E402, F401  (registers eval, plot, sample, report)
-
-
-# -- entry point ---------------------------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hierot", description="Hierarchical optimal-transport autoencoders.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_arguments, run, help) in COMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help, description=help)
-        add_arguments(sub_parser)
-        sub_parser.set_defaults(run=run)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except HierotError as exc:
-        print(f"hierot {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a read-only or full disk, an --out under a file, ...
-        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
-        reason = exc.strerror or str(exc)
-        print(f"hierot {args.command}: error: {where + ': ' if where else ''}{reason}; "
-              f"everything written before is intact", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
-from hierot.spec import Spec, validate_spec
+from hierot.spec.schema import Spec, validate_spec
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",

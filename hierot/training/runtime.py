@@ -6,7 +6,6 @@ here and nowhere else, so the trainer works unchanged on one CPU, one GPU or man
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from hierot._utils import identity
 from hierot.errors import HierotError
-from hierot.objectives.terms import identity
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,17 +80,5 @@ class Runtime:
 
 
 def single_process(device: str = "auto") -> Runtime:
+    """One process on ``device`` (data-parallel runtimes: :mod:`hierot.training.distributed`)."""
     return Runtime(resolve_device(device))
-
-
-def from_environment(device: str = "auto", options: Any = None) -> Runtime:
-    """The runtime this process was started in: one process unless launched data-parallel.
-
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) this joins the process group, see
-    :func:`hierot.distributed.init`; ``options`` is the spec's ``distributed`` section.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from hierot.distributed import init
-
-        return init(device, options)
-    return single_process(device)

@@ -1,0 +1,29 @@
+"""The spec: what a hierarchy is and how to train it, validated whole before anything is built.
+
+============ ======================================================================================
+``schema``   the pydantic :class:`Spec` and its sections; its component unions over the registries
+``loading``  YAML files and presets, ``--set`` overrides, ``path: message`` errors
+``presets``  the built-in presets, plain YAML files shipped in the package
+============ ======================================================================================
+"""
+
+from hierot.spec.loading import apply_overrides, dump_spec, load_spec, read_raw, read_text
+from hierot.spec.schema import (
+    DistributedSpec,
+    ExplicitWeights,
+    LayerSpec,
+    OptimizerSpec,
+    PaperMnistWeights,
+    PaperSvhnWeights,
+    Spec,
+    TrainSpec,
+    Weights,
+    spec_model,
+    validate_spec,
+)
+
+__all__ = [
+    "DistributedSpec", "ExplicitWeights", "LayerSpec", "OptimizerSpec", "PaperMnistWeights",
+    "PaperSvhnWeights", "Spec", "TrainSpec", "Weights", "apply_overrides", "dump_spec",
+    "load_spec", "read_raw", "read_text", "spec_model", "validate_spec",
+]

@@ -1,0 +1,88 @@
+"""The objective under DistributedDataParallel, returning the objective's ``Terms``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from hierot.errors import NonFiniteLossError
+from hierot.objectives.terms import Terms
+
+if TYPE_CHECKING:
+    from hierot.training.distributed._runtime import DistributedRuntime
+
+_DDP_PARAMETERS = inspect.signature(DistributedDataParallel).parameters
+
+
+class _LossTerms(nn.Module):
+    """What DDP wraps: the objective, handing DDP only the tensors of the loss.
+
+    The layer outputs (``Terms.outputs``) are kept aside: DDP looks for the parameters that
+    produced its outputs, and an output outside the loss would wait for a gradient forever.
+    """
+
+    def __init__(self, objective: nn.Module):
+        super().__init__()
+        self.objective = objective
+        self.outputs = None
+
+    def forward(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        terms = self.objective(x)
+        self.outputs = terms.outputs
+        return terms.unweighted, terms.weighted
+
+
+class DataParallelObjective(nn.Module):
+    """An objective under :class:`~torch.nn.parallel.DistributedDataParallel`, returning ``Terms``.
+
+    ``static_graph=True``: the same parameters take part in every step, and DDP finds once those
+    that never do (the encoders above z_1 in the flat objective, Eq. 7).
+    """
+
+    def __init__(self, objective: nn.Module, runtime: DistributedRuntime):
+        super().__init__()
+        self.runtime = runtime
+        # synchronised BatchNorm keeps the buffers equal; else rank 0's are broadcast each step
+        sync_buffers = not runtime.options.sync_batchnorm
+        buffers = ("forward_sync_buffers" if "forward_sync_buffers" in _DDP_PARAMETERS
+                   else "broadcast_buffers")  # torch < 2.14: broadcast_buffers
+        self.ddp = DistributedDataParallel(
+            _LossTerms(objective),
+            device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
+            static_graph=True,
+            **{buffers: sync_buffers},
+        )
+
+    @property
+    def objective(self) -> nn.Module:
+        return self.ddp.module.objective
+
+    def forward(self, x: Tensor) -> Terms:
+        with self.runtime.step():
+            unweighted, weighted = self.ddp(x)
+        outputs, self.ddp.module.outputs = self.ddp.module.outputs, None
+        terms = Terms(unweighted, weighted, outputs)
+        self._stop_together(terms)
+        return terms
+
+    def _stop_together(self, terms: Terms) -> None:
+        """Raise on every rank when any rank's objective is not finite.
+
+        The reconstruction terms differ between ranks; a rank that stopped alone would leave the
+        others waiting in the backward's collectives. The rank whose terms are not finite returns
+        them (the trainer names them); the others raise here.
+        """
+        bad = torch.zeros(self.runtime.world_size, device=self.runtime.device)
+        bad[self.runtime.rank] = float(not torch.isfinite(terms.total.detach()))
+        dist.all_reduce(bad)
+        ranks = bad.nonzero().flatten().tolist()
+        if ranks and self.runtime.rank not in ranks:
+            raise NonFiniteLossError(
+                f"non-finite objective on data-parallel rank(s) {', '.join(map(str, ranks))}; "
+                f"training stopped, the last good checkpoint is kept"
+            )
