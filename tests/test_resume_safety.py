@@ -369,3 +369,19 @@ def test_a_budget_below_the_step_reached_is_refused(tmp_path):
     with pytest.raises(HierotError, match="reached step 4; a budget of 3 steps"):
         hierot.fit(resume=run, overrides=["train.steps=3"])
     assert snapshot(run) == before
+
+
+def test_huge_finite_values_are_not_mistaken_for_non_finite_ones():
+    """The fused check takes L2 norms, which overflow above ~1.8e19: huge finite parameters make
+    a norm infinite, the by-name check finds nothing non-finite, and training goes on."""
+    from hierot.training.runtime import single_process
+    from hierot.training.trainer import Trainer
+
+    trainer = Trainer(hierot.build(hierot.load_spec(TINY)), None, single_process("cpu"))
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(1e30)
+    trainer._check_finite(torch.zeros(0))  # does not raise
+    with torch.no_grad():
+        next(trainer.model.parameters())[0, 0] = float("inf")
+    with pytest.raises(NonFiniteLossError, match="non-finite parameter encoders.0.body.1.weight"):
+        trainer._check_finite(torch.zeros(0))

@@ -110,10 +110,11 @@ class Trainer:
 
     def _check_finite(self, grad_norms: torch.Tensor) -> None:
         """Stop on a non-finite gradient (``grad_norms``, taken before the step), parameter or
-        optimiser state (after it): one fused max-norm over every tensor, one sync. Only after
-        a failure are the culprits looked for by name."""
+        optimiser state (after it): one fused norm per tensor, one sync. Only when a norm is not
+        finite are the tensors themselves checked, by name (a norm can also overflow on huge
+        finite values: then nothing is found and training goes on)."""
         tensors = [p.detach() for p in self.model.parameters()] + self._optimizer_tensors()
-        norms = torch.cat([grad_norms, _max_norms(tensors, grad_norms.device)])
+        norms = torch.cat([grad_norms, _norms(tensors, grad_norms.device)])
         if bool(torch.isfinite(norms).all()):
             return
         named = dict(self.model.named_parameters())
@@ -124,6 +125,8 @@ class Trainer:
         bad_state = sorted({f"{names.get(id(p), '?')}.{k}" for p, s in self.optimizer.state.items()
                             for k, v in s.items() if torch.is_tensor(v) and v.is_floating_point()
                             and not bool(torch.isfinite(v).all())})
+        if not (bad_grads or bad_params or bad_state):
+            return  # a norm overflowed; every value is finite
         what = (f"gradient of {_some(bad_grads)}" if bad_grads else
                 f"parameter {_some(bad_params)} after the optimiser step" if bad_params else
                 f"optimiser state {_some(bad_state)}")
@@ -148,7 +151,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        grad_norms = _max_norms(grads, self.runtime.device)
+        grad_norms = _norms(grads, self.runtime.device)
         self.optimizer.step()
         self._check_finite(grad_norms)
         return terms.detached()
@@ -194,13 +197,15 @@ class Trainer:
         return result
 
 
-def _max_norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The largest |value| of each tensor, on ``device``: one fused ``_foreach_norm`` per device
-    and dtype (optimisers keep some state, e.g. Adam's step count, on the CPU); NaN stays NaN."""
+def _norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The L2 norm of each tensor, on ``device``: one fused ``_foreach_norm`` per device and
+    dtype (optimisers keep some state, e.g. Adam's step count, on the CPU). A NaN or infinity
+    makes its norm non-finite. (The L2 norm, not the max-norm: on CPU the fused max-norm is 12x
+    slower, 24 ms against 2 ms for the 6.4 M values of the quickstart model, grads and Adam.)"""
     groups: dict[tuple, list[torch.Tensor]] = {}
     for t in tensors:
         groups.setdefault((t.device, t.dtype), []).append(t)
-    norms = [torch.stack(torch._foreach_norm(group, float("inf"))).to(device, torch.float32)
+    norms = [torch.stack(torch._foreach_norm(group)).to(device, torch.float32)
              for group in groups.values()]
     return torch.cat(norms) if norms else torch.zeros(0, device=device)
 
