@@ -17,6 +17,10 @@ BENCHMARKS = {
     "train_step_distributed": "data-parallel training step under torchrun-like process groups",
     "mmd_vs_sinkhorn": "one hierarchy trained with each top divergence, same budget, several seeds",
     "stacked_vs_flat": "the paper's ablation: StackedWAE against the flat WAE",
+    "stacked_coverage": "sample fidelity and coverage of StackedWAE variants against the flat WAE",
+    "lambda_match": "useful weights.lambda_match per divergence: a small grid on quickstart",
+    "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
+    "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
 }
 
 

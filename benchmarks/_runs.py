@@ -121,6 +121,46 @@ def fmt(stat: dict, digits: int = 3, scale: float = 1.0) -> str:
     return text + (f" ± {stat['std'] * scale:.2g}" if stat["std"] is not None else "")
 
 
+SAMPLERS = ("prior", "gmm")
+"""Samplers of the top latent every run is evaluated with (each along the ancestral and the
+decoder-mean path): the model's prior, and a 10-component Gaussian mixture fitted post hoc."""
+SAMPLE_METRICS = ("fcd", "precision", "recall", "density", "coverage", "class_tv", "rare")
+"""The numbers kept of each sampler / path of ``eval.json``'s ``sample_quality``."""
+
+
+def summarise_samples(quality: dict) -> dict:
+    """``{"sampler / path": {metric: value, "hist": [...]}}`` of ``eval.json``'s
+    ``sample_quality``, with the training data against the test data under ``"reference"``."""
+    def one(block: dict) -> dict:
+        classes = block["class_coverage"]
+        return {"fcd": block["fcd"], "precision": block["precision"], "recall": block["recall"],
+                "density": block["density"], "coverage": block["coverage"],
+                "class_tv": classes["total_variation"], "rare": classes["rare"],
+                "rare_classes": classes["rare_classes"], "hist": classes["samples"]}
+
+    if "samplers" not in quality:
+        return {}
+    reference = quality["reference_train_vs_test"]
+    out = {"reference": {**one(reference), "test_hist": reference["class_coverage"]["test"]}}
+    for sampler, paths in quality["samplers"].items():
+        out.update({f"{sampler} / {path}": one(block) for path, block in paths.items()})
+    return out
+
+
+def aggregate_samples(summaries: list[dict]) -> dict:
+    """Mean ± sd over seeds of every sample metric of every sampler / path; mean histograms."""
+    summaries = [s for s in summaries if s]
+    if not summaries:
+        return {}
+    out = {}
+    for key in summaries[0]:
+        out[key] = {m: mean_std([s[key][m] for s in summaries]) for m in SAMPLE_METRICS}
+        hists = [s[key]["hist"] for s in summaries]
+        out[key]["hist"] = [sum(h[c] for h in hists) / len(hists) for c in range(len(hists[0]))]
+    out["reference"]["test_hist"] = summaries[0]["reference"]["test_hist"]
+    return out
+
+
 def summarise_eval(result: dict) -> dict:
     """The numbers of ``eval.json`` that this benchmark reports."""
     top, quality = result["top_divergence"], result["sample_quality"]
@@ -132,6 +172,7 @@ def summarise_eval(result: dict) -> dict:
         "top_mmd": top.get("mmd"), "top_sinkhorn": top.get("sinkhorn"), "top_floor": top["floor"],
         "fcd": quality.get("fcd"), "fcd_floor": quality.get("floor_train_vs_test"),
         "active_units": result["active_units"]["count"],
+        "samples": summarise_samples(quality),
     }
 
 
@@ -150,7 +191,7 @@ def run_one(source: str, overrides: list[str], out: Path, device: str | None,
         record["divergence_share"] = (record["divergence_time"]["median_s"]
                                       / record["step_time"]["median_s"])
     log(f"eval {out}")
-    record["eval"] = summarise_eval(evaluate(out, device=device))
+    record["eval"] = summarise_eval(evaluate(out, device=device, samplers=SAMPLERS))
     record["spec"] = (out / "spec.yaml").read_text()
     return record
 
@@ -186,4 +227,5 @@ def aggregate(records: list[dict]) -> dict:
         "fcd": get(lambda r: r["eval"]["fcd"]),
         "fcd_floor": get(lambda r: r["eval"]["fcd_floor"]),
         "probe_chance": ok[0]["eval"]["probe_chance"],
+        "samples": aggregate_samples([r["eval"].get("samples", {}) for r in ok]),
     }

@@ -9,6 +9,9 @@ over the seeds:
   reconstruction error from every encoding depth, linear-probe accuracy of every latent layer,
   MMD and Sinkhorn between the encoded top latent and N(0, I), and the Fréchet classifier
   distance (FCD) of the samples;
+* sample fidelity (precision, density) and coverage (recall, coverage, class histogram) of the
+  prior's and a post-hoc Gaussian mixture's samples, along the ancestral and the decoder-mean
+  paths (:mod:`benchmarks._samples`), with a per-class histogram figure ``<mode>-<data>-classes.png``;
 * the time per training step: the median over ``metrics.csv``'s logging intervals (wall time of
   the whole loop, first and last interval left out);
 * the time of the divergence alone, forward + backward, on the same shapes (the trained model's
@@ -48,6 +51,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import _common as common
 from benchmarks import _runs as runs
+from benchmarks import _samples as samples
 
 NAME = "mmd_vs_sinkhorn"
 PRESET = "quickstart"
@@ -145,6 +149,10 @@ def markdown(report: dict) -> str:
         for label, s in summary.items():
             if s:
                 lines.append(f"| {label} | " + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
+        lines += ["", "Sample fidelity and coverage, mean ± sd over seeds. " + samples.NOTE, ""]
+        lines += samples.table({label: s.get("samples", {}) for label, s in summary.items() if s})
+        if block.get("classes_png"):
+            lines += ["", f"![classes]({block['classes_png']})"]
         lines.append("")
     lines += ["Divergence options:", ""]
     lines += [f"- `{k}`: `{json.dumps(v)}`" for k, v in report["divergences"].items()]
@@ -231,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     for block in report["datasets"].values():
         for label, records in block.get("runs", {}).items():
             block["summary"][label] = runs.aggregate(records)
+    for dataset, block in report["datasets"].items():
+        arms = {label: s.get("samples", {}) for label, s in block.get("summary", {}).items() if s}
+        figure = samples.histogram_figure(arms, args.out / f"{mode}-{dataset}-classes.png")
+        block["classes_png"] = figure.name if figure else None
     figure = plot(report, args.out / f"{mode}.png")
     report["figure"] = figure.name if figure else None
     for path in common.write(report, args.out, markdown):

@@ -8,6 +8,9 @@ mapping), then evaluated with :func:`hierot.evaluation.evaluate` (the metrics of
 * the reconstruction error of x from every encoding depth z_1 ... z_5;
 * the linear-probe accuracy of the labels from every latent layer;
 * the Fréchet classifier distance (FCD) of the model's samples to the test set;
+* sample fidelity (precision, density) and coverage (recall, coverage, class histogram) of the
+  prior's and a post-hoc Gaussian mixture's samples along the ancestral and the decoder-mean
+  paths (:mod:`benchmarks._samples`), and the per-class histogram of the samples;
 
 as mean ± sample standard deviation over the seeds, and drawn side by side: samples and decodes
 of the top latent (Figures 2b and 2c / 4 of the paper, drawn by :mod:`hierot.evaluation.figures`)
@@ -22,8 +25,8 @@ the ``quickstart`` widths) so that it fits a few minutes on a CPU; the full mode
 The full budget (2,500 steps of batch 128: about 70 epochs of mnist-5k's 4,500 training digits)
 is sized to run in about 80 minutes on a 2-core CPU; ``--steps`` raises it where there is a GPU.
 
-Writes ``benchmarks/results/stacked_vs_flat/<mode>.json``, ``.md``, ``<mode>-figures.png`` and
-``<mode>-metrics.png``; run directories go to ``benchmarks/results/stacked_vs_flat/runs/<mode>/``.
+Writes ``benchmarks/results/stacked_vs_flat/<mode>.json``, ``.md``, ``<mode>-figures.png``,
+``<mode>-metrics.png`` and ``<mode>-classes.png``; run directories go to ``benchmarks/results/stacked_vs_flat/runs/<mode>/``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import _common as common
 from benchmarks import _runs as runs
+from benchmarks import _samples as samples
 
 NAME = "stacked_vs_flat"
 PRESETS = {"stacked": "mnist-stackedwae.v1", "flat": "mnist-wae.v1"}
@@ -100,7 +104,10 @@ def markdown(report: dict) -> str:
               f"{fmt(some['fcd_floor'])}. The flat WAE's encoders above q(z1|x) get no gradient "
               "(Eq. 7 does not depend on them): its z2..z5 codes and reconstructions come from "
               "the initial weights."), ""]
-    for name in ("figures", "metrics"):
+    lines += ["## Sample fidelity and coverage", "", "Mean ± sd over seeds. " + samples.NOTE, ""]
+    lines += samples.table({PRESETS[k]: s.get("samples", {}) for k, s in summary.items()})
+    lines.append("")
+    for name in ("figures", "metrics", "classes"):
         if report.get(f"{name}_png"):
             lines.append(f"![{name}]({report[f'{name}_png']})")
             lines.append("")
@@ -193,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         report["runs"][kind] = [r for k, r in zip(kinds, records) if k == kind]
         report["summary"][kind] = runs.aggregate(report["runs"][kind])
     common.log("figures")
+    classes = {PRESETS[k]: s.get("samples", {}) for k, s in report["summary"].items() if s}
     for name, draw in (("figures", lambda p: side_by_side(report, p, run_root)),
-                       ("metrics", lambda p: metrics_plot(report, p))):
+                       ("metrics", lambda p: metrics_plot(report, p)),
+                       ("classes", lambda p: samples.histogram_figure(classes, p))):
         path = draw(args.out / f"{mode}-{name}.png")
         report[f"{name}_png"] = path.name if path else None
     for path in common.write(report, args.out, markdown):

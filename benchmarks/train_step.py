@@ -1,10 +1,16 @@
 """Time of one training step of a preset built by hierot, against a plain PyTorch loop.
 
-For each case (preset, batch size) the preset is loaded with ``hierot.load_spec`` and built with
-``hierot.build`` on random data of the preset's data shape (uniform in [0, 1]); the hierot step is
-:class:`hierot.training.trainer.Trainer`'s own step (batch gather, objective, finite check, backward, Adam).
-The plain loop is the same networks written directly in ``torch.nn`` (same layer sizes, same
-parameter order) and the same loss, Eq. (10), computed inline: reparameterised encodings,
+For each case (preset, batch size, variant) the preset is loaded with ``hierot.load_spec`` and
+built with ``hierot.build`` on random data of the preset's data shape (uniform in [0, 1]); the
+hierot step is :class:`hierot.training.trainer.Trainer`'s own step (batch gather, objective under
+the spec's precision, finite check, backward, Adam). A variant is a set of spec overrides
+(:data:`VARIANTS`): ``fp32`` (the preset as it is: fused Adam where the device has it),
+``fp32-for-loop`` / ``fp32-foreach`` (``optimizer.implementation``), ``bf16``
+(``train.precision: bf16``), ``compile`` (``train.compile: true``; the first steps, which
+compile, are reported apart). The plain loop is the same networks written directly in
+``torch.nn`` (same layer sizes, same parameter order) with the default ``torch.optim.Adam``, in
+fp32 (the loop a user would write), and the same loss, Eq. (10), computed inline:
+reparameterised encodings,
 closed-form squared-Euclidean reconstruction terms with the preset's weights, an inline
 IMQ-MMD (the WAE's seven bandwidths, U-statistic) on the top latent and the preset's
 abs-log-variance penalty. Before timing, the plain networks get a copy of hierot's parameters and
@@ -22,6 +28,8 @@ networks following the same order.
     python -m benchmarks train_step --quick     # fewer repeats
     python -m benchmarks train_step             # mnist-stackedwae.v1 @ 128, 512; svhn @ 100
     python -m benchmarks train_step --case quickstart-conv:100 --threads 1
+    python -m benchmarks train_step --case mnist-stackedwae.v1:128 --variant fp32 --variant bf16 \
+        --profile            # adds the top operators of a torch.profiler trace of each step
 
 The plain networks and loss are in ``benchmarks/_plain.py``.
 
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
@@ -42,7 +51,6 @@ import torch
 from benchmarks import _common as common
 from benchmarks._plain import PlainModel, copy_parameters, penalty_weights, plain_loss
 import hierot
-from hierot.builder import build_optimizer
 from hierot.components import DataSplits, KnowsShape
 from hierot.spec import dump_spec
 from hierot.training.runtime import single_process
@@ -57,6 +65,16 @@ FALLBACK_SHAPES = {
     "svhn": (3, 32, 32),
 }
 FORMAT = {None: "-", True: "channels_last", False: "contiguous"}
+VARIANTS = {
+    "fp32": [],
+    "fp32-for-loop": ["optimizer.implementation=for-loop"],
+    "fp32-foreach": ["optimizer.implementation=foreach"],
+    "bf16": ["train.precision=bf16"],
+    "fp16": ["train.precision=fp16"],
+    "compile": ["train.compile=true"],
+    "bf16-compile": ["train.precision=bf16", "train.compile=true"],
+}
+DEFAULT_VARIANTS = ("fp32", "fp32-for-loop", "bf16")
 
 
 # -- one case ------------------------------------------------------------------------------------
@@ -87,11 +105,33 @@ def random_data_trainer(
     return Trainer(hierot.build(spec, data=data), None, single_process(device.type))
 
 
+def plain_optimizer(spec, parameters) -> torch.optim.Optimizer:
+    """The default ``torch.optim.Adam`` of the preset's options (torch's own kernel choice)."""
+    o = spec.optimizer
+    if o.name != "adam":
+        raise SystemExit(f"the plain loop covers Adam only, not {o.name}")
+    return torch.optim.Adam(parameters, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+def profile_table(step, rows: int = 12) -> str:
+    """The operators taking the most self CPU time over three steps (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def run_case(
-    preset: str, batch: int, device: torch.device, args, channels_last: bool | None
+    preset: str, batch: int, device: torch.device, args, channels_last: bool | None,
+    variant: str = "fp32",
 ) -> dict:
-    """Time one preset at one batch size (``channels_last``: the resnet layers' memory order)."""
-    overrides = []
+    """Time one preset at one batch size (``channels_last``: the resnet layers' memory order)
+    in one variant (:data:`VARIANTS`) against the plain default loop."""
+    overrides = list(VARIANTS[variant])
     for i, layer in enumerate(hierot.load_spec(preset).layers):
         for role in ("encoder", "decoder"):
             if getattr(layer, role).name == "resnet" and channels_last is not None:
@@ -105,12 +145,14 @@ def run_case(
     train_x = trainer.train_x
     rec_w, match_w = spec.resolved_weights()
     pen_w = penalty_weights(spec)
-    optimizer = build_optimizer(spec.optimizer, plain.parameters())
+    optimizer = plain_optimizer(spec, plain.parameters())
 
-    # the two losses agree on one batch under the same seed
+    # the two losses agree on one batch under the same seed (in fp32; compiles a compiled model)
     x = train_x[:batch]
     torch.manual_seed(1)
+    t0 = time.perf_counter()
     ours = built.objective(x).total.detach()
+    first_forward_s = time.perf_counter() - t0
     torch.manual_seed(1)
     theirs = plain_loss(plain, x, rec_w, match_w, pen_w).detach()
     agree = abs(float(ours) - float(theirs)) <= 1e-4 * max(1.0, abs(float(theirs)))
@@ -130,8 +172,9 @@ def run_case(
     def timed(fn) -> float:
         return common.timed(fn, device)
 
+    warmup_s = []
     for i in range(args.warmup):
-        trainer._train_step()
+        warmup_s.append(timed(trainer._train_step))
         plain_step(i)
     ours_t, plain_t = [], []
     for i in range(args.repeats):
@@ -150,9 +193,16 @@ def run_case(
         trainer._train_step()
     flops = counter.get_total_flops()
     hierot_s, plain_s = statistics.median(ours_t), statistics.median(plain_t)
+    paired = sorted(a / b for a, b in zip(ours_t, plain_t))
+    profiles = {}
+    if args.profile:
+        profiles = {"hierot": profile_table(trainer._train_step),
+                    "plain": profile_table(lambda: plain_step(0))}
     return {
         "preset": preset,
         "batch": batch,
+        "variant": variant,
+        "overrides": VARIANTS[variant],
         "channels_last": channels_last,
         "parameters": sum(p.numel() for p in built.model.parameters()),
         "loss_hierot": float(ours),
@@ -160,7 +210,11 @@ def run_case(
         "hierot_median_s": hierot_s,
         "plain_median_s": plain_s,
         "ratio": hierot_s / plain_s,
-        "paired_ratio": statistics.median(a / b for a, b in zip(ours_t, plain_t)),
+        "paired_ratio": statistics.median(paired),
+        "paired_ratio_quartiles": [paired[len(paired) // 4], paired[(3 * len(paired)) // 4]],
+        "first_forward_s": first_forward_s,
+        "warmup_times_s": warmup_s,
+        "profiles": profiles,
         "hierot_times_s": ours_t,
         "plain_times_s": plain_t,
         "flops_per_step": flops,
@@ -180,8 +234,11 @@ def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
 # -- driver ----------------------------------------------------------------------------------------
 def markdown(report: dict) -> str:
     rows = [
-        (r["preset"], r["batch"], FORMAT[r["channels_last"]], f"{1e3 * r['hierot_median_s']:.1f}",
-         f"{1e3 * r['plain_median_s']:.1f}", f"{r['ratio']:.3f}", f"{r['paired_ratio']:.3f}",
+        (r["preset"], r["batch"], r.get("variant", "fp32"), FORMAT[r["channels_last"]],
+         f"{1e3 * r['hierot_median_s']:.1f}", f"{1e3 * r['plain_median_s']:.1f}",
+         f"{r['ratio']:.3f}", f"{r['paired_ratio']:.3f} ({r['paired_ratio_quartiles'][0]:.3f}"
+         f"-{r['paired_ratio_quartiles'][1]:.3f})",
+         f"{r['first_forward_s'] + (r['warmup_times_s'] or [0.0])[0]:.2f}",
          f"{r['flops_per_step'] / 1e9:.2f}", f"{r['gflops_per_s']:.1f}",
          f"{100 * r['gflops_per_s'] / report['matmul_gflops']:.0f}")
         for r in report["results"]
@@ -197,13 +254,19 @@ def markdown(report: dict) -> str:
         f"{report['matmul_gflops']:.1f} GFLOP/s.",
         "",
         *common.markdown_table(
-            ["preset", "batch", "memory format", "hierot ms", "plain ms", "hierot / plain",
-             "paired ratio", "GFLOP per step", "GFLOP/s", "% of matmul"],
-            rows, numeric=[False, True, False, *[True] * 7]),
+            ["preset", "batch", "variant", "memory format", "hierot ms", "plain ms",
+             "hierot / plain", "paired ratio (quartiles)", "first step s", "GFLOP per step",
+             "GFLOP/s", "% of matmul"],
+            rows, numeric=[False, True, False, False, *[True] * 8]),
         "",
         "FLOPs: forward + backward of the model and loss (FlopCounterMode; the optimiser "
-        "update is not counted).",
+        "update is not counted). Plain: the default `torch.optim.Adam` in fp32. First step: the "
+        "first forward (the loss check) plus the first training step, compilation included.",
     ]
+    for r in report["results"]:
+        for who, table in r.get("profiles", {}).items():
+            lines += ["", f"### Profile: {who}, {r['preset']} batch {r['batch']} "
+                      f"({r.get('variant', 'fp32')}), 3 steps", "", "```", table.rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -222,6 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="memory order of resnet layers; auto: time convolutional presets in both",
     )
+    parser.add_argument(
+        "--variant", action="append", choices=list(VARIANTS),
+        help=f"hierot variant to time (repeatable; default: {', '.join(DEFAULT_VARIANTS)})",
+    )
+    parser.add_argument("--profile", action="store_true",
+                        help="add a torch.profiler table of 3 steps of each variant and the plain loop")
+    parser.add_argument("--tag", default="", help="suffix of the result files' names")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args(argv)
@@ -248,18 +318,19 @@ def main(argv: list[str] | None = None) -> int:
             if conv
             else {args.channels_last: [None]}
         )
-        for channels_last in formats[args.channels_last]:
-            r = run_case(preset, batch, device, args, channels_last)
+        for channels_last, variant in [(c, v) for c in formats[args.channels_last]
+                                       for v in (args.variant or DEFAULT_VARIANTS)]:
+            r = run_case(preset, batch, device, args, channels_last, variant)
             report["results"].append(r)
             print(
-                f"{preset:<22} batch {batch:<4} {FORMAT[channels_last]:<13} "
+                f"{preset:<22} batch {batch:<4} {variant:<13} {FORMAT[channels_last]:<13} "
                 f"hierot {1e3 * r['hierot_median_s']:8.1f} ms  "
                 f"plain {1e3 * r['plain_median_s']:8.1f} ms  "
                 f"ratio {r['ratio']:.3f} (paired {r['paired_ratio']:.3f})  "
                 f"{r['gflops_per_s']:.1f} GFLOP/s",
                 flush=True,
             )
-    for path in common.write(report, args.out, markdown, stem=f"{mode}-{device.type}"):
+    for path in common.write(report, args.out, markdown, stem=f"{mode}-{device.type}{args.tag}"):
         print(f"wrote {path}")
     return 0
 

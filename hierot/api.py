@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from hierot.builder import Built, build
+from hierot.callbacks import Callback, build_callbacks
 from hierot.errors import HierotError
 from hierot.spec.loading import dump_spec, load_spec
+from hierot.spec.run_spec import load_run_spec
 from hierot.spec.schema import Spec
 from hierot.training import resume as resuming
 from hierot.training.distributed import from_environment
@@ -38,6 +40,7 @@ def fit(
     resume: str | Path | None = None,
     runtime: Runtime | None = None,
     built: Built | None = None,
+    callbacks: Iterable[Callback] = (),
     init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a hierarchy.
@@ -54,12 +57,15 @@ def fit(
     resume:
         A run directory to continue from its newest intact checkpoint, exactly as if never
         stopped (from step 0 when it has none). ``overrides`` may change only the fields of
-        :data:`hierot.training.resume.RESUMABLE`; they are recorded in ``RUN/changes.jsonl``. Anything else
-        raises :class:`~hierot.errors.RunChangedError` and nothing in the run is changed.
+        :data:`hierot.training.resume.RESUMABLE`; they are recorded in ``RUN/changes.jsonl``.
+        Anything else raises :class:`~hierot.errors.RunChangedError` and nothing in the run is
+        changed.
     runtime:
         Device and data-parallel rank (default: one process on ``spec.device``).
     built:
         Already built modules for ``spec`` (skips the builder).
+    callbacks:
+        :class:`~hierot.callbacks.Callback` objects called beside the spec's ``callbacks``.
     init_from:
         A run directory whose newest intact checkpoint's model weights start this new run (the
         optimiser, data order and step start afresh); the architectures must match. Recorded
@@ -72,8 +78,8 @@ def fit(
             raise HierotError("--init-from starts a new run; it cannot be combined with --resume")
         run_dir = RunDir(resume)
         run_dir.require()
-        spec = load_spec(run_dir.spec_file, overrides)
-        changes = resuming.check_resume(run_dir, load_spec(run_dir.spec_file), spec)
+        spec = load_run_spec(run_dir.path, overrides)
+        changes = resuming.check_resume(run_dir, load_run_spec(run_dir.path), spec)
     elif not isinstance(spec, Spec):
         spec = load_spec(spec, overrides)
     elif overrides:
@@ -85,7 +91,10 @@ def fit(
         if run_dir is not None:
             run_dir.ensure_new()
     runtime.barrier()  # every rank has read and checked the run directory before rank 0 writes
-    trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime)
+    if run_dir is not None and runtime.is_main:  # trackers: the main process of a run only
+        callbacks = [*build_callbacks(spec, run_dir), *callbacks]
+    trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime,
+                      callbacks=tuple(callbacks))
     if resume is not None:
         _resume(trainer, run_dir, changes)
     else:

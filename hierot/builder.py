@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from hierot._utils import identity
 from hierot.components import DataSplits
-from hierot.errors import SpecError
+from hierot.errors import HierotError, SpecError
 from hierot.model import Hierarchy
 from hierot.objectives import OBJECTIVES, Objective
 from hierot.registry import costs, datasets, divergences, networks, penalties
@@ -84,14 +84,49 @@ def build(
 
 
 _OPTIMIZERS = {
-    "adam": lambda p, o: torch.optim.Adam(p, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay),
-    "adamw": lambda p, o: torch.optim.AdamW(p, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay),
-    "sgd": lambda p, o: torch.optim.SGD(p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
-    "rmsprop": lambda p, o: torch.optim.RMSprop(
-        p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+    "adam": lambda p, o, k: torch.optim.Adam(p, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **k),
+    "adamw": lambda p, o, k: torch.optim.AdamW(
+        p, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **k
+    ),
+    "sgd": lambda p, o, k: torch.optim.SGD(
+        p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **k
+    ),
+    "rmsprop": lambda p, o, k: torch.optim.RMSprop(
+        p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **k
     ),
 }
+_FUSED = {"adam", "adamw", "sgd"}  # torch.optim classes with a fused kernel
+
+
+def fused_supported(name: str, device: torch.device) -> bool:
+    """Whether torch has a fused (one kernel per step) update for optimiser ``name`` on ``device``."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    return name in _FUSED and device.type in _get_fused_kernels_supported_devices()
+
+
+def optimizer_kernels(options: OptimizerSpec, device: torch.device) -> dict[str, bool]:
+    """The ``fused``/``foreach`` arguments of ``optimizer.implementation`` on ``device``.
+
+    ``auto`` is the fused update where torch has one for this optimiser and device (Adam,
+    AdamW and SGD on CPU, CUDA and MPS in torch >= 2.4), else foreach (one kernel per operation
+    over every parameter at once); ``for-loop`` is torch's reference loop over the parameters.
+    """
+    fused = fused_supported(options.name, device)
+    if options.implementation == "auto":
+        return {"fused": True} if fused else {"foreach": True}
+    if options.implementation == "fused":
+        if not fused:
+            raise HierotError(
+                f"optimizer.implementation: fused is not available for {options.name} on "
+                f"{device.type}; use auto, foreach or for-loop"
+            )
+        return {"fused": True}
+    return {"foreach": options.implementation == "foreach"}
 
 
 def build_optimizer(options: OptimizerSpec, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    return _OPTIMIZERS[options.name](list(parameters), options)
+    """The optimiser of ``options`` over ``parameters`` (on their device, see :func:`optimizer_kernels`)."""
+    parameters = list(parameters)
+    device = parameters[0].device if parameters else torch.device("cpu")
+    return _OPTIMIZERS[options.name](parameters, options, optimizer_kernels(options, device))

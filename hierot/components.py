@@ -158,7 +158,8 @@ class DataSplits:
     """A whole data set held in memory, values in the range its cost expects.
 
     ``train_x``/``test_x`` are float tensors ``(n, *shape)``; labels are int64 ``(n,)`` or
-    ``None`` for unlabelled data.
+    ``None`` for unlabelled data. ``class_names[k]`` names label ``k`` (figure legends show it);
+    ``None`` shows the label numbers.
     """
 
     train_x: Tensor
@@ -166,6 +167,12 @@ class DataSplits:
     train_y: Tensor | None = None
     test_y: Tensor | None = None
     description: str = ""
+    class_names: tuple[str, ...] | None = None
+
+    def class_name(self, label: int) -> str:
+        """The name of ``label`` (its number when the data set names none)."""
+        names = self.class_names
+        return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
     @property
     def shape(self) -> Shape:

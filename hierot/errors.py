@@ -70,9 +70,12 @@ class PluginError(HierotError):
 
 
 def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
-    """``unknown divergence 'mmdd'; did you mean 'mmd'? Valid: mmd, sinkhorn``."""
+    """``unknown divergence 'mmdd'; did you mean 'mmd'? Valid: mmd, sinkhorn``.
+
+    Without a close match: ``unknown divergence 'xyz'. Valid: mmd, sinkhorn``.
+    """
     valid = sorted(valid)
     close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     choices = ", ".join(valid) if valid else "(none registered)"
     return f"unknown {kind} {name!r}{hint} Valid: {choices}"

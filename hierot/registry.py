@@ -24,6 +24,8 @@ divergences = Registry("divergence", builtins="hierot.divergences", group="hiero
 penalties = Registry("penalty", builtins="hierot.penalties", group="hierot.penalties")
 datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.datasets")
 presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.presets")
+callbacks = Registry("callback", builtins="hierot.callbacks", group="hierot.callbacks")
+sweeps = Registry("sweep", builtins="hierot.sweeps.presets", group="hierot.sweeps")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -32,6 +34,8 @@ ALL: dict[str, Registry] = {
     "penalties": penalties,
     "datasets": datasets,
     "presets": presets,
+    "callbacks": callbacks,
+    "sweeps": sweeps,
 }
 
 __all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]

@@ -29,17 +29,20 @@ PACKAGE = ROOT / "hierot"
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # bottom first; a module may import its own layer (without cycles) and the layers below
-    "foundations": ("hierot.errors", "hierot._utils", "hierot._moved", "hierot.distributions"),
+    "foundations": ("hierot.errors", "hierot._utils", "hierot._moved", "hierot.distributions",
+                    "hierot.precision"),
     "contracts and registries": ("hierot.components", "hierot._registry", "hierot.registry"),
     "components": (
         "hierot.networks", "hierot.costs", "hierot.divergences", "hierot.penalties",
-        "hierot.datasets", "hierot.model", "hierot.objectives",
+        "hierot.datasets", "hierot.model", "hierot.objectives", "hierot.schedules",
     ),
     "spec": ("hierot.spec",),
     "build": ("hierot.builder",),
     "training": ("hierot.training",),
     "evaluation": ("hierot.evaluation",),
+    "trackers": ("hierot.callbacks",),
     "api": ("hierot.api",),
+    "sweeps": ("hierot.sweeps",),
     "cli": ("hierot.cli", "hierot.__main__"),
     "package": ("hierot",),
 }

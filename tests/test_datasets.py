@@ -96,6 +96,9 @@ def test_offline_datasets_follow_the_contract(name):
         if name in IMAGES:
             assert 0 <= x.min() and x.max() <= 1
     assert len(data.train_x) == 200 and data.description.startswith(name)
+    labels = set(torch.cat([data.train_y, data.test_y]).tolist())
+    assert data.class_names is not None and labels <= set(range(len(data.class_names)))
+    assert all(isinstance(c, str) and c for c in data.class_names)
 
 
 def test_spec_validates_dataset_options():
@@ -165,7 +168,10 @@ def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
     write_mnist(debian, arrays, suffix=".gz")  # Debian ships the gzipped IDX files
     monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", debian)
     monkeypatch.setenv(_common.DATA_ENV, str(tmp_path / "empty"))  # root not given: Debian next
-    assert_matches(load("fashion-mnist"), arrays)
+    data = load("fashion-mnist")
+    assert_matches(data, arrays)
+    assert data.class_names[0] == "T-shirt/top" and data.class_names[9] == "ankle boot"
+    assert data.class_name(7) == "sneaker" and data.class_name(12) == "12"
     with pytest.raises(DataNotFoundError, match="leave root unset"):  # an explicit root is kept
         load("fashion-mnist", root=str(tmp_path / "empty"))
     in_root = fake_mnist(seed=4)  # files under root come first
@@ -326,3 +332,9 @@ def test_toy_hierarchy_noise_levels():
     assert residual.std().item() == pytest.approx(0.01, rel=0.05)
     residual = sample.latents[1] - torch.tanh(sample.latents[2] @ sample.matrices[2].T)
     assert residual.std().item() == pytest.approx(0.1, rel=0.05)
+
+
+def test_toy_hierarchy_names_its_orthants():
+    assert toy.orthant_names(2) == ("(-, -)", "(+, -)", "(-, +)", "(+, +)")
+    assert toy.orthant_names(1) == ("z[0] < 0", "z[0] > 0")
+    assert DataSplits(torch.zeros(1, 2), torch.zeros(1, 2)).class_name(3) == "3"

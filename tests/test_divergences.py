@@ -161,7 +161,7 @@ def test_sinkhorn_pot_default_solve_matches_converged_reference():
 
     x, y = clouds("cpu", n=64, m=64, d=2, shift=0.5)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # "Sinkhorn did not converge" fails the test
+        warnings.simplefilter("error")  # a solve reaching max_iter warns, failing the test
         reference = build("sinkhorn", backend="pot", blur=0.2, max_iter=20_000,
                           tolerance=5e-7)(x.double(), y.double())
         value = build("sinkhorn", backend="pot", blur=0.2)(x, y)
@@ -360,3 +360,28 @@ def test_unbiased_needs_two_samples():
         build("mmd")(torch.randn(1, 3), torch.randn(5, 3))
     biased = build("mmd", estimator="biased")(torch.randn(1, 3), torch.randn(5, 3))
     assert math.isfinite(biased.item())
+
+
+def test_sinkhorn_geomloss_keeps_gradients_off_under_no_grad():
+    """GeomLoss switches autograd on at its last step; the divergence restores the caller's mode,
+    so an evaluation under torch.no_grad() builds no graph after it."""
+    x, y = clouds("cpu", n=32, m=32, d=2)
+    with torch.no_grad():
+        value = build("sinkhorn")(x.requires_grad_(), y)
+        assert not torch.is_grad_enabled() and not value.requires_grad
+    assert torch.is_grad_enabled()
+
+
+def test_sinkhorn_pot_reports_non_convergence_once():
+    """POT's "did not converge" would repeat at every step: it is counted, and warned about once."""
+    import warnings
+
+    divergence = build("sinkhorn", backend="pot", blur=0.05, max_iter=20)
+    x, y = clouds("cpu", n=32, m=32, d=2, shift=2.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            divergence(x, y)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "reached max_iter=20" in messages[0]
+    assert divergence.not_converged >= 3  # the cross term at least, at every call

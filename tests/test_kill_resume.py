@@ -42,7 +42,8 @@ KILLS = ["during a checkpoint write", "at a random moment", "during a checkpoint
 
 
 def terms(run: Path) -> list[dict[str, float]]:
-    return [{k: v for k, v in row.items() if k != "wall_time"} for row in RunDir(run).read_metrics()]
+    timing = ("wall_time", "step_time")
+    return [{k: v for k, v in row.items() if k not in timing} for row in RunDir(run).read_metrics()]
 
 
 def temporaries(run: Path) -> list[Path]:

@@ -4,6 +4,7 @@
 ``_command``     the sub-command table and the ``@command`` decorator
 ``commands``     ``train``, ``validate``, ``show``, ``list``
 ``evaluation``   ``eval``, ``plot``, ``sample``, ``report`` (calling :mod:`hierot.evaluation`)
+``sweep``        ``sweep`` (calling :mod:`hierot.sweeps`)
 ================ ==================================================================================
 
 The command line sits on top: it imports the API and the evaluation package (inside each
@@ -13,20 +14,57 @@ command, so ``hierot --help`` imports neither torch nor matplotlib), and nothing
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import warnings
 from collections.abc import Sequence
 
-from hierot.cli import commands, evaluation  # noqa: F401  (importing them registers the commands)
+from hierot.cli import commands, evaluation, sweep  # noqa: F401  (importing registers them)
 # ``command`` is re-exported for code outside hierot; a sub-command module of hierot imports it
 # from hierot.cli._command (importing hierot.cli from one would be a loop)
 from hierot.cli._command import COMMANDS, command
 from hierot.errors import HierotError
 
-__all__ = ["COMMANDS", "command", "main", "make_parser"]
+__all__ = ["COMMANDS", "command", "main", "make_parser", "version_line"]
+
+
+def version_line() -> str:
+    """``hierot 0.1.0 (torch 2.14.1, python 3.11.7)``: the installed distributions' versions,
+    read from their metadata without importing torch."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"hierot {installed('hierot')} (torch {installed('torch')}, "
+            f"python {platform.python_version()})")
+
+
+def unknown_command(argv: Sequence[str]) -> str | None:
+    """The message for a first argument that is no sub-command (``trian``), else ``None``."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is None or first in COMMANDS:
+        return None
+    from hierot.errors import unknown_name_message
+
+    message = unknown_name_message("command", first, COMMANDS)
+    close = difflib.get_close_matches(first, list(COMMANDS), n=1, cutoff=0.5)
+    return message + (f"\n(run `hierot {close[0]} --help`)" if close else "\n(run `hierot --help`)")
+
+
+def _short_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line, ``hierot: warning: ...`` (no source line under it)."""
+    return f"hierot: warning: {message}\n"
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hierot", description="Hierarchical optimal-transport autoencoders.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the versions of hierot, torch and python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, run, help) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help, description=help)
@@ -36,7 +74,13 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    problem = unknown_command(argv)
+    if problem:
+        print(f"hierot: error: {problem}", file=sys.stderr)
+        return 2
     args = make_parser().parse_args(argv)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _short_warning
     try:
         return args.run(args)
     except HierotError as exc:
@@ -48,3 +92,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hierot {args.command}: error: {where + ': ' if where else ''}{reason}; "
               f"everything written before is intact", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning

@@ -31,5 +31,27 @@ def add_overrides(parser: argparse.ArgumentParser) -> None:
     """``--set KEY.PATH=VALUE`` (repeatable), as ``train``, ``validate`` and others take it."""
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-        help="override a spec field, value parsed as YAML (repeatable), e.g. train.steps=100",
+        help="override a spec field, value parsed as YAML (repeatable), e.g. train.steps=100; "
+             "a new name (divergence.name=sinkhorn) drops the old component's options",
     )
+
+
+def add_shorthands(parser: argparse.ArgumentParser) -> None:
+    """``--steps``, ``--device``, ``--seed``: shorthands for ``--set``, applied after it."""
+    parser.add_argument("--steps", type=int, metavar="N",
+                        help="shorthand for --set train.steps=N (and no train.epochs)")
+    parser.add_argument("--device", metavar="D",
+                        help="shorthand for --set device=D (auto, cpu, cuda, cuda:1, mps)")
+    parser.add_argument("--seed", type=int, metavar="S", help="shorthand for --set seed=S")
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides followed by those of the shorthands (which so win over ``--set``)."""
+    found = list(args.overrides)
+    if getattr(args, "steps", None) is not None:
+        found += [f"train.steps={args.steps}", "train.epochs=null"]
+    if getattr(args, "device", None) is not None:
+        found.append(f"device={args.device}")
+    if getattr(args, "seed", None) is not None:
+        found.append(f"seed={args.seed}")
+    return found

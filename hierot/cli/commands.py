@@ -2,9 +2,10 @@
 
 ::
 
-    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--out DIR] [--init-from RUN]
-    hierot train --resume DIR [--set train.steps=N]
-    hierot validate SPEC_OR_PRESET [--set ...]
+    hierot train SPEC_OR_PRESET [--set a.b=value ...] [--steps N] [--device D] [--seed S]
+                 [--out DIR] [--init-from RUN]
+    hierot train --resume DIR [--steps N]
+    hierot validate SPEC_OR_PRESET [--set ...] [--steps N] [--device D] [--seed S]
     hierot show PRESET
     hierot list [KIND]
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hierot.cli._command import add_overrides, command
+from hierot.cli._command import add_overrides, add_shorthands, command, overrides_of
 from hierot.errors import HierotError
 
 
@@ -29,6 +30,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start the new run from the model weights of RUN's newest intact "
                              "checkpoint (same architecture; fresh optimiser and step)")
     add_overrides(parser)
+    add_shorthands(parser)
 
 
 def train(args: argparse.Namespace) -> int:
@@ -38,12 +40,16 @@ def train(args: argparse.Namespace) -> int:
 
     if (args.spec is None) == (args.resume is None):
         raise HierotError("train: give a SPEC_OR_PRESET, or --resume DIR (not both)")
+    if args.resume and args.seed is not None:
+        raise HierotError("train: --seed does not apply to --resume (the run continues its own "
+                          "random numbers); start a new run to change the seed")
     out = args.resume or args.out or default_run_dir(args.spec)
+    overrides = overrides_of(args)
     try:
         if args.resume:
-            result = fit(resume=args.resume, overrides=args.overrides, init_from=args.init_from)
+            result = fit(resume=args.resume, overrides=overrides, init_from=args.init_from)
         else:
-            result = fit(args.spec, out=out, overrides=args.overrides, init_from=args.init_from)
+            result = fit(args.spec, out=out, overrides=overrides, init_from=args.init_from)
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with: hierot train --resume {out}", file=sys.stderr)
         return 130
@@ -60,12 +66,13 @@ command("train", "train a hierarchy from a spec or preset")(train)
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a spec YAML file or a preset name")
     add_overrides(parser)
+    add_shorthands(parser)
 
 
 def validate(args: argparse.Namespace) -> int:
     from hierot.spec.loading import load_spec
 
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, overrides_of(args))
     reconstruction, match = spec.resolved_weights()
     print(f"{args.spec}: valid ({spec.objective} objective, {len(spec.layers)} latent layers "
           f"{[list(l.latent_shape) for l in spec.layers]}, divergence {spec.divergence.name})")

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from hierot.components import Cost
 from hierot.distributions import Gaussian
+from hierot.precision import float32_region, to_float32
 from hierot.registry import NoOptions, costs
 
 
@@ -78,7 +79,18 @@ class BinaryCrossEntropy(_Cost):
 
 
 def expected_cost(cost: Cost, target: Tensor, decoded: Gaussian) -> Tensor:
-    """E c(target, z~) under z~ ~ ``decoded``, per sample (analytic where the cost allows)."""
+    """E c(target, z~) under z~ ~ ``decoded``, per sample (analytic where the cost allows).
+
+    Always computed in float32 (or float64): under mixed precision (``train.precision``) the
+    inputs are cast up and autocast is off inside, see :mod:`hierot.precision`.
+    """
+    log_var = None if decoded.log_var is None else to_float32(decoded.log_var)
+    decoded, target = Gaussian(to_float32(decoded.mean), log_var), to_float32(target)
+    with float32_region(target.device.type):
+        return _expected_cost(cost, target, decoded)
+
+
+def _expected_cost(cost: Cost, target: Tensor, decoded: Gaussian) -> Tensor:
     if decoded.deterministic:
         return cost(target, decoded.mean)
     if cost.closed_form:

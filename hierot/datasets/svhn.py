@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from hierot.components import DataSplits
 from hierot.datasets._common import (
     DATA_ENV,
+    DIGIT_NAMES,
     Limit,
     data_root,
     download_field,
@@ -187,4 +188,5 @@ def svhn(options: SvhnOptions, *, seed: int) -> DataSplits:
         test_y=test_y,
         description=f"svhn: {len(train_x)} train ({'+'.join(options.splits)}) / {len(test_x)} test "
         f"({'+'.join(options.test_splits)}), 3x32x32 RGB, pixels / 255",
+        class_names=DIGIT_NAMES,
     )

@@ -127,4 +127,12 @@ def toy_hierarchy(options: ToyHierarchyOptions, *, seed: int) -> DataSplits:
         train_y=sample.labels[:k],
         test_y=sample.labels[k:],
         description=f"toy-hierarchy: {k} train / {options.n_test} test vectors, dims {chain}",
+        class_names=orthant_names(options.dims[-1]),
     )
+
+
+def orthant_names(top_dims: int) -> tuple[str, ...]:
+    """Names of the labels: the signs of the top latent's first (two) coordinates, ``(+, -)``."""
+    if top_dims == 1:
+        return ("z[0] < 0", "z[0] > 0")
+    return tuple(f"({'+' if k & 1 else '-'}, {'+' if k & 2 else '-'})" for k in range(4))

@@ -9,6 +9,7 @@ Feydy et al. (2019), which is zero when both samples coincide, through GeomLoss 
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from typing import Literal
 
 import ot
@@ -106,6 +107,8 @@ class Sinkhorn:
 
     def __init__(self, options: SinkhornOptions):
         self.options = options
+        self.not_converged = 0
+        """How many POT solves reached ``max_iter`` (warned about once, at the first)."""
         if options.backend == "geomloss":
             keops = options.geomloss_backend != "tensorized"
             if keops and importlib.util.find_spec("pykeops") is None:
@@ -130,7 +133,10 @@ class Sinkhorn:
 
     def __call__(self, samples: Tensor, prior_samples: Tensor) -> Tensor:
         x, y = flatten_pair(samples, prior_samples)
-        return self._loss(x, y)
+        # GeomLoss ends with torch.autograd.set_grad_enabled(True), which would switch gradients
+        # back on for the rest of a caller's torch.no_grad() block: restore the caller's mode.
+        with torch.set_grad_enabled(torch.is_grad_enabled()):
+            return self._loss(x, y)
 
     # -- POT ------------------------------------------------------------------------------------
     def _pot(self, x: Tensor, y: Tensor) -> Tensor:
@@ -160,10 +166,26 @@ class Sinkhorn:
         f, g = annealed_potentials(cost, log_a, log_b, schedule, symmetric)
         # POT's log-scalings are log a + f / eps and log b + g / eps
         warm = (log_a + f / schedule[-1], log_b + g / schedule[-1])
-        return ot.bregman.sinkhorn_log(
+        plan, log = ot.bregman.sinkhorn_log(
             a, b, cost, reg=schedule[-1], numItermax=o.max_iter, stopThr=o.tolerance,
-            warmstart=warm,  # POT warns "Sinkhorn did not converge" at max_iter
+            warmstart=warm, log=True, warn=False,  # reported once here, not at every step
         )
+        if float(log["err"][-1]) >= o.tolerance:  # POT stops early only below the tolerance
+            self._not_converged()
+        return plan
+
+    def _not_converged(self) -> None:
+        """Count a solve that reached ``max_iter``; warn at the first only (not once per step)."""
+        self.not_converged += 1
+        if self.not_converged == 1:
+            o = self.options
+            warnings.warn(
+                f"sinkhorn (POT, blur {o.blur}): a solve reached max_iter={o.max_iter} before the "
+                f"marginal error fell below tolerance={o.tolerance}; the value and gradient are "
+                "those of the last iterate. Raise max_iter or blur, or use backend: geomloss "
+                "(reported once; the count is in the divergence's `not_converged`)",
+                RuntimeWarning, stacklevel=2,
+            )
 
     def __repr__(self) -> str:
         o = self.options

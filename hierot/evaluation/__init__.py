@@ -2,18 +2,20 @@
 
 Each module does one job:
 
-============== =================================================================================
-``trained``    load a trained run at a checkpoint, encode and generate in batches
-``metrics``    objective terms, reconstruction error per encoding depth, top divergences,
-               active units
-``classifier`` the small feature classifier behind the Fréchet classifier distance (cached)
-``frechet``    the Fréchet distance between Gaussian fits of two feature sets
-``probe``      a linear probe of the labels from each latent layer
-``evaluator``  every metric of a run, ``eval.json`` and its table
-``figures``    the paper's figures 2a-c, 3a-b and 5b for any run
-``report``     ``report.md``
-``plotting``   drawing helpers: image mosaics, 2-D views of vectors, sample grids, saving
-============== =================================================================================
+=================== ===========================================================================
+``trained``         load a trained run at a checkpoint, encode and generate in batches
+``metrics``         objective terms, reconstruction error per encoding depth, top divergences,
+                    active units
+``classifier``      the small feature classifier behind the Fréchet classifier distance (cached)
+``frechet``         the Fréchet distance between Gaussian fits of two feature sets
+``sample_quality``  precision/recall, density/coverage and class coverage of samples
+``samplers``        post-hoc samplers of the top latent (prior, gmm, empirical), two decoding paths
+``probe``           a linear probe of the labels from each latent layer
+``evaluator``       every metric of a run, ``eval.json`` and its table
+``figures``         the paper's figures 2a-c, 3a-b and 5b for any run
+``report``          ``report.md``
+``plotting``        drawing helpers: image mosaics, 2-D views of vectors, sample grids, saving
+=================== ===========================================================================
 
 The ``hierot eval``, ``plot``, ``sample`` and ``report`` sub-commands live in
 :mod:`hierot.cli.evaluation`: the command line imports this package, never the reverse.

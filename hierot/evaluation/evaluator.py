@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from hierot.evaluation import metrics
-from hierot.evaluation.trained import LoadedRun, encode, generate, load_run, subset
+from hierot.evaluation.trained import LoadedRun, encode, load_run, subset
 from hierot.training.rundir import atomic_write_text
 
 FCD_NAME = "Fréchet classifier distance (FCD)"
@@ -22,7 +23,7 @@ EVAL_FILE = "eval.json"
 def evaluate(
     path: str | Path | LoadedRun, checkpoint: int | None = None, *, device: str | None = None,
     samples: int = 5000, divergence_samples: int = 1000, probe_train: int = 10000,
-    seed: int = 0, write: bool = True,
+    seed: int = 0, write: bool = True, samplers: Sequence[str | dict] = ("prior",),
 ) -> dict:
     """Evaluate a run on its test split; write ``RUN/eval.json`` when ``write``.
 
@@ -44,6 +45,10 @@ def evaluate(
         Seeds every random draw (prior samples, subsets, reparameterisations).
     write:
         Write ``eval.json`` into the run directory.
+    samplers:
+        Post-hoc samplers of the top latent whose samples are measured, each a name or options
+        (:mod:`hierot.evaluation.samplers`); every one along both decoding paths, ``ancestral``
+        and ``mean``. The first gives the headline ``fcd``.
 
     Returns
     -------
@@ -89,7 +94,7 @@ def evaluate(
         result["probe"] = _probes(run, probe_train, seed) if labelled else {
             "skipped": "the data set has no labels"}
     with timed("sample_quality"):
-        result["sample_quality"] = _sample_quality(run, samples, seed) if labelled else {
+        result["sample_quality"] = _sample_quality(run, samples, seed, samplers) if labelled else {
             "metric": FCD_NAME, "skipped": "the data set has no labels to train a classifier on"}
     result["timings_s"] = timings
     result["wall_time_s"] = round(time.perf_counter() - started, 3)
@@ -116,24 +121,58 @@ def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
             "model": "logistic regression on standardised codes (means)"}
 
 
-def _sample_quality(run: LoadedRun, samples: int, seed: int) -> dict:
+def _sample_quality(run: LoadedRun, samples: int, seed: int, samplers: Sequence) -> dict:
+    """FCD, precision/recall, density/coverage and class coverage of every sampler and path."""
+    import torch
+
+    from hierot.evaluation import sample_quality as sq
     from hierot.evaluation.classifier import feature_classifier
     from hierot.evaluation.frechet import frechet_distance
+    from hierot.evaluation.samplers import PATHS, draw, fitted, label, parse_sampler, top_codes
 
     data = run.data
     classifier = feature_classifier(data, run.spec.data.model_dump(mode="json"), run.spec.seed,
                                     device=run.device)
+    classes = int(classifier.network.out.out_features)
+
+    def measure(x) -> tuple:
+        features = classifier.features(x)
+        with torch.no_grad():
+            predicted = classifier.network.out(features.to(run.device)).argmax(1).cpu()
+        return features, predicted
+
     n = min(samples, len(data.test_x))
-    test = classifier.features(data.test_x[subset(len(data.test_x), n, seed)])
-    generated = classifier.features(generate(run.model, n, seed=seed))
-    train = classifier.features(data.train_x[subset(len(data.train_x), n, seed)])
-    return {
+    test, test_classes = measure(data.test_x[subset(len(data.test_x), n, seed)])
+    train, train_classes = measure(data.train_x[subset(len(data.train_x), n, seed)])
+
+    def block(features, predicted) -> dict:
+        return {"fcd": frechet_distance(features, test), **sq.fidelity_coverage(test, features),
+                "class_coverage": sq.class_coverage(predicted, test_classes, classes)}
+
+    result = {
         "metric": FCD_NAME,
-        "fcd": frechet_distance(generated, test),
-        "floor_train_vs_test": frechet_distance(train, test),
         "samples": n,
         "classifier": classifier.info(),
+        "reference_train_vs_test": block(train, train_classes),
+        "samplers": {},
+        "sampler_options": {},
     }
+    codes = None
+    for options in (parse_sampler(s) for s in samplers):
+        name = label(options)
+        if name in result["samplers"]:
+            continue
+        if options.name != "prior" and codes is None:
+            codes = top_codes(run, seed=seed)
+        sampler = fitted(run, options, seed=seed, codes=codes)
+        result["sampler_options"][name] = options.model_dump(mode="json")
+        result["samplers"][name] = {
+            path: block(*measure(draw(run.model, sampler, n, path, seed=seed, device=run.device)))
+            for path in PATHS}
+    first = next(iter(result["samplers"].values()))["ancestral"]
+    result["fcd"] = first["fcd"]  # the first sampler's (by default the prior's) ancestral samples
+    result["floor_train_vs_test"] = result["reference_train_vs_test"]["fcd"]
+    return result
 
 
 # -- the terminal table ----------------------------------------------------------------------
@@ -199,14 +238,19 @@ def format_table(result: dict) -> str:
     quality = result["sample_quality"]
     lines.append("")
     if "fcd" in quality:
+        from hierot.evaluation.sample_quality import HEADER, rows
+
         c = quality["classifier"]
         trained = " (cached)" if c["cached"] else f", trained now in {c['train_seconds']:.1f} s"
         lines += [
             (f"sample quality: {quality['metric']} = {number(quality['fcd'])} "
-            f"({quality['samples']} generated vs {quality['samples']} test samples)"),
+             f"({quality['samples']} generated vs {quality['samples']} test samples)"),
             (f"  floor (training vs test data, same size): "
              f"{number(quality['floor_train_vs_test'])}; classifier {c['kind']}, test accuracy "
              f"{number(c['test_accuracy'], 3)}{trained}"),
+            ("fidelity (precision, density) and coverage (recall, coverage, class histogram) "
+             "per sampler of z_N and decoding path, in the classifier's features:"),
+            *_table(HEADER, rows(quality, number)),
         ]
     else:
         lines.append(f"sample quality: skipped ({quality['skipped']})")

@@ -62,7 +62,7 @@ DATA_COLOUR, MODEL_COLOUR = "0.75", "tab:blue"
 
 def plot_run(
     path: str | Path | LoadedRun, checkpoint: int | None = None, *, device: str | None = None,
-    embedding: str = "umap", seed: int = 0,
+    embedding: str = "pca", seed: int = 0,
 ) -> list[Path]:
     """Draw every figure of a run into ``RUN/figures``.
 
@@ -75,7 +75,9 @@ def plot_run(
     device:
         Device to run the model on (default: the spec's).
     embedding:
-        ``"umap"`` or ``"pca"``: how latent layers of more than two dimensions are projected.
+        ``"pca"`` (fast) or ``"umap"`` (the paper's; its first use in a process compiles UMAP's
+        numba code, about half a minute): how latent layers of more than two dimensions are
+        projected.
     seed:
         Seeds the choice of data points and the samples.
 
@@ -107,16 +109,19 @@ def _scale(ax, values: list[float]) -> None:
 
 
 def training_curves(rows: list[dict[str, float]], path: Path) -> Path:
-    """Every term logged in ``metrics.csv`` against the step, unweighted and weighted."""
-    figure = new_figure(12, 4.5)
+    """Every term logged in ``metrics.csv`` against the step, unweighted and weighted.
+
+    Each panel's legend sits below it, in columns, so that it covers none of the curves.
+    """
+    figure = new_figure(12, 5.5)
     left, right = figure.subplots(1, 2)
     if not rows:
         for ax in (left, right):
             ax.text(0.5, 0.5, "no metrics logged", ha="center", va="center", transform=ax.transAxes)
         return save(figure, path)
     steps = [r["step"] for r in rows]
-    skip = {"step", "epoch", "wall_time", "total"}
-    names = [k for k in rows[-1] if k not in skip and not k.startswith("w_")]
+    skip = {"step", "epoch", "wall_time", "total", "lr", "step_time"}
+    names = [k for k in rows[-1] if k not in skip and not k.startswith(("w_", "val_"))]
     for ax, keys, title in (
         (left, names, "unweighted terms"),
         (right, [f"w_{n}" for n in names if f"w_{n}" in rows[-1]] + ["total"],
@@ -132,7 +137,8 @@ def training_curves(rows: list[dict[str, float]], path: Path) -> Path:
         ax.set_ylabel("value (mean over the logging interval)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                  ncols=min(4, len(keys)), frameon=False)
     figure.suptitle("Training curves (Figure 2a)")
     return save(figure, path)
 
@@ -257,7 +263,7 @@ def project(codes: Tensor, method: str, seed: int) -> tuple[np.ndarray, str]:
 
 
 def embeddings(
-    run: LoadedRun, path: Path, *, method: str = "umap", max_points: int = 2000, seed: int = 0
+    run: LoadedRun, path: Path, *, method: str = "pca", max_points: int = 2000, seed: int = 0
 ) -> Path:
     """Every latent layer of up to ``max_points`` test points, coloured by label (Figure 3a)."""
     rows = subset(len(run.data.test_x), max_points, seed)
@@ -286,9 +292,9 @@ def embeddings(
     if classes:
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], marker="o", ls="", color=colours[c], label=str(c))
+        handles = [Line2D([], [], marker="o", ls="", color=colours[c], label=run.data.class_name(c))
                    for c in classes]
-        figure.legend(handles=handles, title="label", loc="outside right center", fontsize="small")
+        figure.legend(handles=handles, title="class", loc="outside right center", fontsize="small")
     figure.suptitle(f"Held-out data ({len(rows)} points) encoded at every latent layer")
     return save(figure, path)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from hierot.evaluation.evaluator import EVAL_FILE, PER_LAYER_HEADER, number, per_layer_rows
 from hierot.evaluation.figures import CAPTIONS
-from hierot.spec.loading import load_spec
+from hierot.spec.run_spec import load_run_spec
 from hierot.training.rundir import RunDir, atomic_write_text
 
 REPORT_FILE = "report.md"
@@ -117,14 +117,33 @@ def metrics_section(result: dict | None) -> list[str]:
                      f"{result['probe']['train_points']} training points"])
     if rows:
         lines += [*_table(["metric", "value", "note"], rows), ""]
+    if "samplers" in quality:
+        lines += sample_quality_section(quality)
     return lines
+
+
+def sample_quality_section(quality: dict) -> list[str]:
+    """Fidelity and coverage of every sampler and decoding path (``eval.json``)."""
+    from hierot.evaluation.sample_quality import HEADER, rows
+
+    return [
+        (f"Samples against {quality['samples']} test points in the classifier's features: FCD, "
+         "precision and recall (k = 3, Kynkäänniemi et al. 2019), density and coverage (k = 5, "
+         "Naeem et al. 2020), the total-variation distance between the histograms of predicted "
+         "classes of samples and test data, and the classes sampled less than a tenth as often "
+         "as in the test set. `ancestral` draws each layer's noise (the model); `mean` decodes "
+         "through the decoders' means. Training data against test data is the reference."),
+        "",
+        *_table(HEADER, rows(quality, number)),
+        "",
+    ]
 
 
 def write_report(path: str | Path | RunDir) -> Path:
     """Write ``RUN/report.md`` from what the run directory holds; returns its path."""
     run_dir = path if isinstance(path, RunDir) else RunDir(path)
     run_dir.require()
-    spec = load_spec(run_dir.spec_file)
+    spec = load_run_spec(run_dir.path)
     summary = _read_json(run_dir.summary_file)
     lines = [f"# Run `{run_dir.path.name}`", ""]
     if spec.description:

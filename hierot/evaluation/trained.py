@@ -18,7 +18,7 @@ from hierot._utils import seeded
 from hierot.builder import Built, build
 from hierot.components import DataSplits
 from hierot.model import Hierarchy
-from hierot.spec.loading import load_spec
+from hierot.spec.run_spec import load_run_spec
 from hierot.spec.schema import Spec
 from hierot.training.rundir import RunDir
 from hierot.training.runtime import resolve_device
@@ -94,7 +94,7 @@ def load_run(
     """
     run_dir = RunDir(path)
     run_dir.require()
-    spec = load_spec(run_dir.spec_file)
+    spec = load_run_spec(run_dir.path)
     file = run_dir.checkpoint(checkpoint)
     built = build(spec, data=data)
     state = run_dir.load_checkpoint(checkpoint)  # a bad file is named, with the other steps

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from hierot._utils import identity
 from hierot.components import Cost, Divergence, LayerOutputs, Penalty
 from hierot.model import Hierarchy
+from hierot.precision import float32_region, to_float32
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Objective(nn.Module):
 
     def _add_penalties(self, terms: Terms) -> None:
         for name, penalty in self.penalties.items():
-            per_layer = penalty(terms.outputs)
+            per_layer = to_float32(penalty(terms.outputs))
             weights = per_layer.new_tensor(penalty.weights)
             terms.unweighted[f"pen_{name}"] = per_layer.sum()
             terms.weighted[f"pen_{name}"] = (weights * per_layer).sum()
@@ -97,7 +98,12 @@ class Objective(nn.Module):
     def _match(self, terms: Terms, name: str, encoded: Tensor, prior: Callable[[int], Tensor]) -> None:
         encoded = self.gather(encoded)
         drawn = prior(self.prior_samples or encoded.shape[0])
-        terms.add(name, self.divergence(encoded, drawn), self.match_weight)
+        # in float32 under mixed precision (hierot.precision): kernel sums and log-sum-exps
+        encoded, drawn = to_float32(encoded), to_float32(drawn)
+        if drawn.dtype != encoded.dtype:  # a prior drawn under autocast (the implicit prior)
+            drawn = drawn.to(encoded.dtype)
+        with float32_region(encoded.device.type):
+            terms.add(name, self.divergence(encoded, drawn), self.match_weight)
 
     def forward(self, x: Tensor) -> Terms:  # pragma: no cover - abstract
         raise NotImplementedError

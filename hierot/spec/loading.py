@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from pydantic import ValidationError
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
 from hierot.spec.schema import Spec, validate_spec
+
+_log = logging.getLogger(__name__)
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
@@ -89,10 +92,9 @@ def read_text(source: str | Path) -> tuple[str, str]:
     elif str(source) in presets:
         text, label = presets.get(str(source)).factory(), f"preset {source}"
     else:
-        raise HierotError(
-            f"{source!r} is neither a spec file nor a preset. "
-            + unknown_name_message("preset", str(source), presets.names()).split("; ", 1)[-1]
-        )
+        message = unknown_name_message("preset", str(source), presets.names())
+        raise HierotError(f"{source!r} is neither a spec file nor a preset"
+                          + message.removeprefix(f"unknown preset {str(source)!r}"))
     return text, label
 
 
@@ -113,7 +115,12 @@ def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], st
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``a.b.0.c=value`` overrides (values parsed as YAML) to a copy of ``raw``."""
+    """Apply ``a.b.0.c=value`` overrides (values parsed as YAML) to a copy of ``raw``.
+
+    Setting a component's ``name`` to another name (``divergence.name=sinkhorn``) switches the
+    component: the old one's options are dropped, since they belong to it, and a one-line notice
+    saying which goes to the ``hierot.spec.loading`` logger (stderr unless logging is configured).
+    """
     raw = copy.deepcopy(raw)
     for item in overrides:
         path, sep, text = item.partition("=")
@@ -134,13 +141,25 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
                 key = int(key)
             elif not isinstance(node, dict):
                 raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
-            if last:
+            if last and key == "name" and isinstance(node, dict) and _switches(node, value):
+                dropped = sorted(k for k in node if k != "name")
+                _log.warning(
+                    "--set %s=%s: switches %s from %r to %r and drops the old options (%s)",
+                    path, text, ".".join(keys[:-1]), node["name"], value, ", ".join(dropped))
+                node.clear()
+                node[key] = value
+            elif last:
                 node[key] = value
             else:
                 if isinstance(node, dict) and key not in node:
                     node[key] = {}
                 node = node[key]
     return raw
+
+
+def _switches(component: dict[str, Any], name: Any) -> bool:
+    """Whether setting ``name`` replaces a different component that has options of its own."""
+    return "name" in component and component["name"] != name and len(component) > 1
 
 
 def _strip_tags(loc: tuple, raw: Any) -> list[str]:

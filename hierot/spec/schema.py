@@ -25,7 +25,8 @@ from pydantic import (
 )
 
 from hierot.components import ChecksShapes, Head, KnowsShape, Shape, StrictModel, WeighsLayers
-from hierot.registry import costs, datasets, divergences, networks, penalties
+from hierot.registry import callbacks, costs, datasets, divergences, networks, penalties
+from hierot.schedules import Schedule
 
 MAX_WIDTH = 2**16
 """Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
@@ -110,6 +111,18 @@ class OptimizerSpec(StrictModel):
     )
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0)
+    implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
+        "auto",
+        description="the update's kernels: auto = fused where the device supports it, else "
+        "foreach; for-loop = one small kernel per parameter (torch's reference)",
+    )
+    schedule: Schedule = Field(
+        default_factory=lambda: {"name": "constant"}, validate_default=True,
+        description="learning-rate schedule: a factor on lr per step (see docs/schedules.md)",
+    )
+    clip_grad_norm: float | None = Field(
+        None, gt=0, description="clip the global gradient norm to this value (none: no clipping)"
+    )
 
 
 class TrainSpec(StrictModel):
@@ -123,6 +136,19 @@ class TrainSpec(StrictModel):
         "at least 2, as the divergences' estimators need)"
     )
     progress: bool = Field(True, description="show a progress bar")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="fp32; bf16 = bfloat16 autocast (CPU, recent GPUs); fp16 = float16 autocast "
+        "with gradient scaling (CUDA only). Costs and divergences are always computed in fp32",
+    )
+    compile: bool = Field(False, description="torch.compile every layer network (see docs/precision.md)")
+    eval_every: PositiveInt | None = Field(
+        None, description="steps between evaluations of the objective on the test split (none: never)"
+    )
+    best_metric: str = Field(
+        "val_total", description="held-out metric that picks checkpoints/best.pt (with eval_every)"
+    )
+    best_mode: Literal["min", "max"] = Field("min", description="whether lower or higher is better")
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainSpec:
@@ -165,6 +191,10 @@ class Spec(StrictModel):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     train: TrainSpec
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
+    callbacks: list[Any] = Field(
+        default_factory=list,
+        description="called during training: trackers (tensorboard, mlflow, wandb) and plug-ins",
+    )
 
     def consistency_errors(self) -> list[str]:
         """Problems between fields, one ``path: message`` line each (empty when consistent).
@@ -268,7 +298,7 @@ def spec_model() -> type[Spec]:
     Built after plug-ins are discovered (asking the registries for their names discovers them),
     and rebuilt when a registry changes, so every component is validated the same way.
     """
-    registries = (networks, costs, divergences, penalties, datasets)
+    registries = (networks, costs, divergences, penalties, datasets, callbacks)
     key = tuple(tuple((e.name, id(e.options)) for e in r.entries()) for r in registries)
     if key not in _cache:
         network = networks.options_union()
@@ -279,6 +309,7 @@ def spec_model() -> type[Spec]:
             layers=Annotated[list[layer], Field(min_length=1)],
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
+            callbacks=list[callbacks.options_union()],  # type: ignore[misc]
         )
     return _cache[key]
 

@@ -35,8 +35,12 @@ RESUMABLE = (
     "train.log_every",
     "train.checkpoint_every",
     "train.progress",
+    "train.eval_every",
+    "device",
 )
-"""Fields a resume may change: the budget and cadences, which do not make another experiment."""
+"""Fields a resume may change: the budget, the logging, checkpoint and evaluation cadences, the
+progress bar and the device (``--device`` on another machine), none of which makes another
+experiment."""
 _ABSENT = object()
 REQUIRED_KEYS = ("format", "step", "model", "optimizer", "batches", "rng_cpu")
 """What every checkpoint written by :class:`hierot.trainer.Trainer` holds."""

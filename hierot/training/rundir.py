@@ -36,7 +36,7 @@ from hierot.errors import CheckpointError, HierotError
 
 _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 _TEMPORARY = re.compile(
-    r"^\.(step-\d+\.pt|spec\.yaml|metrics\.csv|summary\.json|environment\.json|origin\.json"
+    r"^\.(step-\d+\.pt|best\.pt|spec\.yaml|metrics\.csv|summary\.json|environment\.json|origin\.json"
     r"|eval\.json|report\.md)\.[A-Za-z0-9_]+$"
 )
 """Names :class:`atomic_open` gives its temporaries (``.NAME.XXXXXXXX``) in a run directory."""
@@ -182,7 +182,12 @@ def _complete_row(row: dict[str, str | None], fields: list[str]) -> bool:
 
 
 class MetricsWriter:
-    """Appends rows to metrics.csv, flushing each so a crash loses nothing logged."""
+    """Appends rows to metrics.csv, flushing each so a crash loses nothing logged.
+
+    A row with columns the header lacks (held-out ``val_*`` terms first logged after some
+    training rows) rewrites the file atomically with the header extended; earlier rows leave
+    those cells empty.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -190,6 +195,15 @@ class MetricsWriter:
         self._writer: csv.DictWriter | None = None
 
     def write(self, row: dict[str, float]) -> None:
+        self._open(row)
+        new = [k for k in row if k not in self._writer.fieldnames]
+        if new:
+            self._extend_header(new)
+            self._open(row)
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def _open(self, row: dict[str, float]) -> None:
         if self._writer is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
             if exists:
@@ -201,8 +215,16 @@ class MetricsWriter:
             self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
             if not exists:
                 self._writer.writeheader()
-        self._writer.writerow(row)
-        self._file.flush()
+
+    def _extend_header(self, new: list[str]) -> None:
+        fields = [*self._writer.fieldnames, *new]
+        self.close()
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        with atomic_open(self.path) as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def close(self) -> None:
         if self._file is not None:

@@ -1,12 +1,17 @@
 """The training loop. It only trains: the spec is already valid and the modules already built.
 
 One step: take the next global batch of indices (this rank's share of it), evaluate the
-objective, stop on a non-finite term, back-propagate, step the optimiser, and stop if a gradient,
-a parameter or the optimiser's state is not finite (:meth:`Trainer._check_finite`: one fused
-reduction, one device sync). Every ``log_every`` steps the running means of every term go to
-metrics.csv; every ``checkpoint_every`` steps (and at the end) a checkpoint is written, holding
-all that a resume needs to continue exactly: weights, optimiser, data order, RNG state and the
-running sums of the next metrics row. Nothing non-finite is ever logged or saved.
+objective (under autocast with ``train.precision`` bf16/fp16, see :mod:`hierot.precision`), stop on
+a non-finite term, back-propagate, clip the gradient norm (``optimizer.clip_grad_norm``), step the
+optimiser and the learning-rate schedule (:mod:`hierot.schedules`), and stop if a gradient, a
+parameter or the optimiser's state is not finite (:meth:`Trainer._check_finite`: one fused
+reduction, one device sync; nothing non-finite is ever logged or saved). Every ``log_every`` steps the
+running means of every term, the learning rate and the seconds per step go to metrics.csv and the
+callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
+(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
+the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
+optimiser, schedule, loss scale, data order, RNG state and the running sums of the next
+metrics row.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from tqdm.auto import tqdm
 from hierot.training.batches import BatchOrder
 from hierot.builder import Built, build_optimizer
 from hierot.errors import HierotError, NonFiniteLossError
-from hierot.training.rundir import MetricsWriter, RunDir, atomic_write_text
+from hierot.precision import Precision
+from hierot.schedules import build_scheduler
+from hierot.training.callbacks import Callback, Callbacks
+from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
+from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
 from hierot.training.runtime import Runtime, single_process
 
 CHECKPOINT_FORMAT = 1
@@ -42,29 +51,52 @@ def total_steps(built: Built, order: BatchOrder) -> int:
 
 
 class Trainer:
-    """Trains ``built`` on ``runtime``, writing to ``run_dir`` (rank 0 only; ``None``: nowhere)."""
+    """Trains ``built`` on ``runtime``, writing to ``run_dir`` (rank 0 only; ``None``: nowhere).
+
+    ``callbacks`` are called on the main process only (the API builds those of the spec's
+    ``callbacks`` list, see :func:`hierot.callbacks.build_callbacks`).
+    """
 
     def __init__(self, built: Built, run_dir: RunDir | None = None, runtime: Runtime | None = None,
-                 keep_checkpoints: int = 2):
+                 keep_checkpoints: int = 2, callbacks: list[Callback] | tuple[Callback, ...] = ()):
         self.built = built
         self.spec = built.spec
         self.runtime = runtime or single_process(built.spec.device)
         self.run_dir = run_dir if self.runtime.is_main else None
         self.keep_checkpoints = keep_checkpoints
         device = self.runtime.device
+        train = self.spec.train
+        self.precision = Precision(train.precision, device)
         self.model = built.model.to(device)
         self.objective = built.objective
         self.objective.to(device)
+        if train.compile:
+            from hierot.training.compiling import compile_networks
+
+            compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
-        self.order = BatchOrder(len(built.data.train_x), self.spec.train.batch_size, self.spec.seed)
+        self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
+        self.total_steps = total_steps(built, self.order)
+        self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer, self.total_steps)
         self.train_x = built.data.train_x.to(device)
         self.step = 0
         self.wall_time = 0.0
+        self.heldout = self._heldout()
+        self.best = BestCheckpoint(train.best_metric, train.best_mode)
+        self.callbacks = Callbacks(list(callbacks) if self.runtime.is_main else [])
         self.saved_step: int | None = None
         """Step of the last checkpoint written or loaded (``None``: none yet)."""
         self._sums: dict[str, torch.Tensor] = {}  # running sums of the next metrics row
         self._count = 0
+
+    def _heldout(self) -> HeldOutEvaluation | None:
+        """The held-out evaluation of ``train.eval_every`` (main process only; else ``None``)."""
+        if self.spec.train.eval_every is None or not self.runtime.is_main:
+            return None
+        objective = getattr(self.trained, "objective", self.objective)  # inside DDP's wrapper
+        return HeldOutEvaluation(objective, self.built.data.test_x, self.spec.train.batch_size,
+                                 self.runtime.device, self.precision.autocast, self.spec.seed)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -74,6 +106,9 @@ class Trainer:
             "wall_time": self.wall_time,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "precision": self.precision.state(),
+            "best": self.best.state(),
             "batches": self.order.state(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -87,6 +122,10 @@ class Trainer:
             raise HierotError(f"checkpoint format {state.get('format')} is not {CHECKPOINT_FORMAT}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # absent in checkpoints written before schedules
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state(state.get("precision", {}))
+        self.best.load_state(state.get("best"))
         self.order.load_state(state["batches"])
         self.step, self.wall_time = int(state["step"]), float(state["wall_time"])
         torch.set_rng_state(state["rng_cpu"].cpu())  # loaded onto the device: back to the CPU
@@ -100,13 +139,22 @@ class Trainer:
 
     def _save(self) -> None:
         if self.run_dir is not None:
-            self.run_dir.save_checkpoint(self.state(), self.step, self.keep_checkpoints)
+            path = self.run_dir.save_checkpoint(self.state(), self.step, self.keep_checkpoints)
+            self.callbacks.on_checkpoint(self.step, path)
         self.saved_step = self.step
 
     # -- the non-finite guard ------------------------------------------------------------------
     def _optimizer_tensors(self) -> list[torch.Tensor]:
         return [v for s in self.optimizer.state.values() for v in s.values()
                 if torch.is_tensor(v) and v.is_floating_point()]
+
+    def _grad_norms(self) -> torch.Tensor:
+        """Norms of the gradients just computed (none under fp16: its loss scaler owns overflows,
+        skipping the step and lowering the scale)."""
+        if self.precision.scaler is not None:
+            return torch.zeros(0, device=self.runtime.device)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return _norms(grads, self.runtime.device)
 
     def _check_finite(self, grad_norms: torch.Tensor) -> None:
         """Stop on a non-finite gradient (``grad_norms``, taken before the step), parameter or
@@ -118,8 +166,8 @@ class Trainer:
         if bool(torch.isfinite(norms).all()):
             return
         named = dict(self.model.named_parameters())
-        bad_grads = [n for n, p in named.items()
-                     if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        bad_grads = [n for n, p in named.items() if grad_norms.numel() and p.grad is not None
+                     and not bool(torch.isfinite(p.grad).all())]
         bad_params = [n for n, p in named.items() if not bool(torch.isfinite(p).all())]
         names = {id(p): n for n, p in named.items()}
         bad_state = sorted({f"{names.get(id(p), '?')}.{k}" for p, s in self.optimizer.state.items()
@@ -137,10 +185,25 @@ class Trainer:
             return "training stopped, no checkpoint was written"
         return f"training stopped, the last finite checkpoint (step {self.saved_step}) is kept"
 
+    def _evaluate(self) -> dict[str, float]:
+        """The held-out terms (logged and sent to the callbacks); keeps ``best.pt`` up to date."""
+        metrics = self.heldout()
+        self.callbacks.on_eval(self.step, metrics)
+        if self.best.improved(self.step, metrics) and self.run_dir is not None:
+            path = self.run_dir.checkpoint_dir / "best.pt"
+            atomic_torch_save(self.state(), path)
+            self.callbacks.on_checkpoint(self.step, path)
+        return metrics
+
+    def learning_rate(self) -> float:
+        """The learning rate of the step just taken (the schedule's factor times optimizer.lr)."""
+        return self.spec.optimizer.lr * self.spec.optimizer.schedule.factor(self.step, self.total_steps)
+
     # -- the loop ------------------------------------------------------------------------------
     def _train_step(self) -> dict[str, torch.Tensor]:
         indices = self.runtime.shard(self.order.next()).to(self.runtime.device)
-        terms = self.trained(self.train_x[indices])
+        with self.precision.autocast():
+            terms = self.trained(self.train_x[indices])
         loss = terms.total
         if not torch.isfinite(loss):
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
@@ -149,22 +212,32 @@ class Trainer:
                 f"{self._kept()}"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        grad_norms = _norms(grads, self.runtime.device)
-        self.optimizer.step()
+        self.precision.backward(loss)
+        grad_norms = self._grad_norms()
+        self._clip_gradients()
+        self.precision.step(self.optimizer)
+        self.scheduler.step()
         self._check_finite(grad_norms)
         return terms.detached()
 
+    def _clip_gradients(self) -> None:
+        """Scale the gradients to a global norm of at most ``optimizer.clip_grad_norm``."""
+        max_norm = self.spec.optimizer.clip_grad_norm
+        if max_norm is not None:
+            self.precision.unscale(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
+
     def fit(self) -> TrainResult:
         train = self.spec.train
-        steps = total_steps(self.built, self.order)
+        steps = self.total_steps
         self.model.train()
         writer = MetricsWriter(self.run_dir.metrics_file) if self.run_dir else None
         last: dict[str, float] = {}
         bar = tqdm(total=steps, initial=self.step, disable=not (train.progress and self.runtime.is_main),
                    desc="train", dynamic_ncols=True)
         started = time.perf_counter() - self.wall_time
+        self.callbacks.on_train_start(self.spec, self.step)
+        interval_start, interval_step = time.perf_counter(), self.step
         try:
             while self.step < steps:
                 values = self._train_step()
@@ -174,19 +247,29 @@ class Trainer:
                     self._sums[name] = self._sums.get(name, 0.0) + value
                 bar.update(1)
                 done = self.step == steps
-                if self.step % train.log_every == 0 or done:
-                    self.wall_time = time.perf_counter() - started
+                evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
+                if self.step % train.log_every == 0 or done or evaluate:
+                    now = time.perf_counter()
+                    self.wall_time = now - started
                     last = self.runtime.mean(
                         {name: float(s) / self._count for name, s in self._sums.items()}
                     )
                     row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
+                    extra = {"lr": self.learning_rate(),
+                             "step_time": (now - interval_start) / max(self.step - interval_step, 1)}
+                    self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
+                    held_out = self._evaluate() if evaluate and self.heldout is not None else {}
                     if writer:
-                        writer.write({**row, **last})
-                    bar.set_postfix(total=f"{last['total']:.4g}", rec_x=f"{last.get('rec_x', 0):.4g}")
+                        writer.write({**row, **last, **extra, **held_out})
+                    bar.set_postfix_str(progress_text(last), refresh=False)
                     self._sums, self._count = {}, 0
+                    interval_start, interval_step = time.perf_counter(), self.step
                 if self.step % train.checkpoint_every == 0 or done:
                     self.wall_time = time.perf_counter() - started
                     self._save()
+        except BaseException:
+            self.callbacks.close()
+            raise
         finally:
             bar.close()
             if writer:
@@ -194,6 +277,10 @@ class Trainer:
         result = TrainResult(self.step, self.wall_time, last, self.run_dir)
         if self.run_dir is not None:
             write_summary(self.run_dir, result)
+        try:
+            self.callbacks.on_train_end(result)
+        finally:
+            self.callbacks.close()
         return result
 
 
@@ -212,6 +299,23 @@ def _norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
 
 def _some(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def short_term_name(name: str) -> str:
+    """The progress bar's name of a term: ``rec_x`` -> ``x``, ``rec_z2`` -> ``z2``,
+    ``match_z5`` -> ``D5``, ``pen_abs-log-var`` -> ``abs-log-var``."""
+    if name.startswith("rec_"):
+        return name[4:]
+    if name.startswith("match_z"):
+        return "D" + name[7:]
+    return name.removeprefix("pen_")
+
+
+def progress_text(last: dict[str, float]) -> str:
+    """``loss 9.62 | x 9.58 z1 2.01 ... D5 0.0018``: the total, then every unweighted term."""
+    terms = " ".join(f"{short_term_name(n)} {v:.3g}" for n, v in last.items()
+                     if n != "total" and not n.startswith("w_"))
+    return f"loss {last['total']:.3g} | {terms}"
 
 
 def write_summary(run_dir: RunDir, result: TrainResult) -> None:

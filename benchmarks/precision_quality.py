@@ -1,0 +1,142 @@
+"""Quality under mixed precision: ``train.precision: bf16`` against fp32, same seeds and budget.
+
+Each seed trains the preset in fp32 and in bf16 (autocast; costs and divergence in fp32) for the
+same steps on ``mnist-5k``, then is evaluated on the test split, in fp32 and eval mode:
+
+* the objective's terms (``hierot.evaluation.metrics.objective_terms``, batches of 128, seed 0):
+  every reconstruction term c_n and the top divergence;
+* the squared error of x reconstructed from every encoding depth z_1 ... z_N;
+* the linear-probe accuracy of the labels from every latent layer (``linear_probe``).
+
+A bf16 number is "within the fp32 spread" when it lies in [min, max] of the fp32 seeds widened by
+nothing: with 3 seeds that range is the honest check the issue asks for (the table also gives the
+mean and sample standard deviation of each precision). Seconds per step are the medians of the
+logging intervals (``metrics.csv``), on whatever else the machine was doing.
+
+    python -m benchmarks precision_quality --threads 1                 # quickstart, 1500 steps, 3 seeds
+    python -m benchmarks precision_quality --preset mnist-stackedwae.v1 --threads 1
+
+Writes ``benchmarks/results/precision_quality/<mode>.json`` and ``.md``; run directories go to
+``benchmarks/results/precision_quality/runs/<mode>/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _common as common
+from benchmarks import _runs as runs
+
+NAME = "precision_quality"
+PRECISIONS = ("fp32", "bf16")
+
+
+def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: Path) -> dict:
+    """Train one run and return its held-out metrics (flat name -> value) and timing."""
+    import torch
+
+    import hierot
+    from hierot.evaluation import linear_probe, load_run
+    from hierot.evaluation.metrics import objective_terms, reconstruction_errors
+    from hierot.evaluation.trained import encode, subset
+
+    run_dir = out / f"{precision}-seed{seed}"
+    overrides = [*runs.train_overrides(steps, 100), f"seed={seed}", "data={name: mnist-5k}",
+                 f"train.precision={precision}"]
+    common.log(f"train {run_dir.name}")
+    hierot.fit(preset, out=run_dir, overrides=overrides)
+    run = load_run(run_dir, device="cpu")
+    metrics: dict[str, float] = {}
+    with torch.no_grad():
+        terms = objective_terms(run.built.objective, run.data.test_x, 128, seed=0)
+    metrics.update({f"test_{k}": v for k, v in terms["unweighted"].items()})
+    recon = reconstruction_errors(run.model, run.data.test_x)
+    metrics.update({f"recon_x_from_{k}": v for k, v in _flat(recon).items()})
+    rows = subset(len(run.data.train_x), 10000, 0)
+    train_codes = encode(run.model, run.data.train_x[rows])
+    test_codes = encode(run.model, run.data.test_x)
+    for i in range(run.depth):
+        metrics[f"probe_z{i + 1}"] = linear_probe(train_codes[i], run.data.train_y[rows],
+                                                  test_codes[i], run.data.test_y)
+    return {"precision": precision, "seed": seed, "run": run_dir.name, "metrics": metrics,
+            "seconds_per_step": runs.seconds_per_step(run_dir)}
+
+
+def _flat(recon: dict) -> dict[str, float]:
+    """The per-depth squared errors of ``reconstruction_errors`` (``{"z1": value, ...}``)."""
+    return {k: float(v) for k, v in recon["l2sq"].items()}
+
+
+def summarise(results: list[dict]) -> dict:
+    names = list(results[0]["metrics"])
+    table = {}
+    for name in names:
+        by = {p: [r["metrics"][name] for r in results if r["precision"] == p] for p in PRECISIONS}
+        lo, hi = min(by["fp32"]), max(by["fp32"])
+        mean_bf16 = sum(by["bf16"]) / len(by["bf16"])
+        table[name] = {
+            "fp32": runs.mean_std(by["fp32"]), "bf16": runs.mean_std(by["bf16"]),
+            "fp32_range": [lo, hi], "bf16_mean_within_fp32_range": lo <= mean_bf16 <= hi,
+            "bf16_all_within_fp32_range": all(lo <= v <= hi for v in by["bf16"]),
+        }
+    steps = {p: runs.mean_std([r["seconds_per_step"]["median_s"] for r in results
+                                 if r["precision"] == p]) for p in PRECISIONS}
+    return {"metrics": table, "seconds_per_step": steps}
+
+
+def markdown(report: dict) -> str:
+    s = report["summary"]
+    lines = [
+        f"# Quality under bf16 ({report['mode']}): {report['preset']} on mnist-5k, "
+        f"{report['steps']} steps, seeds {report['seeds']}",
+        "",
+        f"{report['created']}; `{report['command']}`; wall time {report['wall_time_s']} s.",
+        common.machine_line(report),
+        "",
+        "Held-out numbers (test split, fp32 evaluation, eval mode). fp32 range: [min, max] over "
+        "the fp32 seeds; 'bf16 mean in range': whether the bf16 mean lies in it.",
+        "",
+        "| metric | fp32 (mean ± std) | bf16 (mean ± std) | fp32 range | bf16 mean in range "
+        "| every bf16 seed in range |",
+        "| --- | ---: | ---: | ---: | :---: | :---: |",
+    ]
+    for name, row in s["metrics"].items():
+        lo, hi = row["fp32_range"]
+        lines.append(f"| {name} | {runs.fmt(row['fp32'], 4)} | {runs.fmt(row['bf16'], 4)} "
+                     f"| {lo:.4g} - {hi:.4g} | {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
+                     f"| {'yes' if row['bf16_all_within_fp32_range'] else 'no'} |")
+    st = s["seconds_per_step"]
+    lines += ["", f"Seconds per step (median of logging intervals, mean ± std over seeds): "
+              f"fp32 {runs.fmt(st['fp32'], 3)}, bf16 {runs.fmt(st['bf16'], 3)}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="quickstart")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mode", default=None, help="name of the result files (default: preset)")
+    args = parser.parse_args()
+    common.set_threads(args.threads)
+    mode = args.mode or args.preset
+    report = common.header(NAME, mode, sys.argv[1:], preset=args.preset, steps=args.steps,
+                           seeds=args.seeds)
+    out = runs.fresh_dir(common.RESULTS / NAME / "runs" / mode)
+    results = [train_and_evaluate(args.preset, p, seed, args.steps, out)
+               for seed in args.seeds for p in PRECISIONS]
+    report["results"] = results
+    report["summary"] = summarise(results)
+    for path in common.write(report, common.RESULTS / NAME, markdown):
+        common.log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

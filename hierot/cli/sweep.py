@@ -1,0 +1,129 @@
+"""The ``sweep`` sub-command of ``hierot``; importing this module registers it.
+
+::
+
+    hierot sweep SWEEP_OR_PRESET --out DIR [--workers K] [--storage URL] [--set a.b=v ...]
+    hierot sweep BASE --grid a.b=v1,v2 [--grid ...] [--seeds K] --out DIR     (inline)
+    hierot sweep --report DIR [--eval-top N] [--storage URL]
+    hierot sweep --list
+
+Optuna and the training stack are imported inside the command, so registering it costs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from hierot.cli._command import command
+from hierot.errors import HierotError
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep", nargs="?", metavar="SWEEP",
+                        help="a sweep file or sweep preset; with --grid, the base spec or preset")
+    parser.add_argument("--out", metavar="DIR", help="the sweep directory (created or continued)")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
+                        help="inline sweep: a grid over a spec field (repeatable)")
+    parser.add_argument("--base", metavar="SPEC",
+                        help="replace the sweep file's base spec or preset")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY.PATH=VALUE",
+                        help="a spec override for every trial (the budget)")
+    parser.add_argument("--seeds", type=int, help="seed replicates per point")
+    parser.add_argument("--metric", help="heldout.<key> or eval.<key> (default heldout.total)")
+    parser.add_argument("--direction", choices=["minimize", "maximize"])
+    parser.add_argument("--sampler", choices=["auto", "grid", "tpe", "random"])
+    parser.add_argument("--trials", type=int, help="points to try (tpe, random)")
+    parser.add_argument("--workers", type=int, default=1, metavar="K",
+                        help="worker processes on this machine (default 1)")
+    parser.add_argument("--threads", type=int, metavar="T",
+                        help="torch threads per worker (default: CPUs / workers)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="an Optuna database shared by many machines, e.g. "
+                             "postgresql://user:password@host/db (default: DIR/journal.log)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="train again the grid points whose trials failed")
+    parser.add_argument("--stale-after", type=float, default=120.0, metavar="S",
+                        help="seconds without a heartbeat after which another machine's trial "
+                             "counts as dead (default 120)")
+    parser.add_argument("--report", metavar="DIR", help="write DIR/report.md, trials.json, figures")
+    parser.add_argument("--eval-top", type=int, default=0, metavar="N",
+                        help="with --report: run `hierot eval` on the N best points first")
+    parser.add_argument("--eval-samples", type=int, default=5000, metavar="N",
+                        help="with --eval-top: samples for the FCD (default 5000)")
+    parser.add_argument("--list", action="store_true", help="list the sweep presets")
+
+
+def _grid(item: str) -> tuple[str, list]:
+    from hierot.sweeps.schema import number_if_numeric
+
+    path, sep, text = item.partition("=")
+    if not sep or not path or not text:
+        raise HierotError(f"--grid {item!r}: expected KEY.PATH=V1,V2,...")
+    try:
+        return path, [number_if_numeric(yaml.safe_load(v)) for v in text.split(",")]
+    except yaml.YAMLError as exc:
+        raise HierotError(f"--grid {path}: a value is not valid YAML: {exc}") from None
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.list:
+        from hierot.registry import sweeps
+
+        for entry in sweeps.entries():
+            source = "" if entry.source == "hierot" else f"  [{entry.source}]"
+            print(f"  {entry.name:<24}{entry.summary}{source}")
+        return 0
+    if args.report:
+        from hierot.sweeps.report import evaluate_top, write_report
+
+        if args.eval_top:
+            evaluate_top(Path(args.report), args.eval_top, args.storage, samples=args.eval_samples)
+        path = write_report(args.report, args.storage)
+        print(f"written {path}")
+        return 0
+    if args.sweep is None or args.out is None:
+        raise HierotError("sweep: give SWEEP (a sweep file or preset, or a base with --grid) and "
+                          "--out DIR; or --report DIR; or --list")
+    updates = {k: getattr(args, k) for k in ("seeds", "metric", "direction", "sampler", "trials")
+               if getattr(args, k) is not None}
+    if args.grid:
+        if args.base:
+            raise HierotError("sweep: with --grid, SWEEP is the base; --base is for sweep files")
+        source = {"name": Path(args.out).name, "base": args.sweep,
+                  "params": dict(_grid(g) for g in args.grid), **updates}
+        updates = {}
+    else:
+        source = args.sweep
+    from hierot.sweeps.driver import run_sweep
+    from hierot.sweeps.report import ranked, write_report
+
+    try:
+        counts = run_sweep(source, args.out, overrides=args.overrides, updates=updates,
+                           base=args.base, workers=args.workers, threads=args.threads,
+                           storage=args.storage, retry_failed=args.retry_failed,
+                           stale_after=args.stale_after)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue the sweep", file=sys.stderr)
+        return 130
+    print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    path = write_report(args.out, args.storage)
+    from hierot.sweeps.report import collect
+
+    swept, records = collect(Path(args.out), args.storage)
+    best = ranked(swept, records)
+    if best:
+        point = ", ".join(f"{k}={v}" for k, v in best[0]["params"].items())
+        print(f"best: trial {best[0]['number']} ({point}): "
+              f"{swept.resolved_metric} = {best[0]['value']:.6g}")
+    print(f"written {path}")
+    return 0
+
+
+sweep.arguments = _arguments
+command("sweep", "run a hyperparameter sweep on Optuna (grid, TPE, random), resumable")(sweep)

@@ -1,0 +1,78 @@
+"""Reading the spec of an existing run directory, naming the plug-ins it needs when they are gone.
+
+A run records in ``RUN/environment.json`` which package supplied each plug-in component it could
+use (``{"divergences": {"moments": "hierot-moments 0.2.0"}}``). When such a plug-in has since
+been uninstalled, the spec no longer validates; :func:`load_run_spec` then says which package and
+version the run used and the ``pip`` command that brings it back, instead of only listing the
+names that are installed now.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from hierot.errors import SpecError
+from hierot.registry import ALL
+from hierot.spec.loading import load_spec
+from hierot.spec.schema import Spec
+
+ENVIRONMENT_FILE = "environment.json"
+
+
+def recorded_plugins(run: str | Path) -> dict[str, dict[str, str]]:
+    """``{kind: {name: "package version"}}`` from ``RUN/environment.json`` (empty when absent)."""
+    try:
+        recorded = json.loads((Path(run) / ENVIRONMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    plugins = recorded.get("plugins") if isinstance(recorded, dict) else None
+    return plugins if isinstance(plugins, dict) else {}
+
+
+def install_hint(source: str) -> str:
+    """``the run used it from P V (environment.json); install it with `pip install P==V```."""
+    package, _, version = source.rpartition(" ")
+    where = f"the run used it from {source} ({ENVIRONMENT_FILE})"
+    if not package or package == "unknown":
+        return where
+    return f"{where}; install it with `pip install {package}=={version}`"
+
+
+def missing_plugin_lines(lines: Iterable[str], plugins: dict[str, dict[str, str]]) -> list[str]:
+    """``lines`` of a :class:`SpecError`, each unknown name the run had from a plug-in explained."""
+    missing = [
+        (ALL[kind].kind, name, source)
+        for kind, named in plugins.items() if kind in ALL and isinstance(named, dict)
+        for name, source in named.items() if name not in ALL[kind]
+    ]
+    out = []
+    for line in lines:
+        for kind, name, source in missing:
+            needle = f"unknown {kind} {name!r}"
+            if needle in line:
+                head, _, rest = line.partition(needle)
+                valid = rest[rest.find("Valid: "):] if "Valid: " in rest else ""
+                line = f"{head}{needle}: {install_hint(source)}. {valid}".rstrip()
+                break
+        out.append(line)
+    return out
+
+
+def load_run_spec(run: str | Path, overrides: Iterable[str] = ()) -> Spec:
+    """The validated ``RUN/spec.yaml`` (with ``overrides``), like :func:`hierot.load_spec`.
+
+    Raises
+    ------
+    SpecError
+        As :func:`hierot.load_spec`; a name supplied by a plug-in that is no longer installed is
+        reported with the package and version recorded in ``RUN/environment.json``.
+    """
+    try:
+        return load_spec(Path(run) / "spec.yaml", overrides)
+    except SpecError as exc:
+        lines = missing_plugin_lines(exc.lines, recorded_plugins(run))
+        if lines == exc.lines:
+            raise
+        raise SpecError(lines, exc.source) from None

@@ -1,0 +1,120 @@
+"""Optuna behind one door: the import guard, storages, samplers, pruners, the study.
+
+Storage: by default an Optuna journal file in the sweep directory (``DIR/journal.log``, one
+append-only log guarded by a file lock: safe for several processes on one machine, nothing to
+run); ``--storage URL`` names any database Optuna accepts (``postgresql://...``,
+``mysql+pymysql://...``, ``sqlite:///...``) for workers on many machines.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from hierot.errors import HierotError
+from hierot.sweeps.schema import ChoicesParam, RangeParam, SweepSpec
+
+INSTALL = "pip install 'hierot[sweep]'  (or: pip install 'optuna>=3.6')"
+JOURNAL = "journal.log"
+RDB_ATTEMPTS = 4
+"""Attempts to open a database: workers that create its tables at the same moment collide."""
+
+
+def optuna():
+    """The ``optuna`` module, or a clean error saying how to install it."""
+    try:
+        import optuna as module
+    except ImportError:
+        raise HierotError(f"sweeps run on Optuna, which is not installed: {INSTALL}") from None
+    module.logging.set_verbosity(module.logging.WARNING)
+    warnings.filterwarnings("ignore", category=module.exceptions.ExperimentalWarning)
+    return module
+
+
+def open_storage(url: str | None, sweep_dir: Path):
+    """The journal file in ``sweep_dir`` when ``url`` is ``None``, else the database at ``url``."""
+    op = optuna()
+    if url is None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
+    try:
+        for attempt in range(RDB_ATTEMPTS):
+            try:
+                return op.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            except Exception as exc:  # machines creating the tables at once race: try again
+                if "IntegrityError" not in type(exc).__name__ or attempt == RDB_ATTEMPTS - 1:
+                    raise
+                time.sleep(1 + attempt)
+    except ImportError as exc:
+        cause = exc.__cause__ or exc
+        hint = " (PostgreSQL: pip install 'psycopg[binary]', or pip install 'hierot[sweep]')" \
+            if url.startswith("postgresql") else ""
+        raise HierotError(f"--storage {mask(url)}: the database driver is missing: "
+                          f"{cause}{hint}") from None
+    except Exception as exc:  # sqlalchemy's errors: bad URL, server down, wrong password
+        raise HierotError(f"--storage {mask(url)}: cannot open the database: "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+
+
+def mask(url: str | None) -> str:
+    """``url`` without its password (what is safe to print and write to files)."""
+    if url is None:
+        return f"journal file {JOURNAL}"
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def distributions(sweep: SweepSpec) -> dict[str, Any]:
+    """The Optuna distribution of every parameter (a grid is a categorical)."""
+    op = optuna()
+    out = {}
+    for path, param in sweep.params.items():
+        if isinstance(param, RangeParam):
+            if param.type == "int":
+                out[path] = op.distributions.IntDistribution(int(param.low), int(param.high),
+                                                             log=param.log)
+            else:
+                out[path] = op.distributions.FloatDistribution(param.low, param.high, log=param.log)
+        else:
+            values = param.choices if isinstance(param, ChoicesParam) else param
+            out[path] = op.distributions.CategoricalDistribution(values)
+    return out
+
+
+def sampler(sweep: SweepSpec, seed: int = 0):
+    op = optuna()
+    kind = sweep.resolved_sampler
+    if kind == "grid":
+        return op.samplers.GridSampler(dict(sweep.params), seed=seed)
+    if kind == "random":
+        return op.samplers.RandomSampler(seed=seed)
+    return op.samplers.TPESampler(seed=seed)
+
+
+def pruner(sweep: SweepSpec):
+    op = optuna()
+    if sweep.pruner == "median":
+        return op.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    return op.pruners.NopPruner()
+
+
+def open_study(sweep: SweepSpec, storage, *, create: bool):
+    """The sweep's study in ``storage`` (created when ``create`` and not there yet)."""
+    op = optuna()
+    kwargs = dict(study_name=sweep.name, storage=storage, sampler=sampler(sweep),
+                  pruner=pruner(sweep))
+    if create:
+        return op.create_study(direction=sweep.direction, load_if_exists=True, **kwargs)
+    try:
+        return op.load_study(**kwargs)
+    except KeyError:
+        raise HierotError(f"no study {sweep.name!r} in the storage") from None
