@@ -386,3 +386,10 @@ def test_huge_finite_values_are_not_mistaken_for_non_finite_ones():
         next(trainer.model.parameters())[0, 0] = float("inf")
     with pytest.raises(NonFiniteLossError, match="non-finite parameter encoders.0.body.1.weight"):
         trainer._check_finite(torch.zeros(0))
+
+
+def test_the_device_may_change_on_resume_and_is_recorded(tmp_path):
+    run = stopped_at(tmp_path)
+    assert main(["train", "--resume", str(run), "--device", "cpu", "--steps", "6"]) == 0
+    (entry,) = read_changes(RunDir(run))
+    assert entry["changes"] == {"train.steps": [4, 6], "device": ["auto", "cpu"]}
