@@ -37,9 +37,11 @@ Shape = tuple[int, ...]
 
 
 class StrictModel(BaseModel):
-    """Immutable, and an unknown field is an error: the base of the spec and of every option model."""
+    """Immutable, an unknown field is an error, and a float must be finite (``.inf``/``.nan``
+    are refused): the base of the spec and of every option model. The spec validates them
+    strictly, as JSON (no conversion between numbers, booleans and strings)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ComponentOptions(StrictModel):

@@ -32,12 +32,21 @@ class DuplicateNameError(HierotError):
 
 
 class SpecError(HierotError):
-    """A spec that failed validation; ``lines`` holds one ``path: message`` per problem."""
+    """A spec that failed validation; ``lines`` holds one ``path: message`` per problem.
 
-    def __init__(self, lines: list[str], source: str | None = None):
-        self.lines, self.source = lines, source
+    ``more`` counts further problems that were found but not formatted (a spec with thousands
+    of errors is reported by its first :data:`MAX_REPORTED` and a count).
+    """
+
+    def __init__(self, lines: list[str], source: str | None = None, more: int = 0):
+        self.lines, self.source, self.more = lines, source, more
         head = f"invalid spec {source}" if source else "invalid spec"
-        super().__init__(head + ":\n" + "\n".join(f"  {line}" for line in lines))
+        tail = [f"  ... and {more} more problem(s)"] if more else []
+        super().__init__(head + ":\n" + "\n".join([f"  {line}" for line in lines] + tail))
+
+
+MAX_REPORTED = 20
+"""How many problems of one spec are spelled out; the rest are counted."""
 
 
 class DataNotFoundError(HierotError):
@@ -46,6 +55,14 @@ class DataNotFoundError(HierotError):
 
 class NonFiniteLossError(HierotError):
     """Training produced a NaN or infinite objective term."""
+
+
+class CheckpointError(HierotError):
+    """A checkpoint file that cannot be used: empty, truncated, corrupt, foreign or non-finite."""
+
+
+class RunChangedError(HierotError):
+    """A resume whose spec differs from the run's in a field that would make another experiment."""
 
 
 class PluginError(HierotError):

@@ -167,10 +167,13 @@ def test_fashion_mnist_from_debian_package(tmp_path, monkeypatch):
     arrays = fake_mnist(seed=3)
     write_mnist(debian, arrays, suffix=".gz")  # Debian ships the gzipped IDX files
     monkeypatch.setattr(mnist, "DEBIAN_FASHION_MNIST", debian)
-    data = load("fashion-mnist", root=str(tmp_path / "empty"))
+    monkeypatch.setenv(_common.DATA_ENV, str(tmp_path / "empty"))  # root not given: Debian next
+    data = load("fashion-mnist")
     assert_matches(data, arrays)
     assert data.class_names[0] == "T-shirt/top" and data.class_names[9] == "ankle boot"
     assert data.class_name(7) == "sneaker" and data.class_name(12) == "12"
+    with pytest.raises(DataNotFoundError, match="leave root unset"):  # an explicit root is kept
+        load("fashion-mnist", root=str(tmp_path / "empty"))
     in_root = fake_mnist(seed=4)  # files under root come first
     write_mnist(tmp_path / "root" / "FashionMNIST" / "raw", in_root)
     assert_matches(load("fashion-mnist", root=str(tmp_path / "root")), in_root)
@@ -197,9 +200,10 @@ def test_missing_mnist_names_the_path(tmp_path):
     assert str(tmp_path / "MNIST" / "raw") in message and "download: true" in message
 
 
-def test_missing_fashion_mnist_names_both_places(tmp_path, no_debian):
+def test_missing_fashion_mnist_names_both_places(tmp_path, no_debian, monkeypatch):
+    monkeypatch.setenv(_common.DATA_ENV, str(tmp_path))
     with pytest.raises(DataNotFoundError) as info:
-        load("fashion-mnist", root=str(tmp_path))
+        load("fashion-mnist")
     message = str(info.value)
     assert str(tmp_path / "FashionMNIST" / "raw") in message
     assert str(mnist.DEBIAN_FASHION_MNIST) in message

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
@@ -183,3 +185,24 @@ def test_plugin_that_also_self_registers_is_recorded_once_with_its_package(monke
     assert registry.names() == ["self-reg"]
     assert registry.get("self-reg").source == "hierot-self 1.0"
     assert registry.plugin_errors == []
+
+
+def test_plugin_that_calls_sys_exit_on_import_is_reported_like_any_broken_one(
+    install, tmp_path, monkeypatch
+):
+    """A real module whose import calls ``sys.exit``, loaded through its entry point."""
+    (tmp_path / "exiting_plugin.py").write_text(
+        "import sys\nprint('exiting_plugin: bye')\nsys.exit(3)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "exiting_plugin", raising=False)
+    real = EntryPoint("exiting", "exiting_plugin:Divergence", GROUP)
+    exiting = FakeEntryPoint("exiting", real.value, FakeDist("exiting-pkg", "0.3"))
+    exiting.load = real.load
+    registry = install(exiting, good())
+    with pytest.warns(RuntimeWarning, match="exiting"):
+        names = registry.names()
+    assert names == ["good", "mmd"]
+    [message] = registry.plugin_errors
+    assert "'exiting'" in message and "exiting-pkg 0.3" in message
+    assert "called sys.exit(3)" in message

@@ -86,5 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HierotError as exc:
         print(f"hierot {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only or full disk, an --out under a file, ...
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        reason = exc.strerror or str(exc)
+        print(f"hierot {args.command}: error: {where + ': ' if where else ''}{reason}; "
+              f"everything written before is intact", file=sys.stderr)
+        return 2
     finally:
         warnings.formatwarning = formatwarning

@@ -3,7 +3,7 @@
 ::
 
     hierot train SPEC_OR_PRESET [--set a.b=value ...] [--steps N] [--device D] [--seed S]
-                 [--out DIR]
+                 [--out DIR] [--init-from RUN]
     hierot train --resume DIR [--steps N]
     hierot validate SPEC_OR_PRESET [--set ...] [--steps N] [--device D] [--seed S]
     hierot show PRESET
@@ -23,7 +23,12 @@ from hierot.errors import HierotError
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", nargs="?", help="a spec YAML file or a preset name")
     parser.add_argument("--out", help="run directory to create (default: runs/NAME-TIME)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR from its newest intact checkpoint (only "
+                             "train.steps/epochs/log_every/checkpoint_every/progress may change)")
+    parser.add_argument("--init-from", metavar="RUN",
+                        help="start the new run from the model weights of RUN's newest intact "
+                             "checkpoint (same architecture; fresh optimiser and step)")
     add_overrides(parser)
     add_shorthands(parser)
 
@@ -42,9 +47,9 @@ def train(args: argparse.Namespace) -> int:
     overrides = overrides_of(args)
     try:
         if args.resume:
-            result = fit(resume=args.resume, overrides=overrides)
+            result = fit(resume=args.resume, overrides=overrides, init_from=args.init_from)
         else:
-            result = fit(args.spec, out=out, overrides=overrides)
+            result = fit(args.spec, out=out, overrides=overrides, init_from=args.init_from)
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with: hierot train --resume {out}", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ import gzip
 import math
 import os
 import struct
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,16 +63,30 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as exc:  # a cut-off or damaged .gz
+        raise HierotError(f"{path}: truncated or corrupt file ({exc})") from None
     types = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if not data:
+        raise HierotError(f"{path}: empty file (0 bytes), not an IDX file")
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in types:
         raise HierotError(f"{path} is not an IDX file (bad header)")
     ndim, offset = data[3], 4 + 4 * data[3]
+    if len(data) < offset:
+        raise HierotError(
+            f"{path}: truncated or corrupt IDX file (a {ndim}-D header needs {offset} bytes, "
+            f"found {len(data)})"
+        )
     shape = struct.unpack(f">{ndim}I", data[4:offset])
     dtype = np.dtype(types[data[2]])
-    if len(data) - offset != math.prod(shape) * dtype.itemsize:
-        raise HierotError(f"{path}: IDX header says shape {shape} but the file has another size")
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if len(data) != expected:
+        raise HierotError(
+            f"{path}: truncated or corrupt IDX file (header says shape {shape}: expected "
+            f"{expected} bytes, found {len(data)})"
+        )
     values = np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
     return values.astype(dtype.newbyteorder("="))
 

@@ -50,24 +50,18 @@ class MnistOptions(ComponentOptions):
         return (1, 28, 28)
 
 
-def _from_torchvision(
-    class_name: str, root: Path, download: bool
-) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """Both splits via ``torchvision.datasets.<class_name>``; ``None`` when not under ``root``."""
+def _download(class_name: str, root: Path) -> None:
+    """Fetch both splits into ``root/<class_name>/raw`` with ``torchvision.datasets``."""
     import torchvision.datasets  # slow to import; only when asked for
 
     cls = getattr(torchvision.datasets, class_name)
     try:
-        loaded = {
-            split: cls(str(root), train=split == "train", download=download) for split in IDX_FILES
-        }
-    except (RuntimeError, URLError) as exc:
-        if download:
-            raise DataNotFoundError(
-                f"could not download {cls.__name__} into {root / cls.__name__ / 'raw'}: {exc}"
-            ) from exc
-        return None  # torchvision's "Dataset not found"
-    return {split: (d.data.numpy(), d.targets.numpy()) for split, d in loaded.items()}
+        for split in IDX_FILES:
+            cls(str(root), train=split == "train", download=True)
+    except (RuntimeError, URLError, OSError) as exc:
+        raise DataNotFoundError(
+            f"could not download {cls.__name__} into {root / cls.__name__ / 'raw'}: {exc}"
+        ) from exc
 
 
 def _idx_path(directory: Path, name: str) -> Path | None:
@@ -78,13 +72,25 @@ def _idx_path(directory: Path, name: str) -> Path | None:
 
 
 def _from_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
-    """Both splits from IDX files (plain or ``.gz``) in ``directory``, or ``None``."""
+    """Both splits from IDX files (plain or ``.gz``) in ``directory``, or ``None`` when a file
+    is missing. A file that is there but truncated or corrupt is an error naming it."""
     paths = {split: [_idx_path(directory, n) for n in names] for split, names in IDX_FILES.items()}
     if any(p is None for pair in paths.values() for p in pair):
         return None
-    return {
-        split: (read_idx(images), read_idx(labels)) for split, (images, labels) in paths.items()
-    }
+    arrays = {}
+    for split, (image_file, label_file) in paths.items():
+        images, labels = read_idx(image_file), read_idx(label_file)
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise HierotError(f"{image_file}: expected images (n, 28, 28), got {images.shape}")
+        if labels.shape != images.shape[:1]:
+            raise HierotError(
+                f"{label_file}: expected {len(images)} labels (n,) for the images of "
+                f"{image_file.name}, got shape {labels.shape}"
+            )
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise HierotError(f"{label_file}: labels must be 0..9, found {labels.min()}..{labels.max()}")
+        arrays[split] = (images, labels)
+    return arrays
 
 
 FASHION_MNIST_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
@@ -127,8 +133,9 @@ def _how(name: str, raw: Path) -> list[str]:
 def mnist(options: MnistOptions, *, seed: int) -> DataSplits:
     """MNIST through torchvision: 60,000 train / 10,000 test digits, 1 x 28 x 28 in [0, 1].
 
-    Reads the decompressed IDX files in ``ROOT/MNIST/raw/`` (downloading them there first when
-    ``download`` is true). Pixels are divided by 255; ``limit`` keeps the first ``limit``
+    Reads the IDX files (plain or ``.gz``) in ``ROOT/MNIST/raw/`` (downloading them there
+    first, through torchvision, when they are missing and ``download`` is true); a truncated or
+    corrupt file is an error naming it and the sizes expected and found. Pixels are divided by 255; ``limit`` keeps the first ``limit``
     training images in file order.
 
     Parameters
@@ -149,9 +156,12 @@ def mnist(options: MnistOptions, *, seed: int) -> DataSplits:
         The files are not in ``ROOT/MNIST/raw/`` and ``download`` is false, or the download failed.
     """
     root = data_root(options.root)
-    arrays = _from_torchvision("MNIST", root, options.download)
+    raw = root / "MNIST" / "raw"
+    arrays = _from_idx_dir(raw)
+    if arrays is None and options.download:
+        _download("MNIST", root)
+        arrays = _from_idx_dir(raw)
     if arrays is None:
-        raw = root / "MNIST" / "raw"
         raise not_found("MNIST", [raw], _how("mnist", raw))
     return _splits("mnist", arrays, options.limit)
 
@@ -160,10 +170,10 @@ def mnist(options: MnistOptions, *, seed: int) -> DataSplits:
 def fashion_mnist(options: MnistOptions, *, seed: int) -> DataSplits:
     """Fashion-MNIST: 60,000 train / 10,000 test clothing images, 1 x 28 x 28 in [0, 1].
 
-    Looks, in order, in ``ROOT/FashionMNIST/raw/`` (through torchvision), then in Debian's
-    :data:`DEBIAN_FASHION_MNIST` (the gzipped IDX files of ``apt-get install
-    dataset-fashion-mnist``, read directly), then downloads into the first place when
-    ``download`` is true. Pixels are divided by 255; ``limit`` keeps the first ``limit``
+    Looks, in order, in ``ROOT/FashionMNIST/raw/``, then (only when ``root`` is not given) in
+    Debian's :data:`DEBIAN_FASHION_MNIST` (the gzipped IDX files of ``apt-get install
+    dataset-fashion-mnist``), then downloads into the first place when ``download`` is true.
+    Files that are there but truncated or corrupt are an error naming the file, never skipped. Pixels are divided by 255; ``limit`` keeps the first ``limit``
     training images in file order. Labels: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress,
     4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot.
 
@@ -186,16 +196,23 @@ def fashion_mnist(options: MnistOptions, *, seed: int) -> DataSplits:
     """
     root = data_root(options.root)
     raw = root / "FashionMNIST" / "raw"
-    arrays = _from_torchvision("FashionMNIST", root, download=False)
-    if arrays is None:
-        arrays = _from_idx_dir(DEBIAN_FASHION_MNIST)
+    places = [raw] if options.root is not None else [raw, DEBIAN_FASHION_MNIST]
+    arrays = None
+    for place in places:  # an explicit root is used or refused, never replaced
+        arrays = _from_idx_dir(place)
+        if arrays is not None:
+            break
     if arrays is None and options.download:
-        arrays = _from_torchvision("FashionMNIST", root, download=True)
+        _download("FashionMNIST", root)
+        arrays = _from_idx_dir(raw)
     if arrays is None:
         how = _how("fashion-mnist", raw)
-        how.append(
-            f"or, on Debian and Ubuntu, apt-get install dataset-fashion-mnist "
-            f"(installs into {DEBIAN_FASHION_MNIST})"
-        )
-        raise not_found("Fashion-MNIST", [raw, DEBIAN_FASHION_MNIST], how)
+        if options.root is None:
+            how.append(
+                f"or, on Debian and Ubuntu, apt-get install dataset-fashion-mnist "
+                f"(installs into {DEBIAN_FASHION_MNIST})"
+            )
+        else:
+            how.append(f"or leave root unset to also look in {DEBIAN_FASHION_MNIST} (Debian)")
+        raise not_found("Fashion-MNIST", places, how)
     return _splits("fashion-mnist", arrays, options.limit, FASHION_MNIST_CLASSES)

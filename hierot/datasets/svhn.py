@@ -72,10 +72,11 @@ def read_svhn(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     as torchvision does.
     """
     import scipy.io
+    from scipy.io.matlab import MatReadError
 
     try:
         mat = scipy.io.loadmat(path, variable_names=["X", "y"])
-    except (ValueError, OSError, NotImplementedError) as exc:
+    except (ValueError, OSError, NotImplementedError, MatReadError, EOFError) as exc:
         raise HierotError(f"{path}: not a readable MATLAB v5 file: {exc}") from exc
     if "X" not in mat or "y" not in mat:
         raise HierotError(f"{path}: expected variables X and y in the .mat file")

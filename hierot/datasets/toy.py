@@ -32,14 +32,14 @@ from torch import Tensor
 from hierot.components import DataSplits
 from hierot.registry import ComponentOptions, datasets
 
-Dim = Annotated[int, Field(ge=1)]
+Dim = Annotated[int, Field(ge=1, le=2**16)]
 
 
 class ToyHierarchyOptions(ComponentOptions):
     """Options of ``toy-hierarchy``."""
 
-    n_train: int = Field(10_000, ge=1, description="training samples")
-    n_test: int = Field(2_000, ge=1, description="test samples")
+    n_train: int = Field(10_000, ge=1, le=10**8, description="training samples")
+    n_test: int = Field(2_000, ge=1, le=10**8, description="test samples")
     dims: tuple[Dim, ...] = Field(
         (16, 8, 4, 2), min_length=2, description="d_0 (the data), d_1, ..., d_L (the top latent)"
     )

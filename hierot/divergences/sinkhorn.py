@@ -41,7 +41,7 @@ class SinkhornOptions(ComponentOptions):
     geomloss_backend: Literal["tensorized", "online", "multiscale"] = Field(
         "tensorized", description="geomloss: how the cost matrix is handled"
     )
-    max_iter: int = Field(1000, gt=0, description="pot: Sinkhorn iterations at most")
+    max_iter: int = Field(1000, gt=0, lt=2**31, description="pot: Sinkhorn iterations at most")
     tolerance: float = Field(1e-6, gt=0, description="pot: stop when marginals are this close")
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ class WassersteinOptions(ComponentOptions):
     """Options of ``wasserstein`` (:class:`Wasserstein`)."""
 
     p: Literal[1, 2] = Field(2, description="cost |x - y|^p: squared Euclidean (2) or not (1)")
-    max_iter: int = Field(100_000, gt=0, description="network simplex iterations at most")
+    max_iter: int = Field(100_000, gt=0, lt=2**31, description="network simplex iterations at most")
 
 
 @divergences.register("wasserstein", options=WassersteinOptions)
@@ -63,9 +63,11 @@ class Wasserstein:
 class SlicedWassersteinOptions(ComponentOptions):
     """Options of ``sliced-wasserstein`` (:class:`SlicedWasserstein`)."""
 
-    n_projections: int = Field(50, gt=0, description="number L of random directions")
+    n_projections: int = Field(50, gt=0, le=2**16, description="number L of random directions")
     p: Literal[1, 2] = Field(2, description="exponent of the 1-D costs |s - t|^p")
-    seed: int | None = Field(None, ge=0, description="fixed projections (None: fresh ones)")
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="fixed projections (None: fresh ones)"
+    )
 
 
 @divergences.register("sliced-wasserstein", options=SlicedWassersteinOptions)

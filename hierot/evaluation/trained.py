@@ -23,6 +23,7 @@ from hierot.spec.run_spec import load_run_spec
 from hierot.spec.schema import Spec
 from hierot.training.rundir import RunDir
 from hierot.training.runtime import resolve_device
+from hierot.training.resume import check_architecture
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""
@@ -93,14 +94,17 @@ def load_run(
     Raises
     ------
     HierotError
-        If ``path`` is not a run directory or holds no such checkpoint.
+        If ``path`` is not a run directory or holds no such checkpoint;
+        :class:`~hierot.errors.CheckpointError` names a checkpoint file that cannot be read or
+        does not fit the spec.
     """
     run_dir = RunDir(path)
     run_dir.require()
     spec = load_run_spec(run_dir.path)
     file = run_dir.checkpoint(checkpoint)
     built = build(spec, data=data)
-    state = run_dir.load_checkpoint(checkpoint)
+    state = run_dir.load_checkpoint(checkpoint)  # a bad file is named, with the other steps
+    check_architecture(built.model, state["model"], str(file))
     built.model.load_state_dict(state["model"])
     where = resolve_device(device or spec.device)
     built.objective.to(where)

@@ -8,7 +8,7 @@ have separate linear outputs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from torch import Tensor, nn
@@ -24,7 +24,9 @@ _ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "gelu": nn.GELU, "t
 class MLPOptions(ComponentOptions):
     """Options of ``mlp`` (:class:`MLP`)."""
 
-    hidden: tuple[int, ...] = Field((512, 512), description="widths of the hidden layers")
+    hidden: tuple[Annotated[int, Field(ge=1, le=2**16)], ...] = Field(
+        (512, 512), description="widths of the hidden layers, each 1..65536"
+    )
     batch_norm: bool = Field(True, description="BatchNorm after each hidden layer")
     activation: Literal["relu", "leaky-relu", "gelu", "tanh"] = "relu"
     output: Literal["identity", "sigmoid"] = Field(

@@ -91,11 +91,11 @@ class ResNetOptions(ComponentOptions):
     """Options of ``resnet``. Shapes are checked by :meth:`shape_error` before anything is built."""
 
     filters: int = Field(
-        64, gt=0, description="filters of every convolution of the residual branch"
+        64, gt=0, le=2**16, description="filters of every convolution of the residual branch"
     )
-    kernel_size: int = Field(3, gt=0, description="odd size of every (transposed) convolution")
+    kernel_size: int = Field(3, gt=0, le=255, description="odd size of every (transposed) convolution")
     blocks: int = Field(
-        2, ge=1, description="M: M - 1 convolutional blocks, then the resampling convolution"
+        2, ge=1, le=1000, description="M: M - 1 convolutional blocks, then the resampling convolution"
     )
     resample: Literal["auto", "down", "up", "none"] = Field(
         "auto",

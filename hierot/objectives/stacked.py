@@ -26,7 +26,7 @@ from torch import Tensor
 from hierot.costs import expected_cost
 from hierot.objectives.base import Objective, ObjectiveContext, ObjectiveOptions
 from hierot.objectives.terms import Terms
-from hierot.objectives.weights import Weights
+from hierot.objectives.weights import Weights, overflow_errors
 from hierot.registry import objectives
 
 
@@ -46,7 +46,8 @@ class WAEOptions(ObjectiveOptions):
 
     def spec_errors(self, layers: Sequence) -> list[str]:
         dims = [layer.dim for layer in layers]
-        return [f"objective.weights.{e}" for e in self.weights.errors(dims)]
+        errors = [f"objective.weights.{e}" for e in self.weights.errors(dims)]
+        return errors + [f"objective.weights: {e}" for e in overflow_errors(self.weights, dims)]
 
 
 class StackedWAEOptions(WAEOptions):

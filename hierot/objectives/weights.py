@@ -8,6 +8,7 @@ the top-level ``weights:`` of older specs is moved there when a spec is loaded).
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
 from pydantic import Discriminator, Field
@@ -63,6 +64,23 @@ class PaperSvhnWeights(_Schedule):
 
     def errors(self, latent_dims: list[int]) -> list[str]:
         return []
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest float32: a weight above it is infinite once it multiplies a float32 term."""
+
+
+def overflow_errors(schedule, latent_dims: list[int]) -> list[str]:
+    """A schedule whose finite options resolve to weights that overflow float32 (``lambda^n``)."""
+    try:
+        reconstruction, match = schedule.resolve(latent_dims)
+    except OverflowError:
+        reconstruction, match = [math.inf], math.inf
+    values = [*reconstruction, match]
+    if all(math.isfinite(w) and abs(w) <= FLOAT32_MAX for w in values):
+        return []
+    return [f"the {schedule.schedule} schedule resolves to non-finite weights "
+            f"({', '.join(f'{w:.4g}' for w in reconstruction)} | {match:.4g})"]
 
 
 Weights = Annotated[

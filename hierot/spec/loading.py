@@ -1,12 +1,15 @@
 """Reading specs: YAML files or preset names, ``--set`` overrides, and readable errors.
 
 Every problem in a spec is reported at once, one ``path.to.field: message`` line each, as a
-:class:`hierot.errors.SpecError`.
+:class:`hierot.errors.SpecError` (the first :data:`~hierot.errors.MAX_REPORTED` of them, and how
+many more). YAML is read with a loader that refuses a key given twice in one mapping, naming the
+key and both lines, rather than letting the last one win silently.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from hierot.errors import HierotError, SpecError, unknown_name_message
+from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
 from hierot.spec.schema import Spec, upgrade_objective, validate_spec
 
@@ -27,11 +30,65 @@ _KIND_OF_FIELD = {
 }
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names one key twice (``yaml.safe_load`` would keep the last silently)."""
+
+
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """``yaml.SafeLoader`` (its C version when built) that refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` keys may be overridden by the mapping's own keys
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first_line.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if seen is not None:
+                    raise DuplicateKeyError(
+                        f"line {line}: duplicate key {key!r} (first given on line {seen}); "
+                        f"give each key once"
+                    )
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+MAX_SPEC_BYTES = 256 * 1024
+"""Largest spec file read. Specs are hand-written documents of a few KB (the presets are 1-3 KB);
+a larger file is almost surely the wrong file, and PyYAML would take seconds per MB on it."""
+
+
 def read_text(source: str | Path) -> tuple[str, str]:
     """The YAML text of a spec file or preset, and a label for messages."""
     path = Path(source)
     if path.is_file():
-        text, label = path.read_text(encoding="utf-8"), str(path)
+        label = str(path)
+        try:
+            size = path.stat().st_size
+            if size > MAX_SPEC_BYTES:
+                raise SpecError(
+                    [f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
+                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB are refused"],
+                    label,
+                )
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(
+                [f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                 "save the spec as UTF-8"], label,
+            ) from None
+        except OSError as exc:
+            raise HierotError(f"cannot read {path}: {exc.strerror}") from None
     elif str(source) in presets:
         text, label = presets.get(str(source)).factory(), f"preset {source}"
     else:
@@ -47,7 +104,9 @@ def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], st
         return copy.deepcopy(dict(source)), "<mapping>"
     text, label = read_text(source)
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
+    except DuplicateKeyError as exc:
+        raise SpecError([str(exc)], label) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"not valid YAML: {exc}"], label) from None
     if not isinstance(raw, dict):
@@ -68,7 +127,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         if not sep or not path:
             raise SpecError([f"--set {item!r}: expected KEY.PATH=VALUE"])
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError as exc:
             raise SpecError([f"--set {path}: value is not valid YAML: {exc}"]) from None
         keys = path.split(".")
@@ -117,10 +176,11 @@ def _strip_tags(loc: tuple, raw: Any) -> list[str]:
     return parts
 
 
-def format_errors(error: ValidationError, raw: Any) -> list[str]:
-    """One ``path: message`` line per error, unknown names answered with close matches."""
+def format_errors(error: ValidationError, raw: Any, limit: int | None = None) -> list[str]:
+    """One ``path: message`` line per error (the first ``limit``), unknown names answered with
+    close matches."""
     lines = []
-    for err in error.errors():
+    for err in itertools.islice(error.errors(include_url=False), limit):
         parts = _strip_tags(err["loc"], raw)
         field = next((p for p in reversed(parts) if not p.isdigit() and p != "name"), "")
         kind = _KIND_OF_FIELD.get(field)
@@ -138,6 +198,26 @@ def format_errors(error: ValidationError, raw: Any) -> list[str]:
             message = message.removeprefix("Value error, ")
         lines.append(f"{'.'.join(parts) or '<spec>'}: {message}")
     return lines
+
+
+MAX_VALUES = 1_000_000
+"""Most values a spec may expand to: YAML aliases can make a small file a huge document."""
+
+
+def _too_large(raw: Any, limit: int = MAX_VALUES) -> bool:
+    """Whether ``raw`` holds more than ``limit`` values, counting a shared (aliased) one each
+    time it is reached, as validation would."""
+    stack, seen = [raw], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return False
 
 
 def _legacy_weights_line(line: str, objective: str) -> str:
@@ -164,14 +244,20 @@ def load_spec(
     """
     raw, label = read_raw(source)
     raw = apply_overrides(raw, overrides)
+    if _too_large(raw):
+        raise SpecError(
+            [f"<spec>: expands to more than {MAX_VALUES:,} values (through YAML aliases?)"], label
+        )
     upgraded = upgrade_objective(raw)  # the form before objectives were a registry
     try:
         spec = validate_spec(upgraded)
     except ValidationError as exc:
-        lines = format_errors(exc, upgraded)
+        more = max(exc.error_count() - MAX_REPORTED, 0)
+        lines = format_errors(exc, upgraded, MAX_REPORTED)
         if upgraded is not raw and raw.get("weights") is not None:
-            lines = [_legacy_weights_line(line, upgraded["objective"]["name"]) for line in lines]
-        raise SpecError(lines, label) from None
+            name = upgraded["objective"].get("name", "?")
+            lines = [_legacy_weights_line(line, name) for line in lines]
+        raise SpecError(lines, label, more) from None
     problems = spec.consistency_errors()
     if upgraded is not raw and "weights" in raw:
         problems = [p.replace("objective.weights", "weights", 1) for p in problems]

@@ -4,10 +4,15 @@ Component fields (``data``, each layer's ``encoder``/``decoder``/``cost``, ``div
 ``penalties``, ``objective``) are discriminated unions on ``name`` over the registries, built after plug-ins are
 discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
 here: :func:`hierot.builder.build` turns a valid spec into modules.
+
+A spec is a JSON-like document and is validated as one, strictly: ``true`` is not the number 1,
+``"5"`` is not 5, ``2.0`` is not a count, and no float field (here or in any component's
+options) takes ``.inf`` or ``.nan``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -39,12 +44,20 @@ from hierot.registry import (
 )
 from hierot.schedules import Schedule
 
+MAX_WIDTH = 2**16
+"""Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
+the maths: 2**63 would otherwise reach ``torch.empty`` and fail there)."""
+MAX_SEED = 2**32
+"""Seeds are 0 <= seed < 2**32: NumPy's generators take no more, and the batch order seeds
+``torch.Generator`` with ``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
 
 # -- the rest of the spec ------------------------------------------------------------------------
 class LayerSpec(StrictModel):
     """Latent layer i: q(z_i | z_{i-1}), p(z_{i-1} | z_i), and the cost c_{i-1} on z_{i-1}."""
 
-    latent_shape: tuple[PositiveInt, ...] = Field(
+    latent_shape: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
         min_length=1, description="shape of z_i: [d] for a vector, [C, H, W] for a feature map"
     )
     encoder: Any = Field(description="network of q(z_i | z_{i-1})")
@@ -65,7 +78,9 @@ class LayerSpec(StrictModel):
 class OptimizerSpec(StrictModel):
     name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = Field(
+        (0.9, 0.999), description="Adam's decay rates of the moment estimates, each in [0, 1)"
+    )
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0)
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
@@ -83,13 +98,14 @@ class OptimizerSpec(StrictModel):
 
 
 class TrainSpec(StrictModel):
-    batch_size: PositiveInt = 128
+    batch_size: int = Field(128, ge=2, description="global batch (BatchNorm needs at least 2)")
     steps: PositiveInt | None = Field(None, description="number of optimiser steps")
     epochs: PositiveInt | None = Field(None, description="alternative to steps: passes over the data")
     log_every: PositiveInt = Field(50, description="steps between rows of metrics.csv")
     checkpoint_every: PositiveInt = Field(500, description="steps between checkpoints")
-    prior_samples: PositiveInt | None = Field(
-        None, description="samples of N(0, I) drawn for D_N each step (default: the batch size)"
+    prior_samples: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="samples of N(0, I) drawn for D_N each step (default: the batch size; "
+        "at least 2, as the divergences' estimators need)"
     )
     progress: bool = Field(True, description="show a progress bar")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
@@ -163,7 +179,7 @@ class Spec(StrictModel):
     """A whole hierarchy and how to train it."""
 
     description: str = ""
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=MAX_SEED, description="seed of the weights, batches and noise")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     data: Any
     layers: list[LayerSpec] = Field(min_length=1, description="latent layers, bottom (z_1) first")
@@ -183,8 +199,6 @@ class Spec(StrictModel):
         default_factory=list,
         description="called during training: trackers (tensorboard, mlflow, wandb) and plug-ins",
     )
-
-    _upgrade_objective = model_validator(mode="before")(upgrade_objective)
 
     def consistency_errors(self) -> list[str]:
         """Problems between fields, one ``path: message`` line each (empty when consistent).
@@ -207,7 +221,22 @@ class Spec(StrictModel):
                     penalty.layer_weights(n)
                 except ValueError as exc:
                     errors.append(f"penalties.{k}.{exc}")
+        errors += self._weight_errors()
         errors += self.shape_errors()
+        return errors
+
+    def _weight_errors(self) -> list[str]:
+        """Finite options can still resolve to weights that overflow, in float64 or in the
+        float32 the terms are computed in (the penalties' here; the objective's in its options)."""
+        errors = []  # the objective's own weights: its options' spec_errors check them
+        for k, penalty in enumerate(self.penalties):
+            if isinstance(penalty, WeighsLayers):
+                try:
+                    values = penalty.layer_weights(len(self.layers))
+                except ValueError:
+                    continue  # reported above
+                if not all(_fits_float32(w) for w in values):
+                    errors.append(f"penalties.{k}: resolves to non-finite layer weights {values}")
         return errors
 
     def shape_errors(self, data_shape: Shape | None = None) -> list[str]:
@@ -250,6 +279,13 @@ class Spec(StrictModel):
         return self.objective.layer_weights(self.latent_dims), self.objective.match_weight()
 
 
+def _fits_float32(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Largest float32: a weight above it is infinite once it multiplies a float32 term."""
+
 _cache: dict[tuple, type[Spec]] = {}
 
 
@@ -284,6 +320,32 @@ def spec_model() -> type[Spec]:
     return _cache[key]
 
 
+def _as_json(raw: Any) -> str:
+    """``raw`` as JSON text; YAML-only values (dates, non-string keys) become strings."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k if isinstance(k, str) else str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        return str(value)
+
+    try:
+        return json.dumps(raw)
+    except (TypeError, ValueError) as exc:
+        if "Circular reference" in str(exc):
+            raise ValueError("a YAML alias refers to itself (a recursive structure)") from None
+        return json.dumps(plain(raw))
+
+
 def validate_spec(raw: Any) -> Spec:
-    """Validate a raw mapping (from YAML) into a :class:`Spec`; raises pydantic's error."""
-    return spec_model().model_validate(raw)
+    """Validate a raw mapping (from YAML) into a :class:`Spec`; raises pydantic's error.
+
+    The mapping is validated as the JSON document it is, in pydantic's strict mode: numbers,
+    booleans and strings are never converted into one another (lists still become tuples).
+    The form written before objectives were a registry is converted first
+    (:func:`upgrade_objective`).
+    """
+    return spec_model().model_validate_json(_as_json(upgrade_objective(raw)), strict=True)

@@ -7,10 +7,14 @@
     RUN/checkpoints/step-*.pt  model, optimiser, data order and RNG state (atomic writes)
     RUN/summary.json           final numbers, written when training ends
     RUN/environment.json       versions, device, plug-ins
+    RUN/changes.jsonl          changes made on resume (budget, cadence), with their step
+    RUN/origin.json            the run whose weights started this one (``--init-from``)
 
 Checkpoints are written to a temporary file and renamed into place, so a crash mid-write leaves
-the previous checkpoint intact. They hold tensors, numbers and strings only and load with
-``torch.load(path, weights_only=True)``.
+the previous checkpoint intact; the temporaries such a crash leaves (``.step-*.pt.XXXX``) are
+removed when the run starts or resumes. Checkpoints hold tensors, numbers and strings only and
+load with ``torch.load(path, weights_only=True)``; one that cannot be read is reported by name
+with what is wrong (:class:`~hierot.errors.CheckpointError`). See ``docs/rundir.md``.
 """
 
 from __future__ import annotations
@@ -18,17 +22,24 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import platform
 import re
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hierot.errors import HierotError
+from hierot.errors import CheckpointError, HierotError
 
 _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
+_TEMPORARY = re.compile(
+    r"^\.(step-\d+\.pt|best\.pt|spec\.yaml|metrics\.csv|summary\.json|environment\.json|origin\.json"
+    r"|eval\.json|report\.md)\.[A-Za-z0-9_]+$"
+)
+"""Names :class:`atomic_open` gives its temporaries (``.NAME.XXXXXXXX``) in a run directory."""
 
 
 def _step_of(path: Path) -> int:
@@ -47,22 +58,48 @@ class RunDir:
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     summary_file = property(lambda self: self.path / "summary.json")
     figures_dir = property(lambda self: self.path / "figures")
+    changes_file = property(lambda self: self.path / "changes.jsonl")
+    origin_file = property(lambda self: self.path / "origin.json")
 
     # -- creation ------------------------------------------------------------------------------
     def create(self, spec_yaml: str) -> None:
-        """Start a new run here; refuses a directory that already holds a run."""
+        """Start a new run here; refuses a directory that already holds a checkpointed run.
+
+        A run that never wrote a checkpoint is started again from scratch: its spec, metrics
+        and records are replaced (nothing of it could be resumed).
+        """
         self.ensure_new()
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.remove_temporaries()
+        for stale in (self.metrics_file, self.summary_file, self.changes_file, self.origin_file):
+            stale.unlink(missing_ok=True)
         atomic_write_text(self.spec_file, spec_yaml)
         atomic_write_text(self.path / "environment.json", json.dumps(environment(), indent=2))
 
     def ensure_new(self) -> None:
-        """Refuse to start a run over an existing one (nothing already written is touched)."""
-        if self.spec_file.exists():
+        """Refuse to start a run over one that holds a checkpoint (nothing written is touched).
+
+        Also checks, before anything is built, that the directory can be created and written.
+        """
+        if self.spec_file.exists() and self.checkpoint_files():
             raise HierotError(
-                f"--out {self.path}: already holds a run (spec.yaml); resume it with "
-                f"`hierot train --resume {self.path}` or choose another --out"
+                f"--out {self.path}: already holds a run (spec.yaml, checkpoints); resume it with "
+                f"`hierot train --resume {self.path}`, branch from it with "
+                f"`--init-from {self.path}`, or choose another --out"
             )
+        ensure_writable(self.path)
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporaries of interrupted atomic writes; returns what was removed."""
+        removed = []
+        for directory in (self.path, self.checkpoint_dir):
+            if not directory.is_dir():
+                continue
+            for path in directory.iterdir():
+                if _TEMPORARY.match(path.name) and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
 
     def require(self) -> None:
         if not self.spec_file.is_file():
@@ -71,7 +108,11 @@ class RunDir:
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
         """Checkpoint files, oldest first."""
-        found = [p for p in self.checkpoint_dir.glob("step-*.pt") if _STEP_FILE.search(p.name)]
+        return self.checkpoint_files()
+
+    def checkpoint_files(self) -> list[Path]:
+        """Checkpoint files (``step-*.pt``, intact or not), oldest first."""
+        found = [p for p in self.checkpoint_dir.glob("step-*.pt") if _STEP_FILE.match(p.name)]
         return sorted(found, key=_step_of)
 
     def checkpoint(self, step: int | None = None) -> Path:
@@ -95,7 +136,22 @@ class RunDir:
         return path
 
     def load_checkpoint(self, step: int | None = None, map_location: Any = "cpu") -> dict[str, Any]:
-        return torch.load(self.checkpoint(step), map_location=map_location, weights_only=True)
+        """The checkpoint of ``step`` (default: the last); :class:`CheckpointError` names a bad
+        file, what is wrong with it, and the other steps to choose from."""
+        path = self.checkpoint(step)
+        try:
+            return read_checkpoint(path, map_location)
+        except CheckpointError as exc:
+            others = [str(_step_of(p)) for p in self.checkpoint_files() if p != path]
+            hint = f"; other checkpoints: steps {', '.join(others)} (--checkpoint STEP)" if others else ""
+            raise CheckpointError(f"{exc}{hint}") from None
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, for messages."""
+        try:
+            return str(Path(path).relative_to(self.path))
+        except ValueError:
+            return str(path)
 
     # -- metrics -------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, float]]:
@@ -110,11 +166,19 @@ class RunDir:
             return
         with self.metrics_file.open(newline="") as f:
             reader = csv.DictReader(f)
-            fields, rows = reader.fieldnames or [], [r for r in reader if int(float(r["step"])) <= after_step]
+            fields = reader.fieldnames or []
+            rows = [r for r in reader if _complete_row(r, fields) and int(r["step"]) <= after_step]
         with atomic_open(self.metrics_file) as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
+
+
+def _complete_row(row: dict[str, str | None], fields: list[str]) -> bool:
+    """A whole row (a crash mid-write, e.g. on a full disk, can leave a partial last line)."""
+    if None in row or len(row) != len(fields) or any(v is None for v in row.values()):
+        return False
+    return (row.get("step") or "").isdigit()
 
 
 class MetricsWriter:
@@ -182,14 +246,30 @@ class atomic_open:  # noqa: N801 - used like open()
         return self.file
 
     def __exit__(self, exc_type, exc, tb):
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)
+        try:
+            if exc_type is None:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            self.file.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        except BaseException:  # e.g. ENOSPC on flush: the old file stays, the temporary goes
+            _discard(self.file, self.tmp)
+            raise
+        if exc_type is not None:
+            _discard(self.file, self.tmp)
         return False
+
+
+def _discard(file, tmp: str) -> None:
+    try:
+        file.close()
+    except OSError:
+        pass
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -199,7 +279,62 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:  # torch's writer can hide a failed write (ENOSPC) behind its own
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
+
+
+def ensure_writable(path: Path) -> None:
+    """Refuse, before anything is built, a run directory that cannot be created or written."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HierotError(f"--out {path}: {existing} is a file, not a directory")
+    try:  # os.access says yes to root on a read-only mount: try it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise HierotError(f"--out {path}: cannot write in {existing} ({exc.strerror})") from None
+
+
+def read_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load one checkpoint file with ``weights_only=True``.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file and what is wrong: empty, truncated or corrupt, not a checkpoint (it
+        holds objects other than tensors and numbers, which are never unpickled), or not a
+        mapping with a step and model weights.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read it ({exc.strerror})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), e.g. from a crash or a full disk")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message would suggest weights_only=False: running the file's code. Never.
+        raise CheckpointError(
+            f"{path}: not a hierot checkpoint (it holds Python objects other than tensors, "
+            f"numbers and strings, which hierot does not unpickle)"
+        ) from None
+    except (EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in first:
+            first = type(exc).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt ({size} bytes; {first})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "step" not in state:
+        raise CheckpointError(f"{path}: not a hierot checkpoint (no step and model weights in it)")
+    return state
 
 
 def environment() -> dict[str, Any]:

@@ -3,12 +3,15 @@
 One step: take the next global batch of indices (this rank's share of it), evaluate the
 objective (under autocast with ``train.precision`` bf16/fp16, see :mod:`hierot.precision`), stop on
 a non-finite term, back-propagate, clip the gradient norm (``optimizer.clip_grad_norm``), step the
-optimiser and the learning-rate schedule (:mod:`hierot.schedules`). Every ``log_every`` steps the
+optimiser and the learning-rate schedule (:mod:`hierot.schedules`), and stop if a gradient, a
+parameter or the optimiser's state is not finite (:meth:`Trainer._check_finite`: one fused
+reduction, one device sync; nothing non-finite is ever logged or saved). Every ``log_every`` steps the
 running means of every term, the learning rate and the seconds per step go to metrics.csv and the
 callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
 (:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
 the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
-optimiser, schedule, loss scale, data order and RNG state.
+optimiser, schedule, loss scale, data order, RNG state and the running sums of the next
+metrics row.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class Trainer:
         self.heldout = self._heldout()
         self.best = BestCheckpoint(train.best_metric, train.best_mode)
         self.callbacks = Callbacks(list(callbacks) if self.runtime.is_main else [])
+        self.saved_step: int | None = None
+        """Step of the last checkpoint written or loaded (``None``: none yet)."""
+        self._sums: dict[str, torch.Tensor] = {}  # running sums of the next metrics row
+        self._count = 0
 
     def _heldout(self) -> HeldOutEvaluation | None:
         """The held-out evaluation of ``train.eval_every`` (main process only; else ``None``)."""
@@ -106,6 +113,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "runtime": self.runtime.state(),  # world size (resume needs the same)
+            "log_sums": {name: torch.as_tensor(s).detach().clone() for name, s in self._sums.items()},
+            "log_count": self._count,
         }
 
     def load_state(self, state: dict) -> None:
@@ -123,17 +132,58 @@ class Trainer:
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
         self.runtime.load_state(state.get("runtime", {}))
-
-    def resume(self, run_dir: RunDir) -> None:
-        """Continue from the last checkpoint of ``run_dir`` (every rank loads it)."""
-        self.load_state(run_dir.load_checkpoint(map_location=self.runtime.device))
-        if self.run_dir is not None:
-            self.run_dir.truncate_metrics(self.step)
+        device = self.runtime.device
+        self._sums = {name: s.to(device) for name, s in state.get("log_sums", {}).items()}
+        self._count = int(state.get("log_count", 0))
+        self.saved_step = self.step
 
     def _save(self) -> None:
         if self.run_dir is not None:
             path = self.run_dir.save_checkpoint(self.state(), self.step, self.keep_checkpoints)
             self.callbacks.on_checkpoint(self.step, path)
+        self.saved_step = self.step
+
+    # -- the non-finite guard ------------------------------------------------------------------
+    def _optimizer_tensors(self) -> list[torch.Tensor]:
+        return [v for s in self.optimizer.state.values() for v in s.values()
+                if torch.is_tensor(v) and v.is_floating_point()]
+
+    def _grad_norms(self) -> torch.Tensor:
+        """Norms of the gradients just computed (none under fp16: its loss scaler owns overflows,
+        skipping the step and lowering the scale)."""
+        if self.precision.scaler is not None:
+            return torch.zeros(0, device=self.runtime.device)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return _norms(grads, self.runtime.device)
+
+    def _check_finite(self, grad_norms: torch.Tensor) -> None:
+        """Stop on a non-finite gradient (``grad_norms``, taken before the step), parameter or
+        optimiser state (after it): one fused norm per tensor, one sync. Only when a norm is not
+        finite are the tensors themselves checked, by name (a norm can also overflow on huge
+        finite values: then nothing is found and training goes on)."""
+        tensors = [p.detach() for p in self.model.parameters()] + self._optimizer_tensors()
+        norms = torch.cat([grad_norms, _norms(tensors, grad_norms.device)])
+        if bool(torch.isfinite(norms).all()):
+            return
+        named = dict(self.model.named_parameters())
+        bad_grads = [n for n, p in named.items() if grad_norms.numel() and p.grad is not None
+                     and not bool(torch.isfinite(p.grad).all())]
+        bad_params = [n for n, p in named.items() if not bool(torch.isfinite(p).all())]
+        names = {id(p): n for n, p in named.items()}
+        bad_state = sorted({f"{names.get(id(p), '?')}.{k}" for p, s in self.optimizer.state.items()
+                            for k, v in s.items() if torch.is_tensor(v) and v.is_floating_point()
+                            and not bool(torch.isfinite(v).all())})
+        if not (bad_grads or bad_params or bad_state):
+            return  # a norm overflowed; every value is finite
+        what = (f"gradient of {_some(bad_grads)}" if bad_grads else
+                f"parameter {_some(bad_params)} after the optimiser step" if bad_params else
+                f"optimiser state {_some(bad_state)}")
+        raise NonFiniteLossError(f"step {self.step + 1}: non-finite {what}; {self._kept()}")
+
+    def _kept(self) -> str:
+        if self.saved_step is None:
+            return "training stopped, no checkpoint was written"
+        return f"training stopped, the last finite checkpoint (step {self.saved_step}) is kept"
 
     def _evaluate(self) -> dict[str, float]:
         """The held-out terms (logged and sent to the callbacks); keeps ``best.pt`` up to date."""
@@ -160,13 +210,15 @@ class Trainer:
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
             raise NonFiniteLossError(
                 f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
-                f"training stopped, the last good checkpoint is kept"
+                f"{self._kept()}"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(loss)
+        grad_norms = self._grad_norms()
         self._clip_gradients()
         self.precision.step(self.optimizer)
         self.scheduler.step()
+        self._check_finite(grad_norms)
         return terms.detached()
 
     def _clip_gradients(self) -> None:
@@ -181,8 +233,7 @@ class Trainer:
         steps = self.total_steps
         self.model.train()
         writer = MetricsWriter(self.run_dir.metrics_file) if self.run_dir else None
-        sums: dict[str, torch.Tensor] = {}
-        count, last = 0, {}
+        last: dict[str, float] = {}
         bar = tqdm(total=steps, initial=self.step, disable=not (train.progress and self.runtime.is_main),
                    desc="train", dynamic_ncols=True)
         started = time.perf_counter() - self.wall_time
@@ -192,16 +243,18 @@ class Trainer:
             while self.step < steps:
                 values = self._train_step()
                 self.step += 1
-                count += 1
+                self._count += 1
                 for name, value in values.items():
-                    sums[name] = sums.get(name, 0.0) + value
+                    self._sums[name] = self._sums.get(name, 0.0) + value
                 bar.update(1)
                 done = self.step == steps
                 evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
                 if self.step % train.log_every == 0 or done or evaluate:
                     now = time.perf_counter()
                     self.wall_time = now - started
-                    last = self.runtime.mean({name: float(s) / count for name, s in sums.items()})
+                    last = self.runtime.mean(
+                        {name: float(s) / self._count for name, s in self._sums.items()}
+                    )
                     row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
                     extra = {"lr": self.learning_rate(),
                              "step_time": (now - interval_start) / max(self.step - interval_step, 1)}
@@ -210,7 +263,7 @@ class Trainer:
                     if writer:
                         writer.write({**row, **last, **extra, **held_out})
                     bar.set_postfix_str(progress_text(last), refresh=False)
-                    sums, count = {}, 0
+                    self._sums, self._count = {}, 0
                     interval_start, interval_step = time.perf_counter(), self.step
                 if self.step % train.checkpoint_every == 0 or done:
                     self.wall_time = time.perf_counter() - started
@@ -230,6 +283,23 @@ class Trainer:
         finally:
             self.callbacks.close()
         return result
+
+
+def _norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The L2 norm of each tensor, on ``device``: one fused ``_foreach_norm`` per device and
+    dtype (optimisers keep some state, e.g. Adam's step count, on the CPU). A NaN or infinity
+    makes its norm non-finite. (The L2 norm, not the max-norm: on CPU the fused max-norm is 12x
+    slower, 24 ms against 2 ms for the 6.4 M values of the quickstart model, grads and Adam.)"""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.device, t.dtype), []).append(t)
+    norms = [torch.stack(torch._foreach_norm(group)).to(device, torch.float32)
+             for group in groups.values()]
+    return torch.cat(norms) if norms else torch.zeros(0, device=device)
+
+
+def _some(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def short_term_name(name: str) -> str:
