@@ -16,9 +16,12 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import entry_points
+from importlib.resources import files
 from typing import Annotated, Any, Literal, Union
 
+import yaml
 from pydantic import AfterValidator, BaseModel, Discriminator, create_model
 
 from hierot.components import ComponentOptions, NoOptions
@@ -141,6 +144,25 @@ class Registry:
         entry = Entry(name, factory, options, source, entry_point)
         self._entries[name] = entry
         return entry
+
+    def add_yaml_files(self, package: str) -> None:
+        """Register every ``NAME.yaml`` shipped in ``package`` under ``NAME``.
+
+        The factory returns the file's text; its summary is the file's ``description``. Used by
+        the built-in presets and sweep presets, which are plain YAML read through
+        :mod:`importlib.resources`.
+        """
+        folder = files(package)
+
+        def reader(name: str) -> str:
+            return folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+
+        for resource in sorted(folder.iterdir(), key=lambda r: r.name):
+            if resource.name.endswith(".yaml"):
+                name = resource.name.removesuffix(".yaml")
+                factory = partial(reader, name)
+                factory.__doc__ = yaml.safe_load(reader(name)).get("description", "")
+                self.add(name, factory)
 
     def remove(self, name: str) -> None:
         """Unregister ``name`` (for tests and interactive sessions)."""
