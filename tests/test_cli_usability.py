@@ -164,3 +164,17 @@ def test_progress_text_shows_every_unweighted_term():
     last = {"rec_x": 9.58341, "rec_z1": 2.0, "match_z5": 0.0018123, "pen_abs-log-var": 12.345,
             "w_rec_x": 9.58341, "w_match_z5": 1.8e-7, "total": 9.6234}
     assert progress_text(last) == "loss 9.62 | x 9.58 z1 2 D5 0.00181 abs-log-var 12.3"
+
+
+def test_a_reader_that_closes_the_pipe_stops_the_listing_quietly():
+    """`hierot list | head -1`: no traceback and no error message, the SIGPIPE exit status."""
+    import os
+    import signal
+
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before anything is written
+    proc = subprocess.run([sys.executable, "-m", "hierot", "list"], stdout=writer,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(writer)
+    assert proc.stderr == ""
+    assert proc.returncode == 128 + signal.SIGPIPE

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -73,6 +75,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     problem = unknown_command(argv)
@@ -86,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HierotError as exc:
         print(f"hierot {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`hierot list | head`): stop quietly
+        _silence_stdout()
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # a read-only or full disk, an --out under a file, ...
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         reason = exc.strerror or str(exc)
