@@ -19,6 +19,7 @@ BENCHMARKS = {
     "stacked_vs_flat": "the paper's ablation: StackedWAE against the flat WAE",
     "stacked_coverage": "sample fidelity and coverage of StackedWAE variants against the flat WAE",
     "lambda_match": "useful weights.lambda_match per divergence: a small grid on quickstart",
+    "objectives": "StackedWAE, flat WAE, hierarchical VAE and Ladder VAE on one hierarchy",
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
 }

@@ -1,7 +1,8 @@
 """Spec -> modules. The builder is the only place that turns names into components.
 
 ``build(spec)`` loads the data, builds every layer network from the registry, the costs, the top
-divergence and the penalties, and assembles the objective named by ``spec.objective``. Every name
+divergence and the penalties, and builds the objective named by ``spec.objective.name`` from the
+objective registry, handing it an explicit :class:`~hierot.objectives.ObjectiveContext`. Every name
 was already checked when the spec was validated; nothing is looked up during training.
 """
 
@@ -17,8 +18,8 @@ from hierot._utils import identity
 from hierot.components import DataSplits
 from hierot.errors import HierotError, SpecError
 from hierot.model import Hierarchy
-from hierot.objectives import OBJECTIVES, Objective
-from hierot.registry import costs, datasets, divergences, networks, penalties
+from hierot.objectives import Objective, ObjectiveContext
+from hierot.registry import costs, datasets, divergences, networks, objectives, penalties
 from hierot.spec.schema import OptimizerSpec, Spec
 
 
@@ -60,18 +61,20 @@ def build_model(spec: Spec, data_shape: tuple[int, ...]) -> Hierarchy:
 def build_objective(
     spec: Spec, model: Hierarchy, gather: Callable[[Tensor], Tensor] = identity
 ) -> Objective:
-    """The objective of ``spec.objective`` with the spec's costs, divergence, penalties, weights."""
-    reconstruction, match = spec.resolved_weights()
-    return OBJECTIVES[spec.objective](
-        model,
+    """The objective of ``spec.objective`` with the spec's costs, divergence and penalties.
+
+    ``gather`` is the data-parallel gather of the global batch (the identity on one process); the
+    objective applies it in :meth:`~hierot.objectives.Objective.match`.
+    """
+    context = ObjectiveContext(
+        model=model,
         costs=[costs.build(layer.cost) for layer in spec.layers],
         divergence=divergences.build(spec.divergence),
         penalties={p.name: penalties.build(p, num_layers=len(spec.layers)) for p in spec.penalties},
-        reconstruction_weights=reconstruction,
-        match_weight=match,
         gather=gather,
         prior_samples=spec.train.prior_samples,
     )
+    return objectives.build(spec.objective, context=context)
 
 
 def build(

@@ -87,6 +87,56 @@ class WeighsLayers(Protocol):
     def layer_weights(self, num_layers: int) -> list[float]: ...
 
 
+@runtime_checkable
+class DescribesObjective(Protocol):
+    """Options of an objective (:class:`hierot.objectives.ObjectiveOptions` implements them).
+
+    ``label`` names the objective with its equation; ``layer_weights(latent_dims)`` and
+    ``match_weight()`` are the weights of its per-layer terms and of the top divergence (``None``
+    where it has none); ``spec_errors(layers)`` returns ``path: message`` lines for layers the
+    objective cannot use; ``describe(latent_dims)`` is one line for ``hierot validate``.
+    """
+
+    label: str
+
+    def layer_weights(self, latent_dims: list[int]) -> list[float] | None: ...
+
+    def match_weight(self) -> float | None: ...
+
+    def spec_errors(self, layers: Sequence) -> list[str]: ...
+
+    def describe(self, latent_dims: list[int]) -> str: ...
+
+
+@runtime_checkable
+class ObjectiveHooks(Protocol):
+    """What the trainer and evaluation call on an objective (:class:`hierot.objectives.Objective`).
+
+    ``forward(x) -> Terms``; ``set_step(step)`` before each training step (``None`` after
+    training); ``match(encoded, prior)``, a divergence on the data-parallel global batch;
+    ``encode(x, depth, sample)`` and ``infer(x)``, its posterior; ``decode``, ``sample(n)``,
+    ``reconstruct(x, depth)``, its generative path; ``log_weight(x)`` when ``density``.
+    """
+
+    density: bool
+
+    def set_step(self, step: int | None) -> None: ...
+
+    def match(self, encoded: Tensor, prior) -> Tensor: ...
+
+    def encode(self, x: Tensor, depth: int | None = None, sample: bool = True): ...
+
+    def infer(self, x: Tensor): ...
+
+    def decode(self, z: Tensor, layer: int, sample: bool = False) -> Tensor: ...
+
+    def sample(self, n: int) -> Tensor: ...
+
+    def reconstruct(self, x: Tensor, depth: int) -> Tensor: ...
+
+    def log_weight(self, x: Tensor) -> Tensor: ...
+
+
 class NetworkFactory(Protocol):
     """``factory(options, *, in_shape, out_shape, head) -> nn.Module``.
 

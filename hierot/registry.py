@@ -24,6 +24,7 @@ divergences = Registry("divergence", builtins="hierot.divergences", group="hiero
 penalties = Registry("penalty", builtins="hierot.penalties", group="hierot.penalties")
 datasets = Registry("dataset", builtins="hierot.datasets", group="hierot.datasets")
 presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.presets")
+objectives = Registry("objective", builtins="hierot.objectives", group="hierot.objectives")
 callbacks = Registry("callback", builtins="hierot.callbacks", group="hierot.callbacks")
 sweeps = Registry("sweep", builtins="hierot.sweeps.presets", group="hierot.sweeps")
 
@@ -34,6 +35,7 @@ ALL: dict[str, Registry] = {
     "penalties": penalties,
     "datasets": datasets,
     "presets": presets,
+    "objectives": objectives,
     "callbacks": callbacks,
     "sweeps": sweeps,
 }

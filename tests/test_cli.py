@@ -12,7 +12,8 @@ from hierot.registry import presets
 def test_validate_preset(capsys):
     assert main(["validate", "quickstart"]) == 0
     out = capsys.readouterr().out
-    assert "valid (stacked objective, 5 latent layers" in out
+    assert "valid (stacked-wae objective, 5 latent layers" in out
+    assert "StackedWAE, Eq. (10); weights of the layer terms 1, 0.001563" in out
 
 
 def test_bad_spec_exits_2_with_every_problem(tmp_path, capsys):

@@ -206,3 +206,35 @@ def test_report_without_eval_or_figures(tmp_path):
     hierot.fit({**IMAGES, "train": {**IMAGES["train"], "steps": 1}}, out=out)
     text = write_report(out).read_text()
     assert "run `hierot eval RUN_DIR`" in text and "run `hierot plot RUN_DIR`" in text
+
+
+# -- the VAE objectives ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["hvae", "lvae"])
+def test_eval_and_plot_vae_runs(name, tmp_path, cache, capsys):
+    out = tmp_path / "run"
+    hierot.fit({**IMAGES, "objective": {"name": name, "warmup_steps": 2}}, out=out)
+    assert main(["eval", str(out), "--samples", "200"]) == 0
+    table = capsys.readouterr().out
+    assert "log p(x) >=" in table and "KL (nats)" in table
+    result = json.loads((out / "eval.json").read_text())
+    assert result["objective_name"] == name
+    assert set(result["objective"]["unweighted"]) == {"rec_x", "kl_z1", "kl_z2"}
+    kl = result["kl"]
+    assert all(finite(v) and v >= 0 for v in kl["nats"].values())
+    assert kl["estimate"] == ({"z1": "monte-carlo", "z2": "analytic"} if name == "hvae"
+                             else {"z1": "analytic", "z2": "analytic"})
+    likelihood = result["likelihood"]
+    assert likelihood["samples"] == 100 and likelihood["points"] == 297
+    assert likelihood["elbo"] <= likelihood["log_px"] < 0
+    assert all(0 <= result["active_units"]["count"][k] <= d for k, d in {"z1": 8, "z2": 2}.items())
+    assert main(["plot", str(out), "--embedding", "pca"]) == 0
+    assert all((out / "figures" / figure).is_file() for figure in CAPTIONS)
+    report = (out / "report.md").read_text()
+    assert "not used by the objective" in report and "importance-weighted" in report
+
+
+def test_wae_runs_report_kl_and_skip_the_likelihood(vector_run):
+    result = evaluate(vector_run, write=False)
+    assert "skipped" in result["likelihood"]
+    assert result["kl"]["estimate"] == {"z1": "monte-carlo", "z2": "analytic"}
+    assert all(finite(v) for v in result["kl"]["nats"].values())

@@ -24,7 +24,7 @@ MINIMAL = {
 
 def test_minimal_spec_fills_the_paper_defaults():
     spec = load_spec(MINIMAL)
-    assert spec.objective == "stacked"
+    assert spec.objective.name == "stacked-wae"
     assert spec.divergence.name == "mmd"
     assert spec.layers[0].cost.name == "l2sq"
     reconstruction, match = spec.resolved_weights()
@@ -113,7 +113,7 @@ def test_paper_mnist_schedule():
     assert reconstruction == pytest.approx(expected)
     assert match == 1e-4
     assert spec.train.batch_size == 128 and spec.optimizer.name == "adam"
-    assert load_spec("mnist-wae.v1").objective == "flat"
+    assert load_spec("mnist-wae.v1").objective.name == "wae"
 
 
 def test_paper_svhn_schedule():

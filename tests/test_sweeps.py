@@ -120,7 +120,8 @@ def test_grid_points_and_overrides_round_trip():
     odd, _ = load_sweep({"base": "quickstart", "params": {"optimizer.lr": ["1e-4", 3, "x"]}})
     assert odd.params["optimizer.lr"] == [1e-4, 3, "x"]  # YAML 1.1 reads 1e-4 as a string
     base = yaml.safe_load(check_against_base(sweep, "x"))
-    assert base["weights"]["lambda_rec"] == 0.05  # the base itself is not changed
+    # the base itself is not changed (resolved specs hold the weights in the objective, issue 12)
+    assert base["objective"]["weights"]["lambda_rec"] == 0.05
 
 
 def test_without_optuna_the_command_says_how_to_install_it(tmp_path, capsys, monkeypatch):
@@ -259,8 +260,9 @@ def test_two_workers_train_every_point_exactly_once(tmp_path, capsys):
         recorded = json.loads((run / "sweep.json").read_text())
         assert recorded["params"] == trial.params and recorded["value"] == pytest.approx(trial.value)
         spec = yaml.safe_load((run / "spec.yaml").read_text())
-        assert spec["weights"]["lambda_rec"] == trial.params["weights.lambda_rec"]
-        assert trial.user_attrs["spec"]["weights"] == spec["weights"]
+        weights = spec["objective"]["weights"]  # resolved specs: the weights in the objective
+        assert weights["lambda_rec"] == trial.params["weights.lambda_rec"]
+        assert trial.user_attrs["spec"]["objective"]["weights"] == weights
         heldout = json.loads((run / "heldout.json").read_text())
         assert heldout["total"] == pytest.approx(trial.value)
     report = (out / "report.md").read_text()

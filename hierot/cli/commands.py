@@ -73,11 +73,9 @@ def validate(args: argparse.Namespace) -> int:
     from hierot.spec.loading import load_spec
 
     spec = load_spec(args.spec, overrides_of(args))
-    reconstruction, match = spec.resolved_weights()
-    print(f"{args.spec}: valid ({spec.objective} objective, {len(spec.layers)} latent layers "
+    print(f"{args.spec}: valid ({spec.objective.name} objective, {len(spec.layers)} latent layers "
           f"{[list(l.latent_shape) for l in spec.layers]}, divergence {spec.divergence.name})")
-    print("weights of the reconstruction terms:", ", ".join(f"{w:.4g}" for w in reconstruction),
-          f"| divergence: {match:.4g}")
+    print(f"objective: {spec.objective.describe(spec.latent_dims)}")
     return 0
 
 

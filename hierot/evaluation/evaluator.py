@@ -23,6 +23,7 @@ EVAL_FILE = "eval.json"
 def evaluate(
     path: str | Path | LoadedRun, checkpoint: int | None = None, *, device: str | None = None,
     samples: int = 5000, divergence_samples: int = 1000, probe_train: int = 10000,
+    likelihood_points: int = 1000, likelihood_samples: int = metrics.IW_SAMPLES,
     seed: int = 0, write: bool = True, samplers: Sequence[str | dict] = ("prior",),
 ) -> dict:
     """Evaluate a run on its test split; write ``RUN/eval.json`` when ``write``.
@@ -41,6 +42,9 @@ def evaluate(
         At most this many encoded test points (and as many prior samples) per top divergence.
     probe_train:
         At most this many training points to fit each linear probe.
+    likelihood_points, likelihood_samples:
+        For objectives that are density models of x (the VAEs): the importance-weighted
+        log p(x) on at most this many test points with this many importance samples K each.
     seed:
         Seeds every random draw (prior samples, subsets, reparameterisations).
     write:
@@ -67,6 +71,7 @@ def evaluate(
     with timed("load"):
         run = path if isinstance(path, LoadedRun) else load_run(path, checkpoint, device=device)
     model, data, spec, where = run.model, run.data, run.spec, run.device
+    objective = run.objective
     labelled = data.train_y is not None and data.test_y is not None
     result: dict = {
         "run": str(run.run_dir.path),
@@ -74,7 +79,8 @@ def evaluate(
         "step": run.step,
         "device": str(where),
         "dataset": spec.data.model_dump(mode="json"),
-        "objective_name": spec.objective,
+        "objective_name": spec.objective.name,
+        "objective_label": spec.objective.label,
         "test_points": len(data.test_x),
         "train_points": len(data.train_x),
         "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
@@ -84,12 +90,23 @@ def evaluate(
         result["objective"] = metrics.objective_terms(
             run.built.objective, data.test_x, spec.train.batch_size, device=where, seed=seed)
     with timed("reconstruction"):
-        result["reconstruction"] = metrics.reconstruction_errors(model, data.test_x, device=where)
+        result["reconstruction"] = metrics.reconstruction_errors(
+            objective, data.test_x, device=where)
     with timed("top_divergence"):
         result["top_divergence"] = metrics.top_divergences(
-            model, data.test_x, n=divergence_samples, device=where, seed=seed)
+            objective, data.test_x, n=divergence_samples, device=where, seed=seed)
     with timed("active_units"):
-        result["active_units"] = metrics.active_units(model, data.test_x, device=where, seed=seed)
+        result["active_units"] = metrics.active_units(
+            objective, data.test_x, device=where, seed=seed)
+    with timed("kl"):
+        result["kl"] = metrics.kl_per_layer(objective, data.test_x, device=where, seed=seed)
+    with timed("likelihood"):
+        if objective.density:
+            rows = subset(len(data.test_x), likelihood_points, seed)
+            result["likelihood"] = metrics.importance_weighted_log_likelihood(
+                objective, data.test_x[rows], samples=likelihood_samples, device=where, seed=seed)
+        else:
+            result["likelihood"] = {"skipped": f"{spec.objective.label} is not a density model of x"}
     with timed("probe"):
         result["probe"] = _probes(run, probe_train, seed) if labelled else {
             "skipped": "the data set has no labels"}
@@ -109,8 +126,8 @@ def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
 
     data = run.data
     rows = subset(len(data.train_x), probe_train, seed)
-    train_codes = encode(run.model, data.train_x[rows], device=run.device)
-    test_codes = encode(run.model, data.test_x, device=run.device)
+    train_codes = encode(run.objective, data.train_x[rows], device=run.device)
+    test_codes = encode(run.objective, data.test_x, device=run.device)
     train_y = data.train_y[rows]
     accuracy = {
         f"z{i + 1}": linear_probe(train_codes[i], train_y, test_codes[i], data.test_y)
@@ -188,17 +205,29 @@ def number(value, digits: int = 4) -> str:
 
 
 def per_layer_rows(result: dict) -> list[list[str]]:
-    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim]``, bottom first."""
+    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim, KL]``, bottom first."""
     rec, active = result["reconstruction"], result["active_units"]
     probe = result["probe"].get("accuracy", {})
+    kl = result.get("kl", {}).get("nats", {})  # absent from eval.json written before it existed
     return [
         [layer, "x".join(map(str, shape)), number(rec["l2sq"][layer]), number(rec["mse"][layer]),
-         number(probe.get(layer), 3), f"{active['count'][layer]}/{active['dims'][layer]}"]
+         number(probe.get(layer), 3), f"{active['count'][layer]}/{active['dims'][layer]}",
+         number(kl.get(layer))]
         for layer, shape in result["latent_shapes"].items()
     ]
 
 
-PER_LAYER_HEADER = ["layer", "shape", "rec sq. error", "rec MSE/pixel", "probe acc", "active"]
+PER_LAYER_HEADER = ["layer", "shape", "rec sq. error", "rec MSE/pixel", "probe acc", "active",
+                    "KL (nats)"]
+
+
+def likelihood_line(result: dict) -> str | None:
+    """The importance-weighted log p(x) in words, or ``None`` when not computed."""
+    lik = result.get("likelihood", {})
+    if "log_px" not in lik:
+        return None
+    return (f"log p(x) >= {number(lik['log_px'])} nats (importance-weighted, K = {lik['samples']}, "
+            f"{lik['points']} test points; ELBO {number(lik['elbo'])})")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -223,8 +252,10 @@ def format_table(result: dict) -> str:
     terms.append(["total", "", number(objective["total"])])
     lines += _table(["term", "unweighted", "weighted"], terms)
     lines += ["", ("per latent layer (reconstruction from encoding depth i, linear probe, "
-                   "active units):")]
+                   "active units, KL term):")]
     lines += _table(PER_LAYER_HEADER, per_layer_rows(result))
+    if likelihood_line(result):
+        lines.append("  " + likelihood_line(result))
     if "chance" in result["probe"]:
         lines.append(f"  probe chance level {number(result['probe']['chance'], 3)}, fitted on "
                      f"{result['probe']['train_points']} training points")

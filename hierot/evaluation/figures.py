@@ -185,7 +185,7 @@ def top_grid(run: LoadedRun, steps: int) -> tuple[Tensor, list[str], np.ndarray]
         points = np.stack([a.ravel(), b.ravel()], 1)
         points = torch.tensor(points, dtype=torch.float32).reshape(-1, *shape)
         return points, [f"{top}[0]", f"{top}[1]"], grid
-    codes = encode(run.model, run.data.test_x, device=run.device)[-1].flatten(1).double()
+    codes = encode(run.objective, run.data.test_x, device=run.device)[-1].flatten(1).double()
     centre = codes.mean(0)
     values, vectors = torch.linalg.eigh(torch.cov(codes.T))
     order = values.argsort(descending=True)[:2]
@@ -267,7 +267,7 @@ def embeddings(
 ) -> Path:
     """Every latent layer of up to ``max_points`` test points, coloured by label (Figure 3a)."""
     rows = subset(len(run.data.test_x), max_points, seed)
-    codes = encode(run.model, run.data.test_x[rows], device=run.device)
+    codes = encode(run.objective, run.data.test_x[rows], device=run.device)
     labels = None if run.data.test_y is None else run.data.test_y[rows].numpy()
     n = len(codes)
     columns = min(n, 3)
@@ -312,7 +312,7 @@ def reconstructions(run: LoadedRun, path: Path, *, n: int = 10, seed: int = 0) -
     model, depth = run.model, run.depth
     image = is_image(model.data_shape)
     x = run.data.test_x[subset(len(run.data.test_x), n if image else 500, seed)]
-    codes = encode(model, x, device=run.device)
+    codes = encode(run.objective, x, device=run.device)
     recs = [decode(model, codes[i - 1], i, device=run.device) for i in range(1, depth + 1)]
     if image:
         stacked = torch.cat([*reversed(recs), x])  # rows: z_N at the top ... z_1, data
@@ -350,8 +350,8 @@ def interpolations(
     generator = torch.Generator().manual_seed(seed)
     ends = torch.randint(n, (2, pairs), generator=generator)
     x_a, x_b = run.data.test_x[ends[0]], run.data.test_x[ends[1]]
-    z_a = encode(model, x_a, device=run.device)[-1]
-    z_b = encode(model, x_b, device=run.device)[-1]
+    z_a = encode(run.objective, x_a, device=run.device)[-1]
+    z_b = encode(run.objective, x_b, device=run.device)[-1]
     t = torch.linspace(0, 1, steps).reshape(1, steps, *([1] * (z_a.dim() - 1)))
     line = (1 - t) * z_a[:, None] + t * z_b[:, None]  # (pairs, steps, *shape)
     decoded = decode(model, line.flatten(0, 1), depth, device=run.device)

@@ -11,6 +11,15 @@ r"""Held-out metrics of a trained hierarchy that need only the model and the dat
   estimator's floor.
 * :func:`active_units`: Burda et al. (2016): unit u of z_i is active when
   :math:`\mathrm{Cov}_x\big(\mathbb E_{q(z_i|x)}[z_{i,u}]\big) > 0.01`.
+* :func:`kl_per_layer`: the KL term of every layer of the hierarchical ELBO under the objective's
+  own posterior, :math:`\mathbb E_x \mathbb E_q \log q(z_i \mid \cdot) - \log p(z_i \mid z_{i+1})`
+  (for any objective whose conditionals are Gaussian: a WAE's too).
+* :func:`importance_weighted_log_likelihood`: Burda et al. (2016), Eq. 8, for objectives that are
+  density models of x (the VAEs).
+
+Metrics that depend on the posterior (codes, reconstructions, active units, KL) take the
+objective: its :meth:`~hierot.objectives.Objective.encode` is the Markov encoder chain for the
+WAEs and the HVAE, the ladder posterior for the LVAE.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from hierot.evaluation.trained import (
 )
 from hierot.model import Hierarchy
 from hierot.objectives import Objective
+from hierot.objectives.base import Inference
 from hierot.registry import divergences
 
 DIVERGENCES = ("mmd", "sinkhorn")
@@ -79,7 +89,7 @@ def objective_terms(
 
 
 @torch.no_grad()
-def reconstruction_errors(model: Hierarchy, x: Tensor, *, device="cpu") -> dict:
+def reconstruction_errors(model: Hierarchy | Objective, x: Tensor, *, device="cpu") -> dict:
     r"""Squared error of x against its reconstruction from every encoding depth (Figure 3b).
 
     Returns
@@ -108,7 +118,7 @@ def default_divergence(name: str):
 
 @torch.no_grad()
 def top_divergences(
-    model: Hierarchy, x: Tensor, *, n: int = 1000, device="cpu", seed: int = 0,
+    model: Hierarchy | Objective, x: Tensor, *, n: int = 1000, device="cpu", seed: int = 0,
     names: tuple[str, ...] = DIVERGENCES,
 ) -> dict:
     r"""Divergences between encoded ``x`` at the top latent and the prior N(0, I).
@@ -145,7 +155,7 @@ def top_divergences(
 
 @torch.no_grad()
 def active_units(
-    model: Hierarchy, x: Tensor, *, samples: int = 8, threshold: float = ACTIVE_THRESHOLD,
+    model: Hierarchy | Objective, x: Tensor, *, samples: int = 8, threshold: float = ACTIVE_THRESHOLD,
     device="cpu", seed: int = 0,
 ) -> dict:
     r"""Active units of every latent layer (Burda et al., 2016).
@@ -169,3 +179,77 @@ def active_units(
         count[f"z{i + 1}"] = int((variance > threshold).sum())
         dims[f"z{i + 1}"] = posterior_mean.shape[1]
     return {"count": count, "dims": dims, "threshold": threshold, "samples": samples}
+
+
+@torch.no_grad()
+def kl_per_layer(objective: Objective, x: Tensor, *, device="cpu", seed: int = 0) -> dict:
+    r"""The KL term of every layer, in nats per data point, averaged over ``x``.
+
+    From one draw of the objective's posterior per point (:meth:`Objective.infer`): for layer
+    i < N, :math:`\mathrm{KL}(q(z_i \mid \cdot) \,\|\, p(z_i \mid z_{i+1}))`, analytic when q
+    conditions on the drawn z_{i+1} (the ladder), else the one-sample estimate
+    :math:`\log q(z_i) - \log p(z_i \mid z_{i+1})`; for the top layer, analytic against N(0, I).
+    For a WAE these are the ELBO's KL terms of the trained networks read as a hierarchical VAE:
+    defined when the encoder and the decoder above are Gaussian, ``None`` where either is
+    deterministic. Their sum minus the ``rec_x`` log-likelihood is not a WAE's objective.
+
+    Returns
+    -------
+    dict
+        ``nats`` (``{"z1": ..., ...}``, ``None`` where undefined), ``estimate`` per layer
+        (``analytic``, ``monte-carlo`` or ``undefined``), ``points``.
+    """
+    sums: list[float] = [0.0] * objective.depth
+    estimate: dict[str, str] = {}
+    with seeded(seed):
+        for part in chunks(len(x)):
+            inference: Inference = objective.infer(x[part].to(device))
+            for i in range(objective.depth):
+                name = f"z{i + 1}"
+                if not inference.is_defined(i):
+                    estimate[name] = "undefined"
+                    continue
+                estimate[name] = "analytic" if inference.analytic(i) else "monte-carlo"
+                sums[i] += float(inference.kl(i).sum())
+    nats = {f"z{i + 1}": (None if estimate[f"z{i + 1}"] == "undefined" else sums[i] / len(x))
+            for i in range(objective.depth)}
+    return {"nats": nats, "estimate": estimate, "points": len(x)}
+
+
+IW_SAMPLES = 100
+"""Importance samples K per point of :func:`importance_weighted_log_likelihood` (Burda et al.)."""
+
+
+@torch.no_grad()
+def importance_weighted_log_likelihood(
+    objective: Objective, x: Tensor, *, samples: int = IW_SAMPLES, device="cpu", seed: int = 0,
+    rows_per_batch: int = 5000,
+) -> dict:
+    r"""Importance-weighted estimate of :math:`\log p(x)` in nats (Burda et al. 2016, Eq. 8).
+
+    .. math:: \mathcal L_K(x) = \log \frac1K \sum_{k=1}^K
+              \frac{p(x, z^{(k)})}{q(z^{(k)} \mid x)}, \qquad z^{(k)} \sim q(z \mid x),
+
+    a lower bound on :math:`\log p(x)` that increases with K (K = 1 is the ELBO), computed with
+    ``logsumexp`` from :meth:`Objective.log_weight`; ``x`` is repeated K times in batches of at
+    most ``rows_per_batch`` rows (the model is in eval mode, so rows are independent).
+
+    Returns
+    -------
+    dict
+        ``log_px`` (mean of :math:`\mathcal L_K`), ``elbo`` (mean of the first draw's log weight,
+        :math:`\mathcal L_1`), ``samples`` (K), ``points``, ``unit``.
+    """
+    if not objective.density:
+        raise HierotError(f"{type(objective).__name__} is not a density model of x")
+    per_batch = max(1, rows_per_batch // samples)
+    bound, elbo = 0.0, 0.0
+    with seeded(seed):
+        for part in chunks(len(x), per_batch):
+            rows = x[part].to(device)
+            repeated = rows.repeat_interleave(samples, dim=0)
+            log_w = objective.log_weight(repeated).view(len(rows), samples).double()
+            bound += float((log_w.logsumexp(1) - math.log(samples)).sum())
+            elbo += float(log_w[:, 0].sum())
+    return {"log_px": bound / len(x), "elbo": elbo / len(x), "samples": samples,
+            "points": len(x), "unit": "nats"}

@@ -13,7 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hierot.evaluation.evaluator import EVAL_FILE, PER_LAYER_HEADER, number, per_layer_rows
+from hierot.evaluation.evaluator import (
+    EVAL_FILE,
+    PER_LAYER_HEADER,
+    likelihood_line,
+    number,
+    per_layer_rows,
+)
 from hierot.evaluation.figures import CAPTIONS
 from hierot.spec.run_spec import load_run_spec
 from hierot.training.rundir import RunDir, atomic_write_text
@@ -39,14 +45,16 @@ def _read_json(path: Path) -> dict | None:
 
 
 def spec_section(spec) -> list[str]:
-    reconstruction, match = spec.resolved_weights()
+    weights, match = spec.resolved_weights()
     rows = [
         [f"z{i + 1}", "x".join(map(str, layer.latent_shape)), _component(layer.encoder),
          layer.encoder_head, _component(layer.decoder), layer.decoder_head,
-         _component(layer.cost), f"{reconstruction[i]:.3g}"]
+         _component(layer.cost), "-" if weights is None else f"{weights[i]:.3g}"]
         for i, layer in enumerate(spec.layers)
     ]
-    objective = "StackedWAE, Eq. (10)" if spec.objective == "stacked" else "flat WAE, Eq. (7)"
+    objective = f"{spec.objective.label}: {_component(spec.objective)}"
+    divergence = (f"{_component(spec.divergence)}, weight {match:.3g}" if match is not None
+                  else f"{_component(spec.divergence)}, not used by the objective")
     train = spec.train
     budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
     lines = [
@@ -54,15 +62,14 @@ def spec_section(spec) -> list[str]:
         *_table(["", ""], [
             ["data", _component(spec.data)],
             ["objective", objective],
-            ["top divergence", f"{_component(spec.divergence)}, weight {match:.3g}"],
-            ["weights", f"`{spec.weights.schedule}`"],
+            ["top divergence", divergence],
             ["penalties", ", ".join(_component(p) for p in spec.penalties) or "none"],
             ["optimiser", f"`{spec.optimizer.name}`, lr {spec.optimizer.lr:g}"],
             ["training", f"{budget}, batch {train.batch_size}, seed {spec.seed}"],
         ]),
         "",
         *_table(["layer", "shape", "encoder", "q head", "decoder", "p head",
-                 "cost on the layer below", "weight of its cost"], rows),
+                 "cost on the layer below", "weight of its term"], rows),
         "",
         "Options at their defaults are omitted; `spec.yaml` holds them all.",
         "",
@@ -90,11 +97,14 @@ def metrics_section(result: dict | None) -> list[str]:
                 + [["total", "", number(objective["total"])]]),
         "",
         ("Per latent layer: squared error of the reconstruction from encoding depth i (summed over "
-        "the pixels, and per pixel), linear-probe accuracy of the labels, active units:"),
+        "the pixels, and per pixel), linear-probe accuracy of the labels, active units, KL term "
+        "of the hierarchical ELBO under the objective's posterior:"),
         "",
         *_table(PER_LAYER_HEADER, per_layer_rows(result)),
         "",
     ]
+    if likelihood_line(result):
+        lines += [likelihood_line(result) + ".", ""]
     rows = []
     if "fcd" in quality:
         c = quality["classifier"]

@@ -18,6 +18,7 @@ from hierot._utils import seeded
 from hierot.builder import Built, build
 from hierot.components import DataSplits
 from hierot.model import Hierarchy
+from hierot.objectives import Objective
 from hierot.spec.run_spec import load_run_spec
 from hierot.spec.schema import Spec
 from hierot.training.rundir import RunDir
@@ -58,6 +59,11 @@ class LoadedRun:
     @property
     def model(self) -> Hierarchy:
         return self.built.model
+
+    @property
+    def objective(self) -> Objective:
+        """The run's objective: its posterior encodes (``encode`` below takes it or the model)."""
+        return self.built.objective
 
     @property
     def data(self) -> DataSplits:
@@ -114,9 +120,14 @@ def chunks(n: int, size: int = EVAL_BATCH) -> Iterator[slice]:
 
 @torch.no_grad()
 def encode(
-    model: Hierarchy, x: Tensor, *, sample: bool = False, device: torch.device | str = "cpu"
+    model: Hierarchy | Objective, x: Tensor, *, sample: bool = False,
+    device: torch.device | str = "cpu",
 ) -> list[Tensor]:
-    """Codes z_1..z_N of every row of ``x`` (means of the chain, or samples when ``sample``)."""
+    """Codes z_1..z_N of every row of ``x`` (posterior means, or samples when ``sample``).
+
+    Given an objective, its own posterior (:meth:`~hierot.objectives.Objective.encode`: the
+    ladder's for ``lvae``); given the model, the Markov encoder chain.
+    """
     layers: list[list[Tensor]] = [[] for _ in range(model.depth)]
     for part in chunks(len(x)):
         _, codes = model.encode(x[part].to(device), sample=sample)
@@ -127,9 +138,13 @@ def encode(
 
 @torch.no_grad()
 def encoding_means(
-    model: Hierarchy, x: Tensor, *, device: torch.device | str = "cpu"
+    model: Hierarchy | Objective, x: Tensor, *, device: torch.device | str = "cpu"
 ) -> list[Tensor]:
-    """E[z_i | z_{i-1}] at one sampled z_{i-1} per row, for every layer (z_0 = x)."""
+    """The posterior mean of every layer at one draw of what it conditions on, per row.
+
+    E[z_i | z_{i-1}] at a sampled z_{i-1} for the Markov encoder (z_0 = x); for an objective,
+    the means of its own posterior (the ladder's conditions on the drawn z_{i+1}).
+    """
     layers: list[list[Tensor]] = [[] for _ in range(model.depth)]
     for part in chunks(len(x)):
         encodings, _ = model.encode(x[part].to(device), sample=True)
@@ -140,7 +155,7 @@ def encoding_means(
 
 @torch.no_grad()
 def decode(
-    model: Hierarchy, z: Tensor, layer: int, *, device: torch.device | str = "cpu"
+    model: Hierarchy | Objective, z: Tensor, layer: int, *, device: torch.device | str = "cpu"
 ) -> Tensor:
     """x from z_layer through the decoders' means (``model.decode``), batched."""
     return torch.cat([model.decode(z[part].to(device), layer).cpu() for part in chunks(len(z))])

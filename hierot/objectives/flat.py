@@ -9,21 +9,35 @@ r"""The flat WAE with an implicit prior, Eq. (7): the paper's ablation (Section 
 The prior on z_1 is the generative hierarchy itself (Eq. 6): z_N ~ N(0, I) pushed down through
 p(z_{N-1}|z_N) ... p(z_1|z_2) by ancestral, reparameterised sampling, so the divergence trains the
 upper decoders. The encoders above q(z_1|x) receive no gradient: Eq. (7) does not depend on them.
-lambda_1 is the spec's match weight (``lambda_match`` of the paper's schedules).
+lambda_1 is the match weight of ``weights`` (``lambda_match`` of the paper's schedules).
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 from torch import Tensor
 
 from hierot.costs import expected_cost
-from hierot.objectives.terms import Objective, Terms
+from hierot.objectives.base import Objective, ObjectiveContext
+from hierot.objectives.stacked import WAEOptions
+from hierot.objectives.terms import Terms
+from hierot.registry import objectives
 
 
+class FlatWAEOptions(WAEOptions):
+    label = "flat WAE with the implicit prior, Eq. (7)"
+
+
+@objectives.register("wae", options=FlatWAEOptions)
 class FlatWAE(Objective):
-    """Eq. (7): reconstruction through z_1 and a divergence to the implicit prior on z_1."""
+    """Flat WAE, Eq. (7): reconstruction through z_1 and a divergence to the implicit prior."""
+
+    def __init__(self, options: WAEOptions, *, context: ObjectiveContext):
+        super().__init__(options, context=context)
+        dims = [math.prod(shape) for shape in context.model.latent_shapes]
+        self.reconstruction_weights, self.match_weight = options.weights.resolve(dims)
 
     def forward(self, x: Tensor) -> Terms:
         model = self.model
@@ -34,6 +48,6 @@ class FlatWAE(Objective):
         terms.outputs.decodings.append(decoded)
         terms.add("rec_x", expected_cost(self.costs[0], x, decoded).mean(), self.reconstruction_weights[0])
         implicit_prior = partial(model.ancestral_sample, down_to=1)
-        self._match(terms, "match_z1", codes[0], implicit_prior)
-        self._add_penalties(terms)
+        terms.add("match_z1", self.match(codes[0], implicit_prior), self.match_weight)
+        self.add_penalties(terms)
         return terms

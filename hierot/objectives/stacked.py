@@ -11,19 +11,57 @@ stacking Wasserstein autoencoders*.
 with z_0 = x. Samples of Q_n^agg (Eq. 11) are obtained by pushing the batch up the encoder chain
 with reparameterised samples; the inner expectation over the decoder is analytic where the cost
 allows (squared Euclidean under a Gaussian: ||z_n - mu||^2 + tr Sigma) and a one-sample Monte
-Carlo estimate otherwise. Penalties (Eq. 12) are added with their own weights.
+Carlo estimate otherwise. Penalties (Eq. 12) are added with their own weights. The products of
+lambdas come from ``weights`` (:mod:`hierot.objectives.weights`).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+from pydantic import Field
 from torch import Tensor
 
 from hierot.costs import expected_cost
-from hierot.objectives.terms import Objective, Terms
+from hierot.objectives.base import Objective, ObjectiveContext, ObjectiveOptions
+from hierot.objectives.terms import Terms
+from hierot.objectives.weights import Weights, overflow_errors
+from hierot.registry import objectives
 
 
+class WAEOptions(ObjectiveOptions):
+    """Options of the WAE objectives: the lambda weights."""
+
+    weights: Weights = Field(
+        default_factory=lambda: {"schedule": "paper-mnist"}, validate_default=True,
+        description="the lambda products of Eq. (10) (see docs/objective.md#the-weights)",
+    )
+
+    def layer_weights(self, latent_dims: list[int]) -> list[float]:
+        return self.weights.resolve(latent_dims)[0]
+
+    def match_weight(self) -> float:
+        return self.weights.resolve([1])[1]
+
+    def spec_errors(self, layers: Sequence) -> list[str]:
+        dims = [layer.dim for layer in layers]
+        errors = [f"objective.weights.{e}" for e in self.weights.errors(dims)]
+        return errors + [f"objective.weights: {e}" for e in overflow_errors(self.weights, dims)]
+
+
+class StackedWAEOptions(WAEOptions):
+    label = "StackedWAE, Eq. (10)"
+
+
+@objectives.register("stacked-wae", options=StackedWAEOptions)
 class StackedWAE(Objective):
-    """Eq. (10): a reconstruction term at every layer and the divergence on the top latent."""
+    """StackedWAE, Eq. (10): a reconstruction term at every layer and a divergence on the top."""
+
+    def __init__(self, options: WAEOptions, *, context: ObjectiveContext):
+        super().__init__(options, context=context)
+        dims = [math.prod(shape) for shape in context.model.latent_shapes]
+        self.reconstruction_weights, self.match_weight = options.weights.resolve(dims)
 
     def forward(self, x: Tensor) -> Terms:
         model = self.model
@@ -36,6 +74,7 @@ class StackedWAE(Objective):
             terms.outputs.decodings.append(decoded)
             cost = expected_cost(self.costs[n], target, decoded).mean()
             terms.add("rec_x" if n == 0 else f"rec_z{n}", cost, self.reconstruction_weights[n])
-        self._match(terms, f"match_z{model.depth}", codes[-1], model.prior_sample)
-        self._add_penalties(terms)
+        matched = self.match(codes[-1], model.prior_sample)
+        terms.add(f"match_z{model.depth}", matched, self.match_weight)
+        self.add_penalties(terms)
         return terms

@@ -7,23 +7,26 @@
 ============ ======================================================================================
 """
 
+from hierot.objectives.weights import (  # the WAE objectives' options, once top-level fields
+    ExplicitWeights,
+    PaperMnistWeights,
+    PaperSvhnWeights,
+    Weights,
+)
 from hierot.spec.loading import apply_overrides, dump_spec, load_spec, read_raw, read_text
 from hierot.spec.schema import (
     DistributedSpec,
-    ExplicitWeights,
     LayerSpec,
     OptimizerSpec,
-    PaperMnistWeights,
-    PaperSvhnWeights,
     Spec,
     TrainSpec,
-    Weights,
     spec_model,
+    upgrade_objective,
     validate_spec,
 )
 
 __all__ = [
     "DistributedSpec", "ExplicitWeights", "LayerSpec", "OptimizerSpec", "PaperMnistWeights",
     "PaperSvhnWeights", "Spec", "TrainSpec", "Weights", "apply_overrides", "dump_spec",
-    "load_spec", "read_raw", "read_text", "spec_model", "validate_spec",
+    "load_spec", "read_raw", "read_text", "spec_model", "upgrade_objective", "validate_spec",
 ]

@@ -20,13 +20,13 @@ from pydantic import ValidationError
 
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
-from hierot.spec.schema import Spec, validate_spec
+from hierot.spec.schema import Spec, upgrade_objective, validate_spec
 
 _log = logging.getLogger(__name__)
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
-    "penalties": "penalty", "data": "dataset",
+    "penalties": "penalty", "data": "dataset", "objective": "objective",
 }
 
 
@@ -220,6 +220,16 @@ def _too_large(raw: Any, limit: int = MAX_VALUES) -> bool:
     return False
 
 
+def _legacy_weights_line(line: str, objective: str) -> str:
+    """An error in a top-level ``weights:`` (moved into the objective) named where it was written."""
+    if not line.startswith("objective.weights"):
+        return line
+    if line.startswith("objective.weights: Extra inputs"):
+        return (f"weights: objective {objective!r} takes no weights; remove them "
+                "(or --set weights=null)")
+    return line.replace("objective.weights", "weights", 1)
+
+
 def load_spec(
     source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
 ) -> Spec:
@@ -238,12 +248,19 @@ def load_spec(
         raise SpecError(
             [f"<spec>: expands to more than {MAX_VALUES:,} values (through YAML aliases?)"], label
         )
+    upgraded = upgrade_objective(raw)  # the form before objectives were a registry
     try:
-        spec = validate_spec(raw)
+        spec = validate_spec(upgraded)
     except ValidationError as exc:
         more = max(exc.error_count() - MAX_REPORTED, 0)
-        raise SpecError(format_errors(exc, raw, MAX_REPORTED), label, more) from None
+        lines = format_errors(exc, upgraded, MAX_REPORTED)
+        if upgraded is not raw and raw.get("weights") is not None:
+            name = upgraded["objective"].get("name", "?")
+            lines = [_legacy_weights_line(line, name) for line in lines]
+        raise SpecError(lines, label, more) from None
     problems = spec.consistency_errors()
+    if upgraded is not raw and "weights" in raw:
+        problems = [p.replace("objective.weights", "weights", 1) for p in problems]
     if problems:
         raise SpecError(problems, label)
     return spec

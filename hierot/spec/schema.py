@@ -1,7 +1,7 @@
 """The declarative spec of a hierarchy: a pydantic model loaded from YAML and validated whole.
 
 Component fields (``data``, each layer's ``encoder``/``decoder``/``cost``, ``divergence``,
-``penalties``) are discriminated unions on ``name`` over the registries, built after plug-ins are
+``penalties``, ``objective``) are discriminated unions on ``name`` over the registries, built after plug-ins are
 discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
 here: :func:`hierot.builder.build` turns a valid spec into modules.
 
@@ -14,18 +14,34 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    Discriminator,
     Field,
     PositiveInt,
     create_model,
     model_validator,
 )
 
-from hierot.components import ChecksShapes, Head, KnowsShape, Shape, StrictModel, WeighsLayers
-from hierot.registry import callbacks, costs, datasets, divergences, networks, penalties
+from hierot.components import (
+    ChecksShapes,
+    DescribesObjective,
+    Head,
+    KnowsShape,
+    Shape,
+    StrictModel,
+    WeighsLayers,
+)
+from hierot.objectives import LEGACY_NAMES
+from hierot.registry import (
+    callbacks,
+    costs,
+    datasets,
+    divergences,
+    networks,
+    objectives,
+    penalties,
+)
 from hierot.schedules import Schedule
 
 MAX_WIDTH = 2**16
@@ -35,50 +51,6 @@ MAX_SEED = 2**32
 """Seeds are 0 <= seed < 2**32: NumPy's generators take no more, and the batch order seeds
 ``torch.Generator`` with ``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
 Beta = Annotated[float, Field(ge=0, lt=1)]
-
-
-# -- lambda weights ------------------------------------------------------------------------------
-class ExplicitWeights(StrictModel):
-    """Weights of Eq. (10) given directly: ``reconstruction[n]`` multiplies the cost c_n."""
-
-    schedule: Literal["explicit"]
-    reconstruction: tuple[Annotated[float, Field(ge=0)], ...] = Field(
-        description="one weight per reconstruction term n = 0..N-1 (n = 0 is the data term)"
-    )
-    match: float = Field(gt=0, description="weight of the top divergence D_N")
-
-    def resolve(self, latent_dims: list[int]) -> tuple[list[float], float]:
-        return list(self.reconstruction), self.match
-
-
-class PaperMnistWeights(StrictModel):
-    """Appendix B.1: prod_{i<=n} lambda_i = lambda_rec^n / d_{z_n}, and lambda_match on top."""
-
-    schedule: Literal["paper-mnist"]
-    lambda_rec: float = Field(0.05, gt=0)
-    lambda_match: float = Field(1e-4, gt=0)
-
-    def resolve(self, latent_dims: list[int]) -> tuple[list[float], float]:
-        rec = [1.0] + [self.lambda_rec**n / latent_dims[n - 1] for n in range(1, len(latent_dims))]
-        return rec, self.lambda_match
-
-
-class PaperSvhnWeights(StrictModel):
-    """Appendix B.2: prod_{i<=p} lambda_i = lambda_rec^((p-1)/2 + 1), and lambda_match on top."""
-
-    schedule: Literal["paper-svhn"]
-    lambda_rec: float = Field(0.1, gt=0)
-    lambda_match: float = Field(1e-4, gt=0)
-
-    def resolve(self, latent_dims: list[int]) -> tuple[list[float], float]:
-        rec = [1.0] + [self.lambda_rec ** ((p - 1) / 2 + 1) for p in range(1, len(latent_dims))]
-        return rec, self.lambda_match
-
-
-Weights = Annotated[
-    Union[ExplicitWeights, PaperMnistWeights, PaperSvhnWeights],  # noqa: UP007
-    Discriminator("schedule"),
-]
 
 
 # -- the rest of the spec ------------------------------------------------------------------------
@@ -169,6 +141,40 @@ class DistributedSpec(StrictModel):
     )
 
 
+def upgrade_objective(raw: Any) -> Any:
+    """Convert the spec form written before objectives were a registry, on a copy of ``raw``.
+
+    ``objective: stacked`` (or ``flat``, or any registered name) with a top-level ``weights:``
+    becomes ``objective: {name: stacked-wae, weights: ...}`` (``wae`` for ``flat``); a missing
+    ``objective`` with a top-level ``weights:`` is the default ``stacked-wae``; a top-level
+    ``weights:`` beside an objective mapping updates the objective's weights (so
+    ``--set weights.lambda_rec=0.1`` works on either form). Other input is returned unchanged. Published presets and run directories in the old form keep loading.
+    """
+    if not isinstance(raw, dict):
+        return raw
+    if "weights" in raw and raw["weights"] is None:  # `--set weights=null`: no weights
+        raw = {k: v for k, v in raw.items() if k != "weights"}
+    objective = raw.get("objective")
+    if isinstance(objective, dict) and isinstance(raw.get("weights"), dict):
+        # `--set weights.lambda_rec=0.1` on a spec in the new form: the objective's weights
+        raw = dict(raw)
+        weights, inner = raw.pop("weights"), objective.get("weights")
+        same = isinstance(inner, dict) and weights.get("schedule", inner.get("schedule")) == inner.get(
+            "schedule")
+        raw["objective"] = {**objective, "weights": {**inner, **weights} if same else weights}
+        return raw
+    if not (isinstance(objective, str) or (objective is None and "weights" in raw)):
+        return raw
+    raw = dict(raw)
+    name = LEGACY_NAMES.get(objective, objective) if objective is not None else "stacked-wae"
+    upgraded: dict[str, Any] = {"name": name}
+    weights = raw.pop("weights", None)
+    if weights is not None:  # `weights: null` (e.g. --set weights=null) drops them
+        upgraded["weights"] = weights
+    raw["objective"] = upgraded
+    return raw
+
+
 class Spec(StrictModel):
     """A whole hierarchy and how to train it."""
 
@@ -177,17 +183,15 @@ class Spec(StrictModel):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     data: Any
     layers: list[LayerSpec] = Field(min_length=1, description="latent layers, bottom (z_1) first")
-    objective: Literal["stacked", "flat"] = Field(
-        "stacked", description="stacked = Eq. (10); flat = Eq. (7) with the implicit prior"
+    objective: Any = Field(
+        default_factory=lambda: {"name": "stacked-wae"}, validate_default=True,
+        description="the training objective and its options, from the objective registry",
     )
     divergence: Any = Field(
         default_factory=lambda: {"name": "mmd"}, validate_default=True,
         description="D_N between the aggregate posterior of the top latent and N(0, I)",
     )
     penalties: list[Any] = Field(default_factory=list)
-    weights: Weights = Field(
-        default_factory=lambda: {"schedule": "paper-mnist"}, validate_default=True
-    )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     train: TrainSpec
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
@@ -199,14 +203,17 @@ class Spec(StrictModel):
     def consistency_errors(self) -> list[str]:
         """Problems between fields, one ``path: message`` line each (empty when consistent).
 
-        Checked after the fields themselves are valid: the weights and penalties against the
-        number of layers, and every layer network against the shapes it maps between.
+        Checked after the fields themselves are valid: the objective against the layers (its
+        weights, the heads it needs), the penalties against the number of layers, and every layer
+        network against the shapes it maps between.
         """
         n, errors = len(self.layers), []
-        if isinstance(self.weights, ExplicitWeights) and len(self.weights.reconstruction) != n:
+        if isinstance(self.objective, DescribesObjective):
+            errors += self.objective.spec_errors(self.layers)
+        else:
             errors.append(
-                f"weights.reconstruction: {len(self.weights.reconstruction)} values for "
-                f"{n} reconstruction terms (one per latent layer)"
+                f"objective: the options of objective {self.objective.name!r} must subclass "
+                "hierot.objectives.ObjectiveOptions (components.DescribesObjective)"
             )
         for k, penalty in enumerate(self.penalties):
             if isinstance(penalty, WeighsLayers):
@@ -219,15 +226,9 @@ class Spec(StrictModel):
         return errors
 
     def _weight_errors(self) -> list[str]:
-        """Finite options can still resolve to weights that overflow (``lambda_rec ** n``), in
-        float64 or in the float32 the terms are computed in."""
-        reconstruction, match = self.resolved_weights()
-        errors = []
-        if not all(_fits_float32(w) for w in [*reconstruction, match]):
-            errors.append(
-                f"weights: the {self.weights.schedule} schedule resolves to non-finite weights "
-                f"({', '.join(f'{w:.4g}' for w in reconstruction)} | {match:.4g})"
-            )
+        """Finite options can still resolve to weights that overflow, in float64 or in the
+        float32 the terms are computed in (the penalties' here; the objective's in its options)."""
+        errors = []  # the objective's own weights: its options' spec_errors check them
         for k, penalty in enumerate(self.penalties):
             if isinstance(penalty, WeighsLayers):
                 try:
@@ -269,9 +270,13 @@ class Spec(StrictModel):
     def latent_dims(self) -> list[int]:
         return [layer.dim for layer in self.layers]
 
-    def resolved_weights(self) -> tuple[list[float], float]:
-        """(weights of the reconstruction terms n = 0..N-1, weight of the top divergence)."""
-        return self.weights.resolve(self.latent_dims)
+    def resolved_weights(self) -> tuple[list[float] | None, float | None]:
+        """(weights of the objective's per-layer terms n = 0..N-1, weight of the divergence).
+
+        For the WAE objectives the reconstruction weights of Eq. (10) and the match weight;
+        ``None`` where the objective has no such weight (the VAE objectives use no divergence).
+        """
+        return self.objective.layer_weights(self.latent_dims), self.objective.match_weight()
 
 
 def _fits_float32(value: float) -> bool:
@@ -298,7 +303,7 @@ def spec_model() -> type[Spec]:
     Built after plug-ins are discovered (asking the registries for their names discovers them),
     and rebuilt when a registry changes, so every component is validated the same way.
     """
-    registries = (networks, costs, divergences, penalties, datasets, callbacks)
+    registries = (networks, costs, divergences, penalties, datasets, objectives, callbacks)
     key = tuple(tuple((e.name, id(e.options)) for e in r.entries()) for r in registries)
     if key not in _cache:
         network = networks.options_union()
@@ -309,6 +314,7 @@ def spec_model() -> type[Spec]:
             layers=Annotated[list[layer], Field(min_length=1)],
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
+            objective=objectives.options_union(),
             callbacks=list[callbacks.options_union()],  # type: ignore[misc]
         )
     return _cache[key]
@@ -339,5 +345,7 @@ def validate_spec(raw: Any) -> Spec:
 
     The mapping is validated as the JSON document it is, in pydantic's strict mode: numbers,
     booleans and strings are never converted into one another (lists still become tuples).
+    The form written before objectives were a registry is converted first
+    (:func:`upgrade_objective`).
     """
-    return spec_model().model_validate_json(_as_json(raw), strict=True)
+    return spec_model().model_validate_json(_as_json(upgrade_objective(raw)), strict=True)

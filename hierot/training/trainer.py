@@ -202,6 +202,7 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
     def _train_step(self) -> dict[str, torch.Tensor]:
         indices = self.runtime.shard(self.order.next()).to(self.runtime.device)
+        self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
         with self.precision.autocast():
             terms = self.trained(self.train_x[indices])
         loss = terms.total
