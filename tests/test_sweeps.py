@@ -22,6 +22,8 @@ optuna = pytest.importorskip("optuna")
 
 from hierot.cli import main  # noqa: E402
 from hierot.sweeps import SweepError, load_sweep  # noqa: E402
+from hierot.api import fit  # noqa: E402
+from hierot.sweeps import _optuna  # noqa: E402
 from hierot.sweeps._optuna import open_storage, open_study  # noqa: E402
 from hierot.sweeps.directory import read_sweep_dir  # noqa: E402
 from hierot.sweeps.schema import check_against_base, override  # noqa: E402
@@ -174,6 +176,73 @@ def test_a_dead_workers_trial_is_failed_once_and_retried(tmp_path):
     assert recover(study, stale_after=0) == [alive.number]
 
 
+# -- pruning on the held-out metric logged during training ------------------------------------------
+def one_point_sweep(tmp_path: Path, **fields) -> Path:
+    path = tiny_sweep(tmp_path, **fields)
+    raw = yaml.safe_load(path.read_text())
+    raw["params"] = {"weights.lambda_rec": [0.05]}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_pruned_trial_stops_at_its_first_evaluation_and_its_run_resumes(tmp_path, monkeypatch):
+    # a real Optuna pruner that prunes every report: any value is above -1e30
+    monkeypatch.setattr(_optuna, "pruner",
+                        lambda sweep: optuna.pruners.ThresholdPruner(upper=-1e30))
+    path = one_point_sweep(tmp_path, pruner="median", budget={"train.steps": 40})
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    (trial,) = study_of(out).get_trials()
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    # eval_every defaults to 40 // 10 = 4: pruned at the first evaluation, step 4
+    assert list(trial.intermediate_values) == [4] and trial.last_step == 4
+    pruned = trial.user_attrs["pruned"]
+    assert pruned["step"] == 4 and pruned["metric"] == "val_total"
+    assert pruned["value"] == trial.intermediate_values[4] == trial.value
+    run = out / "trials" / trial.user_attrs["run_dir"] / "seed-0"
+    assert yaml.safe_load((run / "spec.yaml").read_text())["train"]["eval_every"] == 4
+    assert trial.user_attrs["spec"]["train"]["eval_every"] == 4
+    assert json.loads((run / "sweep.json").read_text())["pruned"] == pruned
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002.pt"]
+    assert not (run / "summary.json").exists() and not (run / "heldout.json").exists()
+    assert "PRUNED at step 4 of seed-0" in (out / "report.md").read_text()
+    # the run directory is a stopped run: it resumes from its checkpoint to the end
+    assert fit(resume=run).steps == 40
+    assert json.loads((run / "summary.json").read_text())["steps"] == 40
+
+
+def test_without_a_pruner_no_evaluation_is_forced(tmp_path):
+    path = one_point_sweep(tmp_path, budget={"train.steps": 4})
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    (trial,) = study_of(out).get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE and not trial.intermediate_values
+    run = out / "trials" / trial.user_attrs["run_dir"] / "seed-0"
+    assert yaml.safe_load((run / "spec.yaml").read_text())["train"]["eval_every"] is None
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "total" in header and "val_" not in header
+
+
+@pytest.mark.parametrize("metric, val", [
+    ("heldout.total", "val_total"), ("heldout", "val_total"),
+    ("heldout.unweighted.rec_x", "val_rec_x"), ("heldout.weighted.match_z2", "val_w_match_z2"),
+    ("heldout.batches", None), ("fcd", None),
+])
+def test_which_metrics_are_pruned_during_training(metric, val):
+    sweep, _ = load_sweep({"base": "quickstart", "params": GRID, "metric": metric,
+                           "pruner": "median"})
+    assert sweep.val_metric == val and sweep.prunes_in_training == (val is not None)
+    assert not sweep.model_copy(update={"pruner": "none"}).prunes_in_training
+
+
+def test_pruning_a_base_trained_by_epochs_needs_eval_every(tmp_path, capsys):
+    path = one_point_sweep(tmp_path, pruner="median", budget={"train.steps": None,
+                                                              "train.epochs": 1})
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "budget: pruner median on heldout.total evaluates during training" in err, err
+
+
 # -- real sweeps ---------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_two_workers_train_every_point_exactly_once(tmp_path, capsys):
@@ -317,6 +386,11 @@ def test_tpe_over_a_range_with_the_median_pruner(tmp_path):
         assert 1e-4 <= trial.params["optimizer.lr"] <= 1e-1
         assert trial.params["train.batch_size"] in (16, 32)
         assert trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        assert trial.intermediate_values and 0 in trial.intermediate_values  # after seed 0
+        # reported during training (eval_every defaults to 3 // 10 -> 1), seed 1 after seed 0
+        assert min(trial.intermediate_values) == 1
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5, 6]
+        else:
+            assert trial.user_attrs["pruned"]["report_step"] == trial.last_step
     assert (out / "metric-vs-optimizer.lr.png").is_file()
     assert "| rank |" in (out / "report.md").read_text()

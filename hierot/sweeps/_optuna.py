@@ -94,10 +94,25 @@ def sampler(sweep: SweepSpec, seed: int = 0):
     op = optuna()
     kind = sweep.resolved_sampler
     if kind == "grid":
-        return op.samplers.GridSampler(dict(sweep.params), seed=seed)
+        return _enqueued_grid_sampler(op)(dict(sweep.params), seed=seed)
     if kind == "random":
         return op.samplers.RandomSampler(seed=seed)
     return op.samplers.TPESampler(seed=seed)
+
+
+def _enqueued_grid_sampler(op):
+    """Optuna's ``GridSampler`` for a grid whose every point is enqueued up front (as the driver
+    does): such trials carry ``fixed_params`` and no ``grid_id``, and ``GridSampler.after_trial``
+    (Optuna 5.0) looks the ``grid_id`` up when one point is left unvisited, a ``KeyError`` that
+    crashed every one-point grid at ``study.tell``. Its stopping logic is moot here (workers stop
+    when no trial is waiting), so it is skipped for enqueued trials."""
+
+    class EnqueuedGridSampler(op.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            if "grid_id" in trial.system_attrs:
+                super().after_trial(study, trial, state, values)
+
+    return EnqueuedGridSampler
 
 
 def pruner(sweep: SweepSpec):

@@ -65,7 +65,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec,
             "value": trial.value, "sd": attrs.get("sd"), "run_dir": attrs.get("run_dir"),
             "seconds": attrs.get("seconds"), "cpu_seconds": attrs.get("cpu_seconds"),
         }
-        for key in ("error", "superseded", "duplicate_of", "retry_of"):
+        for key in ("error", "superseded", "duplicate_of", "retry_of", "pruned"):
             if key in attrs:
                 record[key] = attrs[key]
         seeds = attrs.get("seeds", [])
@@ -160,7 +160,9 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         if match:
             row.append(_fmt(r.get("heldout", {}).get(match)))
         row += [_fmt(r.get("eval", {}).get(k)) for k in eval_keys]
-        row += [r["state"] + (f" (retry of {r['retry_of']})" if "retry_of" in r else ""),
+        row += [r["state"] + (f" (retry of {r['retry_of']})" if "retry_of" in r else "")
+                + (f" at step {r['pruned']['step']} of {r['pruned']['run_dir']}"
+                   if "pruned" in r else ""),
                 f"`trials/{r['run_dir']}`" if r["run_dir"] else "-"]
         lines.append("| " + " | ".join(row) + " |")
     failed = [r for r in records if r["state"] == "FAIL" and r["counted"]]

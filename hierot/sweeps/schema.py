@@ -20,7 +20,7 @@ trains. Every problem is reported at once, one ``path.to.field: message`` line e
     budget: {train.steps: 1000}            # spec overrides applied to every trial
     sampler: auto                          # grid when every parameter is a grid, else tpe
     trials: 30                             # number of points for tpe / random
-    pruner: none                           # or median
+    pruner: none                           # or median (on val_* during training, see pruning.py)
 """
 
 from __future__ import annotations
@@ -179,6 +179,26 @@ class SweepSpec(_Strict):
         return METRIC_ALIASES.get(self.metric, self.metric)
 
     @property
+    def val_metric(self) -> str | None:
+        """The trainer's ``val_*`` name of a ``heldout.*`` metric (``heldout.total`` ->
+        ``val_total``, ``heldout.unweighted.rec_x`` -> ``val_rec_x``, ``heldout.weighted.rec_x``
+        -> ``val_w_rec_x``); ``None`` for a metric the trainer does not log while training."""
+        source, _, path = self.resolved_metric.partition(".")
+        kind, _, term = path.partition(".")
+        if source != "heldout":
+            return None
+        if path == "total":
+            return "val_total"
+        if kind in ("unweighted", "weighted") and term and "." not in term:
+            return f"val_{'w_' if kind == 'weighted' else ''}{term}"
+        return None
+
+    @property
+    def prunes_in_training(self) -> bool:
+        """Whether trials report the held-out metric to the pruner while they train."""
+        return self.pruner != "none" and self.val_metric is not None
+
+    @property
     def resolved_sampler(self) -> str:
         if self.sampler != "auto":
             return self.sampler
@@ -316,6 +336,10 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
         raise SweepError([f"base: {exc}"], label) from None
     raw = base.model_dump(mode="json")
     problems: list[str] = []
+    if (sweep.prunes_in_training and base.train.steps is None and base.train.eval_every is None
+            and "train.eval_every" not in sweep.params):
+        problems.append(f"budget: pruner {sweep.pruner} on {sweep.resolved_metric} evaluates during "
+                        f"training; the base trains by epochs, so set train.eval_every (steps)")
     for path, param in sweep.params.items():
         values = param if isinstance(param, list) else (
             param.choices if isinstance(param, ChoicesParam) else param.ends())

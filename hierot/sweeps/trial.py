@@ -20,13 +20,16 @@ import math
 import re
 import shutil
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hierot.errors import HierotError
 from hierot.sweeps.schema import SweepSpec, override, point_overrides
 from hierot.training.rundir import RunDir, atomic_write_text
+
+if TYPE_CHECKING:
+    from hierot.training.callbacks import Callback
 
 HELDOUT_FILE = "heldout.json"
 SWEEP_FILE = "sweep.json"
@@ -84,40 +87,46 @@ def measure(sweep: SweepSpec, run: Path) -> tuple[float, dict]:
     return lookup(result, path, EVAL_FILE), terms
 
 
-def train_seed(base_yaml: str, overrides: list[str], run: Path, record: Mapping[str, Any]) -> None:
-    """Train (or finish training) one seed replicate in ``run``, recording ``record`` in it."""
+def train_seed(base_yaml: str, overrides: list[str], run: Path, record: Mapping[str, Any],
+               callbacks: Sequence[Callback] = ()) -> None:
+    """Train (or finish training) one seed replicate in ``run``, recording ``record`` in it;
+    ``callbacks`` go to :func:`hierot.api.fit` beside the spec's own."""
     import yaml
 
     from hierot.api import fit
 
     run_dir = RunDir(run)
     if run_dir.spec_file.exists() and run_dir.checkpoints():
-        fit(resume=run)  # the steps left, exactly as if never stopped
+        fit(resume=run, callbacks=callbacks)  # the steps left, exactly as if never stopped
         return
     if run.exists():  # died before its first checkpoint: nothing worth keeping
         shutil.rmtree(run)
     run.mkdir(parents=True)
     atomic_write_text(run / SWEEP_FILE, json.dumps(dict(record), indent=2))
-    fit(yaml.safe_load(base_yaml), out=run, overrides=overrides)
+    fit(yaml.safe_load(base_yaml), out=run, overrides=overrides, callbacks=callbacks)
 
 
 def run_point(
     sweep: SweepSpec, base_yaml: str, trial_dir: Path, params: Mapping[str, Any], *,
     record: Mapping[str, Any], report: Callable[[float, int], None] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, overrides: Sequence[str] = (),
+    callbacks: Callable[[Path, int], Sequence[Callback]] | None = None,
 ) -> tuple[float, dict]:
     """Train every seed of a point in ``trial_dir`` and return the mean metric and details.
 
     Seeds already measured (their ``sweep.json`` holds a value) are not trained again; a seed
     with a checkpoint resumes from it. ``report(value, r)`` is called after seed replicate
-    ``r`` with the running mean (for a pruner); it may raise to stop the trial.
+    ``r`` with the running mean (for a pruner); it may raise to stop the trial. ``overrides``
+    are added to the point's; ``callbacks(run, offset)`` gives the callbacks of the seed trained
+    in ``run``, ``offset`` being the steps of the seeds before it (a pruner's step axis).
     """
     import yaml
 
     base_seed = int(yaml.safe_load(base_yaml).get("seed", 0))
-    overrides = [*point_overrides(params), "train.progress=false"]
+    overrides = [*point_overrides(params), *overrides, "train.progress=false"]
     values: list[float] = []
     seeds: list[dict] = []
+    offset = 0
     for r, (seed, run) in enumerate(seed_dirs(trial_dir, sweep, base_seed)):
         done = run / SWEEP_FILE
         saved = json.loads(done.read_text()) if done.is_file() else {}
@@ -127,13 +136,15 @@ def run_point(
         else:
             about = {**record, "params": dict(params), "seed": seed,
                      "metric": sweep.resolved_metric}
-            train_seed(base_yaml, [*overrides, override("seed", seed)], run, about)
+            train_seed(base_yaml, [*overrides, override("seed", seed)], run, about,
+                       callbacks(run, offset) if callbacks is not None else ())
             value, terms = measure(sweep, run)
             if not math.isfinite(value):
                 raise HierotError(f"{sweep.metric} of seed {seed} is {value}")
             saved = {**about, "value": value, "heldout": terms}
             atomic_write_text(done, json.dumps(saved, indent=2))
             log(f"{trial_dir.name} seed {seed}: {sweep.metric} = {value:.6g}")
+        offset += int(terms["step"])
         values.append(value)
         seeds.append({"seed": seed, "run_dir": run.name, "value": value,
                       "heldout_total": terms["total"], "heldout": terms["unweighted"]})

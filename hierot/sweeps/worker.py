@@ -206,6 +206,7 @@ class Worker:
         import yaml
 
         from hierot.spec.loading import load_spec
+        from hierot.sweeps.pruning import PruneOnEval, Pruned, eval_overrides
         from hierot.sweeps.schema import point_overrides
         from hierot.sweeps.trial import run_point
 
@@ -213,6 +214,9 @@ class Worker:
         name = self.run_dir_name(trial)
         trial_dir = self.dir / "trials" / name
         spec = load_spec(yaml.safe_load(self.base_yaml), point_overrides(params))
+        extra = eval_overrides(self.sweep, spec)  # the pruner's train.eval_every, if needed
+        if extra:
+            spec = load_spec(yaml.safe_load(self.base_yaml), [*point_overrides(params), *extra])
         for key, value in (("run_dir", name), ("worker", this_process()),
                            ("spec", spec.model_dump(mode="json"))):
             trial.set_user_attr(key, value)
@@ -222,8 +226,13 @@ class Worker:
         self.log(f"trial {trial.number} {name}: started"
                  + (f" (retry of trial {retry})" if retry is not None else ""))
 
-        def report(value: float, step: int) -> None:
-            if self.sweep.pruner != "none" and step < self.sweep.seeds - 1:
+        in_training = self.sweep.prunes_in_training
+
+        def prune_on_eval(run: Path, offset: int) -> list[PruneOnEval]:
+            return [PruneOnEval(trial, self.sweep.val_metric, run, offset)] if in_training else []
+
+        def report(value: float, step: int) -> None:  # between seeds, for an eval.* metric
+            if self.sweep.pruner != "none" and not in_training and step < self.sweep.seeds - 1:
                 trial.report(value, step)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned after {step + 1} seed(s): mean {value:.6g}")
@@ -232,8 +241,12 @@ class Worker:
         with Heartbeat(self.storage, trial._trial_id, self.heartbeat) as beat:
             try:
                 value, details = run_point(self.sweep, self.base_yaml, trial_dir, params,
-                                           record=record, report=report, log=self.log)
+                                           record=record, report=report, log=self.log,
+                                           overrides=extra, callbacks=prune_on_eval)
             except optuna.TrialPruned as exc:
+                if isinstance(exc, Pruned):
+                    trial.set_user_attr("pruned", exc.record)
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.log(f"trial {trial.number}: {exc}")
                 return
