@@ -6,7 +6,8 @@
 * :func:`header` — the top of every report: benchmark, mode, time, the command that regenerates
   it, and :func:`machine_info` (versions, plug-ins, processor, device, load average);
 * :func:`sync` and :func:`median_time` — synchronised timing with warm-up;
-* :func:`markdown_table` and :func:`machine_line` — the Markdown of every report;
+* :func:`markdown_table`, :func:`machine_line` and :func:`figure_links` — the Markdown of every report;
+* :func:`draw_figures` and :func:`first_seed_grid` — the figures of the training benchmarks;
 * :func:`write` — ``<stem>.json`` and ``<stem>.md``, with the load average at the end.
 
 Benchmarks import only hierot's public API. Run one with ``python -m benchmarks NAME``.
@@ -195,6 +196,16 @@ def machine_line(report: dict) -> str:
             "other work on the machine slows every timing.")
 
 
+def figure_links(report: dict, names: Sequence[str]) -> list[str]:
+    """Markdown lines showing each figure ``report["<name>_png"]`` that was drawn, each followed by
+    a blank line."""
+    lines = []
+    for name in names:
+        if report.get(f"{name}_png"):
+            lines += [f"![{name}]({report[f'{name}_png']})", ""]
+    return lines
+
+
 def write(report: dict, out: Path, markdown: Callable[[dict], str], stem: str | None = None) -> list[Path]:
     """``out/<stem>.json`` and ``out/<stem>.md`` (``markdown(report)``); ``stem``: the mode."""
     report["machine"]["load_average_at_end"] = os.getloadavg()
@@ -214,6 +225,47 @@ def small_png(path: Path, colours: int = 16) -> Path:
     with Image.open(path) as image:
         image.convert("RGB").quantize(colours).save(path, optimize=True)
     return path
+
+
+# -- figures -------------------------------------------------------------------------------------
+def draw_figures(report: dict, out: Path, stem: str,
+                 figures: dict[str, Callable[[Path], Path | None]]) -> None:
+    """Draw each figure to ``out/<stem>-<name>.png`` and record its file name (``None`` when not
+    drawn) as ``report["<name>_png"]``."""
+    for name, draw in figures.items():
+        path = draw(out / f"{stem}-{name}.png")
+        report[f"{name}_png"] = path.name if path else None
+
+
+def first_seed_grid(report: dict, run_root: Path, columns: dict[str, str],
+                    draw: Callable[[Any, Path], list[Path]], out: Path, size: tuple[float, float]
+                    ) -> Path | None:
+    """The first seed's run ``run_root/<key>/seed-<seed>`` of every column, side by side.
+
+    ``columns`` maps each run key to its column title; ``draw(run, run_dir)`` draws that run's
+    pictures (one a row) and returns their files. ``None`` when a run has no ``eval.json``.
+    """
+    import matplotlib.image as mpimg
+
+    from hierot.evaluation.plotting import new_figure, save
+    from hierot.evaluation.trained import load_run
+
+    seed = report["budget"]["seeds"][0]
+    panels = {}
+    for key in columns:
+        run_dir = run_root / key / f"seed-{seed}"
+        if not (run_dir / "eval.json").exists():
+            return None
+        panels[key] = draw(load_run(run_dir, device=report["device"]), run_dir)
+    figure = new_figure(*size)
+    figure.set_dpi(72)
+    axes = figure.subplots(max(len(p) for p in panels.values()), len(panels), squeeze=False)
+    for c, (key, paths) in enumerate(panels.items()):
+        for r, path in enumerate(paths):
+            axes[r][c].imshow(mpimg.imread(path))
+            axes[r][c].set_axis_off()
+        axes[0][c].set_title(f"{columns[key]} (seed {seed})", fontsize="medium")
+    return small_png(save(figure, out))
 
 
 def log(message: str) -> None:

@@ -1,4 +1,4 @@
-"""Training and evaluating run directories: the machinery of ``mmd_vs_sinkhorn`` and ``stacked_vs_flat``.
+"""Training and evaluating run directories: the machinery of the training benchmarks.
 
 Each trains run directories under ``benchmarks/results/NAME/runs/<mode>/`` (kept out of git),
 evaluates each with :func:`hierot.evaluation.evaluate` (the metrics of ``hierot eval``), times the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import math
 import multiprocessing
 import shutil
@@ -50,6 +51,42 @@ def train_overrides(steps: int, log_every: int, batch_size: int = 128) -> list[s
     log_every = min(log_every, steps)
     return [(f"train={{batch_size: {batch_size}, steps: {steps}, log_every: {log_every}, "
             f"checkpoint_every: {steps}, progress: false}}")]
+
+
+def width_overrides(preset: str, shrink: int) -> list[str]:
+    """Every hidden width of ``preset`` divided by ``shrink`` (none when 1)."""
+    from hierot.spec.loading import load_spec
+
+    if shrink == 1:
+        return []
+    spec = load_spec(preset)
+    out = []
+    for i, layer in enumerate(spec.layers):
+        for part in ("encoder", "decoder"):
+            hidden = [max(1, h // shrink) for h in getattr(layer, part).hidden]
+            out.append(f"layers.{i}.{part}.hidden={json.dumps(hidden)}")
+    return out
+
+
+def seed_jobs(arms: dict[str, tuple[str, list[str]]], budget: dict, run_root: Path, *,
+              device: str | None, out: Path) -> tuple[list[tuple], list[str]]:
+    """The :func:`run_recorded` jobs of every arm and seed, and the arm of each job.
+
+    ``arms`` maps an arm to its preset and the overrides it adds; every run gets ``budget``'s
+    data, seed, widths (divided by ``shrink``) and step budget, and goes to
+    ``run_root/<arm>/seed-<seed>``.
+    """
+    jobs, keys = [], []
+    for arm, (preset, extra) in arms.items():
+        for seed in budget["seeds"]:
+            overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
+                         *width_overrides(preset, budget["shrink"]),
+                         *train_overrides(budget["steps"], budget["log_every"]), *extra]
+            if device:
+                overrides.append(f"device={device}")
+            jobs.append((preset, overrides, run_root / arm / f"seed-{seed}", device, False, out, seed))
+            keys.append(arm)
+    return jobs, keys
 
 
 def seconds_per_step(run_dir: Path) -> dict:

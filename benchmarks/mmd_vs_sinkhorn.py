@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             block["summary"][label] = runs.aggregate(records)
     for dataset, block in report["datasets"].items():
         arms = {label: s.get("samples", {}) for label, s in block.get("summary", {}).items() if s}
-        figure = samples.histogram_figure(arms, args.out / f"{mode}-{dataset}-classes.png")
-        block["classes_png"] = figure.name if figure else None
+        common.draw_figures(block, args.out, f"{mode}-{dataset}",
+                            {"classes": lambda p, arms=arms: samples.histogram_figure(arms, p)})
     figure = plot(report, args.out / f"{mode}.png")
     report["figure"] = figure.name if figure else None
     for path in common.write(report, args.out, markdown):

@@ -34,7 +34,6 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import _common as common
 from benchmarks import _runs as runs
-from benchmarks.stacked_vs_flat import width_overrides
 
 NAME = "objectives"
 PRESETS = {"stacked-wae": "mnist-stackedwae.v1", "wae": "mnist-wae.v1",
@@ -116,35 +115,19 @@ def markdown(report: dict) -> str:
               "one-sample estimate below; for the WAEs it reads their networks as a VAE. The "
               "flat WAE's encoders above q(z1|x) are untrained (Eq. 7 does not depend on them)."),
               ""]
-    for name in ("samples", "metrics"):
-        if report.get(f"{name}_png"):
-            lines += [f"![{name}]({report[f'{name}_png']})", ""]
+    lines += common.figure_links(report, ("samples", "metrics"))
     return "\n".join(lines) + "\n"
 
 
 def samples_figure(report: dict, out: Path, run_root: Path) -> Path | None:
     """Samples of the first seed of each objective, side by side."""
-    import matplotlib.image as mpimg
-
     from hierot.evaluation import figures
-    from hierot.evaluation.plotting import new_figure, save
-    from hierot.evaluation.trained import load_run
 
-    seed = report["budget"]["seeds"][0]
-    panels = {}
-    for kind in PRESETS:
-        run_dir = run_root / kind / f"seed-{seed}"
-        if not (run_dir / "eval.json").exists():
-            return None
-        run = load_run(run_dir, device=report["device"])
-        panels[kind] = figures.samples(run, run_dir / "figures" / "samples.png", seed=0)
-    figure = new_figure(4 * len(panels), 4.4)
-    figure.set_dpi(72)
-    for ax, (kind, path) in zip(figure.subplots(1, len(panels)), panels.items()):
-        ax.imshow(mpimg.imread(path))
-        ax.set_axis_off()
-        ax.set_title(f"{kind} (seed {seed})", fontsize="medium")
-    return common.small_png(save(figure, out))
+    def draw(run, run_dir: Path) -> list[Path]:
+        return [figures.samples(run, run_dir / "figures" / "samples.png", seed=0)]
+
+    return common.first_seed_grid(report, run_root, {kind: kind for kind in PRESETS}, draw, out,
+                                  (4 * len(PRESETS), 4.4))
 
 
 def metrics_figure(report: dict, out: Path) -> Path | None:
@@ -197,29 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     report = common.header(NAME, mode, argv, presets=presets, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})
     run_root = runs.fresh_dir(args.out / "runs" / mode)
-    jobs, kinds = [], []
-    for kind, preset in presets.items():
-        for seed in budget["seeds"]:
-            overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
-                         *width_overrides(preset, budget["shrink"]),
-                         *runs.train_overrides(budget["steps"], budget["log_every"])]
-            if kind in VAES:
-                overrides.append(f"objective.warmup_steps={budget['warmup']}")
-            if args.device:
-                overrides.append(f"device={args.device}")
-            jobs.append((preset, overrides, run_root / kind / f"seed-{seed}", args.device, False,
-                         args.out, seed))
-            kinds.append(kind)
+    arms = {kind: (preset, [f"objective.warmup_steps={budget['warmup']}"] if kind in VAES else [])
+            for kind, preset in presets.items()}
+    jobs, kinds = runs.seed_jobs(arms, budget, run_root, device=args.device, out=args.out)
     records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     records = [with_eval_extras(r, args.out) for r in records]
     for kind in presets:
         report["runs"][kind] = [r for k, r in zip(kinds, records) if k == kind]
         report["summary"][kind] = summarise(report["runs"][kind])
     common.log("figures")
-    for name, draw in (("samples", lambda p: samples_figure(report, p, run_root)),
-                       ("metrics", lambda p: metrics_figure(report, p))):
-        path = draw(args.out / f"{mode}-{name}.png")
-        report[f"{name}_png"] = path.name if path else None
+    common.draw_figures(report, args.out, mode, {
+        "samples": lambda p: samples_figure(report, p, run_root),
+        "metrics": lambda p: metrics_figure(report, p)})
     for path in common.write(report, args.out, markdown):
         print(f"wrote {path}")
     return 0

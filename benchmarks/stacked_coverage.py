@@ -37,7 +37,6 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import _common as common
 from benchmarks import _runs as runs
 from benchmarks import _samples as samples
-from benchmarks.stacked_vs_flat import width_overrides
 
 NAME = "stacked_coverage"
 STACKED, FLAT = "mnist-stackedwae.v1", "mnist-wae.v1"
@@ -121,25 +120,15 @@ def main(argv: list[str] | None = None) -> int:
                            device=args.device, torch_threads=threads, jobs=args.jobs, runs={},
                            summary={})
     run_root = runs.fresh_dir(args.out / "runs" / args.tag)
-    jobs, keys = [], []
-    for arm in args.arms:
-        preset, extra = ARMS[arm]
-        for seed in budget["seeds"]:
-            overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
-                         *width_overrides(preset, budget["shrink"]),
-                         *runs.train_overrides(budget["steps"], budget["log_every"]), *extra]
-            if args.device:
-                overrides.append(f"device={args.device}")
-            jobs.append((preset, overrides, run_root / arm / f"seed-{seed}", args.device, False,
-                         args.out, seed))
-            keys.append(arm)
+    jobs, keys = runs.seed_jobs({arm: ARMS[arm] for arm in args.arms}, budget, run_root,
+                                device=args.device, out=args.out)
     records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     for arm in args.arms:
         report["runs"][arm] = [r for k, r in zip(keys, records) if k == arm]
         report["summary"][arm] = runs.aggregate(report["runs"][arm])
     arms = {a: s.get("samples", {}) for a, s in report["summary"].items() if s}
-    figure = samples.histogram_figure(arms, args.out / f"{args.tag}-classes.png")
-    report["classes_png"] = figure.name if figure else None
+    common.draw_figures(report, args.out, args.tag,
+                        {"classes": lambda p: samples.histogram_figure(arms, p)})
     for path in common.write(report, args.out, markdown):
         print(f"wrote {path}")
     return 0

@@ -50,21 +50,6 @@ MODES = {
 }
 
 
-def width_overrides(preset: str, shrink: int) -> list[str]:
-    """Every hidden width of ``preset`` divided by ``shrink`` (none when 1)."""
-    from hierot.spec.loading import load_spec
-
-    if shrink == 1:
-        return []
-    spec = load_spec(preset)
-    out = []
-    for i, layer in enumerate(spec.layers):
-        for part in ("encoder", "decoder"):
-            hidden = [max(1, h // shrink) for h in getattr(layer, part).hidden]
-            out.append(f"layers.{i}.{part}.hidden={json.dumps(hidden)}")
-    return out
-
-
 def markdown(report: dict) -> str:
     fmt = runs.fmt
     b, summary = report["budget"], report["summary"]
@@ -107,39 +92,20 @@ def markdown(report: dict) -> str:
     lines += ["## Sample fidelity and coverage", "", "Mean ± sd over seeds. " + samples.NOTE, ""]
     lines += samples.table({PRESETS[k]: s.get("samples", {}) for k, s in summary.items()})
     lines.append("")
-    for name in ("figures", "metrics", "classes"):
-        if report.get(f"{name}_png"):
-            lines.append(f"![{name}]({report[f'{name}_png']})")
-            lines.append("")
+    lines += common.figure_links(report, ("figures", "metrics", "classes"))
     return "\n".join(lines) + "\n"
 
 
 def side_by_side(report: dict, out: Path, run_root: Path) -> Path | None:
     """Samples and top-latent decodes of the first seed of each objective, side by side."""
-    import matplotlib.image as mpimg
-
     from hierot.evaluation import figures
-    from hierot.evaluation.plotting import new_figure, save
-    from hierot.evaluation.trained import load_run
 
-    seed = report["budget"]["seeds"][0]
-    panels = {}
-    for kind in PRESETS:
-        run_dir = run_root / kind / f"seed-{seed}"
-        if not (run_dir / "eval.json").exists():
-            return None
-        run = load_run(run_dir, device=report["device"])
-        panels[kind] = [figures.samples(run, run_dir / "figures" / "samples.png", seed=0),
-                        figures.top_latent(run, run_dir / "figures" / "top_latent.png")]
-    figure = new_figure(10, 10.5)
-    figure.set_dpi(72)
-    axes = figure.subplots(2, 2)
-    for c, kind in enumerate(PRESETS):
-        for r, path in enumerate(panels[kind]):
-            axes[r][c].imshow(mpimg.imread(path))
-            axes[r][c].set_axis_off()
-        axes[0][c].set_title(f"{kind}: {PRESETS[kind]} (seed {seed})", fontsize="medium")
-    return common.small_png(save(figure, out))
+    def draw(run, run_dir: Path) -> list[Path]:
+        return [figures.samples(run, run_dir / "figures" / "samples.png", seed=0),
+                figures.top_latent(run, run_dir / "figures" / "top_latent.png")]
+
+    columns = {kind: f"{kind}: {preset}" for kind, preset in PRESETS.items()}
+    return common.first_seed_grid(report, run_root, columns, draw, out, (10, 10.5))
 
 
 def metrics_plot(report: dict, out: Path) -> Path | None:
@@ -184,28 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     report = common.header(NAME, mode, argv, presets=PRESETS, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})
     run_root = runs.fresh_dir(args.out / "runs" / mode)
-    jobs, kinds = [], []
-    for kind, preset in PRESETS.items():
-        for seed in budget["seeds"]:
-            overrides = [f"data={json.dumps(budget['data'])}", f"seed={seed}",
-                         *width_overrides(preset, budget["shrink"]),
-                         *runs.train_overrides(budget["steps"], budget["log_every"])]
-            if args.device:
-                overrides.append(f"device={args.device}")
-            jobs.append((preset, overrides, run_root / kind / f"seed-{seed}", args.device, False,
-                         args.out, seed))
-            kinds.append(kind)
+    jobs, kinds = runs.seed_jobs({kind: (preset, []) for kind, preset in PRESETS.items()}, budget,
+                                 run_root, device=args.device, out=args.out)
     records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
     for kind in PRESETS:
         report["runs"][kind] = [r for k, r in zip(kinds, records) if k == kind]
         report["summary"][kind] = runs.aggregate(report["runs"][kind])
     common.log("figures")
     classes = {PRESETS[k]: s.get("samples", {}) for k, s in report["summary"].items() if s}
-    for name, draw in (("figures", lambda p: side_by_side(report, p, run_root)),
-                       ("metrics", lambda p: metrics_plot(report, p)),
-                       ("classes", lambda p: samples.histogram_figure(classes, p))):
-        path = draw(args.out / f"{mode}-{name}.png")
-        report[f"{name}_png"] = path.name if path else None
+    common.draw_figures(report, args.out, mode, {
+        "figures": lambda p: side_by_side(report, p, run_root),
+        "metrics": lambda p: metrics_plot(report, p),
+        "classes": lambda p: samples.histogram_figure(classes, p)})
     for path in common.write(report, args.out, markdown):
         print(f"wrote {path}")
     return 0
