@@ -4,22 +4,24 @@ change to StackedWAE improves both while keeping its hierarchy?
 Arms (``--arms``; each is a preset plus ``--set`` overrides, trained with the same budget and
 seeds on ``mnist-5k``, hidden widths divided by ``--shrink``):
 
-======================= ======================================================================
-``flat``                ``mnist-wae.v1`` (Eq. 7)
-``stacked``             ``mnist-stackedwae.v1`` (Eq. 10)
-``stacked-z4``          a 4-D top latent (``layers.4.latent_shape=[4]``)
-``stacked-z8``          an 8-D top latent (``layers.4.latent_shape=[8]``)
-``stacked-z16``         a 16-D top latent (``layers.4.latent_shape=[16]``)
-``stacked-z32``         a 32-D top latent (``layers.4.latent_shape=[32]``)
-``stacked-z8-lm1e-5``   the 8-D top latent with ``lambda_match`` 1e-5 (a tenth of the paper's)
-``stacked-z8-lm1e-3``   the 8-D top latent with ``lambda_match`` 1e-3 (10x the paper's)
-``stacked-z16-lm1e-5``  the 16-D top latent with ``lambda_match`` 1e-5
-``stacked-z8-ps512``    the 8-D top latent with 512 prior samples per step
-``stacked-z16-ps512``   the 16-D top latent with 512 prior samples per step
-``stacked-z8-sinkhorn`` the 8-D top latent with Sinkhorn (geomloss, blur 0.5) on it
-``stacked-match``       ``lambda_match`` 1e-3 (10x) with 512 prior samples per step
-``stacked-sinkhorn``    Sinkhorn (geomloss, blur 0.5) on the top latent instead of MMD-IMQ
-======================= ======================================================================
+=========================== ======================================================================
+``flat``                    ``mnist-wae.v1`` (Eq. 7)
+``stacked``                 ``mnist-stackedwae.v1`` (Eq. 10)
+``stacked-z4``              a 4-D top latent (``layers.4.latent_shape=[4]``)
+``stacked-z8``              an 8-D top latent (``layers.4.latent_shape=[8]``)
+``stacked-z16``             a 16-D top latent (``layers.4.latent_shape=[16]``)
+``stacked-z32``             a 32-D top latent (``layers.4.latent_shape=[32]``)
+``stacked-z8-lm1e-5``       the 8-D top latent with ``lambda_match`` 1e-5 (a tenth of the paper's)
+``stacked-z8-lm1e-3``       the 8-D top latent with ``lambda_match`` 1e-3 (10x the paper's)
+``stacked-z16-lm1e-5``      the 16-D top latent with ``lambda_match`` 1e-5
+``stacked-z8-ps512``        the 8-D top latent with 512 prior samples per step
+``stacked-z16-ps512``       the 16-D top latent with 512 prior samples per step
+``stacked-z8-sinkhorn``     the 8-D top latent with Sinkhorn (geomloss, blur 0.5) on it
+``stacked-z8-ps512-rec0.2`` ``stacked-z8-ps512`` with ``lambda_rec`` 0.2 (the paper's 0.05)
+``stacked-z8-ps512-rec0.5`` ``stacked-z8-ps512`` with ``lambda_rec`` 0.5
+``stacked-match``           ``lambda_match`` 1e-3 (10x) with 512 prior samples per step
+``stacked-sinkhorn``        Sinkhorn (geomloss, blur 0.5) on the top latent instead of MMD-IMQ
+=========================== ======================================================================
 
 Every run is evaluated by :func:`hierot.evaluation.evaluate` with the prior and a post-hoc
 Gaussian mixture along the ancestral and the decoder-mean paths (:mod:`benchmarks._samples`).
@@ -60,6 +62,10 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "stacked-z16-lm1e-5": (STACKED, ["layers.4.latent_shape=[16]", "weights.lambda_match=1.0e-5"]),
     "stacked-z8-ps512": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512"]),
     "stacked-z16-ps512": (STACKED, ["layers.4.latent_shape=[16]", "train.prior_samples=512"]),
+    "stacked-z8-ps512-rec0.2": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512",
+                                          "weights.lambda_rec=0.2"]),
+    "stacked-z8-ps512-rec0.5": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512",
+                                          "weights.lambda_rec=0.5"]),
     "stacked-z8-sinkhorn": (STACKED, ["layers.4.latent_shape=[8]",
                                       "divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]),
     "stacked-match": (STACKED, ["weights.lambda_match=1.0e-3", "train.prior_samples=512"]),
