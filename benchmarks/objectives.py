@@ -120,14 +120,15 @@ def markdown(report: dict) -> str:
 
 
 def samples_figure(report: dict, out: Path, run_root: Path) -> Path | None:
-    """Samples of the first seed of each objective, side by side."""
+    """Samples of the first seed of each objective that ran, side by side."""
     from hierot.evaluation import figures
 
     def draw(run, run_dir: Path) -> list[Path]:
         return [figures.samples(run, run_dir / "figures" / "samples.png", seed=0)]
 
-    return common.first_seed_grid(report, run_root, {kind: kind for kind in PRESETS}, draw, out,
-                                  (4 * len(PRESETS), 4.4))
+    kinds = list(report["presets"])
+    return common.first_seed_grid(report, run_root, {kind: kind for kind in kinds}, draw, out,
+                                  (4 * len(kinds), 4.4))
 
 
 def metrics_figure(report: dict, out: Path) -> Path | None:
