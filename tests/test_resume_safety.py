@@ -316,6 +316,16 @@ def test_parameters_that_overflow_stop_the_run_and_are_never_saved(tmp_path):
         assert all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()), path
 
 
+def test_parameters_that_overflow_between_checkpoints_stop_the_next_step(tmp_path):
+    """Between checkpoints only the gradients are checked after a step: infinite parameters
+    make the next step's loss non-finite, which stops the run before anything is saved."""
+    spec = hierot.load_spec(TINY, ["optimizer={name: sgd, lr: 3.0e+38}", "train.steps=20",
+                                   "train.checkpoint_every=10"])
+    with pytest.raises(NonFiniteLossError, match=r"^step 2: non-finite objective term"):
+        hierot.fit(spec, out=tmp_path / "run")
+    assert RunDir(tmp_path / "run").checkpoints() == []
+
+
 def test_infinite_optimizer_state_is_caught(tmp_path):
     """Adam's second moment overflows (grad**2 > 3.4e38) while the parameters stay finite."""
     spec = hierot.load_spec(TINY, ["weights={schedule: explicit, reconstruction: [1.0e+25, 1],"
