@@ -30,16 +30,12 @@ from hierot.evaluation.classifier import CACHE_ENV
 from hierot.evaluation.figures import CAPTIONS
 from hierot.evaluation.frechet import frechet_from_stats
 
+from _fixtures import two_layers  # tests/_fixtures.py
+
 QUIET = {"log_every": 1, "checkpoint_every": 2, "progress": False}
 IMAGES = {
     "data": {"name": "digits", "limit": 600},
-    "layers": [
-        {"latent_shape": [8], "encoder": {"name": "mlp", "hidden": [32]},
-         "decoder": {"name": "mlp", "hidden": [32], "output": "sigmoid"},
-         "decoder_head": "deterministic"},
-        {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [16]},
-         "decoder": {"name": "mlp", "hidden": [16]}},
-    ],
+    "layers": two_layers(),
     "train": {"batch_size": 32, "steps": 4, **QUIET},
 }
 VECTORS = {

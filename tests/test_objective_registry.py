@@ -21,6 +21,8 @@ from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
 from hierot.spec.schema import upgrade_objective, validate_spec
 
+from _fixtures import FakeDist  # tests/_fixtures.py
+
 LAYERS = [
     {"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},
      "decoder": {"name": "mlp", "hidden": [8], "output": "sigmoid"},
@@ -181,12 +183,6 @@ class MeanMatching(Objective):
         prior = lambda m: torch.randn(m, codes[0].shape[1])
         terms.add("match_z1", self.match(codes[0], prior), self.options.weight)
         return terms
-
-
-@dataclass
-class FakeDist:
-    name: str
-    version: str
 
 
 @dataclass

@@ -15,6 +15,8 @@ from hierot._registry import BUILTIN, DISABLE_ENV, Registry
 from hierot.divergences import MMD
 from hierot.registry import ComponentOptions
 
+from _fixtures import FakeDist  # tests/_fixtures.py
+
 GROUP = "hierot.divergences"
 
 
@@ -34,12 +36,6 @@ class GoodDivergence:
 class NotPydantic:
     class Options:  # a plain class: not allowed
         pass
-
-
-@dataclass
-class FakeDist:
-    name: str
-    version: str
 
 
 @dataclass

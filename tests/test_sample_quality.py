@@ -36,6 +36,8 @@ from hierot.evaluation.samplers import (
     samplers,
 )
 
+from _fixtures import two_layers  # tests/_fixtures.py
+
 CLASSES, PER_CLASS, DIM = 10, 60, 16
 
 
@@ -154,13 +156,7 @@ def test_gmm_and_empirical_samplers_reproduce_the_codes_distribution():
 
 TINY = {
     "data": {"name": "digits", "limit": 300},
-    "layers": [
-        {"latent_shape": [8], "encoder": {"name": "mlp", "hidden": [32]},
-         "decoder": {"name": "mlp", "hidden": [32], "output": "sigmoid"},
-         "decoder_head": "deterministic"},
-        {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [16]},
-         "decoder": {"name": "mlp", "hidden": [16]}},
-    ],
+    "layers": two_layers(),
     "train": {"batch_size": 32, "steps": 6, "log_every": 3, "checkpoint_every": 6,
               "progress": False},
 }

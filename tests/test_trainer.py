@@ -13,14 +13,11 @@ from hierot.errors import HierotError, NonFiniteLossError
 from hierot.registry import ComponentOptions, divergences
 from hierot.training.rundir import RunDir, atomic_torch_save
 
+from _fixtures import two_layers  # tests/_fixtures.py
+
 TINY = {
     "data": {"name": "digits"},
-    "layers": [
-        {"latent_shape": [8], "encoder": {"name": "mlp", "hidden": [32]},
-         "decoder": {"name": "mlp", "hidden": [32], "output": "sigmoid"}, "decoder_head": "deterministic"},
-        {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [16]},
-         "decoder": {"name": "mlp", "hidden": [16]}},
-    ],
+    "layers": two_layers(),
     "train": {"batch_size": 64, "steps": 4, "log_every": 1, "checkpoint_every": 2, "progress": False},
 }
 

@@ -20,15 +20,11 @@ from hierot.schedules import Constant, Cosine, Linear, Step
 from hierot.spec.schema import OptimizerSpec
 from hierot.training.trainer import Trainer
 
+from _fixtures import two_layers  # tests/_fixtures.py
+
 TINY = {
     "data": {"name": "digits"},
-    "layers": [
-        {"latent_shape": [8], "encoder": {"name": "mlp", "hidden": [32]},
-         "decoder": {"name": "mlp", "hidden": [32], "output": "sigmoid"},
-         "decoder_head": "deterministic"},
-        {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [16]},
-         "decoder": {"name": "mlp", "hidden": [16]}},
-    ],
+    "layers": two_layers(),
     "train": {"batch_size": 64, "steps": 6, "log_every": 1, "checkpoint_every": 3,
               "progress": False},
 }
