@@ -30,7 +30,7 @@ def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
     Each worker process runs ``threads`` torch threads; keep ``workers * threads`` at or below
     the number of cores, or the timings measure contention (OpenMP threads spin while waiting).
     """
-    if workers <= 1:
+    if workers <= 1 or len(jobs) <= 1:
         return [function(*job) for job in jobs]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=set_threads,

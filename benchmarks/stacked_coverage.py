@@ -19,6 +19,8 @@ seeds on ``mnist-5k``, hidden widths divided by ``--shrink``):
 ``stacked-z8-sinkhorn``     the 8-D top latent with Sinkhorn (geomloss, blur 0.5) on it
 ``stacked-z8-ps512-rec0.2`` ``stacked-z8-ps512`` with ``lambda_rec`` 0.2 (the paper's 0.05)
 ``stacked-z8-ps512-rec0.5`` ``stacked-z8-ps512`` with ``lambda_rec`` 0.5
+``stacked-z8-ps512-logvar`` ``stacked-z8-ps512`` with the Eq. (12) log-variance penalty on the
+                            encoders (``abs-log-var``, 1e-3 on z1 then x0.1 per layer, as SVHN's)
 ``stacked-match``           ``lambda_match`` 1e-3 (10x) with 512 prior samples per step
 ``stacked-sinkhorn``        Sinkhorn (geomloss, blur 0.5) on the top latent instead of MMD-IMQ
 =========================== ======================================================================
@@ -29,6 +31,13 @@ The hierarchy is checked by the z5 linear probe and the reconstruction error fro
 
     python -m benchmarks stacked_coverage --threads 1                   # widths / 4, 1000 steps, seeds 0 1 2
     python -m benchmarks stacked_coverage --threads 1 --arms stacked stacked-z4 --tag z4
+    python -m benchmarks stacked_coverage --threads 1 --jobs 2 --shrink 1 --steps 2500 --tag full \
+        --arms flat stacked stacked-z8-ps512 --reuse benchmarks/results/stacked_vs_flat/full.json
+
+``--reuse REPORT.json`` takes the runs of an earlier report (of this benchmark or of
+``stacked_vs_flat``, whose ``stacked`` and ``flat`` are the arms of the same names) instead of
+training them again, where the arm's preset, the seed and every override agree; the reused records
+name the report they came from.
 
 Writes ``benchmarks/results/stacked_coverage/<tag>.json``, ``.md`` and ``<tag>-classes.png``
 (tag: ``reduced`` by default); run directories go to ``.../runs/<tag>/`` (not committed).
@@ -66,6 +75,8 @@ ARMS: dict[str, tuple[str, list[str]]] = {
                                           "weights.lambda_rec=0.2"]),
     "stacked-z8-ps512-rec0.5": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512",
                                           "weights.lambda_rec=0.5"]),
+    "stacked-z8-ps512-logvar": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512",
+                                          "penalties=[{name: abs-log-var, first: 1.0e-3, ratio: 0.1}]"]),
     "stacked-z8-sinkhorn": (STACKED, ["layers.4.latent_shape=[8]",
                                       "divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]),
     "stacked-match": (STACKED, ["weights.lambda_match=1.0e-3", "train.prior_samples=512"]),
@@ -95,6 +106,13 @@ def markdown(report: dict) -> str:
         common.machine_line(report),
         "",
     ]
+    reused = sorted({r["reused_from"] for records in report["runs"].values() for r in records
+                     if "reused_from" in r})
+    if reused:
+        lines += [("Runs of " + ", ".join(f"`{a}`" for a, records in report["runs"].items()
+                                         if any("reused_from" in r for r in records))
+                   + " are reused from " + ", ".join(f"`{p}`" for p in reused)
+                   + " (same preset, seeds and overrides), not trained again."), ""]
     ok = {arm: s for arm, s in summary.items() if s}
     if len(ok) < len(summary):
         lines += ["Some runs failed; see the JSON.", ""]
@@ -115,6 +133,32 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reusable(report_path: Path | None) -> dict[tuple[str, int], dict]:
+    """``{(arm, seed): record}`` of the successful runs of an earlier report, with the preset
+    of each arm in ``record["preset"]`` (empty without a report)."""
+    if report_path is None:
+        return {}
+    report = json.loads(report_path.read_text())
+    presets = report.get("presets") or {a: v["preset"] for a, v in report.get("arms", {}).items()}
+    found = {}
+    for arm, records in report.get("runs", {}).items():
+        for record in records:
+            if "eval" in record and arm in presets:
+                found[arm, record["seed"]] = {**record, "preset": presets[arm],
+                                              "reused_from": str(report_path)}
+    return found
+
+
+def earlier_record(job: tuple, arm: str, earlier: dict[tuple[str, int], dict]) -> dict | None:
+    """The earlier record of ``job`` (same arm, preset, seed and overrides), else ``None``."""
+    preset, overrides, *_, seed = job
+    record = earlier.get((arm, seed))
+    if record and record["preset"] == preset and record["overrides"] == overrides:
+        common.log(f"reuse {arm} seed {seed} from {record['reused_from']}")
+        return {k: v for k, v in record.items() if k != "preset"}
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks {NAME}",
@@ -131,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
     parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
+    parser.add_argument("--reuse", type=Path, metavar="REPORT.json",
+                        help="take matching runs from this earlier report instead of training them")
     args = parser.parse_args(argv)
 
     import yaml
@@ -145,7 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     run_root = runs.fresh_dir(args.out / "runs" / args.tag)
     jobs, keys = runs.seed_jobs({arm: ARMS[arm] for arm in args.arms}, budget, run_root,
                                 device=args.device, out=args.out)
-    records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)
+    earlier = reusable(args.reuse)
+    reused = [earlier_record(job, arm, earlier) for job, arm in zip(jobs, keys)]
+    trained = iter(runs.run_parallel(runs.run_recorded, [j for j, r in zip(jobs, reused) if r is None],
+                                     args.jobs, args.threads))
+    records = [r if r is not None else next(trained) for r in reused]
     for arm in args.arms:
         report["runs"][arm] = [r for k, r in zip(keys, records) if k == arm]
         report["summary"][arm] = runs.aggregate(report["runs"][arm])
