@@ -2,9 +2,9 @@
 
 ::
 
-    hierot eval RUN_DIR [--checkpoint STEP] [--device D] [--samples N] [--sampler S ...]
-    hierot plot RUN_DIR [--checkpoint STEP] [--device D] [--embedding pca|umap]
-    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP] [--seed S] [--sampler S] [--path P]
+    hierot eval RUN_DIR [--checkpoint STEP|best] [--device D] [--samples N] [--sampler S ...]
+    hierot plot RUN_DIR [--checkpoint STEP|best] [--device D] [--embedding pca|umap]
+    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S] [--path P]
     hierot report RUN_DIR
 
 Heavy modules (torch models, matplotlib, scikit-learn, UMAP) are imported inside each command,
@@ -20,12 +20,23 @@ from hierot.cli._command import command
 from hierot.errors import HierotError
 
 
+def _checkpoint(text: str) -> int | str:
+    """``--checkpoint``: a step number or ``best``."""
+    if text == "best":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a step number nor 'best'") from None
+
+
 def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) -> None:
     """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it seeds."""
     parser.add_argument("run_dir", metavar="RUN_DIR",
                         help="a run directory written by `hierot train`")
-    parser.add_argument("--checkpoint", type=int, metavar="STEP",
-                        help="the step of the checkpoint to use (default: the last)")
+    parser.add_argument("--checkpoint", type=_checkpoint, metavar="STEP|best",
+                        help="the step of the checkpoint to use, or `best` for checkpoints/best.pt "
+                             "(written when train.eval_every is set; default: the last step)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: the spec's device)")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help=f"seed of {seed} (default 0)")

@@ -21,7 +21,7 @@ EVAL_FILE = "eval.json"
 
 
 def evaluate(
-    path: str | Path | LoadedRun, checkpoint: int | None = None, *, device: str | None = None,
+    path: str | Path | LoadedRun, checkpoint: int | str | None = None, *, device: str | None = None,
     samples: int = 5000, divergence_samples: int = 1000, probe_train: int = 10000,
     likelihood_points: int = 1000, likelihood_samples: int = metrics.IW_SAMPLES,
     seed: int = 0, write: bool = True, samplers: Sequence[str | dict] = ("prior",),
@@ -33,7 +33,7 @@ def evaluate(
     path:
         A run directory (or a run already loaded with :func:`~hierot.evaluation.load_run`).
     checkpoint:
-        The checkpoint step (default: the last).
+        The checkpoint step (default: the last; ``"best"``: ``best.pt``).
     device:
         Device to evaluate on (default: the spec's).
     samples:

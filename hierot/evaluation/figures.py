@@ -61,7 +61,7 @@ DATA_COLOUR, MODEL_COLOUR = "0.75", "tab:blue"
 
 
 def plot_run(
-    path: str | Path | LoadedRun, checkpoint: int | None = None, *, device: str | None = None,
+    path: str | Path | LoadedRun, checkpoint: int | str | None = None, *, device: str | None = None,
     embedding: str = "pca", seed: int = 0,
 ) -> list[Path]:
     """Draw every figure of a run into ``RUN/figures``.
@@ -71,7 +71,7 @@ def plot_run(
     path:
         A run directory (or a loaded run).
     checkpoint:
-        The checkpoint step (default: the last).
+        The checkpoint step (default: the last; ``"best"``: ``best.pt``).
     device:
         Device to run the model on (default: the spec's).
     embedding:

@@ -75,7 +75,7 @@ class LoadedRun:
 
 
 def load_run(
-    path: str | Path, checkpoint: int | None = None, *, device: str | None = None,
+    path: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
     data: DataSplits | None = None,
 ) -> LoadedRun:
     """Load ``path`` at checkpoint step ``checkpoint`` (default: the last one).
@@ -85,7 +85,8 @@ def load_run(
     path:
         A run directory written by ``hierot train``.
     checkpoint:
-        The step of the checkpoint to load; ``None`` for the last.
+        The step of the checkpoint to load; ``None`` for the last; ``"best"`` for ``best.pt``
+        (the best held-out evaluation, written when ``train.eval_every`` is set).
     device:
         ``cpu``, ``cuda``, ... (default: the spec's ``device``, ``auto`` meaning CUDA if present).
     data:

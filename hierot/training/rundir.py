@@ -42,6 +42,10 @@ _TEMPORARY = re.compile(
 """Names :class:`atomic_open` gives its temporaries (``.NAME.XXXXXXXX``) in a run directory."""
 
 
+BEST_NAME = "best"
+BEST = f"{BEST_NAME}.pt"
+
+
 def _step_of(path: Path) -> int:
     """The training step in a checkpoint's file name (``step-00000100.pt`` -> 100)."""
     return int(_STEP_FILE.search(path.name).group(1))
@@ -115,9 +119,21 @@ class RunDir:
         found = [p for p in self.checkpoint_dir.glob("step-*.pt") if _STEP_FILE.match(p.name)]
         return sorted(found, key=_step_of)
 
-    def checkpoint(self, step: int | None = None) -> Path:
-        """The checkpoint of ``step`` (default: the last one)."""
+    @property
+    def best_file(self) -> Path:
+        """``checkpoints/best.pt``: the best held-out evaluation so far (``train.eval_every``)."""
+        return self.checkpoint_dir / BEST
+
+    def checkpoint(self, step: int | str | None = None) -> Path:
+        """The checkpoint of ``step`` (default: the last one; ``"best"``: ``best.pt``)."""
         found = self.checkpoints()
+        if step == BEST_NAME:
+            if not self.best_file.is_file():
+                steps = ", ".join(str(_step_of(p)) for p in found) or "none"
+                raise HierotError(
+                    f"{self.checkpoint_dir} holds no {BEST}: it is written only when the spec sets "
+                    f"train.eval_every; checkpoints by step: {steps}")
+            return self.best_file
         if not found:
             raise HierotError(f"{self.checkpoint_dir} holds no checkpoint yet")
         if step is None:
@@ -135,8 +151,9 @@ class RunDir:
             old.unlink(missing_ok=True)
         return path
 
-    def load_checkpoint(self, step: int | None = None, map_location: Any = "cpu") -> dict[str, Any]:
-        """The checkpoint of ``step`` (default: the last); :class:`CheckpointError` names a bad
+    def load_checkpoint(self, step: int | str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
+        """The checkpoint of ``step`` (default: the last; ``"best"``: ``best.pt``);
+        :class:`CheckpointError` names a bad
         file, what is wrong with it, and the other steps to choose from."""
         path = self.checkpoint(step)
         try:

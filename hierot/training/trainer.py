@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from tqdm.auto import tqdm
 
 from hierot.training.batches import BatchOrder
 from hierot.builder import Built, build_optimizer
@@ -30,6 +29,7 @@ from hierot.precision import Precision
 from hierot.schedules import build_scheduler
 from hierot.training.callbacks import Callback, Callbacks
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
+from hierot.training.progress import progress_bar, progress_text
 from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
 from hierot.training.runtime import Runtime, single_process
 
@@ -208,7 +208,7 @@ class Trainer:
         self.callbacks.on_eval(self.step, metrics)
         if self.best.improved(self.step, metrics) and self.run_dir is not None:
             self._check_finite(self._no_norms(), step=self.step)
-            path = self.run_dir.checkpoint_dir / "best.pt"
+            path = self.run_dir.best_file
             atomic_torch_save(self.state(), path)
             self.callbacks.on_checkpoint(self.step, path)
         return metrics
@@ -252,45 +252,43 @@ class Trainer:
         self.model.train()
         writer = MetricsWriter(self.run_dir.metrics_file) if self.run_dir else None
         last: dict[str, float] = {}
-        bar = tqdm(total=steps, initial=self.step, disable=not (train.progress and self.runtime.is_main),
-                   desc="train", dynamic_ncols=True)
         started = time.perf_counter() - self.wall_time
         self.callbacks.on_train_start(self.spec, self.step)
         interval_start, interval_step = time.perf_counter(), self.step
         try:
-            while self.step < steps:
-                values = self._train_step()
-                self.step += 1
-                self._count += 1
-                for name, value in values.items():
-                    self._sums[name] = self._sums.get(name, 0.0) + value
-                bar.update(1)
-                done = self.step == steps
-                evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
-                if self.step % train.log_every == 0 or done or evaluate:
-                    now = time.perf_counter()
-                    self.wall_time = now - started
-                    last = self.runtime.mean(
-                        {name: float(s) / self._count for name, s in self._sums.items()}
-                    )
-                    row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
-                    extra = {"lr": self.learning_rate(),
-                             "step_time": (now - interval_start) / max(self.step - interval_step, 1)}
-                    self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
-                    held_out = self._evaluate() if evaluate and self.heldout is not None else {}
-                    if writer:
-                        writer.write({**row, **last, **extra, **held_out})
-                    bar.set_postfix_str(progress_text(last), refresh=False)
-                    self._sums, self._count = {}, 0
-                    interval_start, interval_step = time.perf_counter(), self.step
-                if self.step % train.checkpoint_every == 0 or done:
-                    self.wall_time = time.perf_counter() - started
-                    self._save()
+            with progress_bar(steps, self.step, enabled=train.progress and self.runtime.is_main) as bar:
+                while self.step < steps:
+                    values = self._train_step()
+                    self.step += 1
+                    self._count += 1
+                    for name, value in values.items():
+                        self._sums[name] = self._sums.get(name, 0.0) + value
+                    bar.update(1)
+                    done = self.step == steps
+                    evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
+                    if self.step % train.log_every == 0 or done or evaluate:
+                        now = time.perf_counter()
+                        self.wall_time = now - started
+                        last = self.runtime.mean(
+                            {name: float(s) / self._count for name, s in self._sums.items()}
+                        )
+                        row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
+                        extra = {"lr": self.learning_rate(),
+                                 "step_time": (now - interval_start) / max(self.step - interval_step, 1)}
+                        self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
+                        held_out = self._evaluate() if evaluate and self.heldout is not None else {}
+                        if writer:
+                            writer.write({**row, **last, **extra, **held_out})
+                        bar.set_postfix_str(progress_text(last), refresh=False)
+                        self._sums, self._count = {}, 0
+                        interval_start, interval_step = time.perf_counter(), self.step
+                    if self.step % train.checkpoint_every == 0 or done:
+                        self.wall_time = time.perf_counter() - started
+                        self._save()
         except BaseException:
             self.callbacks.close()
             raise
         finally:
-            bar.close()
             if writer:
                 writer.close()
         result = TrainResult(self.step, self.wall_time, last, self.run_dir)
@@ -318,23 +316,6 @@ def _norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
 
 def _some(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def short_term_name(name: str) -> str:
-    """The progress bar's name of a term: ``rec_x`` -> ``x``, ``rec_z2`` -> ``z2``,
-    ``match_z5`` -> ``D5``, ``pen_abs-log-var`` -> ``abs-log-var``."""
-    if name.startswith("rec_"):
-        return name[4:]
-    if name.startswith("match_z"):
-        return "D" + name[7:]
-    return name.removeprefix("pen_")
-
-
-def progress_text(last: dict[str, float]) -> str:
-    """``loss 9.62 | x 9.58 z1 2.01 ... D5 0.0018``: the total, then every unweighted term."""
-    terms = " ".join(f"{short_term_name(n)} {v:.3g}" for n, v in last.items()
-                     if n != "total" and not n.startswith("w_"))
-    return f"loss {last['total']:.3g} | {terms}"
 
 
 def write_summary(run_dir: RunDir, result: TrainResult) -> None:
