@@ -86,6 +86,70 @@ DEFAULT = {"steps": 1000, "seeds": [0, 1, 2], "shrink": 4, "log_every": 100,
            "arms": ["flat", "stacked", "stacked-z4", "stacked-match"]}
 
 
+SAMPLE_DIRECTIONS = {"precision": +1, "density": +1, "recall": +1, "coverage": +1, "class_tv": -1}
+"""Sample metrics the verdict compares, and which way is better (+1: higher)."""
+FIDELITY, COVERAGE = ("precision", "density"), ("recall", "coverage", "class_tv")
+PROBE_FLOOR = 0.45
+"""The hierarchy bar of the research question: the top latent's linear probe at least this."""
+
+
+def compare(a: dict, b: dict, direction: int) -> str:
+    """``better``, ``worse`` or ``tie``: ``a`` against ``b`` (``mean_std`` dicts), better or worse
+    only when the means differ by more than the sum of the two standard deviations."""
+    if a["mean"] is None or b["mean"] is None:
+        return "-"
+    gap = (a["mean"] - b["mean"]) * direction
+    if abs(gap) <= (a["std"] or 0.0) + (b["std"] or 0.0):
+        return "tie"
+    return "better" if gap > 0 else "worse"
+
+
+def verdict(arm: dict, flat: dict, stacked: dict | None, key: str = "prior / ancestral") -> dict:
+    """How ``arm`` fares against ``flat`` on each sample metric of ``key``, and whether it keeps
+    the hierarchy against the published ``stacked`` (probe z_N at least :data:`PROBE_FLOOR`, no
+    reconstruction depth worse beyond the spread).
+
+    It wins on both when it is better on at least one fidelity and one coverage metric and worse
+    on none of :data:`SAMPLE_DIRECTIONS`.
+    """
+    mine, theirs = arm["samples"][key], flat["samples"][key]
+    metrics = {m: compare(mine[m], theirs[m], d) for m, d in SAMPLE_DIRECTIONS.items()}
+    wins = ("worse" not in metrics.values()
+            and any(metrics[m] == "better" for m in FIDELITY)
+            and any(metrics[m] == "better" for m in COVERAGE))
+    top = list(arm["probe"])[-1]
+    keeps = arm["probe"][top]["mean"] is not None and arm["probe"][top]["mean"] >= PROBE_FLOOR
+    if stacked:
+        keeps = keeps and all(compare(arm["rec_mse"][z], stacked["rec_mse"][z], -1) != "worse"
+                              for z in stacked["rec_mse"])
+    return {**metrics, "wins_on_both": wins, "keeps_hierarchy": keeps}
+
+
+def verdict_lines(ok: dict[str, dict]) -> list[str]:
+    """The Markdown verdict of every StackedWAE arm against ``flat`` (prior, ancestral path)."""
+    if "flat" not in ok:
+        return []
+    names = {"precision": "precision", "density": "density", "recall": "recall",
+             "coverage": "coverage", "class_tv": "class TV"}
+    lines = ["## Verdict against the flat WAE", "",
+             ("Prior samples, ancestral path. *better* / *worse*: the means differ by more than the "
+              "sum of the two standard deviations, else *tie*. An arm **wins on both** when it is "
+              "better on a fidelity measure (precision, density) and on a coverage measure "
+              "(recall, coverage, class TV) and worse on none; it **keeps the hierarchy** when "
+              f"its top latent's probe is at least {PROBE_FLOOR} and no depth reconstructs worse "
+              "than the published `stacked` beyond the spread."), "",
+             "| arm | " + " | ".join(names.values()) + " | wins on both | keeps hierarchy |",
+             "| --- |" + " --- |" * (len(names) + 2)]
+    for arm, s in ok.items():
+        if arm == "flat":
+            continue
+        v = verdict(s, ok["flat"], ok.get("stacked"))
+        lines.append(f"| {arm} | " + " | ".join(v[m] for m in names) + " | "
+                     + ("**yes**" if v["wins_on_both"] else "no") + " | "
+                     + ("yes" if v["keeps_hierarchy"] else "no") + " |")
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     fmt = runs.fmt
     b, summary = report["budget"], report["summary"]
@@ -126,7 +190,8 @@ def markdown(report: dict) -> str:
     for arm, s in ok.items():
         lines.append(f"| {arm} | " + " | ".join(fmt(s["probe"][z]) for z in layers) + " | "
                      + " | ".join(fmt(s["rec_mse"][z]) for z in layers) + f" | {fmt(s['step_s'])} |")
-    lines += ["", "## Sample fidelity and coverage", "", samples.NOTE, ""]
+    lines += ["", *verdict_lines(ok)]
+    lines += ["## Sample fidelity and coverage", "", samples.NOTE, ""]
     lines += samples.table({arm: s.get("samples", {}) for arm, s in ok.items()})
     if report.get("classes_png"):
         lines += ["", f"![classes]({report['classes_png']})"]
