@@ -1,0 +1,85 @@
+"""The benchmarks' own bookkeeping: the stacked-coverage verdict and the reuse of earlier runs.
+
+These decide what a committed result says (which arm "wins on both"; which runs are trained
+again), so they are tested like the package.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's `benchmarks`
+
+from benchmarks import stacked_coverage as coverage  # noqa: E402
+
+
+def stat(mean: float, std: float | None) -> dict:
+    return {"mean": mean, "std": std, "n": 3, "values": []}
+
+
+def arm(precision, density, recall, cover, class_tv, probe_top=0.6, rec=(0.01, 0.05)) -> dict:
+    samples = {"prior / ancestral": {"precision": stat(*precision), "density": stat(*density),
+                                     "recall": stat(*recall), "coverage": stat(*cover),
+                                     "class_tv": stat(*class_tv)}}
+    return {"samples": samples, "probe": {"z1": stat(0.85, 0.01), "z2": stat(probe_top, 0.02)},
+            "rec_mse": {"z1": stat(rec[0], 0.0001), "z2": stat(rec[1], 0.001)}}
+
+
+FLAT = arm((0.83, 0.01), (0.70, 0.01), (0.73, 0.05), (0.78, 0.02), (0.11, 0.03), probe_top=0.17,
+           rec=(0.01, 0.09))
+STACKED = arm((0.95, 0.03), (1.22, 0.14), (0.08, 0.05), (0.57, 0.10), (0.27, 0.07), probe_top=0.48)
+
+
+@pytest.mark.parametrize("a, b, direction, expected", [
+    (stat(0.9, 0.01), stat(0.8, 0.02), +1, "better"),
+    (stat(0.9, 0.05), stat(0.8, 0.05), +1, "tie"),      # a gap of exactly the summed spread ties
+    (stat(0.9, 0.05), stat(0.8, 0.06), +1, "tie"),
+    (stat(0.2, 0.01), stat(0.1, 0.01), -1, "worse"),    # lower is better (class TV)
+    (stat(0.2, None), stat(0.1, None), +1, "better"),   # one seed: no spread
+    (stat(None, None), stat(0.1, 0.01), +1, "-"),
+])
+def test_compare_needs_a_gap_beyond_the_summed_spread(a, b, direction, expected):
+    assert coverage.compare(a, b, direction) == expected
+
+
+def test_verdict_of_the_published_stacked_wae_and_of_an_arm_that_wins():
+    published = coverage.verdict(STACKED, FLAT, STACKED)
+    assert (published["precision"], published["recall"], published["class_tv"]) == ("better", "worse", "worse")
+    assert not published["wins_on_both"] and published["keeps_hierarchy"]
+
+    winner = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01))
+    v = coverage.verdict(winner, FLAT, STACKED)
+    assert (v["precision"], v["recall"], v["coverage"], v["class_tv"]) == ("better", "tie", "better", "tie")
+    assert v["wins_on_both"] and v["keeps_hierarchy"]
+
+    weak_top = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01), probe_top=0.40)
+    assert not coverage.verdict(weak_top, FLAT, STACKED)["keeps_hierarchy"]
+    blurry = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01), rec=(0.01, 0.06))
+    assert not coverage.verdict(blurry, FLAT, STACKED)["keeps_hierarchy"]  # z2 worse than 0.05 ± 0.001
+
+
+def record(seed: int, overrides: list[str]) -> dict:
+    return {"seed": seed, "overrides": overrides, "eval": {"x": seed}, "run_dir": f"runs/s{seed}"}
+
+
+def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path):
+    same, other = ["seed=0", "train={steps: 10}"], ["seed=0", "train={steps: 20}"]
+    report = {"presets": {"stacked": coverage.STACKED, "flat": coverage.FLAT},
+              "runs": {"stacked": [record(0, same), {"seed": 1, "overrides": same, "error": "x"}],
+                       "flat": [record(0, other)]}}
+    path = tmp_path / "full.json"
+    path.write_text(json.dumps(report))
+    earlier = coverage.reusable(path)
+    assert set(earlier) == {("stacked", 0), ("flat", 0)}  # the failed run is not reused
+
+    job = lambda preset, overrides, seed: (preset, overrides, tmp_path / "r", None, False, tmp_path, seed)
+    reused = coverage.earlier_record(job(coverage.STACKED, same, 0), "stacked", earlier)
+    assert reused["eval"] == {"x": 0} and reused["reused_from"] == str(path) and "preset" not in reused
+    assert coverage.earlier_record(job(coverage.STACKED, same, 1), "stacked", earlier) is None
+    assert coverage.earlier_record(job(coverage.FLAT, same, 0), "flat", earlier) is None  # overrides differ
+    assert coverage.earlier_record(job(coverage.FLAT, other, 0), "stacked", earlier) is None  # preset differs
+    assert coverage.reusable(None) == {}
