@@ -209,8 +209,9 @@ def reusable(report_path: Path | None) -> dict[tuple[str, int], dict]:
     for arm, records in report.get("runs", {}).items():
         for record in records:
             if "eval" in record and arm in presets:
-                found[arm, record["seed"]] = {**record, "preset": presets[arm],
-                                              "reused_from": str(report_path)}
+                found[arm, record["seed"]] = {  # a record reused before keeps its first origin
+                    **record, "preset": presets[arm],
+                    "reused_from": record.get("reused_from", str(report_path))}
     return found
 
 

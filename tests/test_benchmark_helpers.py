@@ -83,3 +83,7 @@ def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path)
     assert coverage.earlier_record(job(coverage.FLAT, same, 0), "flat", earlier) is None  # overrides differ
     assert coverage.earlier_record(job(coverage.FLAT, other, 0), "stacked", earlier) is None  # preset differs
     assert coverage.reusable(None) == {}
+
+    report["runs"]["stacked"][0]["reused_from"] = "first.json"  # reused twice: the first origin
+    path.write_text(json.dumps(report))
+    assert coverage.reusable(path)["stacked", 0]["reused_from"] == "first.json"
