@@ -104,6 +104,17 @@ def compare(a: dict, b: dict, direction: int) -> str:
     return "better" if gap > 0 else "worse"
 
 
+def welch_p(a: dict, b: dict) -> float | None:
+    """Two-sided p-value of Welch's t-test that ``a`` and ``b`` (``mean_std`` dicts over seeds)
+    have the same mean; ``None`` with fewer than two seeds on a side or no spread at all."""
+    from scipy.stats import ttest_ind_from_stats
+
+    if a["mean"] is None or b["mean"] is None or min(a["n"], b["n"]) < 2 or not (a["std"] or b["std"]):
+        return None
+    return float(ttest_ind_from_stats(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"],
+                                      equal_var=False).pvalue)
+
+
 def verdict(arm: dict, flat: dict, stacked: dict | None, key: str = "prior / ancestral") -> dict:
     """How ``arm`` fares against ``flat`` on each sample metric of ``key``, and whether it keeps
     the hierarchy against the published ``stacked`` (probe z_N at least :data:`PROBE_FLOOR`, no
@@ -122,7 +133,8 @@ def verdict(arm: dict, flat: dict, stacked: dict | None, key: str = "prior / anc
     if stacked:
         keeps = keeps and all(compare(arm["rec_mse"][z], stacked["rec_mse"][z], -1) != "worse"
                               for z in stacked["rec_mse"])
-    return {**metrics, "wins_on_both": wins, "keeps_hierarchy": keeps}
+    p_values = {m: welch_p(mine[m], theirs[m]) for m in SAMPLE_DIRECTIONS}
+    return {**metrics, "wins_on_both": wins, "keeps_hierarchy": keeps, "welch_p": p_values}
 
 
 def verdict_lines(ok: dict[str, dict]) -> list[str]:
@@ -137,14 +149,17 @@ def verdict_lines(ok: dict[str, dict]) -> list[str]:
               "better on a fidelity measure (precision, density) and on a coverage measure "
               "(recall, coverage, class TV) and worse on none; it **keeps the hierarchy** when "
               f"its top latent's probe is at least {PROBE_FLOOR} and no depth reconstructs worse "
-              "than the published `stacked` beyond the spread."), "",
+              "than the published `stacked` beyond the spread. In brackets: the two-sided p-value "
+              "of Welch's t-test over the seeds, a second, less conservative reading."), "",
              "| arm | " + " | ".join(names.values()) + " | wins on both | keeps hierarchy |",
              "| --- |" + " --- |" * (len(names) + 2)]
     for arm, s in ok.items():
         if arm == "flat":
             continue
         v = verdict(s, ok["flat"], ok.get("stacked"))
-        lines.append(f"| {arm} | " + " | ".join(v[m] for m in names) + " | "
+        cells = [v[m] + (f" (p {v['welch_p'][m]:.2g})" if v["welch_p"][m] is not None else "")
+                 for m in names]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " | "
                      + ("**yes**" if v["wins_on_both"] else "no") + " | "
                      + ("yes" if v["keeps_hierarchy"] else "no") + " |")
     return lines + [""]

@@ -46,6 +46,12 @@ def test_compare_needs_a_gap_beyond_the_summed_spread(a, b, direction, expected)
     assert coverage.compare(a, b, direction) == expected
 
 
+def test_welch_p_matches_a_hand_computed_t_test():
+    # means 1 and 0, sd 1 each, n 3 each: t = 1 / sqrt(2/3) = 1.2247 on 4 degrees of freedom
+    assert coverage.welch_p(stat(1.0, 1.0), stat(0.0, 1.0)) == pytest.approx(0.2879, abs=1e-4)
+    assert coverage.welch_p(stat(1.0, None), stat(0.0, None)) is None
+
+
 def test_verdict_of_the_published_stacked_wae_and_of_an_arm_that_wins():
     published = coverage.verdict(STACKED, FLAT, STACKED)
     assert (published["precision"], published["recall"], published["class_tv"]) == ("better", "worse", "worse")
@@ -55,6 +61,8 @@ def test_verdict_of_the_published_stacked_wae_and_of_an_arm_that_wins():
     v = coverage.verdict(winner, FLAT, STACKED)
     assert (v["precision"], v["recall"], v["coverage"], v["class_tv"]) == ("better", "tie", "better", "tie")
     assert v["wins_on_both"] and v["keeps_hierarchy"]
+
+    assert v["welch_p"]["precision"] < 0.01 and v["welch_p"]["recall"] > 0.05
 
     weak_top = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01), probe_top=0.40)
     assert not coverage.verdict(weak_top, FLAT, STACKED)["keeps_hierarchy"]
