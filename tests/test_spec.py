@@ -116,6 +116,15 @@ def test_paper_mnist_schedule():
     assert load_spec("mnist-wae.v1").objective.name == "wae"
 
 
+def test_coverage_preset_is_the_benchmarked_arm():
+    """`mnist-stackedwae-z8.v1` is exactly the `stacked-z8-ps512` arm of `stacked_coverage`
+    (whose results back it): the paper's preset with two overrides, nothing else."""
+    shipped = load_spec("mnist-stackedwae-z8.v1")
+    arm = load_spec("mnist-stackedwae.v1", ["layers.4.latent_shape=[8]", "train.prior_samples=512"])
+    assert shipped.description != arm.description
+    assert shipped.model_copy(update={"description": arm.description}) == arm
+
+
 def test_paper_svhn_schedule():
     raw = apply_overrides(MINIMAL, ["weights={schedule: paper-svhn, lambda_rec: 0.1}"])
     raw["layers"] = raw["layers"] * 3  # six layers
