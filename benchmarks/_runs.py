@@ -13,8 +13,11 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import shutil
+import signal
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -33,9 +36,25 @@ def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
     if workers <= 1 or len(jobs) <= 1:
         return [function(*job) for job in jobs]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=set_threads,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker,
+                             initargs=(threads, os.getpid())) as pool:
         return list(pool.map(function, *zip(*jobs)))
+
+
+def start_worker(threads: int | None, parent: int) -> None:
+    """A worker's setup: its torch threads, and (on Linux) death with its parent.
+
+    Without the second, ``kill PID`` of a benchmark leaves its workers training on into run
+    directories that the next run of the benchmark empties and refills: two trainers, one folder.
+    """
+    set_threads(threads)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def fresh_dir(path: Path) -> Path:

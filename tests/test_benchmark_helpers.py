@@ -7,7 +7,11 @@ again), so they are tested like the package.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +99,45 @@ def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path)
     report["runs"]["stacked"][0]["reused_from"] = "first.json"  # reused twice: the first origin
     path.write_text(json.dumps(report))
     assert coverage.reusable(path)["stacked", 0]["reused_from"] == "first.json"
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_workers_die_with_a_killed_benchmark():
+    """`kill -9` of a benchmark must not leave its workers training (into folders reused later)."""
+    root = Path(__file__).resolve().parent.parent
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
+              "from benchmarks._runs import run_parallel; "
+              "run_parallel(time.sleep, [(300,), (300,)], 2, 1)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(root)])
+    try:
+        children = f"/proc/{parent.pid}/task/{parent.pid}/children"
+        workers: list[int] = []
+        deadline = time.monotonic() + 60
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pids = [int(p) for p in Path(children).read_text().split()]
+            workers = [p for p in pids
+                       if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        time.sleep(3)  # let both run their initializer (torch's import) and start the job
+        assert all(alive(p) for p in workers)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(alive(p) for p in workers)
+    finally:
+        parent.kill()
+        for p in workers if "workers" in locals() else []:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
