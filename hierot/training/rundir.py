@@ -153,8 +153,8 @@ class RunDir:
 
     def load_checkpoint(self, step: int | str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
         """The checkpoint of ``step`` (default: the last; ``"best"``: ``best.pt``);
-        :class:`CheckpointError` names a bad
-        file, what is wrong with it, and the other steps to choose from."""
+        :class:`CheckpointError` names a bad file, what is wrong with it, and the other steps to
+        choose from."""
         path = self.checkpoint(step)
         try:
             return read_checkpoint(path, map_location)
