@@ -141,8 +141,8 @@ def verdict_lines(ok: dict[str, dict]) -> list[str]:
     """The Markdown verdict of every StackedWAE arm against ``flat`` (prior, ancestral path)."""
     if "flat" not in ok:
         return []
-    names = {"precision": "precision", "density": "density", "recall": "recall",
-             "coverage": "coverage", "class_tv": "class TV"}
+    label = dict(zip(runs.SAMPLE_METRICS, samples.COLUMNS))  # the sample table's column names
+    names = {m: label[m] for m in SAMPLE_DIRECTIONS}
     lines = ["## Verdict against the flat WAE", "",
              ("Prior samples, ancestral path. *better* / *worse*: the means differ by more than the "
               "sum of the two standard deviations, else *tie*. An arm **wins on both** when it is "

@@ -116,9 +116,9 @@ def test_workers_die_with_a_killed_benchmark():
               "from benchmarks._runs import run_parallel; "
               "run_parallel(time.sleep, [(300,), (300,)], 2, 1)")
     parent = subprocess.Popen([sys.executable, "-c", script, str(root)])
+    workers: list[int] = []
     try:
         children = f"/proc/{parent.pid}/task/{parent.pid}/children"
-        workers: list[int] = []
         deadline = time.monotonic() + 60
         while len(workers) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -136,7 +136,7 @@ def test_workers_die_with_a_killed_benchmark():
         assert not any(alive(p) for p in workers)
     finally:
         parent.kill()
-        for p in workers if "workers" in locals() else []:
+        for p in workers:
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:

@@ -246,6 +246,23 @@ class Trainer:
             self.precision.unscale(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
 
+    def _log(self, writer: MetricsWriter | None, started: float, since: tuple[float, int],
+             evaluate: bool) -> dict[str, float]:
+        """Average the terms summed since the last log (over every process), send them to the
+        callbacks and ``metrics.csv`` with the held-out terms when ``evaluate``; return them."""
+        now = time.perf_counter()
+        self.wall_time = now - started
+        last = self.runtime.mean({name: float(s) / self._count for name, s in self._sums.items()})
+        row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
+        extra = {"lr": self.learning_rate(),
+                 "step_time": (now - since[0]) / max(self.step - since[1], 1)}
+        self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
+        held_out = self._evaluate() if evaluate and self.heldout is not None else {}
+        if writer:
+            writer.write({**row, **last, **extra, **held_out})
+        self._sums, self._count = {}, 0
+        return last
+
     def fit(self) -> TrainResult:
         train = self.spec.train
         steps = self.total_steps
@@ -254,7 +271,7 @@ class Trainer:
         last: dict[str, float] = {}
         started = time.perf_counter() - self.wall_time
         self.callbacks.on_train_start(self.spec, self.step)
-        interval_start, interval_step = time.perf_counter(), self.step
+        since = (time.perf_counter(), self.step)  # start of the logging interval: time, step
         try:
             with progress_bar(steps, self.step, enabled=train.progress and self.runtime.is_main) as bar:
                 while self.step < steps:
@@ -267,21 +284,9 @@ class Trainer:
                     done = self.step == steps
                     evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
                     if self.step % train.log_every == 0 or done or evaluate:
-                        now = time.perf_counter()
-                        self.wall_time = now - started
-                        last = self.runtime.mean(
-                            {name: float(s) / self._count for name, s in self._sums.items()}
-                        )
-                        row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
-                        extra = {"lr": self.learning_rate(),
-                                 "step_time": (now - interval_start) / max(self.step - interval_step, 1)}
-                        self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
-                        held_out = self._evaluate() if evaluate and self.heldout is not None else {}
-                        if writer:
-                            writer.write({**row, **last, **extra, **held_out})
+                        last = self._log(writer, started, since, evaluate)
                         bar.set_postfix_str(progress_text(last), refresh=False)
-                        self._sums, self._count = {}, 0
-                        interval_start, interval_step = time.perf_counter(), self.step
+                        since = (time.perf_counter(), self.step)
                     if self.step % train.checkpoint_every == 0 or done:
                         self.wall_time = time.perf_counter() - started
                         self._save()
