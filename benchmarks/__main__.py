@@ -22,6 +22,7 @@ BENCHMARKS = {
     "objectives": "StackedWAE, flat WAE, hierarchical VAE and Ladder VAE on one hierarchy",
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
+    "data_storage": "uint8 against float32 and streamed against in-memory training data",
 }
 
 

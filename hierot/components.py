@@ -22,9 +22,10 @@ Tensors are batched: ``(batch, *shape)``. Latent shapes are tuples: ``(32,)`` fo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
+import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
@@ -205,11 +206,16 @@ class Penalty(Protocol):
 
 @dataclass
 class DataSplits:
-    """A whole data set held in memory, values in the range its cost expects.
+    """A whole data set, train and test splits, in its native dtype.
 
-    ``train_x``/``test_x`` are float tensors ``(n, *shape)``; labels are int64 ``(n,)`` or
-    ``None`` for unlabelled data. ``class_names[k]`` names label ``k`` (figure legends show it);
-    ``None`` shows the label numbers.
+    ``train_x``/``test_x`` are tensors ``(n, *shape)`` in the dtype the data come in (uint8 for
+    images) or float; labels are int64 ``(n,)`` or ``None`` for unlabelled data.
+    ``class_names[k]`` names label ``k`` (figure legends show it); ``None`` shows the label
+    numbers.
+
+    ``scale`` says how stored values become what the model sees: ``x / scale`` in float32
+    (:meth:`to_float`, called per batch inside the training step), so images stay uint8 in
+    memory and on the device, a quarter of float32. ``None``: the values are already float.
     """
 
     train_x: Tensor
@@ -218,6 +224,7 @@ class DataSplits:
     test_y: Tensor | None = None
     description: str = ""
     class_names: tuple[str, ...] | None = None
+    scale: float | None = None
 
     def class_name(self, label: int) -> str:
         """The name of ``label`` (its number when the data set names none)."""
@@ -227,6 +234,22 @@ class DataSplits:
     @property
     def shape(self) -> Shape:
         return tuple(self.train_x.shape[1:])
+
+    def to_float(self, x: Tensor) -> Tensor:
+        """Stored values ``x`` (a batch, any device) as the model sees them: float32
+        ``x / scale``; ``x`` itself when ``scale`` is ``None``.
+
+        The conversion is exactly the one the data sets made once, whole, before (a float32
+        copy, then an in-place division), so the batches are bit-identical to it.
+        """
+        if self.scale is None:
+            return x
+        return x.to(torch.float32, copy=True).div_(self.scale)
+
+    def as_float(self) -> DataSplits:
+        """The same splits with float values (:meth:`to_float` of the whole of each)."""
+        return replace(self, train_x=self.to_float(self.train_x),
+                       test_x=self.to_float(self.test_x), scale=None)
 
 
 class DatasetFactory(Protocol):

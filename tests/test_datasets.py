@@ -12,11 +12,13 @@ import scipy.io
 import torch
 from pydantic import ValidationError
 
+import hierot
 from hierot.components import DataSplits
 from hierot.datasets import _common, mnist, mnist5k, toy
 from hierot.errors import DataNotFoundError, HierotError, SpecError
 from hierot.spec.loading import load_spec
 from hierot.registry import ComponentOptions, NoOptions, datasets
+from hierot.training.trainer import Trainer
 
 OFFLINE = {  # loadable anywhere, kept small
     "mnist-5k": {"limit": 200},
@@ -27,7 +29,13 @@ IMAGES = {"mnist-5k", "digits", "mnist", "fashion-mnist", "svhn"}
 
 
 def load(name: str, run_seed: int = 0, **options) -> DataSplits:
-    """Build ``name`` with ``options``, as the trainer does for a run seeded with ``run_seed``."""
+    """Build ``name`` with ``options``, as the trainer does for a run seeded with ``run_seed``,
+    with float values (what the model sees: ``DataSplits.as_float``)."""
+    return load_native(name, run_seed, **options).as_float()
+
+
+def load_native(name: str, run_seed: int = 0, **options) -> DataSplits:
+    """Build ``name`` with ``options``, values in their stored dtype."""
     return datasets.build(datasets.tagged_options(name)(name=name, **options), seed=run_seed)
 
 
@@ -91,10 +99,11 @@ def test_offline_datasets_follow_the_contract(name):
     data = datasets.build(options, seed=0)
     assert data.shape == options.sample_shape() and data.test_x.shape[1:] == data.shape
     for x, y in ((data.train_x, data.train_y), (data.test_x, data.test_y)):
-        assert x.dtype == torch.float32 and x.device.type == "cpu"
-        assert y.dtype == torch.int64 and y.shape == (len(x),)
-        if name in IMAGES:
-            assert 0 <= x.min() and x.max() <= 1
+        assert x.dtype == (torch.uint8 if name in IMAGES else torch.float32)
+        assert x.device.type == "cpu" and y.dtype == torch.int64 and y.shape == (len(x),)
+        if name in IMAGES:  # stored uint8, seen as x / scale in [0, 1]
+            assert data.scale is not None and data.to_float(x).dtype == torch.float32
+            assert 0 <= data.to_float(x).min() and data.to_float(x).max() <= 1
     assert len(data.train_x) == 200 and data.description.startswith(name)
     labels = set(torch.cat([data.train_y, data.test_y]).tolist())
     assert data.class_names is not None and labels <= set(range(len(data.class_names)))
@@ -338,3 +347,35 @@ def test_toy_hierarchy_names_its_orthants():
     assert toy.orthant_names(2) == ("(-, -)", "(+, -)", "(-, +)", "(+, +)")
     assert toy.orthant_names(1) == ("z[0] < 0", "z[0] > 0")
     assert DataSplits(torch.zeros(1, 2), torch.zeros(1, 2)).class_name(3) == "3"
+
+
+# -- native dtype: stored uint8, converted per batch ------------------------------------------
+@pytest.mark.parametrize(("name", "scale"), [("mnist-5k", 255.0), ("digits", 16.0)])
+def test_batches_are_bit_identical_to_the_whole_float_conversion(name, scale):
+    data = load_native(name)
+    assert data.train_x.dtype == torch.uint8 and data.scale == scale
+    whole = _common.unit_float(data.train_x.numpy(), scale=scale)  # the conversion made before
+    rows = torch.randperm(len(data.train_x), generator=torch.Generator().manual_seed(0))[:64]
+    batch = data.to_float(data.train_x[rows])
+    assert batch.dtype == torch.float32
+    assert torch.equal(batch.view(torch.int32), whole[rows].view(torch.int32))  # bit for bit
+    assert data.train_x.element_size() * 4 == whole.element_size()  # a quarter of the memory
+
+
+def test_training_on_uint8_equals_training_on_float():
+    from _fixtures import two_layers  # tests/_fixtures.py
+
+    spec = hierot.load_spec({
+        "data": {"name": "digits", "limit": 256}, "layers": two_layers(),
+        "train": {"batch_size": 32, "steps": 3, "log_every": 1, "progress": False},
+    })
+    native = load_native("digits", limit=256)
+    params, dtypes = [], []
+    for data in (native, native.as_float()):
+        trainer = Trainer(hierot.build(spec, data=data))
+        trainer.fit()
+        params.append(trainer.model.state_dict())
+        dtypes.append(trainer.train_x.dtype)
+    assert dtypes == [torch.uint8, torch.float32]  # held as stored, converted per batch
+    for key, value in params[0].items():
+        assert torch.equal(value, params[1][key]), key

@@ -205,5 +205,5 @@ def test_vaes_train_under_bf16_with_float32_terms(name, tmp_path):
     assert result.steps == 2 and all(math.isfinite(v) for v in result.last_metrics.values())
     built = hierot.build(load_spec(spec))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        terms = built.objective(built.data.train_x[:16])
+        terms = built.objective(built.data.to_float(built.data.train_x[:16]))
     assert all(v.dtype == torch.float32 for v in terms.weighted.values())

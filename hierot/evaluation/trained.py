@@ -8,7 +8,7 @@ statistics). Everything here runs without gradients, in batches, and returns CPU
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -104,6 +104,7 @@ def load_run(
     spec = load_run_spec(run_dir.path)
     file = run_dir.checkpoint(checkpoint)
     built = build(spec, data=data)
+    built = replace(built, data=built.data.as_float())  # evaluation reads float values
     state = run_dir.load_checkpoint(checkpoint)  # a bad file is named, with the other steps
     check_architecture(built.model, state["model"], str(file))
     built.model.load_state_dict(state["model"])

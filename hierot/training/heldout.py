@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from hierot._utils import identity
 from hierot.errors import HierotError
 
 
@@ -40,10 +42,14 @@ class HeldOutEvaluation:
         Returns the context of the training precision.
     seed:
         Seeds the evaluation's own random draws.
+    to_float:
+        Converts a batch of stored values to what the model sees (``DataSplits.to_float``;
+        default: the values are already float).
     """
 
     def __init__(self, objective: nn.Module, test_x: Tensor, batch_size: int, device: torch.device,
-                 autocast=contextlib.nullcontext, seed: int = 0):
+                 autocast=contextlib.nullcontext, seed: int = 0,
+                 to_float: Callable[[Tensor], Tensor] = identity):
         n = len(test_x)
         if n < 2:
             raise HierotError(
@@ -53,7 +59,7 @@ class HeldOutEvaluation:
         self.objective, self.test_x, self.device = objective, test_x, device
         self.size = min(batch_size, n)
         self.batches = n // self.size
-        self.autocast, self.seed = autocast, seed
+        self.autocast, self.seed, self.to_float = autocast, seed, to_float
 
     @torch.no_grad()
     def __call__(self) -> dict[str, float]:
@@ -65,7 +71,8 @@ class HeldOutEvaluation:
             with torch.random.fork_rng(devices=devices):
                 torch.manual_seed(self.seed)
                 for b in range(self.batches):
-                    x = self.test_x[b * self.size:(b + 1) * self.size].to(self.device)
+                    rows = self.test_x[b * self.size:(b + 1) * self.size]
+                    x = self.to_float(rows.to(self.device))
                     with self.autocast():
                         terms = self.objective(x)
                     row = {**terms.unweighted, **{f"w_{k}": v for k, v in terms.weighted.items()},

@@ -1,6 +1,7 @@
 """The training loop. It only trains: the spec is already valid and the modules already built.
 
-One step: take the next global batch of indices (this rank's share of it), evaluate the
+One step: take the next global batch of indices (this rank's share of it), convert its rows to
+float (``DataSplits.to_float``: images stay uint8 on the device), evaluate the
 objective (under autocast with ``train.precision`` bf16/fp16, see :mod:`hierot.precision`), stop on
 a non-finite term, back-propagate, clip the gradient norm (``optimizer.clip_grad_norm``), step the
 optimiser and the learning-rate schedule (:mod:`hierot.schedules`), and stop if a gradient is not
@@ -97,7 +98,8 @@ class Trainer:
             return None
         objective = getattr(self.trained, "objective", self.objective)  # inside DDP's wrapper
         return HeldOutEvaluation(objective, self.built.data.test_x, self.spec.train.batch_size,
-                                 self.runtime.device, self.precision.autocast, self.spec.seed)
+                                 self.runtime.device, self.precision.autocast, self.spec.seed,
+                                 to_float=self.built.data.to_float)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -222,7 +224,7 @@ class Trainer:
         indices = self.runtime.shard(self.order.next()).to(self.runtime.device)
         self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
         with self.precision.autocast():
-            terms = self.trained(self.train_x[indices])
+            terms = self.trained(self.built.data.to_float(self.train_x[indices]))
         loss = terms.total
         if not torch.isfinite(loss):
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
