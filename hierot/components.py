@@ -204,6 +204,26 @@ class Penalty(Protocol):
     def __call__(self, outputs: LayerOutputs) -> Tensor: ...
 
 
+@runtime_checkable
+class StreamedSplit(Protocol):
+    """A training split read from a file batch by batch (``data.storage: stream``).
+
+    ``len``, ``shape`` and ``dtype`` as a tensor's; ``read(indices)`` the rows as stored (a new
+    CPU tensor); ``rows[indices]`` the same, or float for the view ``as_float(scale)`` returns.
+    """
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, indices) -> Tensor: ...
+
+    def read(self, indices) -> Tensor: ...
+
+    def as_float(self, scale: float | None) -> StreamedSplit: ...
+
+
 @dataclass
 class DataSplits:
     """A whole data set, train and test splits, in its native dtype.
@@ -216,9 +236,10 @@ class DataSplits:
     ``scale`` says how stored values become what the model sees: ``x / scale`` in float32
     (:meth:`to_float`, called per batch inside the training step), so images stay uint8 in
     memory and on the device, a quarter of float32. ``None``: the values are already float.
+    ``train_x`` may also be a :class:`StreamedSplit` (``data.storage: stream``): read per batch.
     """
 
-    train_x: Tensor
+    train_x: Tensor | StreamedSplit
     test_x: Tensor
     train_y: Tensor | None = None
     test_y: Tensor | None = None
@@ -248,8 +269,9 @@ class DataSplits:
 
     def as_float(self) -> DataSplits:
         """The same splits with float values (:meth:`to_float` of the whole of each)."""
-        return replace(self, train_x=self.to_float(self.train_x),
-                       test_x=self.to_float(self.test_x), scale=None)
+        train = self.train_x
+        train = self.to_float(train) if isinstance(train, Tensor) else train.as_float(self.scale)
+        return replace(self, train_x=train, test_x=self.to_float(self.test_x), scale=None)
 
 
 class DatasetFactory(Protocol):

@@ -1,9 +1,14 @@
-"""Batches of indices into a data set held whole on the device, with resumable order.
+"""Batches of indices into the training set, with resumable order, and their rows.
 
 Epoch e visits the data in the order ``randperm(n)`` drawn from a generator seeded by
 (seed, e), so the order after a resume is a function of (epoch, offset) alone: nothing but two
 integers needs saving. The last incomplete batch of an epoch is dropped, which keeps every batch
 (and every rank's share of it) the same size.
+
+:func:`gather_rows` fetches a batch's rows, as stored (uint8 images stay uint8): from the tensor
+held on the device, or, for a streamed training set (``data.storage: stream``), read from its
+cache file on the host, pinned and copied to the device without blocking on CUDA. Under data
+parallelism each process asks only for its shard's indices, so it reads only its share.
 """
 
 from __future__ import annotations
@@ -13,7 +18,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from hierot.components import StreamedSplit
 from hierot.errors import HierotError
+
+
+def gather_rows(rows: Tensor | StreamedSplit, indices: Tensor, device: torch.device) -> Tensor:
+    """Rows ``indices`` (CPU int64) of the training set on ``device``, in the stored dtype."""
+    if isinstance(rows, Tensor):
+        return rows[indices.to(rows.device)]
+    batch = rows.read(indices)
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hierot.training.batches import BatchOrder
+from hierot.training.batches import BatchOrder, gather_rows
 from hierot.builder import Built, build_optimizer
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.precision import Precision
@@ -81,7 +81,7 @@ class Trainer:
         self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
         self.total_steps = total_steps(built, self.order)
         self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer, self.total_steps)
-        self.train_x = built.data.train_x.to(device)
+        self.train_x = built.data.train_x.to(device)  # a streamed set stays in its file
         self.step = 0
         self.wall_time = 0.0
         self.heldout = self._heldout()
@@ -221,10 +221,11 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
     def _train_step(self) -> dict[str, torch.Tensor]:
-        indices = self.runtime.shard(self.order.next()).to(self.runtime.device)
+        indices = self.runtime.shard(self.order.next())
+        rows = gather_rows(self.train_x, indices, self.runtime.device)  # uint8 images stay uint8
         self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
         with self.precision.autocast():
-            terms = self.trained(self.built.data.to_float(self.train_x[indices]))
+            terms = self.trained(self.built.data.to_float(rows))
         loss = terms.total
         if not torch.isfinite(loss):
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
