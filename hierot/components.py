@@ -71,10 +71,11 @@ class ChecksShapes(Protocol):
 class KnowsShape(Protocol):
     """Options of a data set that know the shape of one example without loading it.
 
-    ``sample_shape()`` lets the spec check layer 1's networks against the data before loading.
+    ``sample_shape()`` lets the spec check layer 1's networks against the data before loading;
+    ``None`` when the shape is known only once the data are loaded (then it is checked then).
     """
 
-    def sample_shape(self) -> Shape: ...
+    def sample_shape(self) -> Shape | None: ...
 
 
 @runtime_checkable
