@@ -151,3 +151,22 @@ def test_each_rank_reads_only_its_share_of_the_global_batch(tmp_path):
 def test_bad_storage_is_a_spec_error(tmp_path):
     with pytest.raises(hierot.SpecError, match="data.storage"):
         hierot.load_spec({**spec(tmp_path, "disk")})
+
+
+def test_a_npy_file_is_copied_into_the_cache_without_mapping_it(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (30, 3, 2, 2), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", x[:4])
+    options = {"name": "arrays", "train": str(tmp_path / "x.npy"), "test": str(tmp_path / "t.npy"),
+               "cache_dir": str(tmp_path / "cache")}
+    for storage in ("stream", "memory"):
+        built = datasets.build(datasets.tagged_options("arrays")(**options, storage=storage),
+                               seed=0)
+        rows = built.train_x[torch.arange(30)] if storage == "stream" else built.train_x
+        assert np.array_equal(np.asarray(rows), x), storage
+    split = datasets.build(datasets.tagged_options("arrays")(
+        name="arrays", train=str(tmp_path / "x.npy"), storage="stream",
+        cache_dir=str(tmp_path / "cache")), seed=0)
+    memory = datasets.build(datasets.tagged_options("arrays")(
+        name="arrays", train=str(tmp_path / "x.npy"), storage="memory"), seed=0)
+    assert torch.equal(split.train_x.read(torch.arange(27)), memory.train_x)

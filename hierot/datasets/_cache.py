@@ -61,8 +61,10 @@ class StreamedRows:
     """
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype,
-                 scale: float | None = None):
+                 scale: float | None = None, offset: int = 0):
         self.path, self.shape, self.np_dtype = Path(path), tuple(shape), np.dtype(dtype)
+        self.offset = offset
+        """Bytes before the first row (a ``.npy`` file's header; 0 in a cache file)."""
         self.dtype = torch.from_numpy(np.zeros(0, self.np_dtype)).dtype
         self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.np_dtype.itemsize
         self.scale = scale
@@ -95,7 +97,8 @@ class StreamedRows:
         out = np.empty((len(wanted), *self.shape[1:]), dtype=self.np_dtype)
         flat = out.reshape(len(wanted), -1).view(np.uint8)
         for slot in np.argsort(wanted, kind="stable"):
-            data = os.pread(self._fd, self.row_bytes, int(wanted[slot]) * self.row_bytes)
+            at = self.offset + int(wanted[slot]) * self.row_bytes
+            data = os.pread(self._fd, self.row_bytes, at)
             if len(data) != self.row_bytes:
                 raise HierotError(f"{self.path}: the cache file was cut short while training")
             flat[slot] = np.frombuffer(data, dtype=np.uint8)
@@ -107,7 +110,7 @@ class StreamedRows:
 
     def as_float(self, scale: float | None) -> StreamedRows:
         """The same rows, read as float32 ``x / scale`` (``scale`` ``None``: as stored)."""
-        return StreamedRows(self.path, self.shape, self.np_dtype, scale)
+        return StreamedRows(self.path, self.shape, self.np_dtype, scale, self.offset)
 
 
 def available_memory() -> int:

@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from hierot.components import DataSplits
-from hierot.datasets._cache import Storage, cache_dir_field, hold, storage_field
+from hierot.datasets._cache import Storage, StreamedRows, cache_dir_field, hold, storage_field
 from hierot.datasets._common import Limit, fixed_split, int_labels, limit_field
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, datasets
@@ -109,14 +109,23 @@ def check(path: Path, x: np.ndarray, y: np.ndarray | None, options: ArraysOption
 
 
 def _rows(x: np.ndarray, rows: np.ndarray | None):
-    """A callable yielding ``x[rows]`` (all of ``x`` for ``None``) in chunks, in order."""
+    """A callable yielding ``x[rows]`` (all of ``x`` for ``None``) in chunks, in order.
+
+    A memory-mapped ``.npy`` file is read with ``pread`` rather than through its mapping, so
+    copying a file larger than memory into the cache keeps the process small.
+    """
     step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
     n = len(x) if rows is None else len(rows)
+    source = x
+    if isinstance(x, np.memmap) and x.flags.c_contiguous:
+        source = StreamedRows(Path(x.filename), x.shape, x.dtype, offset=x.offset)
 
     def chunks():
         for start in range(0, n, step):
-            picked = slice(start, start + step) if rows is None else rows[start:start + step]
-            yield x[picked]
+            picked = np.arange(start, min(start + step, n)) if rows is None else \
+                rows[start:start + step]
+            block = source.read(picked) if isinstance(source, StreamedRows) else source[picked]
+            yield np.asarray(block)
 
     return chunks
 

@@ -259,6 +259,8 @@ def format_table(result: dict) -> str:
     if "chance" in result["probe"]:
         lines.append(f"  probe chance level {number(result['probe']['chance'], 3)}, fitted on "
                      f"{result['probe']['train_points']} training points")
+    elif "skipped" in result["probe"]:
+        lines.append(f"  linear probe skipped: {result['probe']['skipped']}")
     top = result["top_divergence"]
     lines += ["", (f"top divergence D(Q(z{top['layer']}), N(0, I)), {top['samples']} encoded test "
                   f"points vs as many prior samples (floor: prior vs prior):")]
