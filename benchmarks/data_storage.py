@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--rss-gb", type=float, default=2.0)
     parser.add_argument("--rss-steps", type=int, default=200)
+    parser.add_argument("--tag", default="", help="suffix of the result files' names")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the synthetic files and caches (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             report["results"].append(r)
             print({k: v for k, v in r.items() if not k.endswith("times_s")}, flush=True)
     parts = "-".join(args.part) if args.part else "all"
-    for path in common.write(report, args.out, markdown, stem=f"{mode}-{device.type}-{parts}"):
+    stem = f"{mode}-{device.type}-{parts}{args.tag}"
+    for path in common.write(report, args.out, markdown, stem=stem):
         print(f"wrote {path}")
     return 0
 

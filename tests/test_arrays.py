@@ -30,7 +30,8 @@ def test_x_and_y_files_with_a_test_file_are_read_exactly(tmp_path, suffix):
         if suffix == ".npz":
             np.savez(tmp_path / f"{name}.npz", x=a, y=b)
         else:
-            torch.save({"x": torch.from_numpy(a), "y": torch.from_numpy(b)}, tmp_path / f"{name}.pt")
+            tensors = {"x": torch.from_numpy(a), "y": torch.from_numpy(b)}
+            torch.save(tensors, tmp_path / f"{name}.pt")
     data = load(train=str(tmp_path / f"train{suffix}"), test=str(tmp_path / f"test{suffix}"),
                 shape=(1, 6, 6), class_names=("a", "b", "c"))
     assert data.train_x.dtype == torch.uint8 and data.scale == 255.0
