@@ -8,7 +8,7 @@ Three parts (``--part``, repeatable; default all):
     ``DataSplits.as_float()`` (float32, as hierot did before), timed step by step alternately
     (paired: the median of the per-pair ratios and its quartiles), and the bytes each holds.
 ``stream``
-    The same with one trainer reading its batches from the memory-mapped uint8 cache
+    The same with one trainer reading its batches from the uint8 cache file (a ``pread`` a row)
     (``data.storage: stream``, :mod:`hierot.datasets._cache`) and one holding them in memory.
 ``rss``
     A synthetic uint8 ``arrays`` data set of ``--rss-gb`` GB (random pixels, 3 x 32 x 32) trained
@@ -109,7 +109,7 @@ def stream_part(args, device, cache_dir: Path) -> dict:
             f"data={data}".replace("'", "")])
         trainers[storage] = trainer_on(spec_s, hierot.build(spec_s).data, device)
     result = paired(trainers["stream"], trainers["memory"], device, args.warmup, args.repeats)
-    return {"part": "stream", "a": "stream (memory-mapped uint8 cache)",
+    return {"part": "stream", "a": "stream (uint8 cache file)",
             "b": "memory (uint8 held whole)", "a_bytes": held_bytes(trainers["stream"]),
             "b_bytes": held_bytes(trainers["memory"]), **result}
 

@@ -89,11 +89,12 @@ def test_the_cache_is_written_once_and_a_bad_one_rebuilt_never_used(tmp_path, ca
         assert torch.equal(again.train_x.read(torch.arange(72)), expected)  # and rebuilt
 
 
-def test_a_changed_source_file_makes_a_new_cache(tmp_path):
+def test_a_changed_source_file_makes_the_cache_stale(tmp_path, capsys):
     write_arrays(tmp_path)
     first = load(tmp_path).train_x.read(torch.arange(4))
     write_arrays(tmp_path, seed=1)  # same size, new contents and time: the key changes
     second = load(tmp_path)
+    assert "stale" in capsys.readouterr().err and len(list((tmp_path / "cache").iterdir())) == 2
     assert torch.equal(second.train_x.read(torch.arange(72)), load(tmp_path, "memory").train_x)
     assert not torch.equal(first, second.train_x.read(torch.arange(4)))
 

@@ -1,16 +1,18 @@
-"""``data.storage``: a training set held in memory or streamed from a memory-mapped cache.
+"""``data.storage``: a training set held in memory or streamed from a uint8 cache file.
 
 ``stream`` writes the training rows once, in their native dtype (uint8 for images), to a flat
-cache file ``<cache_dir>/<name>-<key>.bin`` beside a ``.json`` record of its key, shape, dtype,
-size in bytes and CRC-32. Later runs with the same key open the cache after checking the size and
-the checksum; a cache whose key differs (the options or the source files' sizes and times
-changed: stale), whose size is wrong (truncated) or whose checksum does not match (damaged) is
-rebuilt, never used, and said so on stderr. The data file is written to a temporary name and
+cache file ``<cache_dir>/<name>-<digest of the options>.bin`` beside a ``.json`` record of its
+key (the options and the source files' paths, sizes and modification times), shape, dtype, size
+in bytes and CRC-32. Later runs open the cache after checking the key, the size and the
+checksum; a cache whose key differs (a source file changed: stale), whose size is wrong
+(truncated) or whose checksum does not match (damaged) is rebuilt in place, never used, and
+said so on stderr. The data file is written to a temporary name and
 renamed, and its record is written last, so a write cut short leaves no record and is rebuilt.
 
 A streamed set is read batch by batch (:class:`StreamedRows`): each row with one ``pread`` in
 file order, so the process holds only the batch (the operating system's page cache, which it
-may drop, holds the rest). The trainer's batch order (epoch, offset) is unchanged, so a resume is
+may drop, holds the rest). The file is read, not mapped: the pages of a mapping count in the
+process's resident set once touched, so a mapped 2 GB set would look 2 GB large after an epoch. The trainer's batch order (epoch, offset) is unchanged, so a resume is
 as exact as in memory, and under data parallelism each rank reads only the rows of its shard.
 
 ``auto`` streams when the training rows take more than :data:`AUTO_FRACTION` of the memory
@@ -45,7 +47,7 @@ CRC_BLOCK = 1 << 24
 
 def storage_field() -> Any:
     return Field("auto", description="memory: hold the training set whole; stream: read batches "
-                 "from a memory-mapped uint8 cache; auto: stream when larger than half the "
+                 "from a uint8 cache file; auto: stream when larger than half the "
                  "available memory")
 
 
@@ -176,8 +178,8 @@ def _check(data: Path, record: Path, key: str) -> tuple[dict | None, str]:
     return meta, ""
 
 
-def open_or_write(folder: Path, name: str, key: str, shape: tuple[int, ...], dtype: np.dtype,
-                  chunks: Any) -> StreamedRows:
+def open_or_write(folder: Path, name: str, stem: str, key: str, shape: tuple[int, ...],
+                  dtype: np.dtype, chunks: Any) -> StreamedRows:
     """The cache of ``key``: opened when intact, else (re)built from ``chunks()``.
 
     Parameters
@@ -186,15 +188,17 @@ def open_or_write(folder: Path, name: str, key: str, shape: tuple[int, ...], dty
         The cache folder (made if missing).
     name:
         The data set's name (the files' prefix).
+    stem:
+        What tells caches of one data set apart (a digest of its options).
     key:
-        :func:`cache_key` of the data set.
+        :func:`cache_key` of the data set: its options and its source files.
     shape, dtype:
         Of the whole training set, rows first.
     chunks:
         A callable returning an iterable of arrays of consecutive rows, in order, whose lengths
         add up to ``shape[0]``; called only when the cache is (re)built.
     """
-    data, record = folder / f"{name}-{key[:16]}.bin", folder / f"{name}-{key[:16]}.json"
+    data, record = folder / f"{name}-{stem}.bin", folder / f"{name}-{stem}.json"
     meta, why = _check(data, record, key)
     if meta is None:
         if why != "no cache yet":
@@ -246,8 +250,9 @@ def hold(name: str, options: Any, files: Iterable[Path], shape: tuple[int, ...],
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if streams(options.storage, nbytes):
         kept = options.model_dump(mode="json", exclude={"storage", "cache_dir"})
-        key = cache_key(name, kept, files)
-        return open_or_write(cache_folder(options.cache_dir), name, key, shape, dtype, chunks)
+        stem, key = cache_key(name, kept, [])[:16], cache_key(name, kept, files)
+        return open_or_write(cache_folder(options.cache_dir), name, stem, key, shape, dtype,
+                             chunks)
     out, start = np.empty(shape, dtype=dtype), 0
     for chunk in chunks():
         out[start:start + len(chunk)] = chunk
