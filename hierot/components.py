@@ -209,8 +209,8 @@ class Penalty(Protocol):
 class StreamedSplit(Protocol):
     """A training split read from a file batch by batch (``data.storage: stream``).
 
-    ``len``, ``shape`` and ``dtype`` as a tensor's; ``read(indices)`` the rows as stored (a new
-    CPU tensor); ``rows[indices]`` the same, or float for the view ``as_float(scale)`` returns.
+    ``len``, ``shape`` and ``dtype`` as a tensor's; ``read(indices)`` the rows as stored, a new
+    CPU tensor.
     """
 
     shape: tuple[int, ...]
@@ -218,11 +218,11 @@ class StreamedSplit(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, indices) -> Tensor: ...
-
     def read(self, indices) -> Tensor: ...
 
-    def as_float(self, scale: float | None) -> StreamedSplit: ...
+
+STREAMED_EVAL_ROWS = 60_000
+"""Training rows of a streamed split that :meth:`DataSplits.as_float` reads (for evaluation)."""
 
 
 @dataclass
@@ -268,11 +268,19 @@ class DataSplits:
             return x
         return x.to(torch.float32, copy=True).div_(self.scale)
 
-    def as_float(self) -> DataSplits:
-        """The same splits with float values (:meth:`to_float` of the whole of each)."""
-        train = self.train_x
-        train = self.to_float(train) if isinstance(train, Tensor) else train.as_float(self.scale)
-        return replace(self, train_x=train, test_x=self.to_float(self.test_x), scale=None)
+    def as_float(self, streamed_rows: int = STREAMED_EVAL_ROWS) -> DataSplits:
+        """The same splits with float values (:meth:`to_float` of the whole of each), in memory.
+
+        A streamed training split is read into memory first, its first ``streamed_rows`` rows
+        (and their labels) only: evaluation's probes and classifier train on at most those.
+        """
+        train, train_y = self.train_x, self.train_y
+        if not isinstance(train, Tensor):
+            n = min(len(train), streamed_rows)
+            train = train.read(torch.arange(n))
+            train_y = None if train_y is None else train_y[:n]
+        return replace(self, train_x=self.to_float(train), train_y=train_y,
+                       test_x=self.to_float(self.test_x), scale=None)
 
 
 class DatasetFactory(Protocol):

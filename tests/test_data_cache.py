@@ -11,6 +11,7 @@ import torch
 
 import hierot
 from hierot.datasets import _cache
+from hierot.evaluation.trained import load_run
 from hierot.registry import datasets
 from hierot.training.batches import BatchOrder
 from hierot.training.rundir import RunDir
@@ -60,8 +61,9 @@ def test_stream_holds_the_rows_in_a_checked_file_read_per_batch(tmp_path):
     assert streamed.train_x.shape == tuple(memory.train_x.shape) and streamed.scale == 255.0
     rows = torch.tensor([70, 3, 3, 41])
     assert torch.equal(streamed.train_x.read(rows), memory.train_x[rows])
-    floats = streamed.as_float().train_x[rows]  # what evaluation reads
-    assert torch.equal(floats, memory.to_float(memory.train_x[rows]))
+    floats = streamed.as_float(streamed_rows=50)  # what evaluation reads: the first rows
+    assert torch.equal(floats.train_x, memory.to_float(memory.train_x[:50]))
+    assert torch.equal(floats.train_y, memory.train_y[:50])
     data, record = cache_files(tmp_path)
     meta = json.loads(record.read_text())
     assert data.stat().st_size == meta["bytes"] == 72 * 16 and meta["shape"] == [72, 1, 4, 4]
@@ -119,6 +121,8 @@ def test_streamed_training_equals_in_memory_and_resumes_exactly(tmp_path):
     for run in ("stream", "resumed"):
         other = weights(tmp_path / run)
         assert all(torch.equal(reference[k], other[k]) for k in reference), run
+    evaluated = load_run(tmp_path / "stream").data  # evaluation reads float rows in memory
+    assert evaluated.train_x.dtype == torch.float32 and len(evaluated.train_y) == 72
 
 
 class Recording(_cache.StreamedRows):
@@ -135,7 +139,7 @@ def test_each_rank_reads_only_its_share_of_the_global_batch(tmp_path):
     rows = built.data.train_x
     read = {}
     for rank in (0, 1):
-        recording = Recording(rows.path, rows.shape, rows.np_dtype)
+        recording = Recording(rows.path, rows.shape, rows.np_dtype, rows.offset)
         recording.seen = []
         built.data.train_x = recording
         trainer = Trainer(built, None, Runtime(torch.device("cpu"), rank=rank, world_size=2))
@@ -163,7 +167,7 @@ def test_a_npy_file_is_copied_into_the_cache_without_mapping_it(tmp_path):
     for storage in ("stream", "memory"):
         built = datasets.build(datasets.tagged_options("arrays")(**options, storage=storage),
                                seed=0)
-        rows = built.train_x[torch.arange(30)] if storage == "stream" else built.train_x
+        rows = built.train_x.read(torch.arange(30)) if storage == "stream" else built.train_x
         assert np.array_equal(np.asarray(rows), x), storage
     split = datasets.build(datasets.tagged_options("arrays")(
         name="arrays", train=str(tmp_path / "x.npy"), storage="stream",

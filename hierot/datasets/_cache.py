@@ -56,20 +56,17 @@ def cache_dir_field() -> Any:
 
 
 class StreamedRows:
-    """Rows of a cache file read on demand: ``len``, ``shape``, ``dtype`` and indexing.
+    """Rows of a file read on demand: ``len``, ``shape``, ``dtype`` and :meth:`read`.
 
-    ``rows[indices]`` returns a new CPU tensor of those rows in the stored dtype, or, for the view
-    made by :meth:`as_float`, float32 values divided by ``scale`` (what evaluation reads).
+    The rows are C-ordered, ``offset`` bytes into the file (a cache file: 0; a ``.npy`` file: its
+    header's length). A file descriptor is opened on first read, per process.
     """
 
-    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype,
-                 scale: float | None = None, offset: int = 0):
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, offset: int = 0):
         self.path, self.shape, self.np_dtype = Path(path), tuple(shape), np.dtype(dtype)
         self.offset = offset
-        """Bytes before the first row (a ``.npy`` file's header; 0 in a cache file)."""
         self.dtype = torch.from_numpy(np.zeros(0, self.np_dtype)).dtype
         self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.np_dtype.itemsize
-        self.scale = scale
         self._fd: int | None = None
 
     def __len__(self) -> int:
@@ -86,14 +83,11 @@ class StreamedRows:
         """Itself: the rows stay in the file and are moved batch by batch."""
         return self
 
-    def read(self, indices: Tensor | np.ndarray | slice) -> Tensor:
+    def read(self, indices: Tensor | np.ndarray) -> Tensor:
         """Rows ``indices`` in the stored dtype, each read with one ``pread`` in file order."""
-        if isinstance(indices, slice):
-            indices = np.arange(len(self))[indices]
         wanted = np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64).reshape(-1)
-        if wanted.size and (wanted.min() < -len(self) or wanted.max() >= len(self)):
+        if wanted.size and (wanted.min() < 0 or wanted.max() >= len(self)):
             raise IndexError(f"row index out of range for {len(self)} rows")
-        wanted = np.where(wanted < 0, wanted + len(self), wanted)
         if self._fd is None:
             self._fd = os.open(self.path, os.O_RDONLY)
         out = np.empty((len(wanted), *self.shape[1:]), dtype=self.np_dtype)
@@ -102,17 +96,9 @@ class StreamedRows:
             at = self.offset + int(wanted[slot]) * self.row_bytes
             data = os.pread(self._fd, self.row_bytes, at)
             if len(data) != self.row_bytes:
-                raise HierotError(f"{self.path}: the cache file was cut short while training")
+                raise HierotError(f"{self.path}: the file was cut short while being read")
             flat[slot] = np.frombuffer(data, dtype=np.uint8)
         return torch.from_numpy(out)
-
-    def __getitem__(self, indices: Tensor | np.ndarray | slice) -> Tensor:
-        rows = self.read(indices)
-        return rows if self.scale is None else rows.to(torch.float32).div_(self.scale)
-
-    def as_float(self, scale: float | None) -> StreamedRows:
-        """The same rows, read as float32 ``x / scale`` (``scale`` ``None``: as stored)."""
-        return StreamedRows(self.path, self.shape, self.np_dtype, scale, self.offset)
 
 
 def available_memory() -> int:
