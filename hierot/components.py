@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from hierot.distributions import Gaussian
+from hierot.errors import HierotError
 
 Head = Literal["gaussian", "deterministic"]
 """What a layer network outputs: a Gaussian (mean and log-variance) or its mean only."""
@@ -247,6 +248,16 @@ class DataSplits:
     description: str = ""
     class_names: tuple[str, ...] | None = None
     scale: float | None = None
+
+    def __post_init__(self) -> None:
+        for split in ("train_x", "test_x"):
+            dtype = getattr(self, split).dtype
+            if self.scale is None and not dtype.is_floating_point:
+                raise HierotError(f"DataSplits.{split} holds {dtype} values without a scale: set "
+                                  "scale (the model sees x / scale) or return float values")
+        if self.train_x.dtype != self.test_x.dtype:
+            raise HierotError(f"DataSplits: train_x is {self.train_x.dtype}, test_x "
+                              f"{self.test_x.dtype}; both splits need the same dtype")
 
     def class_name(self, label: int) -> str:
         """The name of ``label`` (its number when the data set names none)."""

@@ -380,3 +380,12 @@ def test_training_on_uint8_equals_training_on_float():
     assert dtypes == [torch.uint8, torch.float32]  # held as stored, converted per batch
     for key, value in params[0].items():
         assert torch.equal(value, params[1][key]), key
+
+
+def test_integer_values_need_a_scale_and_both_splits_one_dtype():
+    pixels = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
+    with pytest.raises(HierotError, match="train_x holds torch.uint8 values without a scale"):
+        DataSplits(pixels, pixels)
+    with pytest.raises(HierotError, match="both splits need the same dtype"):
+        DataSplits(pixels, pixels.float(), scale=255.0)
+    assert DataSplits(pixels, pixels, scale=255.0).to_float(pixels).dtype == torch.float32
