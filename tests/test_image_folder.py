@@ -89,7 +89,7 @@ def test_split_is_fixed_whatever_the_run_seed(tmp_path):
 BAD = [
     ("missing", "is not a folder"),
     ("empty", "holds no image file"),
-    ("corrupt", "02.png: not a readable image"),
+    ("corrupt", "cats/05.png: not a readable image"),  # the first of two, in path order
     ("mixed sizes", "05.png: 9x9 (width x height), not the declared 8x8"),
     ("image beside class folders", "stray.png lies directly in"),
     ("empty class folder", "class folder"),
@@ -105,6 +105,7 @@ def test_bad_folders_are_named_and_exit_2_writing_nothing(tmp_path, capsys, case
         classes_tree(root)
     if case == "corrupt":
         (root / "dogs" / "02.png").write_bytes(b"\x89PNG\r\n\x1a\n but then garbage")
+        (root / "cats" / "05.png").write_bytes(b"")
     elif case == "mixed sizes":
         save(root / "dogs" / "05.png", np.zeros((9, 9, 3), dtype=np.uint8))
     elif case == "image beside class folders":

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import Field
 
 from hierot.components import DataSplits
-from hierot.datasets._cache import Storage, cache_dir_field, hold, storage_field
+from hierot.datasets._cache import Storage, cache_dir_field, hold, storage_field, streams
 from hierot.datasets._common import Limit, as_uint8, fixed_split, int_labels, limit_field
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, datasets
@@ -169,8 +169,9 @@ def image_folder(options: ImageFolderOptions, *, seed: int) -> DataSplits:
     Raises
     ------
     HierotError
-        The folder is missing, unreadable or empty; a file is not a readable image (the first
-        such file is named); an image is not ``H x W`` and ``resize`` is ``none``.
+        The folder is missing, unreadable or empty; a file is not a readable image, or is not
+        ``H x W`` while ``resize`` is ``none`` (in memory, the first such file in path order is
+        named; streamed, the first met: the test images, then the training images).
     """
     if options.root is None:
         raise HierotError("data.root: required: the folder of images")
@@ -189,8 +190,14 @@ def image_folder(options: ImageFolderOptions, *, seed: int) -> DataSplits:
         for start in range(0, len(train_files), CHUNK):
             yield read_images(train_files[start:start + CHUNK], shape, options.resize)
 
-    test_x = as_uint8(read_images([files[i] for i in test], shape, options.resize))
-    train_x = hold("image-folder", options, files, (len(train_files), *shape), np.uint8, chunks)
+    if streams(options.storage, len(train) * int(np.prod(shape))):
+        test_x = as_uint8(read_images([files[i] for i in test], shape, options.resize))
+        train_x = hold("image-folder", options, files, (len(train), *shape), np.uint8, chunks)
+    else:  # decoded in path order: of several bad files, the first is named
+        needed = np.sort(np.concatenate([train, test]))
+        every = read_images([files[i] for i in needed], shape, options.resize)
+        train_x = as_uint8(every[np.searchsorted(needed, train)])
+        test_x = as_uint8(every[np.searchsorted(needed, test)])
     kind = f"{len(class_names)} classes" if class_names else "unlabelled"
     return DataSplits(
         train_x=train_x,
