@@ -239,7 +239,7 @@ def celeba(options: CelebaOptions, *, seed: int) -> DataSplits:
             yield faces(train[start:start + CHUNK])
 
     test_x = as_uint8(faces(test))
-    train_x = hold("celeba", options, [listing], (len(train), *shape), np.uint8, chunks)
+    train_x = hold("celeba", options, [listing, *train], (len(train), *shape), np.uint8, chunks)
     return DataSplits(
         train_x=train_x, test_x=test_x,
         description=f"celeba: {len(train)} train / {len(test)} test faces, 3x{options.size}x"
