@@ -40,8 +40,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import numpy as np
 import torch
 
-from benchmarks import _common as common
 import hierot
+from benchmarks import _common as common
 from hierot.training.runtime import single_process
 from hierot.training.trainer import Trainer
 
@@ -172,23 +172,23 @@ def markdown(report: dict) -> str:
     if timed:
         rows = [(r["part"], r["a"], r["b"], f"{1e3 * r['a_median_s']:.1f}",
                  f"{1e3 * r['b_median_s']:.1f}",
-                 f"{r['paired_ratio']:.3f} ({r['paired_ratio_quartiles'][0]:.3f}-"
-                 f"{r['paired_ratio_quartiles'][1]:.3f})",
+                 (f"{r['paired_ratio']:.3f} ({r['paired_ratio_quartiles'][0]:.3f}-"
+                  f"{r['paired_ratio_quartiles'][1]:.3f})"),
                  f"{r['a_bytes'] / 1e6:.1f}", f"{r['b_bytes'] / 1e6:.1f}") for r in timed]
-        lines += [f"{report['preset']} at batch {report['batch']}, {report['repeats']} paired "
-                  f"steps after {report['warmup']} warm-up.", ""]
+        lines += [(f"{report['preset']} at batch {report['batch']}, {report['repeats']} paired "
+                   f"steps after {report['warmup']} warm-up."), ""]
         lines += common.markdown_table(["part", "a", "b", "a ms", "b ms", "paired a/b (quartiles)",
-                                        "a MB held", "b MB held"], timed and rows,
+                                        "a MB held", "b MB held"], rows,
                                        numeric=[False, False, False, *[True] * 5])
         lines.append("")
     for r in report["results"]:
         if r["part"] == "rss":
-            lines += [f"Streaming {r['data_bytes'] / 1e9:.2f} GB ({r['rows']} rows "
-                      f"{r['shape']}), {r['steps']} steps of a small MLP hierarchy at batch 100: "
-                      f"VmRSS {r['before']['VmRSS'] / 1e6:.0f} MB at start, "
-                      f"{r['loaded']['VmRSS'] / 1e6:.0f} MB after build, "
-                      f"{r['after']['VmRSS'] / 1e6:.0f} MB after training; peak (VmHWM) "
-                      f"{r['after']['VmHWM'] / 1e6:.0f} MB.", ""]
+            lines += [(f"Streaming {r['data_bytes'] / 1e9:.2f} GB ({r['rows']} rows "
+                       f"{r['shape']}), {r['steps']} steps of a small MLP hierarchy at batch "
+                       f"100: VmRSS {r['before']['VmRSS'] / 1e6:.0f} MB at start, "
+                       f"{r['loaded']['VmRSS'] / 1e6:.0f} MB after build, "
+                       f"{r['after']['VmRSS'] / 1e6:.0f} MB after training; peak (VmHWM) "
+                       f"{r['after']['VmHWM'] / 1e6:.0f} MB."), ""]
     return "\n".join(lines) + "\n"
 
 

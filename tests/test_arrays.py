@@ -56,6 +56,12 @@ def test_a_bare_tensor_in_a_pt_file_is_x(tmp_path):
     torch.save(torch.from_numpy(pixels(10)[0]), tmp_path / "x.pt")
     data = load(train=str(tmp_path / "x.pt"), limit=3)
     assert data.train_y is None and data.train_x.shape == (3, 1, 6, 6)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(HierotError, match="list.pt: expected a tensor or a dict of tensors"):
+        load(train=str(tmp_path / "list.pt"))
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "x.pt").read_bytes()[:50])
+    with pytest.raises(HierotError, match="cut.pt: not a readable .pt file"):
+        load(train=str(tmp_path / "cut.pt"))
 
 
 def bad_file(tmp_path: Path, case: str) -> tuple[dict, str]:

@@ -16,8 +16,8 @@ import hierot
 from hierot.components import DataSplits
 from hierot.datasets import _common, mnist, mnist5k, toy
 from hierot.errors import DataNotFoundError, HierotError, SpecError
-from hierot.spec.loading import load_spec
 from hierot.registry import ComponentOptions, NoOptions, datasets
+from hierot.spec.loading import load_spec
 from hierot.training.trainer import Trainer
 
 OFFLINE = {  # loadable anywhere, kept small

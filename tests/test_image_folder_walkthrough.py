@@ -23,7 +23,7 @@ def docs_spec() -> dict:
     """The YAML block of the walkthrough section of docs/datasets.md."""
     text = DOCS.read_text()
     section = text[text.index("## Your own folder of images"):]
-    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL).group(1)
     return yaml.safe_load(block)
 
 

@@ -20,8 +20,8 @@ from hierot.datasets import (  # noqa: F401
     mnist,
     mnist5k,
     svhn,
-    toy,
     torchvision_sets,
+    toy,
 )
 from hierot.datasets._common import DATA_ENV, DEFAULT_ROOT, data_root, read_idx
 from hierot.datasets.mnist import DEBIAN_FASHION_MNIST

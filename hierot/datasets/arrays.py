@@ -9,6 +9,8 @@ sees ``x / 255``) or floating point (used as it is, in float32); ``y`` is ``(n,)
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +63,17 @@ def read_arrays(path: Path, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndar
                 keys = f.files
         else:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(loaded, torch.Tensor):
-                loaded = {x_key: loaded}
-            if not isinstance(loaded, dict):
-                raise HierotError(f"{path}: expected a tensor or a dict of tensors, found "
-                                  f"{type(loaded).__name__}")
-            found = {k: _numpy(path, k, loaded[k]) for k in (x_key, y_key) if k in loaded}
-            keys = list(loaded)
-    except HierotError:
-        raise
-    except Exception as exc:  # numpy and torch raise many kinds on a damaged file
+    except (OSError, EOFError, ValueError, RuntimeError, KeyError, TypeError,
+            zipfile.BadZipFile, pickle.UnpicklingError) as exc:  # what a damaged file raises
         raise HierotError(f"{path}: not a readable {path.suffix} file ({exc})") from None
+    if path.suffix == ".pt":
+        if isinstance(loaded, torch.Tensor):
+            loaded = {x_key: loaded}
+        if not isinstance(loaded, dict):
+            raise HierotError(f"{path}: expected a tensor or a dict of tensors, found "
+                              f"{type(loaded).__name__}")
+        found = {k: _numpy(path, k, loaded[k]) for k in (x_key, y_key) if k in loaded}
+        keys = list(loaded)
     if x_key not in found:
         raise HierotError(f"{path}: no array {x_key!r} (data.x_key); the file holds {keys}")
     return found[x_key], found.get(y_key)

@@ -10,9 +10,9 @@ from pydantic import Field
 
 from hierot.components import DataSplits
 from hierot.datasets._common import (
-    as_uint8,
     DIGIT_NAMES,
     Limit,
+    as_uint8,
     fixed_split,
     int_labels,
     limit_field,

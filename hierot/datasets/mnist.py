@@ -15,10 +15,10 @@ import numpy as np
 
 from hierot.components import DataSplits
 from hierot.datasets._common import (
-    as_uint8,
     DATA_ENV,
     DIGIT_NAMES,
     Limit,
+    as_uint8,
     data_root,
     download_field,
     int_labels,

@@ -119,8 +119,8 @@ def cifar10(options: Cifar10Options, *, seed: int) -> DataSplits:
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise not_found("CIFAR-10", missing, [
-            "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
-            f"and unpack it in {folder.parent}",
+            ("download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html "
+             f"and unpack it in {folder.parent}"),
             f"or point root (or ${DATA_ENV}) at the folder holding {CIFAR_FOLDER}/"])
     train = [read_cifar_batch(f) for f in files[:5]]
     test_x, test_y = read_cifar_batch(files[5])
@@ -216,8 +216,8 @@ def celeba(options: CelebaOptions, *, seed: int) -> DataSplits:
     listing, images = folder / "list_eval_partition.txt", folder / "img_align_celeba"
     if not listing.is_file() or not images.is_dir():
         raise not_found("CelebA", [listing, images], [
-            "download img_align_celeba.zip and list_eval_partition.txt from "
-            f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and unpack them in {folder}",
+            ("download img_align_celeba.zip and list_eval_partition.txt from "
+             f"https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and unpack them in {folder}"),
             f"or point root (or ${DATA_ENV}) at the folder holding {CELEBA_FOLDER}/"])
     rows = read_partition(listing)
     wanted = {CELEBA_SPLITS[s] for s in options.splits}
