@@ -27,6 +27,7 @@ Writes ``benchmarks/results/data_storage/<mode>-<device>.json`` and ``.md``.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -106,7 +107,7 @@ def stream_part(args, device, cache_dir: Path) -> dict:
                 "cache_dir": str(cache_dir / "cache")}
         spec_s = hierot.load_spec(args.preset, [
             f"train.batch_size={args.batch}", "train.progress=false", f"device={device.type}",
-            f"data={data}".replace("'", "")])
+            f"data={json.dumps(data)}"])  # JSON is YAML
         trainers[storage] = trainer_on(spec_s, hierot.build(spec_s).data, device)
     result = paired(trainers["stream"], trainers["memory"], device, args.warmup, args.repeats)
     return {"part": "stream", "a": "stream (uint8 cache file)",
@@ -159,7 +160,7 @@ def rss_part(args, work: Path) -> dict:
     out = subprocess.run([sys.executable, "-c", RSS_CHILD, str(train), str(test),
                           str(work / "cache"), str(args.rss_steps)],
                          check=True, capture_output=True, text=True, env=env)
-    child = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    child = json.loads(out.stdout.strip().splitlines()[-1])
     return {"part": "rss", "data_bytes": n * 3 * 32 * 32, "rows": n, "steps": args.rss_steps,
             **child}
 
