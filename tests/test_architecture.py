@@ -35,6 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "components": (
         "hierot.networks", "hierot.costs", "hierot.divergences", "hierot.penalties",
         "hierot.datasets", "hierot.model", "hierot.objectives", "hierot.schedules",
+        "hierot.optimizers", "hierot.samplers",
     ),
     "spec": ("hierot.spec",),
     "build": ("hierot.builder",),

@@ -27,6 +27,7 @@ _log = logging.getLogger(__name__)
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
     "penalties": "penalty", "data": "dataset", "objective": "objective",
+    "optimizer": "optimizer", "schedule": "lr schedule", "weights": "lambda schedule",
 }
 
 
@@ -165,9 +166,10 @@ def _switches(component: dict[str, Any], name: Any) -> bool:
 def _strip_tags(loc: tuple, raw: Any) -> list[str]:
     """Drop the discriminator tags pydantic puts in error locations (``divergence.mmd.blur``)."""
     parts, node = [], raw
-    for item in loc:
-        if isinstance(node, dict) and item not in node and node.get("name", node.get("schedule")) == item:
-            continue  # the union's tag, not a field
+    for k, item in enumerate(loc):
+        tag = node.get("name", node.get("schedule")) if isinstance(node, dict) else None
+        if isinstance(node, dict) and item not in node and (tag == item or k < len(loc) - 1):
+            continue  # the union's tag (maybe a default one), not a field: a missing one is last
         parts.append(str(item))
         try:
             node = node[item]
@@ -191,7 +193,7 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
             registry = ALL[next(k for k in ALL if ALL[k].kind == kind)]
             name = err["ctx"]["tag"] if err["type"] == "union_tag_invalid" else err["input"]
             message = unknown_name_message(kind, name, registry.names())
-            parts = [*parts, "name"] if parts[-1] != "name" else parts
+            parts = [*parts, registry.key] if parts[-1] != registry.key else parts
         elif err["type"] == "union_tag_not_found":
             message = f"missing 'name' (or 'schedule'): {err['msg']}"
         elif err["type"] == "value_error":

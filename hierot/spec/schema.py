@@ -1,8 +1,9 @@
 """The declarative spec of a hierarchy: a pydantic model loaded from YAML and validated whole.
 
 Component fields (``data``, each layer's ``encoder``/``decoder``/``cost``, ``divergence``,
-``penalties``, ``objective``) are discriminated unions on ``name`` over the registries, built after plug-ins are
-discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
+``penalties``, ``objective``, ``optimizer``, and the choices nested in them: the learning-rate
+schedule, the lambda schedule) are discriminated unions over the registries, built after plug-ins
+are discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
 here: :func:`hierot.builder.build` turns a valid spec into modules.
 
 A spec is a JSON-like document and is validated as one, strictly: ``true`` is not the number 1,
@@ -38,11 +39,13 @@ from hierot.registry import (
     costs,
     datasets,
     divergences,
+    lambda_schedules,
+    lr_schedules,
     networks,
     objectives,
+    optimizers,
     penalties,
 )
-from hierot.schedules import Schedule
 
 MAX_WIDTH = 2**16
 """Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
@@ -50,7 +53,6 @@ the maths: 2**63 would otherwise reach ``torch.empty`` and fail there)."""
 MAX_SEED = 2**32
 """Seeds are 0 <= seed < 2**32: NumPy's generators take no more, and the batch order seeds
 ``torch.Generator`` with ``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
-Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 # -- the rest of the spec ------------------------------------------------------------------------
@@ -73,28 +75,6 @@ class LayerSpec(StrictModel):
     @property
     def dim(self) -> int:
         return math.prod(self.latent_shape)
-
-
-class OptimizerSpec(StrictModel):
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    betas: tuple[Beta, Beta] = Field(
-        (0.9, 0.999), description="Adam's decay rates of the moment estimates, each in [0, 1)"
-    )
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.0, ge=0)
-    implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
-        "auto",
-        description="the update's kernels: auto = fused where the device supports it, else "
-        "foreach; for-loop = one small kernel per parameter (torch's reference)",
-    )
-    schedule: Schedule = Field(
-        default_factory=lambda: {"name": "constant"}, validate_default=True,
-        description="learning-rate schedule: a factor on lr per step (see docs/schedules.md)",
-    )
-    clip_grad_norm: float | None = Field(
-        None, gt=0, description="clip the global gradient norm to this value (none: no clipping)"
-    )
 
 
 class TrainSpec(StrictModel):
@@ -192,7 +172,11 @@ class Spec(StrictModel):
         description="D_N between the aggregate posterior of the top latent and N(0, I)",
     )
     penalties: list[Any] = Field(default_factory=list)
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    optimizer: Any = Field(
+        default_factory=lambda: {"name": "adam"}, validate_default=True,
+        description="the optimiser and its options (learning rate, schedule, clipping), from the "
+        "optimizer registry",
+    )
     train: TrainSpec
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     callbacks: list[Any] = Field(
@@ -303,7 +287,8 @@ def spec_model() -> type[Spec]:
     Built after plug-ins are discovered (asking the registries for their names discovers them),
     and rebuilt when a registry changes, so every component is validated the same way.
     """
-    registries = (networks, costs, divergences, penalties, datasets, objectives, callbacks)
+    registries = (networks, costs, divergences, penalties, datasets, objectives, callbacks,
+                  optimizers, lr_schedules, lambda_schedules)  # nested in the options of some
     key = tuple(tuple((e.name, id(e.options)) for e in r.entries()) for r in registries)
     if key not in _cache:
         network = networks.options_union()
@@ -315,6 +300,7 @@ def spec_model() -> type[Spec]:
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
             objective=objectives.options_union(),
+            optimizer=optimizers.options_union(default="adam"),
             callbacks=list[callbacks.options_union()],  # type: ignore[misc]
         )
     return _cache[key]
