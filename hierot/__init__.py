@@ -13,10 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hierot import _moved
 from hierot.errors import HierotError, SpecError
-
-_moved.install()
 
 _EXPORTS = {
     "fit": "hierot.api",
@@ -26,7 +23,7 @@ _EXPORTS = {
     "Spec": "hierot.spec.schema",
 }
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "fit", "load_spec"]
 
 

@@ -21,12 +21,11 @@ from hierot.spec.schema import (
     Spec,
     TrainSpec,
     spec_model,
-    upgrade_objective,
     validate_spec,
 )
 
 __all__ = [
     "DistributedSpec", "ExplicitWeights", "LayerSpec", "OptimizerOptions", "PaperMnistWeights",
     "PaperSvhnWeights", "Spec", "TrainSpec", "Weights", "apply_overrides", "dump_spec",
-    "load_spec", "read_raw", "read_text", "spec_model", "upgrade_objective", "validate_spec",
+    "load_spec", "read_raw", "read_text", "spec_model", "validate_spec",
 ]

@@ -33,7 +33,6 @@ from hierot.components import (
     StrictModel,
     WeighsLayers,
 )
-from hierot.objectives import LEGACY_NAMES
 from hierot.registry import (
     callbacks,
     costs,
@@ -119,40 +118,6 @@ class DistributedSpec(StrictModel):
     backend: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="torch.distributed backend (auto: nccl on CUDA, gloo on CPU)"
     )
-
-
-def upgrade_objective(raw: Any) -> Any:
-    """Convert the spec form written before objectives were a registry, on a copy of ``raw``.
-
-    ``objective: stacked`` (or ``flat``, or any registered name) with a top-level ``weights:``
-    becomes ``objective: {name: stacked-wae, weights: ...}`` (``wae`` for ``flat``); a missing
-    ``objective`` with a top-level ``weights:`` is the default ``stacked-wae``; a top-level
-    ``weights:`` beside an objective mapping updates the objective's weights (so
-    ``--set weights.lambda_rec=0.1`` works on either form). Other input is returned unchanged. Published presets and run directories in the old form keep loading.
-    """
-    if not isinstance(raw, dict):
-        return raw
-    if "weights" in raw and raw["weights"] is None:  # `--set weights=null`: no weights
-        raw = {k: v for k, v in raw.items() if k != "weights"}
-    objective = raw.get("objective")
-    if isinstance(objective, dict) and isinstance(raw.get("weights"), dict):
-        # `--set weights.lambda_rec=0.1` on a spec in the new form: the objective's weights
-        raw = dict(raw)
-        weights, inner = raw.pop("weights"), objective.get("weights")
-        same = isinstance(inner, dict) and weights.get("schedule", inner.get("schedule")) == inner.get(
-            "schedule")
-        raw["objective"] = {**objective, "weights": {**inner, **weights} if same else weights}
-        return raw
-    if not (isinstance(objective, str) or (objective is None and "weights" in raw)):
-        return raw
-    raw = dict(raw)
-    name = LEGACY_NAMES.get(objective, objective) if objective is not None else "stacked-wae"
-    upgraded: dict[str, Any] = {"name": name}
-    weights = raw.pop("weights", None)
-    if weights is not None:  # `weights: null` (e.g. --set weights=null) drops them
-        upgraded["weights"] = weights
-    raw["objective"] = upgraded
-    return raw
 
 
 class Spec(StrictModel):
@@ -331,7 +296,5 @@ def validate_spec(raw: Any) -> Spec:
 
     The mapping is validated as the JSON document it is, in pydantic's strict mode: numbers,
     booleans and strings are never converted into one another (lists still become tuples).
-    The form written before objectives were a registry is converted first
-    (:func:`upgrade_objective`).
     """
-    return spec_model().model_validate_json(_as_json(upgrade_objective(raw)), strict=True)
+    return spec_model().model_validate_json(_as_json(raw), strict=True)
