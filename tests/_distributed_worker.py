@@ -142,7 +142,7 @@ def main(root: Path) -> None:
                overrides=["distributed.sync_batchnorm=false"])
     hierot.fit(DETERMINISTIC, out=root / "local", overrides=["distributed.divergence=local"])
     try:
-        hierot.fit(DETERMINISTIC, overrides=["train.batch_size=33"])
+        hierot.fit(DETERMINISTIC, out=root / "odd", overrides=["train.batch_size=33"])
     except HierotError as exc:
         seen["odd_batch"] = str(exc)
     seen["noise"] = noise_streams()

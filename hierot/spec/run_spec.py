@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-
 from typing import Any
 
 from hierot.errors import SpecError
