@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from hierot._version import __version__
 from hierot.errors import HierotError, SpecError
 
 _EXPORTS = {
@@ -34,7 +35,6 @@ _EXPORTS = {
 }
 """Public name -> the module defining it (``module:attribute`` where the names differ)."""
 
-__version__ = "0.2.0"
 __all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "evaluate", "fit", "load_spec",
            "plot", "sample", "sweep", "validate"]
 

@@ -77,3 +77,13 @@ def test_sample_and_evaluate_check_their_options_before_any_work(tmp_path):
     with pytest.raises(HierotError, match="must end in .png"):
         hierot.sample(run, 2, out=tmp_path / "x.txt")
     assert not (run / "eval.json").exists()
+
+
+def test_the_version_is_one_and_has_its_changelog_entry():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert declared == hierot.__version__
+    assert f"\n## {hierot.__version__} - " in (root / "CHANGELOG.md").read_text()

@@ -29,7 +29,7 @@ PACKAGE = ROOT / "hierot"
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # bottom first; a module may import its own layer (without cycles) and the layers below
-    "foundations": ("hierot.errors", "hierot._utils", "hierot.distributions",
+    "foundations": ("hierot.errors", "hierot._utils", "hierot._version", "hierot.distributions",
                     "hierot.precision"),
     "contracts and registries": ("hierot.components", "hierot._registry", "hierot.registry"),
     "components": (

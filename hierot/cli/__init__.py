@@ -32,12 +32,12 @@ __all__ = ["COMMANDS", "command", "main", "make_parser", "version_line"]
 
 def version_line() -> str:
     """``hierot 0.2.0 (torch 2.14.1, python 3.11.7)``: hierot's version is that of the code that
-    runs (``hierot.__version__``; an editable install's metadata can lag behind it), torch's is
+    runs (``hierot._version``; an editable install's metadata can lag behind it), torch's is
     read from its metadata without importing torch."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    import hierot
+    from hierot._version import __version__
 
     def installed(name: str) -> str:
         try:
@@ -45,7 +45,7 @@ def version_line() -> str:
         except PackageNotFoundError:
             return "not installed"
 
-    return (f"hierot {hierot.__version__} (torch {installed('torch')}, "
+    return (f"hierot {__version__} (torch {installed('torch')}, "
             f"python {platform.python_version()})")
 
 
