@@ -30,7 +30,7 @@ registry             built-ins                               entry-point group
 ``optimizers``       :mod:`hierot.optimizers`                ``hierot.optimizers``
 ``lr_schedules``     :mod:`hierot.schedules`                 ``hierot.lr_schedules``
 ``lambda_schedules`` :mod:`hierot.objectives.weights`        ``hierot.lambda_schedules``
-``samplers``         :mod:`hierot.evaluation.samplers`       ``hierot.samplers``
+``samplers``         :mod:`hierot.samplers`                  ``hierot.samplers``
 ``presets``          ``hierot/spec/presets/*.yaml``          ``hierot.presets``
 ``sweeps``           ``hierot/sweeps/presets/*.yaml``        ``hierot.sweeps``
 ==================== ======================================= ==================================
@@ -54,7 +54,7 @@ lambda_schedules = Registry(
     "lambda schedule", builtins="hierot.objectives.weights", group="hierot.lambda_schedules",
     key="schedule",
 )
-samplers = Registry("sampler", builtins="hierot.evaluation.samplers", group="hierot.samplers")
+samplers = Registry("sampler", builtins="hierot.samplers", group="hierot.samplers")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
