@@ -279,7 +279,7 @@ class Registry:
         return self._tagged[name]
 
     def make_options(self, name: str, /, **fields: Any) -> ComponentOptions:
-        """Validated options of entry ``name`` (``registry.make_options("cosine", warmup_steps=5)``).
+        """Validated options of entry ``name``: ``make_options("cosine", warmup_steps=5)``.
 
         Validated as Python values (not strictly, as the spec is): for code and tests; a spec
         goes through :func:`hierot.spec.validate_spec`.

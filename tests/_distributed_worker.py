@@ -60,7 +60,8 @@ GAUSSIAN = {
     "layers": [{**layer(6, 24, "gaussian"), "cost": {"name": "l1"}}, layer(2, 16, "gaussian")],
     "divergence": {"name": "sliced-wasserstein", "n_projections": 8},
 }
-FLAT = {**DETERMINISTIC, "objective": {**DETERMINISTIC["objective"], "name": "wae"}, "train": {**DETERMINISTIC["train"], "steps": 3}}
+FLAT = {**DETERMINISTIC, "objective": {**DETERMINISTIC["objective"], "name": "wae"},
+        "train": {**DETERMINISTIC["train"], "steps": 3}}
 
 
 def noise_streams() -> dict:

@@ -1,17 +1,17 @@
 """A griffe extension: hierot's reStructuredText docstring markup, rendered by mkdocstrings.
 
-hierot's docstrings are NumPy style with Sphinx roles (``:class:`~hierot.spec.Spec```), ``.. math::``
-blocks and simple tables, which ``hierot list`` and ``help()`` read as they are. For the API pages
-this extension rewrites each docstring once the package is loaded:
+hierot's docstrings are NumPy style with Sphinx roles (``:class:`~hierot.spec.Spec```),
+``.. math::`` blocks and simple tables, which ``hierot list`` and ``help()`` read as they are.
+For the API pages this extension rewrites each docstring once the package is loaded:
 
-* ``:class:`X``` (``:func:``, ``:meth:``, ``:mod:``, ``:attr:``, ``:data:``, ``:exc:``, ``:obj:``) ->
-  an optional cross-reference: a link where ``X`` is rendered on the site, code text otherwise;
-  ``~`` keeps the last name only, as in Sphinx;
-* ``:math:`x``` -> ``$x$``; a ``.. math::`` block -> a ``$$ ... $$`` block (pymdownx.arithmatex);
+* ``:class:`X``` (``:func:``, ``:meth:``, ``:mod:``, ``:attr:``, ``:data:``, ``:exc:``,
+  ``:obj:``) -> an optional cross-reference: a link where ``X`` is rendered on the site, code
+  text otherwise; ``~`` keeps the last name only, as in Sphinx;
+* ``:math:`x``` -> ``$x$``; a ``.. math::`` block -> a ``$$ ... $$`` block (arithmatex);
 * a simple table (rows framed by ``=== ===`` lines) -> a Markdown table;
 * a paragraph ending ``::`` before a literal block -> ``:``.
 
-Configured in ``mkdocs.yml`` (``extensions: [docs/_ext/sphinx_roles.py]``).
+Configured in ``mkdocs.yml`` (``extensions: [docs/_ext/sphinx_roles.py:SphinxRoles]``).
 """
 
 from __future__ import annotations
