@@ -118,5 +118,7 @@ def list_components(args: argparse.Namespace) -> int:
     return 0
 
 
-list_components.arguments = lambda p: p.add_argument("kind", nargs="?", help="networks, costs, ...")
+list_components.arguments = lambda p: p.add_argument(
+    "kind", nargs="?", help="networks, costs, divergences, ..., optimizers, lr_schedules, "
+    "lambda_schedules, samplers (default: every kind)")
 command("list", "list registered components (and plug-ins, with their package)")(list_components)
