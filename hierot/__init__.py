@@ -3,6 +3,11 @@
 >>> import hierot
 >>> spec = hierot.load_spec("quickstart", ["train.steps=10"])
 >>> result = hierot.fit(spec, out="runs/demo")  # doctest: +SKIP
+>>> hierot.evaluate("runs/demo")  # doctest: +SKIP
+
+Every ``hierot`` command is a function here with the same name and defaults (:mod:`hierot.api`):
+``validate``, ``fit`` (``hierot train``), ``evaluate`` (``hierot eval``), ``plot``, ``sample``
+and ``sweep``.
 
 The names below are imported on first use, so ``import hierot`` (and ``hierot --help``) does not
 import torch.
@@ -13,26 +18,31 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hierot import _moved
+from hierot._version import __version__
 from hierot.errors import HierotError, SpecError
-
-_moved.install()
 
 _EXPORTS = {
     "fit": "hierot.api",
+    "validate": "hierot.api",
+    "evaluate": "hierot.api",
+    "plot": "hierot.api",
+    "sample": "hierot.api",
+    "sweep": "hierot.sweeps.driver:run_sweep",
     "Built": "hierot.builder",
     "build": "hierot.builder",
     "load_spec": "hierot.spec.loading",
     "Spec": "hierot.spec.schema",
 }
+"""Public name -> the module defining it (``module:attribute`` where the names differ)."""
 
-__version__ = "0.1.0"
-__all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "fit", "load_spec"]
+__all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "evaluate", "fit", "load_spec",
+           "plot", "sample", "sweep", "validate"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        module, _, attribute = _EXPORTS[name].partition(":")
+        return getattr(importlib.import_module(module), attribute or name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -22,7 +22,7 @@ from importlib.resources import files
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Discriminator, create_model
+from pydantic import AfterValidator, BaseModel, Discriminator, Tag, create_model
 
 from hierot.components import ComponentOptions, NoOptions
 from hierot.errors import DuplicateNameError, PluginError, UnknownNameError
@@ -85,11 +85,20 @@ class Registry:
         Module imported on first use; importing it registers the built-in components.
     group:
         Entry-point group of plug-ins, ``None`` for a registry without plug-ins.
+    key:
+        The field that names the entry in a spec (``"name"``; the lambda schedules of
+        ``objective.weights`` are chosen by ``"schedule"``).
     """
 
-    def __init__(self, kind: str, *, builtins: str | None = None, group: str | None = None):
+    def __init__(
+        self, kind: str, *, builtins: str | None = None, group: str | None = None,
+        key: str = "name",
+    ):
         self.kind = kind
         self.group = group
+        self.key = key
+        self.version = 0
+        """Counts changes (add, remove): caches of models built from the registry key on it."""
         self._builtins = builtins
         self._entries: dict[str, Entry] = {}
         self._tagged: dict[str, type[ComponentOptions]] = {}
@@ -143,6 +152,7 @@ class Registry:
             raise PluginError(f"{self.kind} {name!r}: options must be a pydantic model class")
         entry = Entry(name, factory, options, source, entry_point)
         self._entries[name] = entry
+        self.version += 1
         return entry
 
     def add_yaml_files(self, package: str) -> None:
@@ -168,6 +178,7 @@ class Registry:
         """Unregister ``name`` (for tests and interactive sessions)."""
         self._entries.pop(name, None)
         self._tagged.pop(name, None)
+        self.version += 1
 
     # -- lookup ----------------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -245,30 +256,96 @@ class Registry:
 
     # -- spec integration ----------------------------------------------------------------------
     def tagged_options(self, name: str) -> type[ComponentOptions]:
-        """The entry's options model with a ``name: Literal[name]`` field added."""
-        if name not in self._tagged:
-            entry = self.get(name)
-            model = create_model(
-                f"{entry.options.__name__}[{name}]",
-                __base__=entry.options,
-                name=(Literal[name], ...),
-            )
+        """The entry's options model with a ``name: Literal[name]`` field added.
+
+        (The field is :attr:`key`, ``name`` unless the registry says otherwise.) A field of the
+        options declared with :func:`choice` becomes the union of its registry's options, so a
+        plug-in's options nested in a built-in's (a learning-rate schedule inside the optimizer)
+        are validated like a built-in's.
+        """
+        entry = self.get(name)
+        nested = _choice_fields(entry.options)
+        stamp = (id(entry.options), tuple(r.version for r, _ in nested.values()))
+        cached = self._tagged.get(name)
+        if cached is None or cached.__hierot_stamp__ != stamp:  # type: ignore[attr-defined]
+            fields: dict[str, Any] = {self.key: (Literal[name], ...)}
+            for field, (registry, info) in nested.items():
+                fields[field] = (registry.options_union(), info)
+            model = create_model(f"{entry.options.__name__}[{name}]", __base__=entry.options,
+                                 **fields)
             model.__doc__ = entry.options.__doc__
+            model.__hierot_stamp__ = stamp  # type: ignore[attr-defined]
             self._tagged[name] = model
         return self._tagged[name]
 
-    def options_union(self) -> Any:
-        """A discriminated union (on ``name``) of every entry's options, plug-ins included."""
+    def make_options(self, name: str, /, **fields: Any) -> ComponentOptions:
+        """Validated options of entry ``name``: ``make_options("cosine", warmup_steps=5)``.
+
+        Validated as Python values (not strictly, as the spec is): for code and tests; a spec
+        goes through :func:`hierot.spec.validate_spec`.
+        """
+        return self.tagged_options(name).model_validate({**fields, self.key: name})
+
+    def options_union(self, default: str | None = None) -> Any:
+        """A discriminated union (on ``name``) of every entry's options, plug-ins included.
+
+        ``default`` is the entry chosen when the mapping names none (the optimizer's ``adam``).
+        """
         models = tuple(self.tagged_options(n) for n in self.names())
         if not models:
             return Annotated[Any, AfterValidator(self._none_registered)]
+        if default is not None:
+            models = tuple(self._defaulted(m) if n == default else m
+                           for n, m in zip(self.names(), models))
+            tagged = tuple(Annotated[m, Tag(n)] for n, m in zip(self.names(), models))
+
+            def tag(value: Any) -> Any:
+                if isinstance(value, dict):
+                    return value.get(self.key, default)
+                return getattr(value, self.key, None)
+
+            return Annotated[Union[tagged], Discriminator(tag)]  # noqa: UP007
         if len(models) == 1:
             return models[0]
-        return Annotated[Union[models], Discriminator("name")]  # noqa: UP007
+        return Annotated[Union[models], Discriminator(self.key)]  # noqa: UP007
+
+    def _defaulted(self, model: type[ComponentOptions]) -> type[ComponentOptions]:
+        """``model`` (tagged) whose name field may be left out."""
+        name = model.model_fields[self.key].annotation.__args__[0]  # type: ignore[union-attr]
+        derived = create_model(model.__name__, __base__=model, **{self.key: (Literal[name], name)})
+        derived.__doc__ = model.__doc__
+        return derived
 
     def _none_registered(self, value: Any) -> Any:
         raise ValueError(f"no {self.kind} is registered")
 
     def build(self, options: ComponentOptions, /, **context: Any) -> Any:
         """Call the factory named by ``options.name`` with the options and ``context``."""
-        return self.get(options.name).factory(options, **context)  # type: ignore[attr-defined]
+        return self.get(getattr(options, self.key)).factory(options, **context)
+
+
+@dataclass(frozen=True)
+class _Choice:
+    """Marks a field of an options model as a choice from ``registry`` (see :func:`choice`)."""
+
+    registry: Registry
+
+
+def choice(registry: Registry) -> Any:
+    """The type of an options field that holds a component of another registry.
+
+    ``schedule: choice(lr_schedules) = Field(default_factory=lambda: {"name": "constant"},
+    validate_default=True)``: when the options are tagged for the spec the field becomes the
+    union over ``registry`` as it is then, plug-ins included.
+    """
+    return Annotated[Any, _Choice(registry)]
+
+
+def _choice_fields(model: type[BaseModel]) -> dict[str, tuple[Registry, Any]]:
+    """The fields of ``model`` declared with :func:`choice`: name -> (registry, field info)."""
+    found = {}
+    for field, info in model.model_fields.items():
+        for mark in info.metadata:
+            if isinstance(mark, _Choice):
+                found[field] = (mark.registry, info)
+    return found

@@ -1,13 +1,28 @@
-"""The Python API, mirroring the CLI: ``load_spec``, ``build``, ``fit``."""
+"""The Python API the ``hierot`` command stands on: one function per command, same defaults.
+
+=============================== =============================================================
+``hierot validate SPEC``        :func:`validate` (and :func:`load_spec`)
+``hierot train SPEC``           :func:`fit` (``--resume DIR``: ``fit(resume=DIR)``)
+``hierot eval RUN``             :func:`evaluate`
+``hierot plot RUN``             :func:`plot`
+``hierot sample RUN``           :func:`sample`
+``hierot sweep SWEEP``          ``hierot.sweep`` (:func:`hierot.sweeps.driver.run_sweep`; sweeps
+                                stand on :func:`fit`, so they live a layer above this module)
+=============================== =============================================================
+
+Each command of :mod:`hierot.cli` parses its arguments, calls the function here and prints what
+it returns; a notebook gets what a terminal gets.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from hierot.builder import Built, build
 from hierot.callbacks import Callback, build_callbacks
@@ -21,6 +36,19 @@ from hierot.training.rundir import RunDir, atomic_write_text
 from hierot.training.runtime import Runtime
 from hierot.training.trainer import CHECKPOINT_FORMAT, Trainer, TrainResult, total_steps
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Samples:
+    """What :func:`sample` drew: ``x`` ``(n, *data shape)``, the checkpoint's step, and how
+    (``"gmm(n_components=20) / ancestral"``)."""
+
+    x: Tensor
+    step: int
+    how: str
+
 
 def _say(message: str) -> None:
     print(f"hierot: {message}", file=sys.stderr)
@@ -32,10 +60,29 @@ def default_run_dir(source: Any, root: str | Path = "runs") -> Path:
     return Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def validate(
+    spec: Spec | str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
+) -> Spec:
+    """The validated spec of ``hierot validate``: a file, a preset, a mapping or a :class:`Spec`.
+
+    A :class:`Spec` is validated again (one changed with pydantic's ``model_copy`` skipped
+    validation). Nothing is built or written.
+
+    Raises
+    ------
+    SpecError
+        Every problem, one ``path: message`` line each.
+    """
+    if isinstance(spec, Spec):
+        return load_spec(spec.model_dump(mode="json"), overrides, label="<Spec>")
+    return load_spec(spec, overrides)
+
+
 def fit(
     spec: Spec | str | Path | Mapping[str, Any] | None = None,
     *,
     out: str | Path | None = None,
+    save: bool = True,
     overrides: Iterable[str] = (),
     resume: str | Path | None = None,
     runtime: Runtime | None = None,
@@ -48,9 +95,13 @@ def fit(
     Parameters
     ----------
     spec:
-        A :class:`Spec`, a YAML file, a preset name or a mapping (ignored with ``resume``).
+        A :class:`Spec` (validated again, see :func:`validate`), a YAML file, a preset name or a
+        mapping (ignored with ``resume``).
     out:
-        Run directory to create; ``None`` trains without writing anything.
+        Run directory to create; ``None``: ``runs/NAME-TIME`` as ``hierot train`` makes it
+        (:func:`default_run_dir`).
+    save:
+        ``False`` trains without writing anything (``out`` must then be ``None``).
     overrides:
         ``"a.b=value"`` strings applied before validation (with ``resume`` too, e.g. to extend
         ``train.steps``).
@@ -73,6 +124,10 @@ def fit(
     """
     overrides = list(overrides)
     changes: list[resuming.Change] = []
+    if not save and (out is not None or resume is not None):
+        raise HierotError("fit: save=False writes nothing; it cannot take out= or resume=")
+    if save and out is None and resume is None:
+        out = default_run_dir(spec)
     if resume is not None:
         if init_from is not None:
             raise HierotError("--init-from starts a new run; it cannot be combined with --resume")
@@ -80,10 +135,8 @@ def fit(
         run_dir.require()
         spec = load_run_spec(run_dir.path, overrides)
         changes = resuming.check_resume(run_dir, load_run_spec(run_dir.path), spec)
-    elif not isinstance(spec, Spec):
-        spec = load_spec(spec, overrides)
-    elif overrides:
-        spec = load_spec(spec.model_dump(mode="json"), overrides)
+    else:
+        spec = validate(spec, overrides)
     runtime = runtime or from_environment(spec.device, spec.distributed)
     if resume is None:
         out = runtime.broadcast(out)  # rank 0's choice (a default name holds a timestamp)
@@ -140,4 +193,113 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
     run_dir.truncate_metrics(trainer.step)
 
 
-__all__ = ["build", "default_run_dir", "fit", "load_spec"]
+def evaluate(
+    run_dir: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
+    samples: int = 5000, seed: int = 0, samplers: Sequence[str | Mapping] = ("prior",),
+) -> dict:
+    """``hierot eval``: every metric of a run on its held-out split, written to ``RUN/eval.json``.
+
+    Parameters
+    ----------
+    run_dir:
+        A run directory written by :func:`fit`.
+    checkpoint:
+        The step of the checkpoint to use (default: the last), or ``"best"``.
+    device:
+        Where to evaluate (default: the spec's device).
+    samples:
+        Generated samples (and as many test points) for the FCD, at most the test set's size.
+    seed:
+        Seed of every random draw.
+    samplers:
+        Samplers of the top latent whose samples are measured (names or option mappings of the
+        ``samplers`` registry, see :mod:`hierot.samplers`); all are checked before any work.
+
+    Returns
+    -------
+    dict
+        What ``RUN/eval.json`` holds (:func:`hierot.evaluation.evaluator.format_table` prints it).
+    """
+    from hierot.evaluation.evaluator import evaluate as evaluate_run
+    from hierot.samplers import parse_sampler
+
+    samplers = [dict(s) if isinstance(s, Mapping) else s for s in samplers]
+    for text in samplers:  # a bad sampler fails before any work
+        parse_sampler(text)
+    return evaluate_run(run_dir, checkpoint, device=device, samples=samples, seed=seed,
+                        samplers=samplers)
+
+
+def plot(
+    run_dir: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
+    embedding: Literal["pca", "umap"] = "pca",
+) -> list[Path]:
+    """``hierot plot``: a run's figures into ``RUN/figures``, then ``RUN/report.md``.
+
+    ``embedding`` projects latent layers wider than 2-D (``pca``, or ``umap`` as the paper's
+    figures, whose compilation takes about half a minute). Returns the paths written, the report
+    last.
+    """
+    from hierot.evaluation.figures import plot_run
+    from hierot.evaluation.report import write_report
+
+    if embedding not in ("pca", "umap"):
+        raise HierotError(f"plot: embedding must be pca or umap, got {embedding!r}")
+    written = plot_run(run_dir, checkpoint, device=device, embedding=embedding)
+    return [*written, write_report(run_dir)]
+
+
+def sample(
+    run_dir: str | Path, n: int = 64, *, out: str | Path | None = None,
+    checkpoint: int | str | None = None, device: str | None = None, seed: int = 0,
+    sampler: str | Mapping = "prior", path: Literal["ancestral", "mean"] = "ancestral",
+) -> Samples:
+    """``hierot sample``: ``n`` samples of x from a trained run (:class:`Samples`, on the CPU).
+
+    Parameters
+    ----------
+    run_dir, checkpoint, device:
+        As in :func:`evaluate`.
+    n:
+        Number of samples.
+    out:
+        Also write them: ``FILE.png`` an image grid (a scatter plot for vector data),
+        ``FILE.pt`` the tensor ``(n, *shape)``; ``None`` writes nothing.
+    seed:
+        Seed of the samples of the top latent and of each layer's noise.
+    sampler:
+        Sampler of the top latent, a name or an option mapping of the ``samplers`` registry.
+    path:
+        ``ancestral`` (each layer's noise: the model) or ``mean`` (the decoders' means).
+    """
+    import torch
+
+    from hierot.evaluation.samplers import draw, fitted, label
+    from hierot.evaluation.trained import load_run
+    from hierot.samplers import parse_sampler
+
+    if n < 1:
+        raise HierotError(f"sample: -n must be at least 1, got {n}")
+    target = Path(out) if out is not None else None
+    if target is not None and target.suffix.lower() not in (".png", ".pt"):
+        raise HierotError(f"sample: --out {target} must end in .png (an image grid) or .pt "
+                          "(a tensor)")
+    options = parse_sampler(dict(sampler) if isinstance(sampler, Mapping) else sampler)
+    run = load_run(run_dir, checkpoint, device=device)
+    drawn = draw(run.model, fitted(run, options, seed=seed), n, path, seed=seed,
+                 device=run.device)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix.lower() == ".pt":
+            torch.save(drawn, target)
+        else:
+            from hierot.evaluation.plotting import samples_figure
+
+            title = (f"{len(drawn)} samples ({label(options)} / {path}), "
+                     f"{run.run_dir.path.name}, step {run.step}")
+            samples_figure(drawn, run.model.data_shape, run.data.test_x, title, target)
+    return Samples(drawn, run.step, f"{label(options)} / {path}")
+
+
+__all__ = ["Samples", "build", "default_run_dir", "evaluate", "fit", "load_spec", "plot",
+           "sample", "validate"]

@@ -19,8 +19,17 @@ from hierot.components import DataSplits
 from hierot.errors import HierotError, SpecError
 from hierot.model import Hierarchy
 from hierot.objectives import Objective, ObjectiveContext
-from hierot.registry import costs, datasets, divergences, networks, objectives, penalties
-from hierot.spec.schema import OptimizerSpec, Spec
+from hierot.optimizers import OptimizerOptions
+from hierot.registry import (
+    costs,
+    datasets,
+    divergences,
+    networks,
+    objectives,
+    optimizers,
+    penalties,
+)
+from hierot.spec.schema import Spec
 
 
 @dataclass
@@ -86,29 +95,19 @@ def build(
     return Built(spec, data, model, build_objective(spec, model, gather))
 
 
-_OPTIMIZERS = {
-    "adam": lambda p, o, k: torch.optim.Adam(p, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **k),
-    "adamw": lambda p, o, k: torch.optim.AdamW(
-        p, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **k
-    ),
-    "sgd": lambda p, o, k: torch.optim.SGD(
-        p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **k
-    ),
-    "rmsprop": lambda p, o, k: torch.optim.RMSprop(
-        p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **k
-    ),
-}
-_FUSED = {"adam", "adamw", "sgd"}  # torch.optim classes with a fused kernel
-
-
 def fused_supported(name: str, device: torch.device) -> bool:
-    """Whether torch has a fused (one kernel per step) update for optimiser ``name`` on ``device``."""
+    """Whether torch has a fused (one kernel per step) update for optimiser ``name`` on ``device``.
+
+    The optimiser's factory says it has one (a ``fused = True`` attribute, see
+    :mod:`hierot.optimizers`); torch says on which devices.
+    """
     from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-    return name in _FUSED and device.type in _get_fused_kernels_supported_devices()
+    has_kernel = getattr(optimizers.get(name).factory, "fused", False)
+    return has_kernel and device.type in _get_fused_kernels_supported_devices()
 
 
-def optimizer_kernels(options: OptimizerSpec, device: torch.device) -> dict[str, bool]:
+def optimizer_kernels(options: OptimizerOptions, device: torch.device) -> dict[str, bool]:
     """The ``fused``/``foreach`` arguments of ``optimizer.implementation`` on ``device``.
 
     ``auto`` is the fused update where torch has one for this optimiser and device (Adam,
@@ -128,8 +127,13 @@ def optimizer_kernels(options: OptimizerSpec, device: torch.device) -> dict[str,
     return {"foreach": options.implementation == "foreach"}
 
 
-def build_optimizer(options: OptimizerSpec, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimiser of ``options`` over ``parameters`` (on their device, see :func:`optimizer_kernels`)."""
+def build_optimizer(
+    options: OptimizerOptions, parameters: Iterable[nn.Parameter]
+) -> torch.optim.Optimizer:
+    """The optimiser of ``options`` (from the ``optimizers`` registry) over ``parameters``.
+
+    On their device, with the kernels of :func:`optimizer_kernels`.
+    """
     parameters = list(parameters)
     device = parameters[0].device if parameters else torch.device("cpu")
-    return _OPTIMIZERS[options.name](parameters, options, optimizer_kernels(options, device))
+    return optimizers.build(options, parameters=parameters, **optimizer_kernels(options, device))

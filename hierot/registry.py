@@ -13,9 +13,30 @@ entry-point group named beside it. Register a component in your own code with it
     class MyDivergence:
         def __init__(self, options: MyDivergenceOptions): ...
         def __call__(self, z, prior_samples): ...
+
+Every choice a spec or a command makes is one of these registries, each with its own contract
+(what the factory is called with and returns, in :mod:`hierot.components` or the module named):
+
+==================== ======================================= ==================================
+registry             built-ins                               entry-point group
+==================== ======================================= ==================================
+``networks``         :mod:`hierot.networks`                  ``hierot.networks``
+``costs``            :mod:`hierot.costs`                     ``hierot.costs``
+``divergences``      :mod:`hierot.divergences`               ``hierot.divergences``
+``penalties``        :mod:`hierot.penalties`                 ``hierot.penalties``
+``datasets``         :mod:`hierot.datasets`                  ``hierot.datasets``
+``objectives``       :mod:`hierot.objectives`                ``hierot.objectives``
+``callbacks``        :mod:`hierot.callbacks`                 ``hierot.callbacks``
+``optimizers``       :mod:`hierot.optimizers`                ``hierot.optimizers``
+``lr_schedules``     :mod:`hierot.schedules`                 ``hierot.lr_schedules``
+``lambda_schedules`` :mod:`hierot.objectives.weights`        ``hierot.lambda_schedules``
+``samplers``         :mod:`hierot.samplers`                  ``hierot.samplers``
+``presets``          ``hierot/spec/presets/*.yaml``          ``hierot.presets``
+``sweeps``           ``hierot/sweeps/presets/*.yaml``        ``hierot.sweeps``
+==================== ======================================= ==================================
 """
 
-from hierot._registry import Entry, Registry
+from hierot._registry import Entry, Registry, choice
 from hierot.components import ComponentOptions, NoOptions
 
 networks = Registry("network", builtins="hierot.networks", group="hierot.networks")
@@ -27,6 +48,13 @@ presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.prese
 objectives = Registry("objective", builtins="hierot.objectives", group="hierot.objectives")
 callbacks = Registry("callback", builtins="hierot.callbacks", group="hierot.callbacks")
 sweeps = Registry("sweep", builtins="hierot.sweeps.presets", group="hierot.sweeps")
+optimizers = Registry("optimizer", builtins="hierot.optimizers", group="hierot.optimizers")
+lr_schedules = Registry("lr schedule", builtins="hierot.schedules", group="hierot.lr_schedules")
+lambda_schedules = Registry(
+    "lambda schedule", builtins="hierot.objectives.weights", group="hierot.lambda_schedules",
+    key="schedule",
+)
+samplers = Registry("sampler", builtins="hierot.samplers", group="hierot.samplers")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -38,6 +66,10 @@ ALL: dict[str, Registry] = {
     "objectives": objectives,
     "callbacks": callbacks,
     "sweeps": sweeps,
+    "optimizers": optimizers,
+    "lr_schedules": lr_schedules,
+    "lambda_schedules": lambda_schedules,
+    "samplers": samplers,
 }
 
-__all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]
+__all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", "choice", *ALL]

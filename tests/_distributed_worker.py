@@ -48,7 +48,8 @@ def layer(latent: int, hidden: int, head: str = "deterministic") -> dict:
 DETERMINISTIC = {
     "data": {"name": "dist-blobs"},
     "layers": [layer(6, 24), layer(2, 16)],
-    "weights": {"schedule": "explicit", "reconstruction": [1.0, 0.5], "match": 5.0},
+    "objective": {"name": "stacked-wae",
+                  "weights": {"schedule": "explicit", "reconstruction": [1.0, 0.5], "match": 5.0}},
     "optimizer": {"lr": 0.01},
     "train": {"batch_size": 32, "steps": 4, "log_every": 1, "checkpoint_every": 2,
               "progress": False},
@@ -59,7 +60,8 @@ GAUSSIAN = {
     "layers": [{**layer(6, 24, "gaussian"), "cost": {"name": "l1"}}, layer(2, 16, "gaussian")],
     "divergence": {"name": "sliced-wasserstein", "n_projections": 8},
 }
-FLAT = {**DETERMINISTIC, "objective": "flat", "train": {**DETERMINISTIC["train"], "steps": 3}}
+FLAT = {**DETERMINISTIC, "objective": {**DETERMINISTIC["objective"], "name": "wae"},
+        "train": {**DETERMINISTIC["train"], "steps": 3}}
 
 
 def noise_streams() -> dict:
@@ -141,7 +143,7 @@ def main(root: Path) -> None:
                overrides=["distributed.sync_batchnorm=false"])
     hierot.fit(DETERMINISTIC, out=root / "local", overrides=["distributed.divergence=local"])
     try:
-        hierot.fit(DETERMINISTIC, overrides=["train.batch_size=33"])
+        hierot.fit(DETERMINISTIC, out=root / "odd", overrides=["train.batch_size=33"])
     except HierotError as exc:
         seen["odd_batch"] = str(exc)
     seen["noise"] = noise_streams()

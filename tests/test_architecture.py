@@ -29,12 +29,13 @@ PACKAGE = ROOT / "hierot"
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # bottom first; a module may import its own layer (without cycles) and the layers below
-    "foundations": ("hierot.errors", "hierot._utils", "hierot._moved", "hierot.distributions",
+    "foundations": ("hierot.errors", "hierot._utils", "hierot._version", "hierot.distributions",
                     "hierot.precision"),
     "contracts and registries": ("hierot.components", "hierot._registry", "hierot.registry"),
     "components": (
         "hierot.networks", "hierot.costs", "hierot.divergences", "hierot.penalties",
         "hierot.datasets", "hierot.model", "hierot.objectives", "hierot.schedules",
+        "hierot.optimizers", "hierot.samplers",
     ),
     "spec": ("hierot.spec",),
     "build": ("hierot.builder",),
@@ -212,24 +213,6 @@ def test_modules_are_short(folder):
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
-
-
-def test_old_module_paths_name_the_moved_modules():
-    """``hierot.trainer`` and the other paths of hierot 0.1 import the module at its new path."""
-    import importlib
-    import warnings
-
-    from hierot._moved import MOVED
-
-    for old, new in MOVED.items():
-        assert old != new and new in MODULES, (old, new)
-        assert old not in MODULES, f"{old} is both a module and a moved path"
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            module = importlib.import_module(old)
-        assert module is importlib.import_module(new)
-        assert module.__spec__.name == new  # left intact (importlib.resources reads it)
-        assert any(new in str(w.message) for w in caught if w.category is DeprecationWarning)
 
 
 def test_the_command_line_starts_without_torch():

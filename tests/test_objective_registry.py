@@ -19,7 +19,7 @@ from hierot.errors import SpecError
 from hierot.spec.loading import dump_spec, load_spec
 from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
-from hierot.spec.schema import upgrade_objective, validate_spec
+from hierot.spec.run_spec import load_run_spec, upgrade
 
 from _fixtures import FakeDist  # tests/_fixtures.py
 
@@ -106,15 +106,19 @@ NEW = {**TINY, "objective": {"name": "wae", "weights": {
     "schedule": "explicit", "reconstruction": [1.0, 0.5, 0.25], "match": 0.1}}}
 
 
-def test_old_and_new_forms_give_the_same_objective_and_terms(tmp_path):
-    old, new = load_spec(OLD), load_spec(NEW)
+def test_the_old_form_loads_from_run_directories_only(tmp_path):
+    """0.1's ``objective: flat`` + top-level ``weights:``: converted at the run-directory
+    boundary (:func:`hierot.spec.run_spec.upgrade`), refused by the spec loader."""
+    new = load_spec(NEW)
+    with pytest.raises(SpecError) as info:
+        load_spec(OLD)
+    assert info.value.lines[0].startswith("objective: a bare name is hierot 0.1's form")
+    assert "objective: {name: wae, weights:" in info.value.lines[0]
+    assert info.value.lines[1].startswith("weights: a top-level weights: is hierot 0.1's form")
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(OLD))
+    old = load_run_spec(tmp_path)
     assert old == new and old.objective.name == "wae"
-    assert validate_spec(OLD) == new  # the conversion is the Spec's own (run directories, tools)
     assert old.resolved_weights() == ([1.0, 0.5, 0.25], 0.1)
-    # a run directory's spec.yaml in the old form
-    file = tmp_path / "spec.yaml"
-    file.write_text(yaml.safe_dump(OLD))
-    assert load_spec(file) == new
     a, b = hierot.build(old, data=tiny_data()), hierot.build(new, data=tiny_data())
     torch.manual_seed(3)
     ta = a.objective(a.data.train_x).scalars()
@@ -123,42 +127,42 @@ def test_old_and_new_forms_give_the_same_objective_and_terms(tmp_path):
     assert ta == tb and set(ta) >= {"rec_x", "match_z1", "w_match_z1"}
 
 
-@pytest.mark.parametrize("old, new", [("stacked", "stacked-wae"), ("flat", "wae")])
-def test_old_presets_keep_loading_and_dump_in_the_new_form(old, new):
-    spec = load_spec("mnist-stackedwae.v1", [f"objective={old}"])
-    assert spec.objective.name == new
-    assert spec.objective.weights.schedule == "paper-mnist"
+def test_switching_the_objective_of_a_preset():
+    spec = load_spec("mnist-stackedwae.v1", ["objective.name=wae"])
+    assert spec.objective.name == "wae"
+    assert spec.objective.weights.schedule == "paper-mnist"  # wae's default weights
     dumped = yaml.safe_load(dump_spec(spec))
     assert "weights" not in dumped and dumped["objective"]["weights"]["lambda_rec"] == 0.05
     assert load_spec(dumped) == spec
 
 
-def test_top_level_weights_update_a_new_form_objective():
+def test_weights_is_short_for_objective_weights_in_overrides():
     spec = load_spec(NEW, ["weights.match=0.5"])
     assert spec.objective.weights.match == 0.5 and spec.objective.weights.reconstruction == (1.0, 0.5, 0.25)
     spec = load_spec(NEW, ["weights={schedule: paper-mnist, lambda_rec: 0.1}"])
     assert spec.objective.weights.schedule == "paper-mnist" and spec.objective.weights.lambda_rec == 0.1
-    with pytest.raises(SpecError, match=r"weights.lambda_reck: Extra inputs"):
+    with pytest.raises(SpecError, match=r"objective\.weights\.lambda_reck: Extra inputs"):
         load_spec(NEW, ["weights.lambda_reck=0.1"])
+    assert load_spec(TINY, ["weights={schedule: paper-svhn}"]).objective.name == "stacked-wae"
 
 
 def test_upgrade_leaves_the_new_form_alone_and_defaults_to_stacked_wae():
-    assert upgrade_objective(NEW) is NEW
-    assert upgrade_objective({"weights": {"schedule": "paper-svhn"}})["objective"] == {
+    assert upgrade(NEW) is NEW
+    assert upgrade({"weights": {"schedule": "paper-svhn"}})["objective"] == {
         "name": "stacked-wae", "weights": {"schedule": "paper-svhn"}}
     assert load_spec(TINY).objective.name == "stacked-wae"
 
 
 def test_objective_errors_name_the_field():
     with pytest.raises(SpecError) as info:
-        load_spec({**OLD, "weights": {**OLD["weights"], "reconstruction": [1.0]}})
-    assert info.value.lines == [
-        "weights.reconstruction: 1 values for 3 reconstruction terms (one per latent layer)"]
+        load_spec(NEW, ["objective.weights.reconstruction=[1.0]"])
+    assert info.value.lines == ["objective.weights.reconstruction: 1 values for 3 reconstruction "
+                                "terms (one per latent layer)"]
     with pytest.raises(SpecError) as info:
         load_spec({**NEW, "objective": {"name": "hvea"}})
     assert info.value.lines[0].startswith("objective.name: unknown objective 'hvea'; did you mean 'hvae'")
-    with pytest.raises(SpecError, match="objective 'hvae' takes no weights"):
-        load_spec({**OLD, "objective": "hvae"})
+    with pytest.raises(SpecError, match=r"objective\.weights: Extra inputs are not permitted"):
+        load_spec({**NEW, "objective": {**NEW["objective"], "name": "hvae"}})
     deterministic = [dict(LAYERS[0]), {**LAYERS[1], "encoder_head": "deterministic"},
                      {**LAYERS[2], "decoder_head": "deterministic"}]
     with pytest.raises(SpecError) as info:

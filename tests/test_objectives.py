@@ -20,7 +20,8 @@ SPEC = {
         {"latent_shape": [1], "encoder": {"name": "mlp", "hidden": []},
          "decoder": {"name": "mlp", "hidden": []}},
     ],
-    "weights": {"schedule": "explicit", "reconstruction": [1.0, 0.5], "match": 0.1},
+    "objective": {"name": "stacked-wae", "weights": {"schedule": "explicit",
+                                                     "reconstruction": [1.0, 0.5], "match": 0.1}},
     "penalties": [{"name": "abs-log-var", "weights": [0.01, 0.001]}],
     "divergence": {"name": "mmd", "kernel": "imq", "scales": "wae", "estimator": "unbiased"},
     "train": {"steps": 1},
@@ -55,14 +56,14 @@ def linear(module, inputs):
 
 
 def build(objective):
-    spec = hierot.load_spec(SPEC, [f"objective={objective}"])
+    spec = hierot.load_spec({**SPEC, "objective": {**SPEC["objective"], "name": objective}})
     x = torch.rand(6, 3)
     data = DataSplits(train_x=x, test_x=x)
     return hierot.build(spec, data=data), x
 
 
 def test_stacked_objective_matches_hand_computation():
-    built, x = build("stacked")
+    built, x = build("stacked-wae")
     model = built.model
     torch.manual_seed(1)
     terms = built.objective(x)
@@ -94,7 +95,7 @@ def test_stacked_objective_matches_hand_computation():
 
 
 def test_flat_objective_matches_hand_computation_and_trains_the_implicit_prior():
-    built, x = build("flat")
+    built, x = build("wae")
     model = built.model
     torch.manual_seed(2)
     terms = built.objective(x)

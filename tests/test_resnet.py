@@ -235,7 +235,7 @@ def test_penalties_sum_over_feature_maps(name):
     torch.testing.assert_close(penalty(LayerOutputs(maps)), penalty(LayerOutputs(flat)))
 
 
-@pytest.mark.parametrize("objective", ["stacked", "flat"])
+@pytest.mark.parametrize("objective", ["stacked-wae", "wae"])
 def test_objectives_train_feature_map_latents(objective):
     spec = hierot.load_spec(
         small_spec(
@@ -244,7 +244,7 @@ def test_objectives_train_feature_map_latents(objective):
                 conv_layer((2, 7, 7)),
                 conv_layer((2, 4, 4)),
             ],
-            objective=objective,
+            objective={"name": objective},
             penalties=[{"name": "abs-log-var"}],
         )
     )
@@ -254,7 +254,7 @@ def test_objectives_train_feature_map_latents(objective):
     terms.total.backward()
     model = built.model
     # Eq. (7) does not depend on the encoders above q(z_1 | x)
-    trained = [model.encoders[0], *model.decoders] if objective == "flat" else [model]
+    trained = [model.encoders[0], *model.decoders] if objective == "wae" else [model]
     grads = [p.grad for module in trained for p in module.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert built.model.generate(3).shape == (3, 1, 28, 28)

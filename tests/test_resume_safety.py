@@ -84,7 +84,7 @@ def stopped_at(tmp_path: Path, steps: int = 4) -> Path:
     ("seed=1", "seed: 0 -> 1"),
     ("data.n_train=64", "data.n_train: 128 -> 64"),
     ("divergence={name: sinkhorn}", 'divergence.name: "mmd" -> "sinkhorn"'),
-    ("objective=flat", 'objective.name: "stacked-wae" -> "wae"'),  # read as {name: wae}
+    ("objective.name=wae", 'objective.name: "stacked-wae" -> "wae"'),
 ])
 def test_resume_refuses_another_experiment_and_changes_nothing(tmp_path, override, field):
     run = stopped_at(tmp_path)

@@ -39,7 +39,8 @@ TINY_SPEC = {
         {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [8]},
          "decoder": {"name": "mlp", "hidden": [8]}},
     ],
-    "weights": {"schedule": "paper-mnist", "lambda_rec": 0.05, "lambda_match": 1e-4},
+    "objective": {"name": "stacked-wae",
+                  "weights": {"schedule": "paper-mnist", "lambda_rec": 0.05, "lambda_match": 1e-4}},
     "train": {"batch_size": 32, "steps": 6, "log_every": 2, "checkpoint_every": 2,
               "progress": False},
 }
@@ -105,7 +106,8 @@ def test_a_parameter_path_is_checked_against_the_base_spec(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "params.weights.lambda_reck: value 0.1: weights.paper-mnist.lambda_reck" in err or \
-        "params.weights.lambda_reck: value 0.1: weights.lambda_reck: Extra inputs" in err, err
+        "params.weights.lambda_reck: value 0.1: weights.lambda_reck: Extra inputs" in err or \
+        "params.weights.lambda_reck: value 0.1: objective.weights.lambda_reck: Extra" in err, err
     assert "params.train.steps: value -1: train.steps: Input should be greater than 0" in err
 
 

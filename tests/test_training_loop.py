@@ -16,8 +16,16 @@ from hierot.callbacks import Callback
 from hierot.errors import HierotError, SpecError
 from hierot.registry import ComponentOptions, callbacks, divergences
 from hierot.training.rundir import MetricsWriter, RunDir
-from hierot.schedules import Constant, Cosine, Linear, Step
-from hierot.spec.schema import OptimizerSpec
+from hierot.registry import lr_schedules, optimizers
+
+
+def schedule(name: str, **options):
+    """The built schedule ``name`` of the ``lr_schedules`` registry."""
+    return lr_schedules.build(lr_schedules.make_options(name, **options))
+
+
+def OptimizerSpec(name: str = "adam", **options):  # noqa: N802 - the spec's optimizer options
+    return optimizers.make_options(name, **options)
 from hierot.training.trainer import Trainer
 
 from _fixtures import two_layers  # tests/_fixtures.py
@@ -45,18 +53,18 @@ def weights(run: RunDir) -> dict[str, torch.Tensor]:
 
 # -- schedules ----------------------------------------------------------------------------------
 def test_schedule_factors():
-    warm = Cosine(name="cosine", warmup_steps=4)
+    warm = schedule("cosine", warmup_steps=4)
     assert [warm.factor(k, 14) for k in (1, 2, 4)] == [0.25, 0.5, 1.0]
     assert warm.factor(5, 14) == pytest.approx(1.0)  # first step after the warm-up
     assert warm.factor(14, 14) == pytest.approx(0.0, abs=1e-12)  # last step: min_factor
     assert warm.factor(9, 14) == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 9)))
-    assert Linear(name="linear", end_factor=0.5).factor(11, 11) == pytest.approx(0.5)
-    assert Linear(name="linear").factor(6, 11) == pytest.approx(0.5)
-    assert [Step(name="step", every=2, gamma=0.5).factor(k, 10) for k in (1, 2, 3, 5)] == [
+    assert schedule("linear", end_factor=0.5).factor(11, 11) == pytest.approx(0.5)
+    assert schedule("linear").factor(6, 11) == pytest.approx(0.5)
+    assert [schedule("step", every=2, gamma=0.5).factor(k, 10) for k in (1, 2, 3, 5)] == [
         1, 1, 0.5, 0.25]
-    assert [Step(name="step", milestones=(2, 4), gamma=0.1).factor(k, 10) for k in (2, 3, 5)] == [
+    assert [schedule("step", milestones=(2, 4), gamma=0.1).factor(k, 10) for k in (2, 3, 5)] == [
         1, pytest.approx(0.1), pytest.approx(0.01)]
-    assert Constant(name="constant", warmup_steps=2).factor(1, 5) == 0.5
+    assert schedule("constant", warmup_steps=2).factor(1, 5) == 0.5
 
 
 def test_schedule_options_are_validated():

@@ -31,10 +31,13 @@ __all__ = ["COMMANDS", "command", "main", "make_parser", "version_line"]
 
 
 def version_line() -> str:
-    """``hierot 0.1.0 (torch 2.14.1, python 3.11.7)``: the installed distributions' versions,
-    read from their metadata without importing torch."""
+    """``hierot 0.2.0 (torch 2.14.1, python 3.11.7)``: hierot's version is that of the code that
+    runs (``hierot._version``; an editable install's metadata can lag behind it), torch's is
+    read from its metadata without importing torch."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
+
+    from hierot._version import __version__
 
     def installed(name: str) -> str:
         try:
@@ -42,7 +45,7 @@ def version_line() -> str:
         except PackageNotFoundError:
             return "not installed"
 
-    return (f"hierot {installed('hierot')} (torch {installed('torch')}, "
+    return (f"hierot {__version__} (torch {installed('torch')}, "
             f"python {platform.python_version()})")
 
 

@@ -70,9 +70,9 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    from hierot.spec.loading import load_spec
+    from hierot import api
 
-    spec = load_spec(args.spec, overrides_of(args))
+    spec = api.validate(args.spec, overrides_of(args))
     print(f"{args.spec}: valid ({spec.objective.name} objective, {len(spec.layers)} latent layers "
           f"{[list(l.latent_shape) for l in spec.layers]}, divergence {spec.divergence.name})")
     print(f"objective: {spec.objective.describe(spec.latent_dims)}")
@@ -118,5 +118,7 @@ def list_components(args: argparse.Namespace) -> int:
     return 0
 
 
-list_components.arguments = lambda p: p.add_argument("kind", nargs="?", help="networks, costs, ...")
+list_components.arguments = lambda p: p.add_argument(
+    "kind", nargs="?", help="networks, costs, divergences, ..., optimizers, lr_schedules, "
+    "lambda_schedules, samplers (default: every kind)")
 command("list", "list registered components (and plug-ins, with their package)")(list_components)

@@ -44,14 +44,11 @@ def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) 
 
 # -- eval ------------------------------------------------------------------------------------------
 def evaluate_run(args: argparse.Namespace) -> int:
-    from hierot.evaluation.evaluator import EVAL_FILE, evaluate, format_table
-    from hierot.evaluation.samplers import parse_sampler
+    from hierot.api import evaluate
+    from hierot.evaluation.evaluator import EVAL_FILE, format_table
 
-    samplers = args.sampler or ["prior"]
-    for text in samplers:  # a bad --sampler fails before any work
-        parse_sampler(text)
     result = evaluate(args.run_dir, args.checkpoint, device=args.device, samples=args.samples,
-                      seed=args.seed, samplers=samplers)
+                      seed=args.seed, samplers=args.sampler or ["prior"])
     print(format_table(result))
     print(f"written {Path(args.run_dir) / EVAL_FILE}")
     return 0
@@ -75,17 +72,15 @@ command("eval", "evaluate a run on its held-out split: RUN_DIR/eval.json")(evalu
 
 # -- plot ----------------------------------------------------------------------------------------
 def plot(args: argparse.Namespace) -> int:
-    from hierot.evaluation.figures import plot_run
-    from hierot.evaluation.report import write_report
+    from hierot import api
 
     if args.embedding == "umap":
         print("embedding latent layers wider than 2-D with UMAP: compiling UMAP (numba) takes "
               "most of this command's time, about half a minute (--embedding pca is fast)",
               flush=True)
-    written = plot_run(args.run_dir, args.checkpoint, device=args.device, embedding=args.embedding)
-    for path in written:
+    for path in api.plot(args.run_dir, args.checkpoint, device=args.device,
+                         embedding=args.embedding):
         print(f"written {path}")
-    print(f"written {write_report(args.run_dir)}")
     return 0
 
 
@@ -102,30 +97,13 @@ command("plot", "draw a run's figures into RUN_DIR/figures and write RUN_DIR/rep
 
 # -- sample --------------------------------------------------------------------------------------
 def sample(args: argparse.Namespace) -> int:
-    import torch
+    from hierot import api
 
-    from hierot.evaluation.samplers import draw, fitted, label, parse_sampler
-    from hierot.evaluation.trained import load_run
-
-    if args.n < 1:
+    if args.n < 1:  # before loading anything (the API checks too)
         raise HierotError(f"sample: -n must be at least 1, got {args.n}")
-    out = Path(args.out)
-    if out.suffix.lower() not in (".png", ".pt"):
-        raise HierotError(f"sample: --out {out} must end in .png (an image grid) or .pt (a tensor)")
-    options = parse_sampler(args.sampler)
-    run = load_run(args.run_dir, args.checkpoint, device=args.device)
-    sampler = fitted(run, options, seed=args.seed)
-    drawn = draw(run.model, sampler, args.n, args.path, seed=args.seed, device=run.device)
-    how = f"{label(options)} / {args.path}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".pt":
-        torch.save(drawn, out)
-    else:
-        from hierot.evaluation.plotting import samples_figure
-
-        title = f"{len(drawn)} samples ({how}), {run.run_dir.path.name}, step {run.step}"
-        samples_figure(drawn, run.model.data_shape, run.data.test_x, title, out)
-    print(f"written {args.n} samples ({how}) of step {run.step} to {out}")
+    drawn = api.sample(args.run_dir, args.n, out=args.out, checkpoint=args.checkpoint,
+                       device=args.device, seed=args.seed, sampler=args.sampler, path=args.path)
+    print(f"written {args.n} samples ({drawn.how}) of step {drawn.step} to {args.out}")
     return 0
 
 

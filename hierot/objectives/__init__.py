@@ -13,12 +13,8 @@ from hierot.objectives.stacked import StackedWAE
 from hierot.objectives.terms import Terms
 from hierot.objectives.vae import HVAE
 
-LEGACY_NAMES = {"stacked": "stacked-wae", "flat": "wae"}
-"""``objective:`` values of specs written before objectives were a registry."""
-
 __all__ = [
     "HVAE",
-    "LEGACY_NAMES",
     "LVAE",
     "FlatWAE",
     "Inference",

@@ -13,20 +13,19 @@ from hierot.objectives.weights import (  # the WAE objectives' options, once top
     PaperSvhnWeights,
     Weights,
 )
+from hierot.optimizers import OptimizerOptions
 from hierot.spec.loading import apply_overrides, dump_spec, load_spec, read_raw, read_text
 from hierot.spec.schema import (
     DistributedSpec,
     LayerSpec,
-    OptimizerSpec,
     Spec,
     TrainSpec,
     spec_model,
-    upgrade_objective,
     validate_spec,
 )
 
 __all__ = [
-    "DistributedSpec", "ExplicitWeights", "LayerSpec", "OptimizerSpec", "PaperMnistWeights",
+    "DistributedSpec", "ExplicitWeights", "LayerSpec", "OptimizerOptions", "PaperMnistWeights",
     "PaperSvhnWeights", "Spec", "TrainSpec", "Weights", "apply_overrides", "dump_spec",
-    "load_spec", "read_raw", "read_text", "spec_model", "upgrade_objective", "validate_spec",
+    "load_spec", "read_raw", "read_text", "spec_model", "validate_spec",
 ]

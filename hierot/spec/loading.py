@@ -20,13 +20,14 @@ from pydantic import ValidationError
 
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
-from hierot.spec.schema import Spec, upgrade_objective, validate_spec
+from hierot.spec.schema import Spec, validate_spec
 
 _log = logging.getLogger(__name__)
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
     "penalties": "penalty", "data": "dataset", "objective": "objective",
+    "optimizer": "optimizer", "schedule": "lr schedule", "weights": "lambda schedule",
 }
 
 
@@ -117,6 +118,9 @@ def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], st
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``a.b.0.c=value`` overrides (values parsed as YAML) to a copy of ``raw``.
 
+    ``weights.X`` is short for ``objective.weights.X`` (the lambda weights of the WAE objectives,
+    a top-level field before 0.2.0, as sweeps and benchmarks still name them).
+
     Setting a component's ``name`` to another name (``divergence.name=sinkhorn``) switches the
     component: the old one's options are dropped, since they belong to it, and a one-line notice
     saying which goes to the ``hierot.spec.loading`` logger (stderr unless logging is configured).
@@ -126,6 +130,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         path, sep, text = item.partition("=")
         if not sep or not path:
             raise SpecError([f"--set {item!r}: expected KEY.PATH=VALUE"])
+        if path == "weights" or path.startswith("weights."):
+            path = f"objective.{path}"  # shorthand for the WAE objectives' lambda weights
+            if "objective" not in raw:
+                raw["objective"] = {"name": "stacked-wae"}  # the default objective
         try:
             value = parse_yaml(text)
         except yaml.YAMLError as exc:
@@ -165,9 +173,10 @@ def _switches(component: dict[str, Any], name: Any) -> bool:
 def _strip_tags(loc: tuple, raw: Any) -> list[str]:
     """Drop the discriminator tags pydantic puts in error locations (``divergence.mmd.blur``)."""
     parts, node = [], raw
-    for item in loc:
-        if isinstance(node, dict) and item not in node and node.get("name", node.get("schedule")) == item:
-            continue  # the union's tag, not a field
+    for k, item in enumerate(loc):
+        tag = node.get("name", node.get("schedule")) if isinstance(node, dict) else None
+        if isinstance(node, dict) and item not in node and (tag == item or k < len(loc) - 1):
+            continue  # the union's tag (maybe a default one), not a field: a missing one is last
         parts.append(str(item))
         try:
             node = node[item]
@@ -191,7 +200,7 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
             registry = ALL[next(k for k in ALL if ALL[k].kind == kind)]
             name = err["ctx"]["tag"] if err["type"] == "union_tag_invalid" else err["input"]
             message = unknown_name_message(kind, name, registry.names())
-            parts = [*parts, "name"] if parts[-1] != "name" else parts
+            parts = [*parts, registry.key] if parts[-1] != registry.key else parts
         elif err["type"] == "union_tag_not_found":
             message = f"missing 'name' (or 'schedule'): {err['msg']}"
         elif err["type"] == "value_error":
@@ -220,18 +229,31 @@ def _too_large(raw: Any, limit: int = MAX_VALUES) -> bool:
     return False
 
 
-def _legacy_weights_line(line: str, objective: str) -> str:
-    """An error in a top-level ``weights:`` (moved into the objective) named where it was written."""
-    if not line.startswith("objective.weights"):
-        return line
-    if line.startswith("objective.weights: Extra inputs"):
-        return (f"weights: objective {objective!r} takes no weights; remove them "
-                "(or --set weights=null)")
-    return line.replace("objective.weights", "weights", 1)
+LEGACY_OBJECTIVES = {"stacked": "stacked-wae", "flat": "wae"}
+"""Objective names of hierot 0.1's spec form, and the registered objective each was."""
+
+
+def legacy_form_errors(raw: dict[str, Any]) -> list[str]:
+    """Lines saying what to write instead of the spec form removed in 0.2.0 (none if canonical).
+
+    ``objective: stacked`` (a bare name) and a top-level ``weights:`` were hierot 0.1's form;
+    run directories written in it still load, converted by :func:`hierot.spec.run_spec.upgrade`.
+    """
+    objective, lines = raw.get("objective"), []
+    if isinstance(objective, str):
+        name = LEGACY_OBJECTIVES.get(objective, objective)
+        lines.append(f"objective: a bare name is hierot 0.1's form (removed in 0.2.0); write "
+                     f"objective: {{name: {name}, weights: {{...}}}} (see CHANGELOG.md)")
+    if "weights" in raw:
+        lines.append("weights: a top-level weights: is hierot 0.1's form (removed in 0.2.0); "
+                     "move it into the objective, objective: {name: stacked-wae, weights: "
+                     "{schedule: ...}} (see CHANGELOG.md)")
+    return lines
 
 
 def load_spec(
-    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
+    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = (), *,
+    label: str | None = None,
 ) -> Spec:
     """Read, override and validate a spec; every problem is reported in one :class:`SpecError`.
 
@@ -241,26 +263,25 @@ def load_spec(
         A YAML file, a preset name (``"mnist-stackedwae.v1"``) or a mapping.
     overrides:
         ``"a.b=value"`` strings, as ``hierot train --set`` takes them.
+    label:
+        The source's name in messages (default: the file or preset; ``<mapping>``).
     """
-    raw, label = read_raw(source)
+    raw, read_label = read_raw(source)
+    label = label or read_label
     raw = apply_overrides(raw, overrides)
     if _too_large(raw):
         raise SpecError(
             [f"<spec>: expands to more than {MAX_VALUES:,} values (through YAML aliases?)"], label
         )
-    upgraded = upgrade_objective(raw)  # the form before objectives were a registry
+    legacy = legacy_form_errors(raw)
+    if legacy:
+        raise SpecError(legacy, label)
     try:
-        spec = validate_spec(upgraded)
+        spec = validate_spec(raw)
     except ValidationError as exc:
         more = max(exc.error_count() - MAX_REPORTED, 0)
-        lines = format_errors(exc, upgraded, MAX_REPORTED)
-        if upgraded is not raw and raw.get("weights") is not None:
-            name = upgraded["objective"].get("name", "?")
-            lines = [_legacy_weights_line(line, name) for line in lines]
-        raise SpecError(lines, label, more) from None
+        raise SpecError(format_errors(exc, raw, MAX_REPORTED), label, more) from None
     problems = spec.consistency_errors()
-    if upgraded is not raw and "weights" in raw:
-        problems = [p.replace("objective.weights", "weights", 1) for p in problems]
     if problems:
         raise SpecError(problems, label)
     return spec

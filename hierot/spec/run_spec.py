@@ -1,4 +1,8 @@
-"""Reading the spec of an existing run directory, naming the plug-ins it needs when they are gone.
+"""Reading the spec of an existing run directory: the run-directory boundary of the spec.
+
+Run directories written by earlier versions hold their spec in the form of their version;
+:func:`upgrade` converts it (the one converter, used by eval, plot, sample and resume through
+:func:`load_run_spec`); the spec loader itself takes the current form only.
 
 A run records in ``RUN/environment.json`` which package supplied each plug-in component it could
 use (``{"divergences": {"moments": "hierot-moments 0.2.0"}}``). When such a plug-in has since
@@ -12,10 +16,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from hierot.errors import SpecError
 from hierot.registry import ALL
-from hierot.spec.loading import load_spec
+from hierot.spec.loading import LEGACY_OBJECTIVES, load_spec, read_raw
 from hierot.spec.schema import Spec
 
 ENVIRONMENT_FILE = "environment.json"
@@ -60,8 +65,35 @@ def missing_plugin_lines(lines: Iterable[str], plugins: dict[str, dict[str, str]
     return out
 
 
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """A run's spec in the current form: the one converter from earlier versions' forms.
+
+    hierot 0.1 (before objectives were a registry) wrote ``objective: stacked`` (or ``flat``, or
+    another registered name) and the lambda weights as a top-level ``weights:``; they become
+    ``objective: {name: stacked-wae, weights: ...}`` (``wae`` for ``flat``). No ``objective``
+    with a top-level ``weights:`` was the default ``stacked-wae``. Other specs are returned as
+    they are.
+    """
+    objective = raw.get("objective")
+    if not (isinstance(objective, str) or "weights" in raw):
+        return raw
+    raw = dict(raw)
+    weights = raw.pop("weights", None)
+    if isinstance(objective, dict):  # the current form with a stray top-level weights:
+        upgraded = dict(objective)
+    else:
+        name = objective if objective is not None else "stacked"
+        upgraded = {"name": LEGACY_OBJECTIVES.get(name, name)}
+    if weights is not None:
+        upgraded["weights"] = weights
+    raw["objective"] = upgraded
+    return raw
+
+
 def load_run_spec(run: str | Path, overrides: Iterable[str] = ()) -> Spec:
     """The validated ``RUN/spec.yaml`` (with ``overrides``), like :func:`hierot.load_spec`.
+
+    A spec written by an earlier version is converted first (:func:`upgrade`).
 
     Raises
     ------
@@ -69,8 +101,9 @@ def load_run_spec(run: str | Path, overrides: Iterable[str] = ()) -> Spec:
         As :func:`hierot.load_spec`; a name supplied by a plug-in that is no longer installed is
         reported with the package and version recorded in ``RUN/environment.json``.
     """
+    raw, label = read_raw(Path(run) / "spec.yaml")
     try:
-        return load_spec(Path(run) / "spec.yaml", overrides)
+        return load_spec(upgrade(raw), overrides, label=label)
     except SpecError as exc:
         lines = missing_plugin_lines(exc.lines, recorded_plugins(run))
         if lines == exc.lines:

@@ -1,8 +1,9 @@
 """The declarative spec of a hierarchy: a pydantic model loaded from YAML and validated whole.
 
 Component fields (``data``, each layer's ``encoder``/``decoder``/``cost``, ``divergence``,
-``penalties``, ``objective``) are discriminated unions on ``name`` over the registries, built after plug-ins are
-discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
+``penalties``, ``objective``, ``optimizer``, and the choices nested in them: the learning-rate
+schedule, the lambda schedule) are discriminated unions over the registries, built after plug-ins
+are discovered, so a plug-in's options are validated exactly like a built-in's. Nothing is built
 here: :func:`hierot.builder.build` turns a valid spec into modules.
 
 A spec is a JSON-like document and is validated as one, strictly: ``true`` is not the number 1,
@@ -32,17 +33,18 @@ from hierot.components import (
     StrictModel,
     WeighsLayers,
 )
-from hierot.objectives import LEGACY_NAMES
 from hierot.registry import (
     callbacks,
     costs,
     datasets,
     divergences,
+    lambda_schedules,
+    lr_schedules,
     networks,
     objectives,
+    optimizers,
     penalties,
 )
-from hierot.schedules import Schedule
 
 MAX_WIDTH = 2**16
 """Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
@@ -50,7 +52,6 @@ the maths: 2**63 would otherwise reach ``torch.empty`` and fail there)."""
 MAX_SEED = 2**32
 """Seeds are 0 <= seed < 2**32: NumPy's generators take no more, and the batch order seeds
 ``torch.Generator`` with ``seed * 1_000_003 + epoch``, which must fit in 64 bits."""
-Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 # -- the rest of the spec ------------------------------------------------------------------------
@@ -73,28 +74,6 @@ class LayerSpec(StrictModel):
     @property
     def dim(self) -> int:
         return math.prod(self.latent_shape)
-
-
-class OptimizerSpec(StrictModel):
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    lr: float = Field(1e-3, gt=0)
-    betas: tuple[Beta, Beta] = Field(
-        (0.9, 0.999), description="Adam's decay rates of the moment estimates, each in [0, 1)"
-    )
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.0, ge=0)
-    implementation: Literal["auto", "fused", "foreach", "for-loop"] = Field(
-        "auto",
-        description="the update's kernels: auto = fused where the device supports it, else "
-        "foreach; for-loop = one small kernel per parameter (torch's reference)",
-    )
-    schedule: Schedule = Field(
-        default_factory=lambda: {"name": "constant"}, validate_default=True,
-        description="learning-rate schedule: a factor on lr per step (see docs/schedules.md)",
-    )
-    clip_grad_norm: float | None = Field(
-        None, gt=0, description="clip the global gradient norm to this value (none: no clipping)"
-    )
 
 
 class TrainSpec(StrictModel):
@@ -141,40 +120,6 @@ class DistributedSpec(StrictModel):
     )
 
 
-def upgrade_objective(raw: Any) -> Any:
-    """Convert the spec form written before objectives were a registry, on a copy of ``raw``.
-
-    ``objective: stacked`` (or ``flat``, or any registered name) with a top-level ``weights:``
-    becomes ``objective: {name: stacked-wae, weights: ...}`` (``wae`` for ``flat``); a missing
-    ``objective`` with a top-level ``weights:`` is the default ``stacked-wae``; a top-level
-    ``weights:`` beside an objective mapping updates the objective's weights (so
-    ``--set weights.lambda_rec=0.1`` works on either form). Other input is returned unchanged. Published presets and run directories in the old form keep loading.
-    """
-    if not isinstance(raw, dict):
-        return raw
-    if "weights" in raw and raw["weights"] is None:  # `--set weights=null`: no weights
-        raw = {k: v for k, v in raw.items() if k != "weights"}
-    objective = raw.get("objective")
-    if isinstance(objective, dict) and isinstance(raw.get("weights"), dict):
-        # `--set weights.lambda_rec=0.1` on a spec in the new form: the objective's weights
-        raw = dict(raw)
-        weights, inner = raw.pop("weights"), objective.get("weights")
-        same = isinstance(inner, dict) and weights.get("schedule", inner.get("schedule")) == inner.get(
-            "schedule")
-        raw["objective"] = {**objective, "weights": {**inner, **weights} if same else weights}
-        return raw
-    if not (isinstance(objective, str) or (objective is None and "weights" in raw)):
-        return raw
-    raw = dict(raw)
-    name = LEGACY_NAMES.get(objective, objective) if objective is not None else "stacked-wae"
-    upgraded: dict[str, Any] = {"name": name}
-    weights = raw.pop("weights", None)
-    if weights is not None:  # `weights: null` (e.g. --set weights=null) drops them
-        upgraded["weights"] = weights
-    raw["objective"] = upgraded
-    return raw
-
-
 class Spec(StrictModel):
     """A whole hierarchy and how to train it."""
 
@@ -192,7 +137,11 @@ class Spec(StrictModel):
         description="D_N between the aggregate posterior of the top latent and N(0, I)",
     )
     penalties: list[Any] = Field(default_factory=list)
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    optimizer: Any = Field(
+        default_factory=lambda: {"name": "adam"}, validate_default=True,
+        description="the optimiser and its options (learning rate, schedule, clipping), from the "
+        "optimizer registry",
+    )
     train: TrainSpec
     distributed: DistributedSpec = Field(default_factory=DistributedSpec)
     callbacks: list[Any] = Field(
@@ -303,7 +252,8 @@ def spec_model() -> type[Spec]:
     Built after plug-ins are discovered (asking the registries for their names discovers them),
     and rebuilt when a registry changes, so every component is validated the same way.
     """
-    registries = (networks, costs, divergences, penalties, datasets, objectives, callbacks)
+    registries = (networks, costs, divergences, penalties, datasets, objectives, callbacks,
+                  optimizers, lr_schedules, lambda_schedules)  # nested in the options of some
     key = tuple(tuple((e.name, id(e.options)) for e in r.entries()) for r in registries)
     if key not in _cache:
         network = networks.options_union()
@@ -315,6 +265,7 @@ def spec_model() -> type[Spec]:
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
             objective=objectives.options_union(),
+            optimizer=optimizers.options_union(default="adam"),
             callbacks=list[callbacks.options_union()],  # type: ignore[misc]
         )
     return _cache[key]
@@ -345,7 +296,5 @@ def validate_spec(raw: Any) -> Spec:
 
     The mapping is validated as the JSON document it is, in pydantic's strict mode: numbers,
     booleans and strings are never converted into one another (lists still become tuples).
-    The form written before objectives were a registry is converted first
-    (:func:`upgrade_objective`).
     """
-    return spec_model().model_validate_json(_as_json(upgrade_objective(raw)), strict=True)
+    return spec_model().model_validate_json(_as_json(raw), strict=True)

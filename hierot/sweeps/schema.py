@@ -34,9 +34,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PositiveInt,
@@ -45,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from hierot.components import StrictModel
 from hierot.errors import HierotError, SpecError
 
 Scalar = Union[bool, int, float, str]  # noqa: UP007
@@ -65,8 +64,8 @@ class SweepError(HierotError):
         super().__init__(head + ":\n" + "\n".join(f"  {line}" for line in lines))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+_Strict = StrictModel
+"""The shared options base: frozen, no unknown field, no ``.inf``/``.nan`` float."""
 
 
 class RangeParam(_Strict):

@@ -43,7 +43,7 @@ progress bar and the device (``--device`` on another machine), none of which mak
 experiment."""
 _ABSENT = object()
 REQUIRED_KEYS = ("format", "step", "model", "optimizer", "batches", "rng_cpu")
-"""What every checkpoint written by :class:`hierot.trainer.Trainer` holds."""
+"""What every checkpoint written by :class:`hierot.training.trainer.Trainer` holds."""
 
 
 @dataclass(frozen=True)
