@@ -27,6 +27,8 @@ presets = Registry("preset", builtins="hierot.spec.presets", group="hierot.prese
 objectives = Registry("objective", builtins="hierot.objectives", group="hierot.objectives")
 callbacks = Registry("callback", builtins="hierot.callbacks", group="hierot.callbacks")
 sweeps = Registry("sweep", builtins="hierot.sweeps.presets", group="hierot.sweeps")
+features = Registry("feature extractor", builtins="hierot.evaluation.features",
+                    group="hierot.features")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -38,6 +40,7 @@ ALL: dict[str, Registry] = {
     "objectives": objectives,
     "callbacks": callbacks,
     "sweeps": sweeps,
+    "features": features,
 }
 
 __all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", *ALL]

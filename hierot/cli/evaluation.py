@@ -50,8 +50,14 @@ def evaluate_run(args: argparse.Namespace) -> int:
     samplers = args.sampler or ["prior"]
     for text in samplers:  # a bad --sampler fails before any work
         parse_sampler(text)
+    from hierot.evaluation.features import parse_features
+
+    parse_features(args.features)  # a bad --features fails before any work
+    if args.resamples < 10:
+        raise HierotError(f"--resamples must be at least 10, got {args.resamples}")
     result = evaluate(args.run_dir, args.checkpoint, device=args.device, samples=args.samples,
-                      seed=args.seed, samplers=samplers)
+                      seed=args.seed, samplers=samplers, features=args.features,
+                      resamples=args.resamples, per_layer=not args.no_per_layer)
     print(format_table(result))
     print(f"written {Path(args.run_dir) / EVAL_FILE}")
     return 0
@@ -59,9 +65,19 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser, seed="every random draw")
-    parser.add_argument("--samples", type=int, default=5000, metavar="N",
-                        help="generated samples (and as many test points) for the FCD, at most "
-                             "the test set's size (default 5000)")
+    parser.add_argument("--samples", type=int, default=10_000, metavar="N",
+                        help="generated samples per sampler and path, against a reference set "
+                             "of at most N points: the test split when it holds N, else the "
+                             "larger split (default 10000)")
+    parser.add_argument("--features", default="classifier", metavar="EXTRACTOR",
+                        help="feature space of the sample metrics: classifier (shipped weights "
+                             "for mnist-5k, mnist, fashion-mnist, digits), or a YAML mapping "
+                             "such as '{name: inception, weights: FILE}' or "
+                             "'{name: dinov2, weights: FILE}' (default classifier)")
+    parser.add_argument("--resamples", type=int, default=200, metavar="B",
+                        help="bootstrap resamples of every 95 %% interval (default 200)")
+    parser.add_argument("--no-per-layer", action="store_true",
+                        help="skip the metrics of held-out data regenerated from every depth")
     parser.add_argument("--sampler", action="append", metavar="SAMPLER",
                         help="sampler of the top latent whose samples are measured, along the "
                              "ancestral and the decoder-mean path; repeat for several: prior, gmm, "
