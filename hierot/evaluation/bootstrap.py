@@ -25,7 +25,9 @@ distances computed with equal N only).
   reference point the indices of the samples near it are kept (the first :data:`NEAR_KEPT` of
   them: a point with more stays covered unless all of those are left out of a resample, which
   happens with probability about :math:`e^{-32}`), and a resample covers the point when it draws
-  one of them. The balls' radii are those of the full sets.
+  one of them. The balls' radii are those of the full sets, which makes recall's interval
+  conservative: about twice as wide as the spread of recall over independent sample sets in
+  the synthetic check of ``tests/test_protocol.py`` (the other metrics' match that spread).
 * The Fréchet distance is resampled by groups: the samples are cut into :data:`FD_GROUPS`
   groups whose sums and sums of outer products are kept, and a resample draws groups with
   replacement (a bootstrap of i.i.d. blocks; exact in the mean and covariance it resamples up to
