@@ -103,4 +103,34 @@ def table(block: dict, digits) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-__all__ = ["per_layer_quality", "regenerate", "table"]
+def figure(block: dict, path):
+    """``per_layer_quality.png``: every metric against the depth regenerated from, one line per
+    path with its 95 % intervals as error bars, the held-out data's value dashed."""
+    from hierot.evaluation.plotting import new_figure, save
+
+    layers = list(block["layers"])
+    depths = list(range(1, len(layers) + 1))
+    fig = new_figure(3.0 * len(METRICS), 3.2)
+    axes = fig.subplots(1, len(METRICS))
+    names = {"fcd": "FD (lower is better)", "precision": "precision (fidelity)",
+             "recall": "recall (coverage)", "density": "density (fidelity)",
+             "coverage": "coverage"}
+    for ax, metric in zip(axes, METRICS):
+        for path_name, marker in zip(PATHS, ("o", "s")):
+            rows = [block["layers"][layer][path_name] for layer in layers]
+            values = [r[metric] for r in rows]
+            low = [v - (r["intervals"].get(metric) or [v, v])[0] for v, r in zip(values, rows)]
+            high = [(r["intervals"].get(metric) or [v, v])[1] - v for v, r in zip(values, rows)]
+            ax.errorbar(depths, values, yerr=[low, high], marker=marker, capsize=3,
+                        label=path_name)
+        ax.axhline(block["data"][metric], color="0.5", linestyle="--", label="held-out data")
+        ax.set_xticks(depths, layers)
+        ax.set_xlabel("regenerated from")
+        ax.set_title(names[metric], fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Held-out data ({block['points']} points) regenerated from each depth "
+                 "(quantitative Figure 3b)", fontsize=10)
+    return save(fig, path)
+
+
+__all__ = ["figure", "per_layer_quality", "regenerate", "table"]
