@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -24,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks._common import log, set_threads, sync
+from hierot.evaluation.compare import mean_std
 
 
 def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
@@ -158,15 +158,6 @@ def time_divergence(run_dir: Path, *, device: str | None, warmup: int = 3, repea
     times = [once() for _ in range(repeats)]
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats,
             "warmup": warmup, "batch": list(codes.shape)}
-
-
-def mean_std(values: list[float | None]) -> dict:
-    """Mean and sample standard deviation (``None`` with fewer than two values) of the values."""
-    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not kept:
-        return {"mean": None, "std": None, "n": 0, "values": values}
-    std = statistics.stdev(kept) if len(kept) > 1 else None
-    return {"mean": statistics.fmean(kept), "std": std, "n": len(kept), "values": values}
 
 
 def fmt(stat: dict, digits: int = 3, scale: float = 1.0) -> str:

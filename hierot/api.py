@@ -140,4 +140,29 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
     run_dir.truncate_metrics(trainer.step)
 
 
-__all__ = ["build", "default_run_dir", "fit", "load_spec"]
+def compare(runs: Iterable[str | Path], *, baseline: str | None = None,
+            sampler: str | None = None) -> dict:
+    """Compare evaluated runs: groups by spec, mean ± sd, intervals, Welch's t-test.
+
+    Parameters
+    ----------
+    runs:
+        Run directories or globs, each with an ``eval.json``.
+    baseline:
+        The group the others are tested against (a label, a run directory in it, or its number);
+        default the first.
+    sampler:
+        The sampler whose ancestral samples are compared (default each run's first).
+
+    Returns
+    -------
+    dict
+        ``baseline``, ``protocols``, ``warnings`` and ``groups`` (see
+        :mod:`hierot.evaluation.compare`; :func:`hierot.evaluation.compare.markdown` renders it).
+    """
+    from hierot.evaluation.compare import compare as compare_runs
+
+    return compare_runs([str(r) for r in runs], baseline=baseline, sampler=sampler)
+
+
+__all__ = ["build", "compare", "default_run_dir", "fit", "load_spec"]

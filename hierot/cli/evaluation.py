@@ -6,6 +6,7 @@
     hierot plot RUN_DIR [--checkpoint STEP|best] [--device D] [--embedding pca|umap]
     hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S] [--path P]
     hierot report RUN_DIR
+    hierot compare RUN_OR_GLOB ... [--baseline B] [--sampler S] [--out FILE.md] [--json FILE]
 
 Heavy modules (torch models, matplotlib, scikit-learn, UMAP) are imported inside each command,
 so registering them costs nothing.
@@ -174,3 +175,41 @@ def report(args: argparse.Namespace) -> int:
 
 report.arguments = lambda p: p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
 command("report", "write RUN_DIR/report.md from its spec, eval.json and figures")(report)
+
+
+# -- compare ---------------------------------------------------------------------------------------
+def compare(args: argparse.Namespace) -> int:
+    from hierot.api import compare as compare_runs
+    from hierot.evaluation.compare import markdown
+
+    for option, path, suffix in (("--out", args.out, ".md"), ("--json", args.json, ".json")):
+        if path is not None and Path(path).suffix.lower() != suffix:
+            raise HierotError(f"compare: {option} {path} must end in {suffix}")
+    report = compare_runs(args.runs, baseline=args.baseline, sampler=args.sampler)
+    text = markdown(report)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"written {args.out}")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"written {args.json}")
+    return 0
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_OR_GLOB",
+                        help="evaluated run directories, or globs such as 'runs/stacked-*'")
+    parser.add_argument("--baseline", metavar="GROUP",
+                        help="the group the others are tested against: a run directory in it, "
+                             "its number in the table or its label (default: the first)")
+    parser.add_argument("--sampler", help="the sampler compared (default: each run's first)")
+    parser.add_argument("--out", metavar="FILE.md", help="also write the Markdown table here")
+    parser.add_argument("--json", metavar="FILE.json", help="also write the comparison as JSON")
+
+
+compare.arguments = _compare_arguments
+command("compare", "compare evaluated runs: grouped by spec, mean ± sd, intervals, Welch's "
+        "t-test against a baseline")(compare)

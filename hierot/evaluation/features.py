@@ -174,7 +174,7 @@ def build_extractor(options: ComponentOptions, *, data: DataSplits, data_options
     return features.build(options, data=data, data_options=data_options, seed=seed, device=device)
 
 
-from hierot.evaluation import pretrained  # noqa: E402,F401  (registers inception and dinov2)
+from hierot.evaluation import pretrained  # noqa: F401  (registers inception and dinov2)
 
 __all__ = ["ClassifierExtractor", "ClassifierFeatureOptions", "build_extractor", "manifest",
            "parse_features", "sha256"]

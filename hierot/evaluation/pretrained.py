@@ -68,7 +68,7 @@ def read_weights(name: str, path: Path) -> dict:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file is the user's file at fault
+    except Exception as exc:  # noqa: BLE001  (any unreadable file is the user's at fault)
         raise HierotError(f"--features {name}: weights file {path} does not load: "
                           f"{type(exc).__name__}: {exc}") from None
     for key in ("state_dict", "model"):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 
-import torch
 from torch import Tensor
 
 from hierot.errors import HierotError

@@ -112,13 +112,13 @@ def metrics_section(result: dict | None) -> list[str]:
         ref = protocol.get("reference", {"split": "test", "points": quality["samples"]})
         floor = quality.get("floor_fcd", quality.get("floor_train_vs_test"))
         where = f", sha256 `{c['sha256'][:12]}`" if c.get("sha256") else ""
+        source = (f"{c.get('source', 'trained-here')}{where}, protocol "
+                  f"{protocol.get('version', 'hierot-eval/1')}")
         rows += [
             [quality["metric"], number(quality["fcd"]),
              f"{quality['samples']} samples vs {ref['points']} {ref['split']} points"],
             ["FD floor (held-out data vs the reference)", number(floor), "same features"],
-            ["features", c.get("name", "classifier"),
-             f"{c.get('source', 'trained-here')}{where}, protocol "
-             f"{protocol.get('version', 'hierot-eval/1')}"],
+            ["features", c.get("name", "classifier"), source],
         ]
         if "test_accuracy" in c:
             rows.append(["feature classifier test accuracy", number(c["test_accuracy"], 3), ""])
