@@ -176,11 +176,18 @@ def knn_values(parts: dict[str, Tensor], counts: Tensor | None = None) -> dict[s
     if counts is None:
         counts = torch.ones(1, m, dtype=torch.float64)
     present = torch.cat([counts > 0, torch.zeros(len(counts), 1, dtype=torch.bool)], 1)
+
+    def share_near(near: Tensor) -> Tensor:
+        # only the points some sample is near can be hit, through their filled slots only
+        rows = near[near[:, 0] < m]
+        rows = rows[:, : int((rows < m).sum(1).max()) if len(rows) else 0]
+        return present[:, rows].any(-1).double().sum(1) / len(near)
+
     return {
         "precision": (counts * parts["inside"]).sum(1) / m,
-        "recall": present[:, parts["recalled"]].any(-1).double().mean(1),
+        "recall": share_near(parts["recalled"]),
         "density": (counts * parts["balls"]).sum(1) / (DENSITY_COVERAGE_K * m),
-        "coverage": present[:, parts["covered"]].any(-1).double().mean(1),
+        "coverage": share_near(parts["covered"]),
     }
 
 

@@ -30,8 +30,13 @@ SUBSET_SIZE = 1000
 
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """:math:`(a b^\\top / d + 1)^3`, float64."""
-    return (a @ b.T / a.shape[1] + 1.0) ** 3
+    """:math:`(a b^\\top / d + 1)^3`, float64 from float32 inner products.
+
+    The inner products are float32 (twice as fast; their relative error, about 1e-7 times
+    :math:`\\sqrt d`, is far below the spread of KID over subsets), the rest float64.
+    """
+    inner = (a.float() @ b.float().T).double()
+    return (inner / a.shape[1] + 1.0) ** 3
 
 
 def _within(x: torch.Tensor) -> float:

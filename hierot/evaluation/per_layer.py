@@ -76,6 +76,9 @@ def per_layer_quality(run, ref: bootstrap.Reference, extractor, *, points: int, 
     for depth in range(1, run.depth + 1):
         layers[f"z{depth}"] = {}
         for path in PATHS:
+            if depth == 1 and path == "mean":  # no noise below z1: the same points
+                layers["z1"]["mean"] = layers["z1"]["ancestral"]
+                continue
             with seeded(seed):
                 regenerated = regenerate(run.model, codes[depth - 1], depth, path,
                                          device=run.device)
