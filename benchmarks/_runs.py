@@ -187,7 +187,8 @@ def summarise_samples(quality: dict) -> dict:
 
     if "samplers" not in quality:
         return {}
-    reference = quality["reference_train_vs_test"]
+    # the held-out split against the reference (hierot-eval/2), or training vs test data (before)
+    reference = quality.get("floor") or quality["reference_train_vs_test"]
     out = {"reference": {**one(reference), "test_hist": reference["class_coverage"]["test"]}}
     for sampler, paths in quality["samplers"].items():
         out.update({f"{sampler} / {path}": one(block) for path, block in paths.items()})
@@ -217,7 +218,8 @@ def summarise_eval(result: dict) -> dict:
         "probe": result["probe"].get("accuracy", {}),
         "probe_chance": result["probe"].get("chance"),
         "top_mmd": top.get("mmd"), "top_sinkhorn": top.get("sinkhorn"), "top_floor": top["floor"],
-        "fcd": quality.get("fcd"), "fcd_floor": quality.get("floor_train_vs_test"),
+        "fcd": quality.get("fcd"),
+        "fcd_floor": quality.get("floor_fcd", quality.get("floor_train_vs_test")),
         "active_units": result["active_units"]["count"],
         "samples": summarise_samples(quality),
     }
