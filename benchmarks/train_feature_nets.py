@@ -30,8 +30,13 @@ def train_one(name: str, out: Path, *, max_steps: int | None = None) -> dict:
     ``max_steps`` caps the recipe's steps (a CI-sized run; the shipped weights use the recipe).
     """
     from hierot._utils import one_thread
-    from hierot.evaluation.classifier import RECIPE, VERSION, accuracy, num_classes
-    from hierot.evaluation.classifier import train_classifier
+    from hierot.evaluation.classifier import (
+        RECIPE,
+        VERSION,
+        accuracy,
+        num_classes,
+        train_classifier,
+    )
     from hierot.evaluation.features import sha256
     from hierot.registry import datasets
 

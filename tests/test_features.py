@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
@@ -23,6 +22,8 @@ from hierot.evaluation.classifier import CACHE_ENV
 from hierot.evaluation.features import build_extractor, manifest, parse_features, shipped_path
 from hierot.evaluation.pretrained import dino_preprocess, inception_preprocess
 from hierot.registry import datasets, features
+
+from _fixtures import two_layers  # tests/_fixtures.py
 
 
 def load(name: str, **options):
@@ -39,7 +40,7 @@ def extractor(text, data, name="digits"):
     return build_extractor(parse_features(text), data=data, data_options={"name": name}, seed=0)
 
 
-# -- the registry and the shipped classifiers -------------------------------------------------------
+# -- the registry and the shipped classifiers ------------------------------------------------
 def test_registry_lists_the_extractors(capsys):
     assert {"classifier", "inception", "dinov2"} <= set(features.names())
     assert main(["list", "features"]) == 0

@@ -58,7 +58,9 @@ def welch_p(a: dict, b: dict) -> float | None:
     same mean; ``None`` with fewer than two values on a side or no spread at all."""
     from scipy.stats import ttest_ind_from_stats
 
-    if a["mean"] is None or b["mean"] is None or min(a["n"], b["n"]) < 2 or not (a["std"] or b["std"]):
+    if a["mean"] is None or b["mean"] is None or min(a["n"], b["n"]) < 2:
+        return None
+    if not (a["std"] or b["std"]):
         return None
     return float(ttest_ind_from_stats(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"],
                                       equal_var=False).pvalue)

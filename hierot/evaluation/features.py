@@ -121,7 +121,7 @@ def load_shipped(name: str, data: DataSplits, *, device="cpu"):
 @features.register("classifier", options=ClassifierFeatureOptions)
 def classifier(options: ClassifierFeatureOptions, *, data: DataSplits, data_options: dict,
                seed: int, device="cpu") -> ClassifierExtractor:
-    """A small classifier of the data set's labels: shipped weights, else trained here and cached."""
+    """A small classifier of the data set's labels: shipped weights, else trained here, cached."""
     from hierot.evaluation.classifier import feature_classifier
 
     name = SHIPPED_FOR.get(str(data_options.get("name")))

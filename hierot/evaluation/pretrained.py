@@ -85,7 +85,8 @@ def load_into(name: str, network: nn.Module, path: Path) -> nn.Module:
     own = network.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    misfit = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    misfit = sorted(k for k in set(own) & set(state)
+                    if tuple(own[k].shape) != tuple(state[k].shape))
     if missing or unexpected or misfit:
         raise HierotError(
             f"--features {name}: weights file {path} does not fit the architecture: "
@@ -108,7 +109,8 @@ class PretrainedExtractor:
 
     def __init__(self, name: str, network: nn.Module, preprocess, dim: int, options, info: dict,
                  device="cpu"):
-        self.name, self.network, self.preprocess, self.dim = name, network.to(device), preprocess, dim
+        self.name, self.network = name, network.to(device)
+        self.preprocess, self.dim = preprocess, dim
         self.options, self.device, self._info = options, device, info
         self.classes = None
 
