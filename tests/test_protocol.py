@@ -145,3 +145,13 @@ def test_regeneration_from_each_depth(tmp_path):
     torch.manual_seed(0)
     first = regenerate(model, z2, 2, "ancestral")
     assert not torch.equal(first, regenerate(model, z2, 2, "ancestral"))  # z1 | z2 is drawn
+
+
+def test_near_pairs_are_compressed_when_they_pile_up():
+    """Past 64 x points x NEAR_KEPT pairs the store keeps only each point's first NEAR_KEPT."""
+    near = bs._Near(points=2, samples=5000)
+    for start in range(0, 5000, 1000):
+        near.add(torch.ones(1000, 2, dtype=torch.bool), start)  # every sample near both points
+    assert near.count < 2 * 5000  # compressed on the way (it holds 2 x 5,000 pairs uncompressed)
+    dense = near.dense()
+    assert dense.tolist() == [list(range(bs.NEAR_KEPT))] * 2
