@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -24,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks._common import log, set_threads, sync
+from hierot.evaluation.compare import mean_std
 
 
 def run_parallel(function: Callable[..., dict], jobs: list[tuple], workers: int,
@@ -160,15 +160,6 @@ def time_divergence(run_dir: Path, *, device: str | None, warmup: int = 3, repea
             "warmup": warmup, "batch": list(codes.shape)}
 
 
-def mean_std(values: list[float | None]) -> dict:
-    """Mean and sample standard deviation (``None`` with fewer than two values) of the values."""
-    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not kept:
-        return {"mean": None, "std": None, "n": 0, "values": values}
-    std = statistics.stdev(kept) if len(kept) > 1 else None
-    return {"mean": statistics.fmean(kept), "std": std, "n": len(kept), "values": values}
-
-
 def fmt(stat: dict, digits: int = 3, scale: float = 1.0) -> str:
     """``mean ± std`` for a Markdown table (``-`` when missing)."""
     if stat["mean"] is None:
@@ -196,7 +187,8 @@ def summarise_samples(quality: dict) -> dict:
 
     if "samplers" not in quality:
         return {}
-    reference = quality["reference_train_vs_test"]
+    # the held-out split against the reference (hierot-eval/2), or training vs test data (before)
+    reference = quality.get("floor") or quality["reference_train_vs_test"]
     out = {"reference": {**one(reference), "test_hist": reference["class_coverage"]["test"]}}
     for sampler, paths in quality["samplers"].items():
         out.update({f"{sampler} / {path}": one(block) for path, block in paths.items()})
@@ -226,7 +218,8 @@ def summarise_eval(result: dict) -> dict:
         "probe": result["probe"].get("accuracy", {}),
         "probe_chance": result["probe"].get("chance"),
         "top_mmd": top.get("mmd"), "top_sinkhorn": top.get("sinkhorn"), "top_floor": top["floor"],
-        "fcd": quality.get("fcd"), "fcd_floor": quality.get("floor_train_vs_test"),
+        "fcd": quality.get("fcd"),
+        "fcd_floor": quality.get("floor_fcd", quality.get("floor_train_vs_test")),
         "active_units": result["active_units"]["count"],
         "samples": summarise_samples(quality),
     }

@@ -79,7 +79,8 @@ def run_one(overrides: list[str], out: Path) -> dict:
         "probe_top": ev["probe"].get("accuracy", {}).get(f"z{len(ev['latent_shapes'])}"),
         "probe_chance": ev["probe"].get("chance"),
         "fcd": ev["sample_quality"].get("fcd"),
-        "fcd_floor": ev["sample_quality"].get("floor_train_vs_test"),
+        "fcd_floor": ev["sample_quality"].get("floor_fcd",
+                                              ev["sample_quality"].get("floor_train_vs_test")),
     }
 
 

@@ -56,6 +56,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import _common as common
 from benchmarks import _runs as runs
 from benchmarks import _samples as samples
+from hierot.evaluation.compare import compare_means as compare
+from hierot.evaluation.compare import verdict as sample_verdict
+from hierot.evaluation.compare import welch_p  # noqa: F401  (re-exported for the report's readers)
 
 NAME = "stacked_coverage"
 STACKED, FLAT = "mnist-stackedwae.v1", "mnist-wae.v1"
@@ -93,48 +96,20 @@ PROBE_FLOOR = 0.45
 """The hierarchy bar of the research question: the top latent's linear probe at least this."""
 
 
-def compare(a: dict, b: dict, direction: int) -> str:
-    """``better``, ``worse`` or ``tie``: ``a`` against ``b`` (``mean_std`` dicts), better or worse
-    only when the means differ by more than the sum of the two standard deviations."""
-    if a["mean"] is None or b["mean"] is None:
-        return "-"
-    gap = (a["mean"] - b["mean"]) * direction
-    if abs(gap) <= (a["std"] or 0.0) + (b["std"] or 0.0):
-        return "tie"
-    return "better" if gap > 0 else "worse"
-
-
-def welch_p(a: dict, b: dict) -> float | None:
-    """Two-sided p-value of Welch's t-test that ``a`` and ``b`` (``mean_std`` dicts over seeds)
-    have the same mean; ``None`` with fewer than two seeds on a side or no spread at all."""
-    from scipy.stats import ttest_ind_from_stats
-
-    if a["mean"] is None or b["mean"] is None or min(a["n"], b["n"]) < 2 or not (a["std"] or b["std"]):
-        return None
-    return float(ttest_ind_from_stats(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"],
-                                      equal_var=False).pvalue)
-
-
 def verdict(arm: dict, flat: dict, stacked: dict | None, key: str = "prior / ancestral") -> dict:
-    """How ``arm`` fares against ``flat`` on each sample metric of ``key``, and whether it keeps
-    the hierarchy against the published ``stacked`` (probe z_N at least :data:`PROBE_FLOOR`, no
-    reconstruction depth worse beyond the spread).
-
-    It wins on both when it is better on at least one fidelity and one coverage metric and worse
-    on none of :data:`SAMPLE_DIRECTIONS`.
+    """How ``arm`` fares against ``flat`` on each sample metric of ``key``
+    (:func:`hierot.evaluation.compare.verdict`: better / worse / tie, Welch's p, wins on both),
+    and whether it keeps the hierarchy against the published ``stacked`` (probe z_N at least
+    :data:`PROBE_FLOOR`, no reconstruction depth worse beyond the spread).
     """
-    mine, theirs = arm["samples"][key], flat["samples"][key]
-    metrics = {m: compare(mine[m], theirs[m], d) for m, d in SAMPLE_DIRECTIONS.items()}
-    wins = ("worse" not in metrics.values()
-            and any(metrics[m] == "better" for m in FIDELITY)
-            and any(metrics[m] == "better" for m in COVERAGE))
+    sample = sample_verdict(arm["samples"][key], flat["samples"][key], SAMPLE_DIRECTIONS,
+                            FIDELITY, COVERAGE)
     top = list(arm["probe"])[-1]
     keeps = arm["probe"][top]["mean"] is not None and arm["probe"][top]["mean"] >= PROBE_FLOOR
     if stacked:
         keeps = keeps and all(compare(arm["rec_mse"][z], stacked["rec_mse"][z], -1) != "worse"
                               for z in stacked["rec_mse"])
-    p_values = {m: welch_p(mine[m], theirs[m]) for m in SAMPLE_DIRECTIONS}
-    return {**metrics, "wins_on_both": wins, "keeps_hierarchy": keeps, "welch_p": p_values}
+    return {**sample, "keeps_hierarchy": keeps}
 
 
 def verdict_lines(ok: dict[str, dict]) -> list[str]:

@@ -6,8 +6,8 @@
 >>> hierot.evaluate("runs/demo")  # doctest: +SKIP
 
 Every ``hierot`` command is a function here with the same name and defaults (:mod:`hierot.api`):
-``validate``, ``fit`` (``hierot train``), ``evaluate`` (``hierot eval``), ``plot``, ``sample``
-and ``sweep``.
+``validate``, ``fit`` (``hierot train``), ``evaluate`` (``hierot eval``), ``plot``, ``sample``,
+``compare`` and ``sweep``.
 
 The names below are imported on first use, so ``import hierot`` (and ``hierot --help``) does not
 import torch.
@@ -27,6 +27,7 @@ _EXPORTS = {
     "evaluate": "hierot.api",
     "plot": "hierot.api",
     "sample": "hierot.api",
+    "compare": "hierot.api",
     "sweep": "hierot.sweeps.driver:run_sweep",
     "Built": "hierot.builder",
     "build": "hierot.builder",
@@ -35,8 +36,8 @@ _EXPORTS = {
 }
 """Public name -> the module defining it (``module:attribute`` where the names differ)."""
 
-__all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "evaluate", "fit", "load_spec",
-           "plot", "sample", "sweep", "validate"]
+__all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "compare", "evaluate", "fit",
+           "load_spec", "plot", "sample", "sweep", "validate"]
 
 
 def __getattr__(name: str) -> Any:

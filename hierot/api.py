@@ -195,7 +195,8 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
 
 def evaluate(
     run_dir: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
-    samples: int = 5000, seed: int = 0, samplers: Sequence[str | Mapping] = ("prior",),
+    samples: int = 10_000, seed: int = 0, samplers: Sequence[str | Mapping] = ("prior",),
+    features: str | Mapping = "classifier", resamples: int = 200, per_layer: bool = True,
 ) -> dict:
     """``hierot eval``: every metric of a run on its held-out split, written to ``RUN/eval.json``.
 
@@ -208,12 +209,20 @@ def evaluate(
     device:
         Where to evaluate (default: the spec's device).
     samples:
-        Generated samples (and as many test points) for the FCD, at most the test set's size.
+        N, the generated samples per sampler and path, measured against a reference set of at
+        most N points chosen by the protocol's rule (:mod:`hierot.evaluation.protocol`).
     seed:
         Seed of every random draw.
     samplers:
         Samplers of the top latent whose samples are measured (names or option mappings of the
         ``samplers`` registry, see :mod:`hierot.samplers`); all are checked before any work.
+    features:
+        The feature extractor of the sample metrics (a name or an option mapping of the
+        ``features`` registry, see :mod:`hierot.evaluation.features`).
+    resamples:
+        Bootstrap resamples behind each 95 % interval (at least 10).
+    per_layer:
+        Also measure the samples regenerated from every depth (the quantitative Fig. 3b).
 
     Returns
     -------
@@ -221,13 +230,19 @@ def evaluate(
         What ``RUN/eval.json`` holds (:func:`hierot.evaluation.evaluator.format_table` prints it).
     """
     from hierot.evaluation.evaluator import evaluate as evaluate_run
+    from hierot.evaluation.features import parse_features
     from hierot.samplers import parse_sampler
 
     samplers = [dict(s) if isinstance(s, Mapping) else s for s in samplers]
-    for text in samplers:  # a bad sampler fails before any work
+    features = dict(features) if isinstance(features, Mapping) else features
+    for text in samplers:  # a bad sampler, extractor or count fails before any work
         parse_sampler(text)
+    parse_features(features)
+    if resamples < 10:
+        raise HierotError(f"--resamples must be at least 10, got {resamples}")
     return evaluate_run(run_dir, checkpoint, device=device, samples=samples, seed=seed,
-                        samplers=samplers)
+                        samplers=samplers, features=features, resamples=resamples,
+                        per_layer=per_layer)
 
 
 def plot(
@@ -301,5 +316,31 @@ def sample(
     return Samples(drawn, run.step, f"{label(options)} / {path}")
 
 
-__all__ = ["Samples", "build", "default_run_dir", "evaluate", "fit", "load_spec", "plot",
-           "sample", "validate"]
+def compare(runs: Iterable[str | Path], *, baseline: str | None = None,
+            sampler: str | None = None) -> dict:
+    """Compare evaluated runs: groups by spec, mean ± sd, intervals, Welch's t-test.
+
+    Parameters
+    ----------
+    runs:
+        Run directories or globs, each with an ``eval.json``.
+    baseline:
+        The group the others are tested against (a label, a run directory in it, or its number);
+        default the first.
+    sampler:
+        The sampler whose ancestral samples are compared (default each run's first).
+
+    Returns
+    -------
+    dict
+        ``baseline``, ``protocols``, ``warnings`` and ``groups`` (see
+        :mod:`hierot.evaluation.compare`; :func:`hierot.evaluation.compare.markdown` renders it).
+    """
+    from hierot.evaluation.compare import compare as compare_runs
+
+    return compare_runs([str(r) for r in runs], baseline=baseline, sampler=sampler)
+
+
+
+__all__ = ["Samples", "build", "compare", "default_run_dir", "evaluate", "fit", "load_spec",
+           "plot", "sample", "validate"]

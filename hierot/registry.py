@@ -55,6 +55,8 @@ lambda_schedules = Registry(
     key="schedule",
 )
 samplers = Registry("sampler", builtins="hierot.samplers", group="hierot.samplers")
+features = Registry("feature extractor", builtins="hierot.evaluation.features",
+                    group="hierot.features")
 
 ALL: dict[str, Registry] = {
     "networks": networks,
@@ -70,6 +72,7 @@ ALL: dict[str, Registry] = {
     "lr_schedules": lr_schedules,
     "lambda_schedules": lambda_schedules,
     "samplers": samplers,
+    "features": features,
 }
 
 __all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", "choice", *ALL]

@@ -25,10 +25,12 @@ def cli_defaults(command: str, *required: str) -> dict:
 
 
 @pytest.mark.parametrize("command, function, required, options", [
-    ("eval", api.evaluate, ["RUN"], ["checkpoint", "device", "samples", "seed"]),
+    ("eval", api.evaluate, ["RUN"],
+     ["checkpoint", "device", "samples", "seed", "features", "resamples"]),
     ("plot", api.plot, ["RUN"], ["checkpoint", "device", "embedding"]),
     ("sample", api.sample, ["RUN", "--out", "x.pt"],
      ["checkpoint", "device", "n", "seed", "sampler", "path"]),
+    ("compare", api.compare, ["RUN"], ["baseline", "sampler"]),
 ])
 def test_each_command_has_an_api_function_with_its_defaults(command, function, required, options):
     parameters = inspect.signature(function).parameters
@@ -41,6 +43,8 @@ def test_each_command_has_an_api_function_with_its_defaults(command, function, r
 def test_eval_measures_the_prior_unless_told_otherwise():
     assert cli_defaults("eval", "RUN")["sampler"] is None  # --sampler not given: prior
     assert inspect.signature(api.evaluate).parameters["samplers"].default == ("prior",)
+    assert cli_defaults("eval", "RUN")["no_per_layer"] is False
+    assert inspect.signature(api.evaluate).parameters["per_layer"].default is True
 
 
 def test_fit_writes_the_cli_default_run_dir_or_nothing_when_told(tmp_path, monkeypatch):

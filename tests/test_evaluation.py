@@ -32,6 +32,8 @@ from hierot.evaluation.frechet import frechet_from_stats
 
 from _fixtures import two_layers  # tests/_fixtures.py
 
+SAMPLES, FAST = 300, ["--samples", "300", "--resamples", "20"]
+"""A small protocol for tests (the default is 10,000 samples, 200 resamples)."""
 QUIET = {"log_every": 1, "checkpoint_every": 2, "progress": False}
 IMAGES = {
     "data": {"name": "digits", "limit": 600},
@@ -100,8 +102,13 @@ def check_ranges(result: dict, dims: dict[str, int]) -> None:
     quality = result["sample_quality"]
     assert quality["metric"] == "Fréchet classifier distance (FCD)"
     assert finite(quality["fcd"]) and quality["fcd"] >= 0
-    assert finite(quality["floor_train_vs_test"]) and quality["floor_train_vs_test"] >= 0
-    assert quality["samples"] == min(5000, result["test_points"])
+    assert finite(quality["floor_fcd"]) and quality["floor_fcd"] >= 0
+    assert quality["samples"] == SAMPLES
+    assert quality["protocol"]["version"] == "hierot-eval/2"
+    for block in [quality["floor"], *quality["samplers"]["prior"].values()]:
+        for key in ("precision", "recall", "coverage"):
+            lo, hi = block["intervals"][key]
+            assert 0 <= block[key] <= 1 and lo <= block[key] + 1e-9 and block[key] <= hi + 1e-9
     assert 0 <= quality["classifier"]["test_accuracy"] <= 1
     assert result["wall_time_s"] > 0
 
@@ -136,23 +143,27 @@ def test_linear_probe_separable_and_random_labels():
 
 # -- an image run ----------------------------------------------------------------------------------
 def test_eval_image_run(image_run, capsys):
-    assert main(["eval", str(image_run), "--checkpoint", "4"]) == 0
+    assert main(["eval", str(image_run), "--checkpoint", "4", *FAST]) == 0
     out = capsys.readouterr().out
     assert "Fréchet classifier distance (FCD)" in out and "probe acc" in out and "wall time" in out
     result = json.loads((image_run / "eval.json").read_text())
     assert result["step"] == 4 and result["test_points"] == 297 and result["train_points"] == 600
     check_ranges(result, {"z1": 8, "z2": 2})
-    assert result["sample_quality"]["classifier"]["cached"] is False
-    assert result["sample_quality"]["classifier"]["test_accuracy"] > 0.8
-    again = evaluate(image_run, write=False)  # cached classifier, same seeds: the same numbers
-    assert again["sample_quality"]["classifier"]["cached"] is True
+    classifier = result["sample_quality"]["classifier"]
+    assert classifier["source"] == "shipped" and classifier["test_accuracy"] > 0.9
+    protocol = result["sample_quality"]["protocol"]  # 297 test < 300 samples: the training split
+    assert protocol["reference"] == {**protocol["reference"], "split": "train", "points": 300}
+    assert protocol["features"]["sha256"] == classifier["sha256"]
+    layers = result["sample_quality"]["per_layer"]
+    assert set(layers["layers"]) == {"z1", "z2"} and layers["points"] == 297
+    again = evaluate(image_run, write=False, samples=SAMPLES, resamples=20)  # same seeds
     assert again["sample_quality"]["fcd"] == pytest.approx(result["sample_quality"]["fcd"])
     assert again["objective"] == result["objective"]
 
 
 def test_plot_sample_and_report_image_run(image_run, tmp_path, capsys):
     if not (image_run / "eval.json").exists():  # when run alone
-        evaluate(image_run)
+        evaluate(image_run, samples=SAMPLES, resamples=20)
     assert main(["plot", str(image_run)]) == 0  # UMAP for the 8-D layer
     for name in CAPTIONS:
         png = image_run / "figures" / name
@@ -168,9 +179,14 @@ def test_plot_sample_and_report_image_run(image_run, tmp_path, capsys):
 
 # -- a vector run ----------------------------------------------------------------------------------
 def test_eval_and_plot_vector_run(vector_run):
-    result = evaluate(vector_run)
+    result = evaluate(vector_run, samples=SAMPLES, resamples=20)
     check_ranges(result, {"z1": 4, "z2": 3})
-    assert result["sample_quality"]["classifier"]["kind"] == "mlp"
+    classifier = result["sample_quality"]["classifier"]  # no shipped weights: trained here
+    assert classifier["kind"] == "mlp" and classifier["source"] == "trained-here"
+    assert classifier["cached"] is False
+    again = evaluate(vector_run, samples=SAMPLES, resamples=20, write=False)
+    assert again["sample_quality"]["classifier"]["cached"] is True
+    assert again["sample_quality"]["fcd"] == pytest.approx(result["sample_quality"]["fcd"])
     written = plot_run(vector_run, embedding="pca")
     assert [p.name for p in written] == list(CAPTIONS)
     assert all(p.stat().st_size > 0 for p in written)
@@ -180,11 +196,11 @@ def test_eval_and_plot_vector_run(vector_run):
 def test_unlabelled_data_skips_probe_and_fcd(vector_run):
     labelled = load_run(vector_run).data
     run = load_run(vector_run, data=DataSplits(labelled.train_x, labelled.test_x))
-    result = evaluate(run, write=False)
+    result = evaluate(run, write=False, samples=SAMPLES)
     assert "skipped" in result["probe"] and "skipped" in result["sample_quality"]
     assert finite(result["top_divergence"]["mmd"]) and result["reconstruction"]["l2sq"]
     assert "skipped" in format_table(result)
-    assert len(plot_run(run, embedding="pca")) == len(CAPTIONS)
+    assert len(plot_run(run, embedding="pca")) >= len(CAPTIONS) - 1  # per-layer: with eval.json
 
 
 # -- user errors -----------------------------------------------------------------------------------
@@ -209,7 +225,7 @@ def test_report_without_eval_or_figures(tmp_path):
 def test_eval_and_plot_vae_runs(name, tmp_path, cache, capsys):
     out = tmp_path / "run"
     hierot.fit({**IMAGES, "objective": {"name": name, "warmup_steps": 2}}, out=out)
-    assert main(["eval", str(out), "--samples", "200"]) == 0
+    assert main(["eval", str(out), "--samples", "200", "--resamples", "20"]) == 0
     table = capsys.readouterr().out
     assert "log p(x) >=" in table and "KL (nats)" in table
     result = json.loads((out / "eval.json").read_text())
@@ -230,7 +246,7 @@ def test_eval_and_plot_vae_runs(name, tmp_path, cache, capsys):
 
 
 def test_wae_runs_report_kl_and_skip_the_likelihood(vector_run):
-    result = evaluate(vector_run, write=False)
+    result = evaluate(vector_run, write=False, samples=SAMPLES, resamples=20)
     assert "skipped" in result["likelihood"]
     assert result["kl"]["estimate"] == {"z1": "monte-carlo", "z2": "analytic"}
     assert all(finite(v) for v in result["kl"]["nats"].values())

@@ -189,11 +189,13 @@ def test_decoding_paths(tiny_run):
 
 
 def test_eval_reports_every_sampler_and_path(tiny_run, capsys):
-    result = evaluate(tiny_run, samples=200, samplers=["prior", "gmm"], write=False)
+    result = evaluate(tiny_run, samples=200, samplers=["prior", "gmm"], write=False,
+                      resamples=20, per_layer=False)
     quality = result["sample_quality"]
     assert list(quality["samplers"]) == ["prior", "gmm"]
     assert quality["fcd"] == quality["samplers"]["prior"]["ancestral"]["fcd"]
-    for block in [quality["reference_train_vs_test"],
+    assert "per_layer" not in quality
+    for block in [quality["floor"],
                   *(b for paths in quality["samplers"].values() for b in paths.values())]:
         for key in ("precision", "recall", "coverage"):
             assert 0.0 <= block[key] <= 1.0
@@ -204,9 +206,10 @@ def test_eval_reports_every_sampler_and_path(tiny_run, capsys):
     assert quality["sampler_options"]["gmm"]["n_components"] == 10
 
     assert main(["eval", str(tiny_run), "--samples", "100", "--sampler", "prior",
-                 "--sampler", "{name: gmm, n_components: 2}"]) == 0
+                 "--sampler", "{name: gmm, n_components: 2}", "--resamples", "20",
+                 "--no-per-layer"]) == 0
     out = capsys.readouterr().out
-    assert "gmm(n_components=2) / mean" in out and "training data (reference)" in out
+    assert "gmm(n_components=2) / mean" in out and "training data (floor)" in out
     written = json.loads((tiny_run / "eval.json").read_text())
     assert "gmm(n_components=2)" in written["sample_quality"]["samplers"]
     assert main(["report", str(tiny_run)]) == 0

@@ -6,6 +6,7 @@
     hierot plot RUN_DIR [--checkpoint STEP|best] [--device D] [--embedding pca|umap]
     hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S] [--path P]
     hierot report RUN_DIR
+    hierot compare RUN_OR_GLOB ... [--baseline B] [--sampler S] [--out FILE.md] [--json FILE]
 
 Heavy modules (torch models, matplotlib, scikit-learn, UMAP) are imported inside each command,
 so registering them costs nothing.
@@ -48,7 +49,8 @@ def evaluate_run(args: argparse.Namespace) -> int:
     from hierot.evaluation.evaluator import EVAL_FILE, format_table
 
     result = evaluate(args.run_dir, args.checkpoint, device=args.device, samples=args.samples,
-                      seed=args.seed, samplers=args.sampler or ["prior"])
+                      seed=args.seed, samplers=args.sampler or ["prior"], features=args.features,
+                      resamples=args.resamples, per_layer=not args.no_per_layer)
     print(format_table(result))
     print(f"written {Path(args.run_dir) / EVAL_FILE}")
     return 0
@@ -56,9 +58,19 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser, seed="every random draw")
-    parser.add_argument("--samples", type=int, default=5000, metavar="N",
-                        help="generated samples (and as many test points) for the FCD, at most "
-                             "the test set's size (default 5000)")
+    parser.add_argument("--samples", type=int, default=10_000, metavar="N",
+                        help="generated samples per sampler and path, against a reference set "
+                             "of at most N points: the test split when it holds N, else the "
+                             "larger split (default 10000)")
+    parser.add_argument("--features", default="classifier", metavar="EXTRACTOR",
+                        help="feature space of the sample metrics: classifier (shipped weights "
+                             "for mnist-5k, mnist, fashion-mnist, digits), or a YAML mapping "
+                             "such as '{name: inception, weights: FILE}' or "
+                             "'{name: dinov2, weights: FILE}' (default classifier)")
+    parser.add_argument("--resamples", type=int, default=200, metavar="B",
+                        help="bootstrap resamples of every 95 %% interval (default 200)")
+    parser.add_argument("--no-per-layer", action="store_true",
+                        help="skip the metrics of held-out data regenerated from every depth")
     parser.add_argument("--sampler", action="append", metavar="SAMPLER",
                         help="sampler of the top latent whose samples are measured, along the "
                              "ancestral and the decoder-mean path; repeat for several: prior, gmm, "
@@ -136,3 +148,41 @@ def report(args: argparse.Namespace) -> int:
 
 report.arguments = lambda p: p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
 command("report", "write RUN_DIR/report.md from its spec, eval.json and figures")(report)
+
+
+# -- compare ---------------------------------------------------------------------------------------
+def compare(args: argparse.Namespace) -> int:
+    from hierot.api import compare as compare_runs
+    from hierot.evaluation.compare import markdown
+
+    for option, path, suffix in (("--out", args.out, ".md"), ("--json", args.json, ".json")):
+        if path is not None and Path(path).suffix.lower() != suffix:
+            raise HierotError(f"compare: {option} {path} must end in {suffix}")
+    report = compare_runs(args.runs, baseline=args.baseline, sampler=args.sampler)
+    text = markdown(report)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"written {args.out}")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"written {args.json}")
+    return 0
+
+
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_OR_GLOB",
+                        help="evaluated run directories, or globs such as 'runs/stacked-*'")
+    parser.add_argument("--baseline", metavar="GROUP",
+                        help="the group the others are tested against: a run directory in it, "
+                             "its number in the table or its label (default: the first)")
+    parser.add_argument("--sampler", help="the sampler compared (default: each run's first)")
+    parser.add_argument("--out", metavar="FILE.md", help="also write the Markdown table here")
+    parser.add_argument("--json", metavar="FILE.json", help="also write the comparison as JSON")
+
+
+compare.arguments = _compare_arguments
+command("compare", "compare evaluated runs: grouped by spec, mean ± sd, intervals, Welch's "
+        "t-test against a baseline")(compare)

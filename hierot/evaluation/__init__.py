@@ -7,6 +7,13 @@ Each module does one job:
 ``metrics``         objective terms, reconstruction error per encoding depth, top divergences,
                     active units
 ``classifier``      the small feature classifier behind the Fréchet classifier distance (cached)
+``features``        the ``features`` registry: shipped classifiers; ``pretrained``: Inception,
+                    DINOv2 from a user-named file
+``protocol``        the sample-evaluation recipe (``hierot-eval/2``): N, the reference set
+``bootstrap``       tiled k-NN metrics and the FD against a reference, with bootstrap intervals
+``kid``             the kernel inception distance (unbiased MMD² over subsets)
+``per_layer``       held-out data regenerated from every depth (Figure 3b, quantitative)
+``compare``         ``hierot compare``: groups of runs, mean ± sd, Welch's t-test, verdicts
 ``frechet``         the Fréchet distance between Gaussian fits of two feature sets
 ``sample_quality``  precision/recall, density/coverage and class coverage of samples
 ``samplers``        post-hoc samplers of the top latent (prior, gmm, empirical), two decoding paths
@@ -17,7 +24,7 @@ Each module does one job:
 ``plotting``        drawing helpers: image mosaics, 2-D views of vectors, sample grids, saving
 =================== ===========================================================================
 
-The ``hierot eval``, ``plot``, ``sample`` and ``report`` sub-commands live in
+The ``hierot eval``, ``plot``, ``sample``, ``report`` and ``compare`` sub-commands live in
 :mod:`hierot.cli.evaluation`: the command line imports this package, never the reverse.
 
 The public names are imported lazily (so ``hierot --help`` does not import matplotlib).

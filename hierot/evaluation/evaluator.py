@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hierot.evaluation import metrics
+from hierot.evaluation.bootstrap import RESAMPLES
+from hierot.evaluation.protocol import SAMPLES, check_samples, reference_split
 from hierot.evaluation.trained import LoadedRun, encode, load_run, subset
 from hierot.training.rundir import atomic_write_text
 
@@ -22,9 +24,10 @@ EVAL_FILE = "eval.json"
 
 def evaluate(
     path: str | Path | LoadedRun, checkpoint: int | str | None = None, *, device: str | None = None,
-    samples: int = 5000, divergence_samples: int = 1000, probe_train: int = 10000,
+    samples: int = SAMPLES, divergence_samples: int = 1000, probe_train: int = 10000,
     likelihood_points: int = 1000, likelihood_samples: int = metrics.IW_SAMPLES,
     seed: int = 0, write: bool = True, samplers: Sequence[str | dict] = ("prior",),
+    features: str | dict = "classifier", resamples: int = RESAMPLES, per_layer: bool = True,
 ) -> dict:
     """Evaluate a run on its test split; write ``RUN/eval.json`` when ``write``.
 
@@ -37,7 +40,9 @@ def evaluate(
     device:
         Device to evaluate on (default: the spec's).
     samples:
-        At most this many generated samples and as many test points for the FCD.
+        N, the generated samples per sampler and path, against a reference set of at most N
+        points (:mod:`hierot.evaluation.protocol`); also the held-out points regenerated from
+        every depth.
     divergence_samples:
         At most this many encoded test points (and as many prior samples) per top divergence.
     probe_train:
@@ -53,6 +58,12 @@ def evaluate(
         Post-hoc samplers of the top latent whose samples are measured, each a name or options
         (:mod:`hierot.evaluation.samplers`); every one along both decoding paths, ``ancestral``
         and ``mean``. The first gives the headline ``fcd``.
+    features:
+        The feature extractor, a name or options (:mod:`hierot.evaluation.features`).
+    resamples:
+        Bootstrap resamples of every interval.
+    per_layer:
+        Measure held-out data regenerated from every depth (the quantitative Figure 3b).
 
     Returns
     -------
@@ -73,6 +84,12 @@ def evaluate(
     model, data, spec, where = run.model, run.data, run.spec, run.device
     objective = run.objective
     labelled = data.train_y is not None and data.test_y is not None
+    with timed("features"):  # bad --features or --samples fail before any other work
+        extractor = _extractor(run, features, seed)
+        if extractor is not None:
+            split = reference_split(len(data.test_x), len(data.train_x), samples)
+            reference = min(samples, len(getattr(data, f"{split}_x")))
+            check_samples(samples, tuple(data.shape), extractor.dim, reference)
     result: dict = {
         "run": str(run.run_dir.path),
         "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
@@ -111,14 +128,32 @@ def evaluate(
         result["probe"] = _probes(run, probe_train, seed) if labelled else {
             "skipped": "the data set has no labels"}
     with timed("sample_quality"):
-        result["sample_quality"] = _sample_quality(run, samples, seed, samplers) if labelled else {
-            "metric": FCD_NAME, "skipped": "the data set has no labels to train a classifier on"}
+        result["sample_quality"] = _sample_quality(
+            run, samples, seed, samplers, extractor, resamples, per_layer,
+        ) if extractor is not None else {
+            "metric": FCD_NAME, "skipped": "the data set has no labels to train a classifier on "
+            "(choose --features inception or dinov2 with a weights file)"}
     result["timings_s"] = timings
     result["wall_time_s"] = round(time.perf_counter() - started, 3)
     if write:
         text = json.dumps(result, indent=2, ensure_ascii=False)
         atomic_write_text(run.run_dir.path / EVAL_FILE, text)
     return result
+
+
+def _extractor(run: LoadedRun, features: str | dict, seed: int):
+    """The feature extractor, or ``None`` for the default classifier on unlabelled data."""
+    from hierot.evaluation.features import build_extractor, parse_features
+
+    options = parse_features(features)
+    data = run.data
+    if options.name == "classifier" and (data.train_y is None or data.test_y is None):
+        from hierot.evaluation.features import SHIPPED_FOR, manifest
+
+        if SHIPPED_FOR.get(run.spec.data.name) not in manifest():
+            return None
+    return build_extractor(options, data=data, data_options=run.spec.data.model_dump(mode="json"),
+                           seed=run.spec.seed, device=run.device)
 
 
 def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
@@ -138,58 +173,20 @@ def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
             "model": "logistic regression on standardised codes (means)"}
 
 
-def _sample_quality(run: LoadedRun, samples: int, seed: int, samplers: Sequence) -> dict:
-    """FCD, precision/recall, density/coverage and class coverage of every sampler and path."""
-    import torch
+def _sample_quality(run: LoadedRun, samples: int, seed: int, samplers: Sequence, extractor,
+                    resamples: int, per_layer: bool) -> dict:
+    """The protocol's sample metrics (:mod:`hierot.evaluation.protocol`) and, when
+    ``per_layer``, those of held-out data regenerated from every depth."""
+    from hierot.evaluation.per_layer import per_layer_quality
+    from hierot.evaluation.protocol import sample_quality
 
-    from hierot.evaluation import sample_quality as sq
-    from hierot.evaluation.classifier import feature_classifier
-    from hierot.evaluation.frechet import frechet_distance
-    from hierot.evaluation.samplers import PATHS, draw, fitted, label, parse_sampler, top_codes
-
-    data = run.data
-    classifier = feature_classifier(data, run.spec.data.model_dump(mode="json"), run.spec.seed,
-                                    device=run.device)
-    classes = int(classifier.network.out.out_features)
-
-    def measure(x) -> tuple:
-        features = classifier.features(x)
-        with torch.no_grad():
-            predicted = classifier.network.out(features.to(run.device)).argmax(1).cpu()
-        return features, predicted
-
-    n = min(samples, len(data.test_x))
-    test, test_classes = measure(data.test_x[subset(len(data.test_x), n, seed)])
-    train, train_classes = measure(data.train_x[subset(len(data.train_x), n, seed)])
-
-    def block(features, predicted) -> dict:
-        return {"fcd": frechet_distance(features, test), **sq.fidelity_coverage(test, features),
-                "class_coverage": sq.class_coverage(predicted, test_classes, classes)}
-
-    result = {
-        "metric": FCD_NAME,
-        "samples": n,
-        "classifier": classifier.info(),
-        "reference_train_vs_test": block(train, train_classes),
-        "samplers": {},
-        "sampler_options": {},
-    }
-    codes = None
-    for options in (parse_sampler(s) for s in samplers):
-        name = label(options)
-        if name in result["samplers"]:
-            continue
-        if options.name != "prior" and codes is None:
-            codes = top_codes(run, seed=seed)
-        sampler = fitted(run, options, seed=seed, codes=codes)
-        result["sampler_options"][name] = options.model_dump(mode="json")
-        result["samplers"][name] = {
-            path: block(*measure(draw(run.model, sampler, n, path, seed=seed, device=run.device)))
-            for path in PATHS}
-    first = next(iter(result["samplers"].values()))["ancestral"]
-    result["fcd"] = first["fcd"]  # the first sampler's (by default the prior's) ancestral samples
-    result["floor_train_vs_test"] = result["reference_train_vs_test"]["fcd"]
-    return result
+    quality, (ref, _) = sample_quality(run, samples, seed, samplers, extractor,
+                                       resamples=resamples)
+    if per_layer:
+        quality["per_layer"] = per_layer_quality(
+            run, ref, extractor, points=samples, seed=seed, resamples=resamples,
+            reference_split=quality["protocol"]["reference"]["split"])
+    return quality
 
 
 # -- the terminal table ----------------------------------------------------------------------
@@ -273,18 +270,27 @@ def format_table(result: dict) -> str:
     if "fcd" in quality:
         from hierot.evaluation.sample_quality import HEADER, rows
 
+        protocol = quality.get("protocol", {})
+        ref = protocol.get("reference", {"split": "test", "points": quality["samples"]})
         c = quality["classifier"]
-        trained = " (cached)" if c["cached"] else f", trained now in {c['train_seconds']:.1f} s"
         lines += [
-            (f"sample quality: {quality['metric']} = {number(quality['fcd'])} "
-             f"({quality['samples']} generated vs {quality['samples']} test samples)"),
-            (f"  floor (training vs test data, same size): "
-             f"{number(quality['floor_train_vs_test'])}; classifier {c['kind']}, test accuracy "
-             f"{number(c['test_accuracy'], 3)}{trained}"),
+            (f"sample quality ({protocol.get('version', 'hierot-eval/1')}): {quality['metric']} = "
+             f"{number(quality['fcd'])}, {quality['samples']} samples against "
+             f"{ref['points']} {ref['split']} points"),
+            (f"  features: {c.get('name', 'classifier')} ({c.get('source', 'trained-here')}"
+             f"{', sha256 ' + c['sha256'][:12] if c.get('sha256') else ''}); 95 % intervals in "
+             "eval.json and report.md"),
             ("fidelity (precision, density) and coverage (recall, coverage, class histogram) "
-             "per sampler of z_N and decoding path, in the classifier's features:"),
+             "per sampler of z_N and decoding path:"),
             *_table(HEADER, rows(quality, number)),
         ]
+        if "per_layer" in quality:
+            from hierot.evaluation.per_layer import table
+
+            header, body = table(quality["per_layer"], number)
+            lines += [(f"held-out data regenerated from each depth "
+                       f"({quality['per_layer']['points']} points):"),
+                      *_table(header, body)]
     else:
         lines.append(f"sample quality: skipped ({quality['skipped']})")
     lines += ["", f"wall time {result['wall_time_s']:.1f} s"]

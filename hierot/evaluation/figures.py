@@ -13,6 +13,9 @@ file                         what (paper figure)
                              (Figures 3b, 5d)
 ``interpolations.png``       interpolations through the top latent between pairs of data
                              points, the data in the first and last columns (Figure 5b)
+``per_layer_quality.png``    fidelity and coverage of held-out data regenerated from each
+                             depth, from ``eval.json`` (the quantitative Figure 3b; drawn when
+                             ``hierot eval`` has measured it)
 ============================ ================================================================
 
 Image data ``(C, H, W)`` with C in {1, 3} is drawn as images; any other data (vectors) as scatter
@@ -54,6 +57,8 @@ CAPTIONS = {
                            "(Figure 3b).",
     "interpolations.png": "Interpolations through the top latent; data in the first and last "
                           "columns (Figure 5b).",
+    "per_layer_quality.png": "Fidelity and coverage of held-out data regenerated from each "
+                             "depth, with 95 % intervals (the quantitative Figure 3b).",
 }
 """File name -> caption, in the order the report shows them."""
 
@@ -88,7 +93,7 @@ def plot_run(
     """
     run = path if isinstance(path, LoadedRun) else load_run(path, checkpoint, device=device)
     out = run.run_dir.figures_dir
-    return [
+    written = [
         training_curves(run.run_dir.read_metrics(), out / "training_curves.png"),
         samples(run, out / "samples.png", seed=seed),
         top_latent(run, out / "top_latent.png"),
@@ -96,6 +101,16 @@ def plot_run(
         reconstructions(run, out / "reconstructions.png", seed=seed),
         interpolations(run, out / "interpolations.png", seed=seed),
     ]
+    evaluated = run.run_dir.path / "eval.json"
+    if evaluated.is_file():
+        import json
+
+        from hierot.evaluation.per_layer import figure
+
+        block = json.loads(evaluated.read_text()).get("sample_quality", {}).get("per_layer")
+        if block:
+            written.append(figure(block, out / "per_layer_quality.png"))
+    return written
 
 
 # -- Figure 2a -----------------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""``hierot compare``: grouping by spec, mean ± sd, intervals, Welch's t-test, Markdown and JSON.
+
+Three real runs (two seeds of one spec, one with an override) are trained, evaluated and
+compared through the command line; the statistics are checked against scipy on raw values.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import hierot
+from hierot.cli import main
+from hierot.evaluation.compare import mean_std, t_interval, verdict, welch_p
+from hierot.evaluation.evaluator import evaluate
+
+from _fixtures import two_layers  # tests/_fixtures.py
+
+SPEC = {"data": {"name": "digits", "limit": 200}, "layers": two_layers(),
+        "train": {"batch_size": 32, "steps": 2, "progress": False}}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    made = {}
+    for name, seed, overrides in [("base-s0", 0, []), ("base-s1", 1, []),
+                                  ("wide-s0", 0, ["layers.0.latent_shape=[6]"])]:
+        out = root / name
+        hierot.fit(SPEC, out=out, overrides=[f"seed={seed}", *overrides])
+        evaluate(out, samples=60, resamples=10, per_layer=False)
+        made[name] = out
+    return root, made
+
+
+def test_statistics_match_scipy():
+    a, b = [1.0, 2.0, 4.0], [3.0, 5.0, 6.0, 9.0]
+    sa, sb = mean_std(a), mean_std(b)
+    assert sa["mean"] == pytest.approx(np.mean(a)) and sa["std"] == pytest.approx(np.std(a, ddof=1))
+    expected = stats.ttest_ind(a, b, equal_var=False).pvalue
+    assert welch_p(sa, sb) == pytest.approx(expected)
+    low, high = t_interval(sa)
+    ci = stats.t.interval(0.95, len(a) - 1, loc=np.mean(a), scale=stats.sem(a))
+    assert (low, high) == pytest.approx(ci)
+    assert welch_p(mean_std([1.0]), sb) is None and t_interval(mean_std([1.0])) is None
+    # better on a fidelity and a coverage metric, worse on none: wins on both
+    far = {m: mean_std([0.9, 0.91]) for m in ("precision", "recall")}
+    near = {m: mean_std([0.5, 0.52]) for m in ("precision", "recall")}
+    v = verdict(far, near, {"precision": 1, "recall": 1}, ("precision",), ("recall",))
+    assert v["precision"] == v["recall"] == "better" and v["wins_on_both"]
+    assert not verdict(near, far, {"precision": 1, "recall": 1}, ("precision",),
+                       ("recall",))["wins_on_both"]
+
+
+def test_compare_groups_seeds_and_tests_against_the_baseline(runs, tmp_path, capsys):
+    root, made = runs
+    md, js = tmp_path / "c.md", tmp_path / "c.json"
+    assert main(["compare", str(root / "*"), "--baseline", str(made["wide-s0"]),
+                 "--out", str(md), "--json", str(js)]) == 0
+    report = json.loads(js.read_text())
+    groups = report["groups"]
+    assert len(groups) == 2
+    base = report["baseline"]
+    assert base.startswith("layers.0.latent_shape=[6]") and len(groups[base]["runs"]) == 1
+    (other,) = [g for label, g in groups.items() if label != base]
+    assert sorted(other["runs"]) == sorted(str(made[n]) for n in ("base-s0", "base-s1"))
+    values = [json.loads((made[n] / "eval.json").read_text())["sample_quality"]["fcd"]
+              for n in ("base-s0", "base-s1")]
+    fcd = other["metrics"]["fcd"]
+    assert fcd["mean"] == pytest.approx(np.mean(values))
+    assert fcd["std"] == pytest.approx(np.std(values, ddof=1))
+    assert other["against_baseline"]["fcd"] in ("better", "worse", "tie")
+    single = groups[base]["metrics"]["precision"]  # one run: its own bootstrap interval
+    written = json.loads((made["wide-s0"] / "eval.json").read_text())
+    assert single["interval"] == written["sample_quality"]["samplers"]["prior"]["ancestral"][
+        "intervals"]["precision"]
+    text = md.read_text()
+    assert "(baseline)" in text and "| fcd |" in text
+    assert capsys.readouterr().out.startswith("Runs grouped by spec")
+
+
+def test_compare_bad_input(runs, tmp_path, capsys):
+    root, made = runs
+    assert main(["compare", str(tmp_path / "nothing-*")]) == 2
+    assert "matches no run directory" in capsys.readouterr().err
+    empty = tmp_path / "not-evaluated"
+    empty.mkdir()
+    assert main(["compare", str(empty)]) == 2
+    assert "no eval.json" in capsys.readouterr().err
+    assert main(["compare", str(root / "*"), "--baseline", "7"]) == 2
+    assert "--baseline '7' is no group" in capsys.readouterr().err
+    assert main(["compare", str(root / "*"), "--out", str(tmp_path / "c.txt")]) == 2
+    assert "must end in .md" in capsys.readouterr().err
+    assert not (tmp_path / "c.txt").exists()
+
+
+def test_compare_is_in_the_api(runs):
+    root, _ = runs
+    report = hierot.api.compare([root / "base-*"])
+    assert list(report["groups"]) == ["all runs"] and report["warnings"] == []
