@@ -42,7 +42,7 @@ def train_one(name: str, out: Path, *, max_steps: int | None = None) -> dict:
 
     entry = datasets.get(name)
     options = entry.options(name=name) if "name" in entry.options.model_fields else entry.options()
-    data = entry.factory(options, seed=0)
+    data = entry.factory(options, seed=0).as_float()
     recipe = dict(RECIPE)
     if max_steps is not None:
         recipe["max_steps"] = min(recipe["max_steps"], max_steps)

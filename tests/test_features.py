@@ -28,7 +28,7 @@ from _fixtures import two_layers  # tests/_fixtures.py
 
 def load(name: str, **options):
     entry = datasets.get(name)
-    return entry.factory(entry.options(**options), seed=0)
+    return entry.factory(entry.options(**options), seed=0).as_float()
 
 
 @pytest.fixture(scope="module")
