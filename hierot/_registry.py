@@ -21,9 +21,9 @@ from importlib.metadata import entry_points
 from importlib.resources import files
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import AfterValidator, BaseModel, Discriminator, create_model
 
+from hierot._yaml import parse_yaml
 from hierot.components import ComponentOptions, NoOptions
 from hierot.errors import DuplicateNameError, PluginError, UnknownNameError
 
@@ -161,7 +161,7 @@ class Registry:
             if resource.name.endswith(".yaml"):
                 name = resource.name.removesuffix(".yaml")
                 factory = partial(reader, name)
-                factory.__doc__ = yaml.safe_load(reader(name)).get("description", "")
+                factory.__doc__ = parse_yaml(reader(name)).get("description", "")
                 self.add(name, factory)
 
     def remove(self, name: str) -> None:

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from hierot._registry import Registry
 from hierot._utils import seeded
+from hierot._yaml import parse_yaml
 from hierot.components import ComponentOptions
 from hierot.errors import HierotError
 from hierot.evaluation.trained import LoadedRun, chunks, encode, subset
@@ -144,6 +145,10 @@ class EmpiricalSampler:
         return self.codes[torch.randint(len(self.codes), (n,), generator=generator)]
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0]
+
+
 def parse_sampler(text: str | dict) -> ComponentOptions:
     """Options of a sampler from a name (``gmm``) or a YAML mapping (``{name: gmm, n_components: 20}``).
 
@@ -152,7 +157,12 @@ def parse_sampler(text: str | dict) -> ComponentOptions:
     HierotError
         For an unknown name (with the valid ones) or invalid options (naming the field).
     """
-    raw = yaml.safe_load(text) if isinstance(text, str) else dict(text)
+    try:
+        raw = parse_yaml(text) if isinstance(text, str) else dict(text)
+    except yaml.YAMLError as exc:
+        raise HierotError(f"sampler: {text!r} is not valid YAML ({_first_line(exc)}); give a "
+                          f"name or a mapping such as {{name: gmm}}; known samplers: "
+                          f"{samplers.names()}") from None
     if isinstance(raw, str):
         raw = {"name": raw}
     if not isinstance(raw, dict) or "name" not in raw:

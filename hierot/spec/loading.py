@@ -2,8 +2,9 @@
 
 Every problem in a spec is reported at once, one ``path.to.field: message`` line each, as a
 :class:`hierot.errors.SpecError` (the first :data:`~hierot.errors.MAX_REPORTED` of them, and how
-many more). YAML is read with a loader that refuses a key given twice in one mapping, naming the
-key and both lines, rather than letting the last one win silently.
+many more). YAML is read by :func:`hierot._yaml.parse_yaml`: ``1e-3`` is a number (YAML 1.2), and
+a key given twice in one mapping is refused, naming the key and both lines, rather than letting
+the last one win silently.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hierot._yaml import DuplicateKeyError, RefusedTagError, parse_yaml
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
 from hierot.spec.schema import Spec, upgrade_objective, validate_spec
@@ -28,39 +30,6 @@ _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
     "penalties": "penalty", "data": "dataset", "objective": "objective",
 }
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping that names one key twice (``yaml.safe_load`` would keep the last silently)."""
-
-
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """``yaml.SafeLoader`` (its C version when built) that refuses duplicate keys."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first_line: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<: *base` keys may be overridden by the mapping's own keys
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    seen = first_line.get(key)
-                except TypeError:  # an unhashable key: the base class reports it
-                    continue
-                line = key_node.start_mark.line + 1
-                if seen is not None:
-                    raise DuplicateKeyError(
-                        f"line {line}: duplicate key {key!r} (first given on line {seen}); "
-                        f"give each key once"
-                    )
-                first_line[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that refuses duplicate keys (raises ``yaml.YAMLError``)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 MAX_SPEC_BYTES = 256 * 1024
@@ -105,7 +74,7 @@ def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], st
     text, label = read_text(source)
     try:
         raw = parse_yaml(text)
-    except DuplicateKeyError as exc:
+    except (DuplicateKeyError, RefusedTagError) as exc:
         raise SpecError([str(exc)], label) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"not valid YAML: {exc}"], label) from None
