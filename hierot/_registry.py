@@ -74,6 +74,11 @@ def plain_text(line: str) -> str:
     return line.replace("``", "")
 
 
+def _from_hierot(factory: Any) -> bool:
+    """Whether ``factory`` is defined in hierot itself (a built-in)."""
+    return (getattr(factory, "__module__", None) or "").partition(".")[0] == "hierot"
+
+
 class Registry:
     """Name -> component for one kind (networks, costs, divergences, ...).
 
@@ -94,6 +99,8 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._tagged: dict[str, type[ComponentOptions]] = {}
         self._loaded = False
+        self._builtins_state = "absent" if builtins is None else "pending"
+        """``pending`` -> ``loading`` (its module is being imported) -> ``loaded``."""
         self.plugin_errors: list[str] = []
         """Messages of plug-ins that failed to load (each names the entry point and package)."""
 
@@ -126,7 +133,15 @@ class Registry:
 
         ``options`` as in :meth:`register`. A factory that carries its own ``Options`` attribute
         is refused unless ``options`` is given: options are declared at registration only.
+
+        The built-ins are registered before anything else: a registration from outside the
+        built-in package (a plug-in's module registering itself on import, possibly while
+        another registry loads its plug-ins) first imports them, so it can never take a
+        built-in's name, nor make the built-in's own registration fail later.
         """
+        self._ensure_builtins()
+        if source == BUILTIN and self._builtins_state == "loaded" and not _from_hierot(factory):
+            source = f"module {getattr(factory, '__module__', '?')}"
         if options is None and hasattr(factory, "Options"):
             raise PluginError(
                 f"{self.kind} {name!r}: declare its options at registration, "
@@ -136,7 +151,7 @@ class Registry:
             other = self._entries[name]
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is already registered (by {other.source}); "
-                f"choose another name"
+                f"choose another name (a plug-in may not reuse a built-in's)"
             )
         options = options or NoOptions
         if not (isinstance(options, type) and issubclass(options, BaseModel)):
@@ -170,12 +185,25 @@ class Registry:
         self._tagged.pop(name, None)
 
     # -- lookup ----------------------------------------------------------------------------------
+    def _ensure_builtins(self) -> None:
+        """Import the built-in package once (re-entrant: it registers into this registry)."""
+        if self._builtins_state != "pending":
+            return
+        self._builtins_state = "loading"
+        try:
+            importlib.import_module(self._builtins)  # type: ignore[arg-type]
+        except BaseException:
+            self._builtins_state = "pending"
+            raise
+        self._builtins_state = "loaded"
+
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
+        self._ensure_builtins()
+        if self._builtins_state == "loading":
+            return  # a lookup from inside the built-in package: plug-ins come after it
         self._loaded = True
-        if self._builtins:
-            importlib.import_module(self._builtins)
         if self.group:
             self._load_plugins()
 
@@ -188,12 +216,12 @@ class Registry:
             if {ep.name, f"{self.group}:{ep.name}", dist.name if dist else ""} & blocked:
                 continue
             where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {self.group}"
+            before = set(self._entries)
             try:
                 factory = ep.load()
                 existing = self._entries.get(ep.name)
-                from_hierot = getattr(factory, "__module__", "").partition(".")[0] == "hierot"
                 self_registered = (existing is not None and existing.factory is factory
-                                   and existing.entry_point is None and not from_hierot)
+                                   and existing.entry_point is None and not _from_hierot(factory))
                 if self_registered:
                     # the plug-in's module registered itself on import (the one way to declare
                     # its options): keep them, and record where it came from
@@ -210,6 +238,8 @@ class Registry:
                 what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
                         else f"{type(exc).__name__}: {exc}")
                 message = f"{where} failed to load: {what}"
+                for name in set(self._entries) - before:  # what the failed import registered
+                    self.remove(name)
                 self.plugin_errors.append(message)
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
 
