@@ -403,3 +403,39 @@ def test_the_device_may_change_on_resume_and_is_recorded(tmp_path):
     assert main(["train", "--resume", str(run), "--device", "cpu", "--steps", "6"]) == 0
     (entry,) = read_changes(RunDir(run))
     assert entry["changes"] == {"train.steps": [4, 6], "device": ["auto", "cpu"]}
+
+
+# -- a damaged metrics.csv is named before anything is written (issue 27, defect 4) ------------------
+DAMAGES = {
+    "binary": lambda text: b"\x89PNG\r\n\x1a\n\xff\xfe" + text,
+    "ascii-garbage-line": lambda text: b"garbage\n" + text,
+    "ascii-garbage-column": lambda text: b"garbage," + text,
+    "a word in a cell": lambda text: text.replace(b"\n2,", b"\n2,hello,", 1),
+    "a short row before the last": lambda text: text.replace(b"\n3,", b"\n3\n3,", 1),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_resume_with_a_damaged_metrics_file_changes_nothing(tmp_path, capsys, damage):
+    run = stopped_at(tmp_path)
+    metrics = RunDir(run).metrics_file
+    metrics.write_bytes(DAMAGES[damage](metrics.read_bytes()))
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--set", "train.steps=6",
+                 "--set", "train.log_every=2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{metrics} is damaged" in err and "Nothing was changed" in err
+    assert snapshot(run) == before  # spec.yaml, changes.jsonl, metrics.csv: byte-identical
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{metrics} is damaged" in err
+
+
+def test_a_last_line_cut_short_by_a_crash_is_dropped_not_refused(tmp_path, straight):
+    run = stopped_at(tmp_path)
+    metrics = RunDir(run).metrics_file
+    text = metrics.read_bytes()
+    metrics.write_bytes(text + text.splitlines()[-1][:5])  # step 5's row, cut short mid-write
+    assert [r["step"] for r in RunDir(run).read_metrics()] == [1, 2, 3, 4]
+    hierot.fit(resume=run, overrides=["train.steps=6"])
+    assert terms(run) == terms(straight)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from hierot.errors import CheckpointError, HierotError
+from hierot.training.metrics_csv import read_metrics_file
 
 _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 _TEMPORARY = re.compile(
@@ -172,30 +173,25 @@ class RunDir:
 
     # -- metrics -------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, float]]:
-        if not self.metrics_file.exists():
-            return []
-        with self.metrics_file.open(newline="") as f:
-            return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        """The rows of metrics.csv (a last line cut short by a crash is left out); a damaged
+        file raises :class:`~hierot.training.metrics_csv.MetricsFileError` naming it."""
+        return read_metrics_file(self.metrics_file)[1]
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop rows logged after ``after_step`` (they are redone when a run resumes)."""
         if not self.metrics_file.exists():
             return
-        with self.metrics_file.open(newline="") as f:
-            reader = csv.DictReader(f)
-            fields = reader.fieldnames or []
-            rows = [r for r in reader if _complete_row(r, fields) and int(r["step"]) <= after_step]
+        fields, rows = read_metrics_file(self.metrics_file)
         with atomic_open(self.metrics_file) as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: _cell(v) for k, v in r.items()} for r in rows
+                             if r["step"] <= after_step)
 
 
-def _complete_row(row: dict[str, str | None], fields: list[str]) -> bool:
-    """A whole row (a crash mid-write, e.g. on a full disk, can leave a partial last line)."""
-    if None in row or len(row) != len(fields) or any(v is None for v in row.values()):
-        return False
-    return (row.get("step") or "").isdigit()
+def _cell(value: float) -> int | float:
+    """A number as MetricsWriter wrote it (``step`` and other whole numbers without ``.0``)."""
+    return int(value) if value.is_integer() else value
 
 
 class MetricsWriter:
