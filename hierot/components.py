@@ -77,6 +77,17 @@ class KnowsShape(Protocol):
 
 
 @runtime_checkable
+class KnowsSize(Protocol):
+    """Options of a data set that know how many training examples it holds without loading it.
+
+    ``train_size()`` (``None`` when it cannot be known, e.g. files not yet read) lets
+    ``hierot validate`` refuse a ``train.batch_size`` larger than the training set.
+    """
+
+    def train_size(self) -> int | None: ...
+
+
+@runtime_checkable
 class WeighsLayers(Protocol):
     """Options of a penalty that hold a weight lambda_i per latent layer.
 

@@ -46,6 +46,9 @@ class MnistOptions(ComponentOptions):
     download: bool = download_field()
     limit: Limit = limit_field()
 
+    def train_size(self) -> int:
+        return 60_000 if self.limit is None else min(60_000, self.limit)
+
     def sample_shape(self) -> tuple[int, ...]:
         return (1, 28, 28)
 

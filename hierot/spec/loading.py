@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from hierot._yaml import DuplicateKeyError, RefusedTagError, parse_yaml
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
+from hierot.spec.checks import spec_warnings
 from hierot.spec.schema import Spec, upgrade_objective, validate_spec
 
 _log = logging.getLogger(__name__)
@@ -232,6 +234,8 @@ def load_spec(
         problems = [p.replace("objective.weights", "weights", 1) for p in problems]
     if problems:
         raise SpecError(problems, label)
+    for line in spec_warnings(spec):
+        warnings.warn(line, UserWarning, stacklevel=2)
     return spec
 
 
