@@ -12,6 +12,7 @@ before anything is built; each is a protocol here, and the spec calls it through
 ======================= ==========================================================================
 :class:`ChecksShapes`   a network's options: ``shape_error(in_shape, out_shape)``
 :class:`KnowsShape`     a data set's options: ``sample_shape()``, the shape of one example
+:class:`KnowsSize`      a data set's options: ``train_size()``, training examples (or ``None``)
 :class:`WeighsLayers`   a penalty's options: ``layer_weights(num_layers)``, lambda_i per layer
 ======================= ==========================================================================
 

@@ -461,3 +461,32 @@ def test_loss_scaling_step_on_cpu():
     fresh.precision.scaler = torch.amp.GradScaler("cpu")
     fresh.load_state(trainer.state())
     assert fresh.precision.scaler.get_scale() == 2.0**99
+
+
+def test_a_callback_factory_gets_a_path_like_run_dir(tmp_path):
+    """``run_dir / "x.jsonl"`` is a Path in the run directory (issue 27, defect 10)."""
+    import json
+    import os
+
+    class JsonlOptions(ComponentOptions):
+        file: str = "totals.jsonl"
+
+    class Jsonl(Callback):
+        def __init__(self, options, *, run_dir, spec):
+            self.path = run_dir / options.file
+            self.where, self.spec = os.fspath(run_dir), spec
+
+        def on_log(self, step, metrics):
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "total": metrics["total"]}) + "\n")
+
+    callbacks.add("jsonl", Jsonl, options=JsonlOptions)
+    try:
+        hierot.fit(spec("cpu", "train.steps=2", "callbacks=[{name: jsonl}]"), out=tmp_path / "r")
+    finally:
+        callbacks.remove("jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "r" / "totals.jsonl").read_text().splitlines()]
+    logged = RunDir(tmp_path / "r").read_metrics()
+    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["total"] for r in rows] == pytest.approx([r["total"] for r in logged])
+    assert os.fspath(RunDir(tmp_path / "r")) == str(tmp_path / "r")

@@ -53,10 +53,24 @@ def _step_of(path: Path) -> int:
 
 
 class RunDir:
-    """Reads and writes one run directory."""
+    """Reads and writes one run directory; path-like: ``run_dir / "x.jsonl"`` is a :class:`Path`.
+
+    ``path`` is the directory as a :class:`~pathlib.Path`; ``os.fspath(run_dir)`` and
+    ``open(run_dir / name)`` work as they would on it (what a callback factory receives as
+    ``run_dir=``, see docs/plugins.md).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __truediv__(self, other: str | os.PathLike) -> Path:
+        return self.path / other
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
 
     spec_file = property(lambda self: self.path / "spec.yaml")
     metrics_file = property(lambda self: self.path / "metrics.csv")
