@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from hierot._yaml import DuplicateKeyError, RefusedTagError, parse_yaml
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
+from hierot.spec import _messages
 from hierot.spec.checks import spec_warnings
 from hierot.spec.schema import Spec, upgrade_objective, validate_spec
 
@@ -30,7 +31,7 @@ _log = logging.getLogger(__name__)
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
-    "penalties": "penalty", "data": "dataset", "objective": "objective",
+    "penalties": "penalty", "data": "dataset", "objective": "objective", "callbacks": "callback",
 }
 
 
@@ -102,6 +103,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         except yaml.YAMLError as exc:
             raise SpecError([f"--set {path}: value is not valid YAML: {exc}"]) from None
         keys = path.split(".")
+        if "" in keys:
+            raise SpecError([f"--set {item}: {path!r} has an empty key (a doubled, leading or "
+                             f"trailing dot); write KEY.PATH=VALUE, e.g. train.steps=5"])
         node: Any = raw
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1
@@ -149,9 +153,13 @@ def _strip_tags(loc: tuple, raw: Any) -> list[str]:
 
 def format_errors(error: ValidationError, raw: Any, limit: int | None = None) -> list[str]:
     """One ``path: message`` line per error (the first ``limit``), unknown names answered with
-    close matches."""
-    lines = []
-    for err in itertools.islice(error.errors(include_url=False), limit):
+    close matches, and no validator internals (:mod:`hierot.spec._messages`)."""
+    errors = list(itertools.islice(error.errors(include_url=False), limit))
+    lines, covered = _messages.union_lines(
+        errors, lambda loc: ".".join(_strip_tags(loc, raw)) or "<spec>")
+    for index, err in enumerate(errors):
+        if index in covered or _messages.redundant(err, errors):
+            continue
         parts = _strip_tags(err["loc"], raw)
         field = next((p for p in reversed(parts) if not p.isdigit() and p != "name"), "")
         kind = _KIND_OF_FIELD.get(field)
@@ -163,10 +171,17 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
             name = err["ctx"]["tag"] if err["type"] == "union_tag_invalid" else err["input"]
             message = unknown_name_message(kind, name, registry.names())
             parts = [*parts, "name"] if parts[-1] != "name" else parts
+        elif err["type"] == "union_tag_invalid":
+            message = _messages.unknown_tag(err, field)
+            tag = err["ctx"]["discriminator"].strip("'\"")
+            parts = [*parts, tag]
         elif err["type"] == "union_tag_not_found":
             message = f"missing 'name' (or 'schedule'): {err['msg']}"
         elif err["type"] == "value_error":
             message = message.removeprefix("Value error, ")
+        elif err["type"] == "too_short" and isinstance(err["input"], (list, tuple)):
+            least = err["ctx"]["min_length"]
+            message = f"needs at least {least} item{'s' if least > 1 else ''}, got {len(err['input'])}"
         lines.append(f"{'.'.join(parts) or '<spec>'}: {message}")
     return lines
 
