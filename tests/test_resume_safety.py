@@ -439,3 +439,22 @@ def test_a_last_line_cut_short_by_a_crash_is_dropped_not_refused(tmp_path, strai
     assert [r["step"] for r in RunDir(run).read_metrics()] == [1, 2, 3, 4]
     hierot.fit(resume=run, overrides=["train.steps=6"])
     assert terms(run) == terms(straight)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_file_a_run_writes_follows_the_umask(tmp_path, umask):
+    """spec.yaml, summary.json, checkpoints were 0600 while metrics.csv was 0644 (issue 27)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        run = stopped_at(tmp_path, steps=2)
+        hierot.fit(resume=run, overrides=["train.steps=4"])
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(run)): stat.S_IMODE(p.stat().st_mode)
+             for p in run.rglob("*") if p.is_file()}
+    assert {"spec.yaml", "summary.json", "environment.json", "metrics.csv", "changes.jsonl",
+            "checkpoints/step-00000004.pt"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}, modes

@@ -69,9 +69,6 @@ class RunDir:
     def __truediv__(self, other: str | os.PathLike) -> Path:
         return self.path / other
 
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
-
     spec_file = property(lambda self: self.path / "spec.yaml")
     metrics_file = property(lambda self: self.path / "metrics.csv")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
@@ -269,6 +266,7 @@ class atomic_open:  # noqa: N801 - used like open()
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
         self.file = os.fdopen(fd, self.mode, newline="" if "b" not in self.mode else None)
         return self.file
 
@@ -286,6 +284,13 @@ class atomic_open:  # noqa: N801 - used like open()
         if exc_type is not None:
             _discard(self.file, self.tmp)
         return False
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _discard(file, tmp: str) -> None:
