@@ -21,7 +21,7 @@ References
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -32,7 +32,7 @@ _FLOAT_1_2 = re.compile(
     |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
-    re.X,
+    re.VERBOSE,
 )
 """YAML 1.2's float (``1e-3``, ``-2E5``, ``.5``, ``1.``) and the 1.1 forms PyYAML reads."""
 
@@ -53,7 +53,7 @@ _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 class _Loader(_Base):  # type: ignore[misc,valid-type]
     """``yaml.SafeLoader`` (its C version when built): YAML 1.2 floats, unique keys, no binary."""
 
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict] = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != FLOAT_TAG]
         for first, resolvers in _Base.yaml_implicit_resolvers.items()
     }
@@ -98,4 +98,4 @@ def parse_yaml(text: str) -> Any:
         For text that is not YAML, a key given twice (:class:`DuplicateKeyError`) or a
         ``!!binary`` value (:class:`RefusedTagError`).
     """
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe

@@ -6,14 +6,13 @@ import socket
 import time
 
 import pytest
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
 from hierot.errors import HierotError, SpecError
 from hierot.spec.loading import dump_spec
 from hierot.training.rundir import RunDir
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 pytest.importorskip("mlflow")
 

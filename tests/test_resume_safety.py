@@ -367,6 +367,7 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path, capsys, f
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "File too large" in err and "everything written before is intact" in err
+    assert f"error: {run / 'checkpoints' / 'step-00000004.pt'}: File too large" in err
     after = snapshot(run)
     assert after["checkpoints/step-00000002.pt"] == before["checkpoints/step-00000002.pt"]
     assert not [p for p in run.rglob(".*") if p.is_file()]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from _fixtures import two_layers  # tests/_fixtures.py
 
 from hierot.cli import main
 from hierot.errors import SpecError
 from hierot.spec.loading import load_spec
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 DIGITS = {"data": {"name": "digits"}, "layers": two_layers(), "device": "cpu",
           "train": {"batch_size": 64, "steps": 10, "progress": False}}

@@ -7,7 +7,6 @@ import math
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hierot._yaml import DuplicateKeyError, RefusedTagError, parse_yaml
 from hierot.cli import main

@@ -178,7 +178,7 @@ def server_problem(uri: str, timeout: float) -> str | None:
     if urlparse(uri).scheme not in ("http", "https"):
         return None
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):  # noqa: S310
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
             return None
     except urllib.error.HTTPError:
         return None  # it answered

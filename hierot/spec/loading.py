@@ -104,8 +104,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             raise SpecError([f"--set {path}: value is not valid YAML: {exc}"]) from None
         keys = path.split(".")
         if "" in keys:
-            raise SpecError([f"--set {item}: {path!r} has an empty key (a doubled, leading or "
-                             f"trailing dot); write KEY.PATH=VALUE, e.g. train.steps=5"])
+            raise SpecError([(f"--set {item}: {path!r} has an empty key (a doubled, leading or "
+                              f"trailing dot); write KEY.PATH=VALUE, e.g. train.steps=5")])
         node: Any = raw
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from hierot.errors import CheckpointError, HierotError
+from hierot.training._atomic import _name, atomic_open, atomic_torch_save, atomic_write_text
 from hierot.training.metrics_csv import read_metrics_file
 
 _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
@@ -224,8 +225,12 @@ class MetricsWriter:
         if new:
             self._extend_header(new)
             self._open(row)
-        self._writer.writerow(row)
-        self._file.flush()
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as error:
+            _name(error, self.path)
+            raise
 
     def _open(self, row: dict[str, float]) -> None:
         if self._writer is None:
@@ -254,69 +259,6 @@ class MetricsWriter:
         if self._file is not None:
             self._file.close()
             self._file, self._writer = None, None
-
-
-# -- atomic writes -------------------------------------------------------------------------------
-class atomic_open:  # noqa: N801 - used like open()
-    """``with atomic_open(path) as f``: write a temporary file, rename it over ``path`` on success."""
-
-    def __init__(self, path: Path, mode: str = "w"):
-        self.path, self.mode = Path(path), mode
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
-        self.file = os.fdopen(fd, self.mode, newline="" if "b" not in self.mode else None)
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
-                self.file.flush()
-                os.fsync(self.file.fileno())
-            self.file.close()
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-        except BaseException:  # e.g. ENOSPC on flush: the old file stays, the temporary goes
-            _discard(self.file, self.tmp)
-            raise
-        if exc_type is not None:
-            _discard(self.file, self.tmp)
-        return False
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _discard(file, tmp: str) -> None:
-    try:
-        file.close()
-    except OSError:
-        pass
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_open(path) as f:
-        f.write(text)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_open(path, "wb") as f:
-        try:
-            torch.save(obj, f)
-        except RuntimeError as exc:  # torch's writer can hide a failed write (ENOSPC) behind its own
-            if isinstance(exc.__context__, OSError):
-                raise exc.__context__ from None
-            raise
 
 
 def ensure_writable(path: Path) -> None:
