@@ -206,6 +206,18 @@ def load(name: str, **options):
     return datasets.build(datasets.tagged_options(name)(name=name, **options), seed=0)
 
 
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_a_missing_idx_file_is_named(tmp_path, name, folder):
+    files = mnist_files(tmp_path / folder / "raw")
+    files["t10k-images-idx3-ubyte"].unlink()
+    with pytest.raises(HierotError, match=r"MNIST file t10k-images-idx3-ubyte \(or .gz\) not found"):
+        load(name, root=str(tmp_path))
+    for path in files.values():
+        path.unlink(missing_ok=True)
+    with pytest.raises(HierotError, match=r"MNIST not found"):  # none there: the data set
+        load(name, root=str(tmp_path))
+
+
 def test_truncated_idx_file_is_named_with_its_sizes(tmp_path):
     files = mnist_files(tmp_path / "MNIST" / "raw")
     path = files["train-images-idx3-ubyte"]
