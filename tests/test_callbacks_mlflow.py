@@ -63,7 +63,7 @@ def start(uri: str, tmp_path, **options):
 
 
 def test_a_silent_server_fails_within_the_timeout(tmp_path, silent_server):
-    with pytest.raises(HierotError, match=rf"{silent_server} did not answer within 1 s .*"
+    with pytest.raises(HierotError, match=rf"{silent_server} could not be reached within 1 s .*"
                                           r"unreachable: skip") as caught:
         start(silent_server, tmp_path, connect_timeout=1)
     assert "timed out" in str(caught.value)
@@ -75,7 +75,7 @@ def test_a_silent_server_fails_within_the_timeout(tmp_path, silent_server):
 
 def test_an_unreachable_server_is_skipped_with_a_warning_when_asked(tmp_path):
     run = tmp_path / "r"
-    with pytest.warns(RuntimeWarning, match=r"127.0.0.1:1 did not answer.*training without MLflow"):
+    with pytest.warns(RuntimeWarning, match=r"127.0.0.1:1 could not be reached.*training without MLflow"):
         hierot.fit(hierot.load_spec(TINY, [tracker("http://127.0.0.1:1", unreachable="skip",
                                                    connect_timeout=2)]), out=run)
     assert len(RunDir(run).read_metrics()) == 2
@@ -89,6 +89,6 @@ def test_a_refused_connection_stops_the_run_cleanly(tmp_path, capsys):
                    "--set", tracker("http://127.0.0.1:1", connect_timeout=2)])
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
-    assert "callbacks mlflow: the tracking server http://127.0.0.1:1 did not answer" in err
+    assert "callbacks mlflow: the tracking server http://127.0.0.1:1 could not be reached" in err
     with pytest.raises(SpecError):
         hierot.load_spec(TINY, [tracker("http://h", connect_timeout=0)])

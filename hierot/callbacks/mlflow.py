@@ -88,7 +88,7 @@ class MLflow(Callback):
         uri = self.options.tracking_uri or mlflow.get_tracking_uri()
         problem = server_problem(uri, self.options.connect_timeout)
         if problem is not None:
-            message = (f"callbacks mlflow: the tracking server {uri} did not answer within "
+            message = (f"callbacks mlflow: the tracking server {uri} could not be reached within "
                        f"{self.options.connect_timeout:g} s ({problem})")
             if self.options.unreachable == "fail":
                 raise HierotError(f"{message}; start it, fix tracking_uri, or set "
