@@ -92,7 +92,6 @@ def train_seed(base_yaml: str, overrides: list[str], run: Path, record: Mapping[
     """Train (or finish training) one seed replicate in ``run``, recording ``record`` in it;
     ``callbacks`` go to :func:`hierot.api.fit` beside the spec's own."""
     from hierot._yaml import parse_yaml
-
     from hierot.api import fit
 
     run_dir = RunDir(run)
