@@ -7,19 +7,18 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _fixtures import FakeDist  # tests/_fixtures.py
 from pydantic import Field, TypeAdapter, ValidationError
 
 import hierot._registry as registry_module
 from hierot._registry import BUILTIN, DISABLE_ENV, Registry
 from hierot.divergences import MMD
 from hierot.registry import ComponentOptions
-
-from _fixtures import FakeDist  # tests/_fixtures.py
 
 GROUP = "hierot.divergences"
 ROOT = Path(__file__).resolve().parent.parent
