@@ -70,7 +70,7 @@ MODES = {
 
 
 def parse_divergences(items: list[str] | None) -> dict[str, dict]:
-    import yaml
+    from hierot.spec.loading import parse_yaml
 
     from hierot.errors import HierotError
     from hierot.registry import divergences
@@ -81,7 +81,7 @@ def parse_divergences(items: list[str] | None) -> dict[str, dict]:
     for item in items:
         label, sep, text = item.partition("=")
         if sep:
-            chosen[label] = yaml.safe_load(text)
+            chosen[label] = parse_yaml(text)
         elif label in DIVERGENCES:
             chosen[label] = DIVERGENCES[label]
         elif label in divergences.names():

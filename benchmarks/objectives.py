@@ -168,13 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objectives", nargs="+", choices=list(PRESETS), default=list(PRESETS))
     args = parser.parse_args(argv)
 
-    import yaml
+    from hierot.spec.loading import parse_yaml
 
     mode = "quick" if args.quick else "small" if args.small else "full"
     budget = dict(MODES[mode])
     budget.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds),
                                      ("shrink", args.shrink)) if v})
-    budget.update(batch_size=128, data=yaml.safe_load(args.data),
+    budget.update(batch_size=128, data=parse_yaml(args.data),
                   warmup=args.warmup if args.warmup is not None else budget["steps"] // 3)
     threads = common.set_threads(args.threads)
     presets = {k: PRESETS[k] for k in args.objectives}

@@ -235,10 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="take matching runs from this earlier report instead of training them")
     args = parser.parse_args(argv)
 
-    import yaml
+    from hierot.spec.loading import parse_yaml
 
     budget = {"steps": args.steps, "seeds": args.seeds, "shrink": args.shrink,
-              "log_every": DEFAULT["log_every"], "batch_size": 128, "data": yaml.safe_load(args.data)}
+              "log_every": DEFAULT["log_every"], "batch_size": 128, "data": parse_yaml(args.data)}
     threads = common.set_threads(args.threads)
     report = common.header(NAME, args.tag, argv, tag=args.tag, budget=budget,
                            arms={a: {"preset": ARMS[a][0], "overrides": ARMS[a][1]} for a in args.arms},

@@ -142,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
     args = parser.parse_args(argv)
 
-    import yaml
+    from hierot.spec.loading import parse_yaml
 
     mode, budget = common.budget(MODES, args, "steps", "seeds", "shrink")
-    budget.update(batch_size=128, data=yaml.safe_load(args.data))
+    budget.update(batch_size=128, data=parse_yaml(args.data))
     threads = common.set_threads(args.threads)
     report = common.header(NAME, mode, argv, presets=PRESETS, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})

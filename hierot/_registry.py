@@ -14,7 +14,7 @@ import importlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
@@ -22,10 +22,11 @@ from importlib.resources import files
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import AfterValidator, BaseModel, Discriminator, Tag, create_model
+from pydantic import AfterValidator, BaseModel, Discriminator, Tag, ValidationError, create_model
 
+from hierot._yaml import parse_yaml
 from hierot.components import ComponentOptions, NoOptions
-from hierot.errors import DuplicateNameError, PluginError, UnknownNameError
+from hierot.errors import DuplicateNameError, HierotError, PluginError, UnknownNameError
 
 BUILTIN = "hierot"
 DISABLE_ENV = "HIEROT_DISABLE_PLUGINS"
@@ -74,6 +75,11 @@ def plain_text(line: str) -> str:
     return line.replace("``", "")
 
 
+def _from_hierot(factory: Any) -> bool:
+    """Whether ``factory`` is defined in hierot itself (a built-in)."""
+    return (getattr(factory, "__module__", None) or "").partition(".")[0] == "hierot"
+
+
 class Registry:
     """Name -> component for one kind (networks, costs, divergences, ...).
 
@@ -103,6 +109,8 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._tagged: dict[str, type[ComponentOptions]] = {}
         self._loaded = False
+        self._builtins_state = "absent" if builtins is None else "pending"
+        """``pending`` -> ``loading`` (its module is being imported) -> ``loaded``."""
         self.plugin_errors: list[str] = []
         """Messages of plug-ins that failed to load (each names the entry point and package)."""
 
@@ -135,7 +143,15 @@ class Registry:
 
         ``options`` as in :meth:`register`. A factory that carries its own ``Options`` attribute
         is refused unless ``options`` is given: options are declared at registration only.
+
+        The built-ins are registered before anything else: a registration from outside the
+        built-in package (a plug-in's module registering itself on import, possibly while
+        another registry loads its plug-ins) first imports them, so it can never take a
+        built-in's name, nor make the built-in's own registration fail later.
         """
+        self._ensure_builtins()
+        if source == BUILTIN and self._builtins_state == "loaded" and not _from_hierot(factory):
+            source = f"module {getattr(factory, '__module__', '?')}"
         if options is None and hasattr(factory, "Options"):
             raise PluginError(
                 f"{self.kind} {name!r}: declare its options at registration, "
@@ -145,7 +161,7 @@ class Registry:
             other = self._entries[name]
             raise DuplicateNameError(
                 f"{self.kind} {name!r} is already registered (by {other.source}); "
-                f"choose another name"
+                f"choose another name (a plug-in may not reuse a built-in's)"
             )
         options = options or NoOptions
         if not (isinstance(options, type) and issubclass(options, BaseModel)):
@@ -171,7 +187,7 @@ class Registry:
             if resource.name.endswith(".yaml"):
                 name = resource.name.removesuffix(".yaml")
                 factory = partial(reader, name)
-                factory.__doc__ = yaml.safe_load(reader(name)).get("description", "")
+                factory.__doc__ = parse_yaml(reader(name)).get("description", "")
                 self.add(name, factory)
 
     def remove(self, name: str) -> None:
@@ -181,12 +197,25 @@ class Registry:
         self.version += 1
 
     # -- lookup ----------------------------------------------------------------------------------
+    def _ensure_builtins(self) -> None:
+        """Import the built-in package once (re-entrant: it registers into this registry)."""
+        if self._builtins_state != "pending":
+            return
+        self._builtins_state = "loading"
+        try:
+            importlib.import_module(self._builtins)  # type: ignore[arg-type]
+        except BaseException:
+            self._builtins_state = "pending"
+            raise
+        self._builtins_state = "loaded"
+
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
+        self._ensure_builtins()
+        if self._builtins_state == "loading":
+            return  # a lookup from inside the built-in package: plug-ins come after it
         self._loaded = True
-        if self._builtins:
-            importlib.import_module(self._builtins)
         if self.group:
             self._load_plugins()
 
@@ -199,12 +228,12 @@ class Registry:
             if {ep.name, f"{self.group}:{ep.name}", dist.name if dist else ""} & blocked:
                 continue
             where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {self.group}"
+            before = set(self._entries)
             try:
                 factory = ep.load()
                 existing = self._entries.get(ep.name)
-                from_hierot = getattr(factory, "__module__", "").partition(".")[0] == "hierot"
                 self_registered = (existing is not None and existing.factory is factory
-                                   and existing.entry_point is None and not from_hierot)
+                                   and existing.entry_point is None and not _from_hierot(factory))
                 if self_registered:
                     # the plug-in's module registered itself on import (the one way to declare
                     # its options): keep them, and record where it came from
@@ -221,6 +250,8 @@ class Registry:
                 what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
                         else f"{type(exc).__name__}: {exc}")
                 message = f"{where} failed to load: {what}"
+                for name in set(self._entries) - before:  # what the failed import registered
+                    self.remove(name)
                 self.plugin_errors.append(message)
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
 
@@ -322,6 +353,36 @@ class Registry:
     def build(self, options: ComponentOptions, /, **context: Any) -> Any:
         """Call the factory named by ``options.name`` with the options and ``context``."""
         return self.get(getattr(options, self.key)).factory(options, **context)
+
+    def parse(self, text: str | Mapping[str, Any], *, label: str | None = None) -> ComponentOptions:
+        """Options of one entry from a name (``gmm``) or a YAML mapping (``{name: gmm, k: 20}``),
+        as a command-line option gives them.
+
+        Raises
+        ------
+        HierotError
+            For text that is not YAML, an unknown name (with the valid ones) or invalid options
+            (naming the field); ``label`` (default: the kind) starts the message.
+        """
+        label = label or self.kind
+        try:
+            raw = parse_yaml(text) if isinstance(text, str) else dict(text)
+        except yaml.YAMLError as exc:
+            first_line = str(exc).strip().splitlines()[0]
+            raise HierotError(f"{label}: {text!r} is not valid YAML ({first_line}); give a name "
+                              f"or a mapping such as {{{self.key}: ...}}; known: {self.names()}"
+                              ) from None
+        if isinstance(raw, str):
+            raw = {self.key: raw}
+        if not isinstance(raw, dict) or self.key not in raw:
+            raise HierotError(f"{label}: expected a name or a mapping with `{self.key}`, got "
+                              f"{text!r}; known: {self.names()}")
+        try:
+            return self.tagged_options(str(raw[self.key]))(**raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                 for e in exc.errors())
+            raise HierotError(f"{label} {raw[self.key]}: {problems}") from None
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,7 @@ def fit(
             raise HierotError("--init-from starts a new run; it cannot be combined with --resume")
         run_dir = RunDir(resume)
         run_dir.require()
+        run_dir.read_metrics()  # a damaged metrics.csv is named before anything is written
         spec = load_run_spec(run_dir.path, overrides)
         changes = resuming.check_resume(run_dir, load_run_spec(run_dir.path), spec)
     else:

@@ -12,6 +12,7 @@ before anything is built; each is a protocol here, and the spec calls it through
 ======================= ==========================================================================
 :class:`ChecksShapes`   a network's options: ``shape_error(in_shape, out_shape)``
 :class:`KnowsShape`     a data set's options: ``sample_shape()``, the shape of one example
+:class:`KnowsSize`      a data set's options: ``train_size()``, training examples (or ``None``)
 :class:`WeighsLayers`   a penalty's options: ``layer_weights(num_layers)``, lambda_i per layer
 ======================= ==========================================================================
 
@@ -77,6 +78,17 @@ class KnowsShape(Protocol):
     """
 
     def sample_shape(self) -> Shape | None: ...
+
+
+@runtime_checkable
+class KnowsSize(Protocol):
+    """Options of a data set that know how many training examples it holds without loading it.
+
+    ``train_size()`` (``None`` when it cannot be known, e.g. files not yet read) lets
+    ``hierot validate`` refuse a ``train.batch_size`` larger than the training set.
+    """
+
+    def train_size(self) -> int | None: ...
 
 
 @runtime_checkable

@@ -33,8 +33,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import Tensor
 
 from hierot.components import ComponentOptions
@@ -135,17 +134,7 @@ def parse_sampler(text: str | dict) -> ComponentOptions:
     HierotError
         For an unknown name (with the valid ones) or invalid options (naming the field).
     """
-    raw = yaml.safe_load(text) if isinstance(text, str) else dict(text)
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise HierotError(f"sampler: expected a name or a mapping with `name`, got {text!r}; "
-                          f"known samplers: {samplers.names()}")
-    try:
-        return samplers.tagged_options(str(raw["name"]))(**raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise HierotError(f"sampler {raw['name']}: {problems}") from None
+    return samplers.parse(text, label="sampler")
 
 
 def label(options: ComponentOptions) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
+from _fixtures import FakeDist  # tests/_fixtures.py
 from pydantic import Field, TypeAdapter, ValidationError
 
 import hierot._registry as registry_module
@@ -15,9 +20,8 @@ from hierot._registry import BUILTIN, DISABLE_ENV, Registry
 from hierot.divergences import MMD
 from hierot.registry import ComponentOptions
 
-from _fixtures import FakeDist  # tests/_fixtures.py
-
 GROUP = "hierot.divergences"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class GoodDivergence:
@@ -202,3 +206,75 @@ def test_plugin_that_calls_sys_exit_on_import_is_reported_like_any_broken_one(
     [message] = registry.plugin_errors
     assert "'exiting'" in message and "exiting-pkg 0.3" in message
     assert "called sys.exit(3)" in message
+
+
+# -- a real installed distribution whose module registers a built-in name on import ----------------
+COLLIDE = '''
+"""hierot-collide: registers a network, then a cost under the built-in name l2sq, on import."""
+import torch
+from hierot.registry import costs, networks
+
+
+@networks.register("collide-net")
+def collide_net(options, in_shape, out_shape):
+    return torch.nn.Identity()
+
+
+@costs.register("l2sq")
+class StolenL2:
+    """Not the built-in l2sq."""
+'''
+
+
+def install_collide(site: Path) -> None:
+    """Write ``hierot_collide.py`` and its ``hierot_collide-0.1.dist-info`` into ``site``, with an
+    entry point in ``hierot.networks`` (a network registry loads it before the costs are)."""
+    (site / "hierot_collide.py").write_text(COLLIDE)
+    info = site / "hierot_collide-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hierot-collide\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[hierot.networks]\ncollide-net = hierot_collide:collide_net\n")
+
+
+def run_python(site: Path, code: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter (the registries are process-wide) with ``site`` on its path."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    env.pop(DISABLE_ENV, None)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_an_installed_plugin_registering_a_builtin_name_never_takes_it(tmp_path):
+    """``hierot list`` goes on past the failed plug-in, naming it; the built-in stays."""
+    install_collide(tmp_path)
+    done = run_python(tmp_path, (
+        "import io, json, contextlib, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from hierot.cli import main\n"
+        "from hierot.registry import costs, networks\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n"
+        "    status = main(['list'])\n"  # networks first: their plug-in registers a cost
+        "first, again = costs.get('l2sq'), costs.get('l2sq')\n"
+        "print(json.dumps({'list': out.getvalue(), 'status': status, 'names': costs.names(),\n"
+        "  'source': again.source, 'module': again.factory.__module__, 'same': first is again,\n"
+        "  'networks': networks.names(), 'errors': networks.plugin_errors}))\n"))
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["source"] == "hierot" and got["module"] == "hierot.costs" and got["same"]
+    assert {"l2sq", "l1"} <= set(got["names"]) and len(got["names"]) > 2
+    assert "collide-net" not in got["networks"] and "mlp" in got["networks"]
+    [error] = got["errors"]
+    assert "'collide-net'" in error and "hierot-collide 0.1" in error
+    assert "hierot_collide:collide_net" in error and "cost 'l2sq' is already registered" in error
+
+    listing = got["list"]
+    assert got["status"] == 0
+    from hierot.registry import ALL
+
+    assert [line[:-1] for line in listing.splitlines() if not line.startswith(" ")] == list(ALL)
+    assert f"  ! {error}" in listing
+    costs_block = listing.split("costs:\n")[1].split("divergences:")[0]
+    [l2sq] = [line for line in costs_block.splitlines() if line.split()[0] == "l2sq"]
+    assert "the paper's choice" in l2sq and "[" not in l2sq  # the built-in, no plug-in source

@@ -367,6 +367,7 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path, capsys, f
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "File too large" in err and "everything written before is intact" in err
+    assert f"error: {run / 'checkpoints' / 'step-00000004.pt'}: File too large" in err
     after = snapshot(run)
     assert after["checkpoints/step-00000002.pt"] == before["checkpoints/step-00000002.pt"]
     assert not [p for p in run.rglob(".*") if p.is_file()]
@@ -403,3 +404,58 @@ def test_the_device_may_change_on_resume_and_is_recorded(tmp_path):
     assert main(["train", "--resume", str(run), "--device", "cpu", "--steps", "6"]) == 0
     (entry,) = read_changes(RunDir(run))
     assert entry["changes"] == {"train.steps": [4, 6], "device": ["auto", "cpu"]}
+
+
+# -- a damaged metrics.csv is named before anything is written (issue 27, defect 4) ------------------
+DAMAGES = {
+    "binary": lambda text: b"\x89PNG\r\n\x1a\n\xff\xfe" + text,
+    "ascii-garbage-line": lambda text: b"garbage\n" + text,
+    "ascii-garbage-column": lambda text: b"garbage," + text,
+    "a word in a cell": lambda text: text.replace(b"\n2,", b"\n2,hello,", 1),
+    "a short row before the last": lambda text: text.replace(b"\n3,", b"\n3\n3,", 1),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_resume_with_a_damaged_metrics_file_changes_nothing(tmp_path, capsys, damage):
+    run = stopped_at(tmp_path)
+    metrics = RunDir(run).metrics_file
+    metrics.write_bytes(DAMAGES[damage](metrics.read_bytes()))
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--set", "train.steps=6",
+                 "--set", "train.log_every=2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{metrics} is damaged" in err and "Nothing was changed" in err
+    assert snapshot(run) == before  # spec.yaml, changes.jsonl, metrics.csv: byte-identical
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{metrics} is damaged" in err
+
+
+def test_a_last_line_cut_short_by_a_crash_is_dropped_not_refused(tmp_path, straight):
+    run = stopped_at(tmp_path)
+    metrics = RunDir(run).metrics_file
+    text = metrics.read_bytes()
+    metrics.write_bytes(text + text.splitlines()[-1][:5])  # step 5's row, cut short mid-write
+    assert [r["step"] for r in RunDir(run).read_metrics()] == [1, 2, 3, 4]
+    hierot.fit(resume=run, overrides=["train.steps=6"])
+    assert terms(run) == terms(straight)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_every_file_a_run_writes_follows_the_umask(tmp_path, umask):
+    """spec.yaml, summary.json, checkpoints were 0600 while metrics.csv was 0644 (issue 27)."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        run = stopped_at(tmp_path, steps=2)
+        hierot.fit(resume=run, overrides=["train.steps=4"])
+    finally:
+        os.umask(old)
+    modes = {str(p.relative_to(run)): stat.S_IMODE(p.stat().st_mode)
+             for p in run.rglob("*") if p.is_file()}
+    assert {"spec.yaml", "summary.json", "environment.json", "metrics.csv", "changes.jsonl",
+            "checkpoints/step-00000004.pt"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}, modes

@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError, SpecError
-from hierot.spec.loading import load_spec
+from hierot.spec.loading import apply_overrides, load_spec
 from hierot.training.rundir import RunDir
 
 EXAMPLES = int(os.environ.get("HIEROT_FUZZ_EXAMPLES", "200"))
@@ -74,13 +74,27 @@ PATHS = _paths(BASE)
 NAMES = ["mlp", "resnet", "mmd", "sinkhorn", "wasserstein", "sliced-wasserstein", "l2sq", "l1",
          "toy-hierarchy", "digits", "mnist", "svhn", "abs-log-var", "paper-svhn", "explicit",
          "stacked", "flat", "sgd", "rmsprop", "gaussian", "deterministic", "nope"]
+HUGE = st.one_of(
+    st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 3.5e38, -3.5e38, 1e200, 5e-324]),
+    st.floats(allow_nan=False, allow_infinity=False),  # every finite float, the extremes included
+)
+"""Huge finite floats: ``ratio ** i`` overflowed (OverflowError) where ``ratio * ratio`` gives inf."""
 SCALARS = st.one_of(
     st.sampled_from([0, 1, 2, 3, -1, -5, 2**31, 2**63, 2**70, 0.5, -0.5, 1e-300, 1e300,
                      math.inf, -math.inf, math.nan, True, False, None, "", "x", "5", "1e3"]),
     st.sampled_from(NAMES),
     st.integers(-3, 48),
     st.floats(-10, 10, allow_nan=False),
+    HUGE,
 )
+EXPONENT_TEXT = st.builds(
+    lambda sign, mantissa, e, exp: f"{sign}{mantissa}{e}{exp}",
+    st.sampled_from(["", "-", "+"]),
+    st.sampled_from(["1", "2", "1.0", "1.5", ".5", "9"]),
+    st.sampled_from(["e", "E"]),
+    st.one_of(st.integers(-400, 400), st.sampled_from(["+308", "-3", "+0", "-0"])),
+)
+"""Numbers as people write them in YAML and ``--set``: ``1e-3``, ``-2E5``, ``1.0e+308``, ``1e400``."""
 VALUES = st.one_of(
     SCALARS,
     st.lists(st.one_of(st.integers(-2, 16), st.sampled_from([True, 0.5, math.nan, "a"])),
@@ -89,13 +103,22 @@ VALUES = st.one_of(
     st.dictionaries(st.sampled_from(["name", "hidden", "blur", "p", "scales", "x"]), SCALARS,
                     max_size=2),
 )
-MUTATION = st.tuples(st.sampled_from(["set", "delete", "add"]), st.sampled_from(PATHS), VALUES)
+MUTATION = st.one_of(
+    st.tuples(st.sampled_from(["set", "delete", "add"]), st.sampled_from(PATHS), VALUES),
+    st.tuples(st.just("override"), st.sampled_from(PATHS), EXPONENT_TEXT),  # through --set
+)
 FIELD_LINE = re.compile(r"^(<spec>|[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*): \S")
 
 
 def mutate(raw: dict, mutations: list[tuple]) -> dict:
     raw = copy.deepcopy(raw)
     for action, path, value in mutations:
+        if action == "override":  # as `--set a.b=1e-3` does: the text read as YAML
+            try:
+                raw = apply_overrides(raw, [f"{'.'.join(map(str, path))}={value}"])
+            except SpecError:
+                continue  # an earlier mutation made the path go through a non-mapping
+            continue
         node = raw
         try:
             for key in path[:-1]:
@@ -163,8 +186,15 @@ def test_the_base_spec_trains():
     [("set", ("seed",), 2**70)],
     [("set", ("optimizer", "lr"), math.inf)],
     [("set", ("train", "prior_samples"), 1)],
+    [("set", ("penalties", 0), {"name": "abs-log-var", "ratio": 1e308})],
+    [("override", ("optimizer", "lr"), "-2E5")],
 ])
 def test_the_measured_faults_are_spec_errors(mutations):
     """The cases that once reached training and failed there are refused at validation."""
     with pytest.raises(SpecError):
         load_spec(mutate(BASE, mutations))
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("-2E5", -2e5), ("1.0e+308", 1e308)])
+def test_overrides_in_exponent_notation_are_numbers(text, value):
+    assert mutate(BASE, [("override", ("optimizer", "lr"), text)])["optimizer"]["lr"] == value

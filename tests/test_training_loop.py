@@ -469,3 +469,55 @@ def test_loss_scaling_step_on_cpu():
     fresh.precision.scaler = torch.amp.GradScaler("cpu")
     fresh.load_state(trainer.state())
     assert fresh.precision.scaler.get_scale() == 2.0**99
+
+
+def test_a_callback_factory_gets_a_path_like_run_dir(tmp_path):
+    """``run_dir / "x.jsonl"`` is a Path in the run directory (issue 27, defect 10)."""
+    import json
+    import os
+
+    class JsonlOptions(ComponentOptions):
+        file: str = "totals.jsonl"
+
+    class Jsonl(Callback):
+        def __init__(self, options, *, run_dir, spec):
+            self.path = run_dir / options.file
+            self.where, self.spec = os.fspath(run_dir), spec
+
+        def on_log(self, step, metrics):
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, "total": metrics["total"]}) + "\n")
+
+    callbacks.add("jsonl", Jsonl, options=JsonlOptions)
+    try:
+        hierot.fit(spec("cpu", "train.steps=2", "callbacks=[{name: jsonl}]"), out=tmp_path / "r")
+    finally:
+        callbacks.remove("jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "r" / "totals.jsonl").read_text().splitlines()]
+    logged = RunDir(tmp_path / "r").read_metrics()
+    assert [r["step"] for r in rows] == [1, 2]
+    assert [r["total"] for r in rows] == pytest.approx([r["total"] for r in logged])
+    assert os.fspath(RunDir(tmp_path / "r")) == str(tmp_path / "r")
+
+
+def test_the_end_of_training_table_shows_held_out_terms_at_their_own_steps(tmp_path):
+    """``val_*`` are logged at train.eval_every only: no ``nan`` for the first logged step."""
+    from hierot.training.trainer import summary_table
+
+    hierot.fit(spec("cpu", "train.steps=4", "train.eval_every=3"), out=tmp_path / "r")
+    table = summary_table(RunDir(tmp_path / "r"))
+    assert "nan" not in table
+    lines = table.splitlines()
+    assert lines[0].split() == ["term", "step", "1", "step", "4"]
+    held = lines.index(next(line for line in lines if line.startswith("held-out")))
+    assert lines[held].split() == ["held-out", "step", "3", "step", "4"]
+    assert all(line.startswith("val_") for line in lines[held + 1:-1])
+    assert not any(line.startswith("val_") for line in lines[:held])
+
+
+def test_the_eval_table_says_per_coordinate_for_vector_data():
+    from hierot.evaluation.evaluator import per_layer_header
+
+    assert "rec MSE/coord" in per_layer_header({"data_shape": [16]})
+    assert "rec MSE/pixel" in per_layer_header({"data_shape": [1, 28, 28]})
+    assert "rec MSE/pixel" in per_layer_header({})  # an eval.json written before data_shape

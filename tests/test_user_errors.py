@@ -89,6 +89,30 @@ def test_penalty_pattern_that_overflows_is_named():
         load_spec(VALID, ["penalties=[{name: abs-log-var, first: 1.0e+300, ratio: 1.0e+300}]"])
 
 
+@pytest.mark.parametrize("ratio", ["1.0e+308", "1e308", "1e200"])
+def test_a_penalty_ratio_whose_powers_overflow_is_named(capsys, ratio):
+    """``ratio ** i`` raises OverflowError in Python (issue 27, defect 3)."""
+    override = f"penalties=[{{name: abs-log-var, ratio: {ratio}}}]"
+    assert main(["validate", "quickstart", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "penalties.0.ratio: first * ratio^4" in err
+    assert "overflows a float" in err
+
+
+@pytest.mark.parametrize("samples", ["0", "-5", "many"])
+def test_eval_samples_must_be_a_positive_count(tmp_path, capsys, samples):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", str(tmp_path), "--samples", samples])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --samples" in err and "Traceback" not in err
+
+
+def test_eval_sampler_that_is_broken_yaml_is_named(tmp_path, capsys):
+    assert main(["eval", str(tmp_path), "--sampler", "[1, 2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "sampler: '[1, 2' is not valid YAML" in err
+
+
 def test_duplicate_keys_are_refused_with_both_lines(tmp_path, capsys):
     text = yaml.safe_dump(VALID, sort_keys=False) + "seed: 1\nseed: 2\n"
     err = validate(tmp_path, capsys, text)
@@ -180,6 +204,18 @@ def mnist_files(raw: Path, n: int = 6) -> dict[str, Path]:
 
 def load(name: str, **options):
     return datasets.build(datasets.tagged_options(name)(name=name, **options), seed=0)
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_a_missing_idx_file_is_named(tmp_path, name, folder):
+    files = mnist_files(tmp_path / folder / "raw")
+    files["t10k-images-idx3-ubyte"].unlink()
+    with pytest.raises(HierotError, match=r"MNIST file t10k-images-idx3-ubyte \(or .gz\) not found"):
+        load(name, root=str(tmp_path))
+    for path in files.values():
+        path.unlink(missing_ok=True)
+    with pytest.raises(HierotError, match=r"MNIST not found"):  # none there: the data set
+        load(name, root=str(tmp_path))
 
 
 def test_truncated_idx_file_is_named_with_its_sizes(tmp_path):

@@ -6,15 +6,28 @@ default MLflow's own (``MLFLOW_TRACKING_URI``, else its local default). Flattene
 logged as parameters, each term as a metric at its step (``rec_x``, ``w_rec_x``, ``val_total``,
 ``lr``, ``step_time``), and at the end the figures of ``hierot plot`` as artifacts. The MLflow run
 id is kept in ``RUN/trackers/mlflow.id``, so ``hierot train --resume`` logs into the same run.
+
+A ``tracking_uri`` whose scheme no MLflow tracking store takes (``nosuch://x``) is refused when the
+spec is validated. A tracking server (``http``/``https``) is asked for ``/health`` before training
+starts, waiting at most ``connect_timeout`` seconds (default 10): one that does not answer stops
+the run with an error naming the URI (``unreachable: fail``, the default) or is left out with a
+warning (``unreachable: skip``), instead of MLflow's own retries, which wait minutes in silence.
+Artifacts (the figures) go where the tracking store puts them: for a local store without an
+artifact location, MLflow's default ``./mlruns`` under the current directory.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import urllib.error
+import urllib.request
+import warnings
+from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from hierot.callbacks.base import Callback, figures, require_package, tracker_id_file
+from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, callbacks
 
 
@@ -39,6 +52,20 @@ class MLflowOptions(ComponentOptions):
     experiment: str = Field("hierot", description="experiment name (created if missing)")
     run_name: str | None = Field(None, description="default: the run directory's name")
     figures: bool = Field(True, description="log the figures of hierot plot when training ends")
+    connect_timeout: float = Field(
+        10.0, gt=0, le=600, description="seconds to wait for a tracking server before training")
+    unreachable: Literal["fail", "skip"] = Field(
+        "fail", description="a tracking server that does not answer: stop, or train without it")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _known_scheme(cls, uri: str | None) -> str | None:
+        if uri is not None and not _scheme_known(uri):
+            raise ValueError(
+                f"no MLflow tracking store takes the scheme of {uri!r}; use one of "
+                f"{', '.join(s + '://' for s in KNOWN_SCHEMES if s)} or a local path"
+            )
+        return uri
 
     @model_validator(mode="after")
     def _installed(self) -> Any:
@@ -55,9 +82,22 @@ class MLflow(Callback):
         self.run_id: str | None = None
 
     def on_train_start(self, spec, step: int) -> None:
+        import mlflow
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.options.tracking_uri)
+        uri = self.options.tracking_uri or mlflow.get_tracking_uri()
+        problem = server_problem(uri, self.options.connect_timeout)
+        if problem is not None:
+            message = (f"callbacks mlflow: the tracking server {uri} could not be reached within "
+                       f"{self.options.connect_timeout:g} s ({problem})")
+            if self.options.unreachable == "fail":
+                raise HierotError(f"{message}; start it, fix tracking_uri, or set "
+                                  f"unreachable: skip to train without it")
+            warnings.warn(f"{message}; training without MLflow (unreachable: skip)",
+                          RuntimeWarning, stacklevel=2)
+            self.skipped = True
+            return
+        self.client = MlflowClient(tracking_uri=uri)
         id_file = tracker_id_file(self.run_dir, "mlflow")
         if id_file.exists():
             self.run_id = id_file.read_text().strip()
@@ -78,7 +118,12 @@ class MLflow(Callback):
         params = flatten(spec.model_dump(mode="json"))
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 
+    skipped = False
+    """Whether the tracking server was unreachable and ``unreachable: skip`` left it out."""
+
     def _metrics(self, step: int, metrics: dict[str, float]) -> None:
+        if self.skipped:
+            return
         import time
 
         from mlflow.entities import Metric
@@ -92,6 +137,8 @@ class MLflow(Callback):
     on_eval = _metrics
 
     def on_train_end(self, result) -> None:
+        if self.skipped:
+            return
         if self.options.figures:
             for path in figures(self.run_dir):
                 self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
@@ -102,3 +149,39 @@ class MLflow(Callback):
         if self.run_id is not None:  # stopped by an error or an interrupt
             self.client.set_terminated(self.run_id, status="KILLED")
             self.run_id = None
+
+
+KNOWN_SCHEMES = ("", "file", "http", "https", "databricks", "databricks-uc", "uc", "sqlite",
+                 "postgresql", "mysql", "mssql")
+"""The URI schemes of MLflow's built-in tracking stores (``postgresql+psycopg2`` counts as
+``postgresql``); others are asked of MLflow's store registry (plug-in stores)."""
+
+
+def _scheme_known(uri: str) -> bool:
+    scheme = urlparse(uri).scheme.partition("+")[0].lower()
+    if scheme in KNOWN_SCHEMES or len(scheme) == 1:  # one letter: a Windows drive (C:\\runs)
+        return True
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    except ImportError:  # another MLflow layout: let MLflow judge it when training starts
+        return True
+    try:
+        _tracking_store_registry.get_store_builder(uri)
+    except Exception:  # noqa: BLE001 - MLflow raises several kinds for an unknown scheme
+        return False
+    return True
+
+
+def server_problem(uri: str, timeout: float) -> str | None:
+    """Why the tracking server at ``uri`` cannot be reached within ``timeout`` seconds, or
+    ``None`` when it answers (any HTTP status) or ``uri`` is not a server (a file, a database)."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return None
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return str(reason) or type(reason).__name__

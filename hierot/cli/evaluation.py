@@ -31,6 +31,17 @@ def _checkpoint(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a step number nor 'best'") from None
 
 
+def _at_least_one(text: str) -> int:
+    """A count option (``--samples``): a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) -> None:
     """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it seeds."""
     parser.add_argument("run_dir", metavar="RUN_DIR",
@@ -58,7 +69,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
 def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser, seed="every random draw")
-    parser.add_argument("--samples", type=int, default=10_000, metavar="N",
+    parser.add_argument("--samples", type=_at_least_one, default=10_000, metavar="N",
                         help="generated samples per sampler and path, against a reference set "
                              "of at most N points: the test split when it holds N, else the "
                              "larger split (default 10000)")

@@ -17,6 +17,7 @@ import sys
 
 import yaml
 
+from hierot._yaml import parse_yaml
 from hierot.cli._command import command
 from hierot.errors import HierotError
 
@@ -64,7 +65,7 @@ def _grid(item: str) -> tuple[str, list]:
     if not sep or not path or not text:
         raise HierotError(f"--grid {item!r}: expected KEY.PATH=V1,V2,...")
     try:
-        return path, [number_if_numeric(yaml.safe_load(v)) for v in text.split(",")]
+        return path, [number_if_numeric(parse_yaml(v)) for v in text.split(",")]
     except yaml.YAMLError as exc:
         raise HierotError(f"--grid {path}: a value is not valid YAML: {exc}") from None
 

@@ -26,6 +26,10 @@ class DigitsOptions(ComponentOptions):
     test_size: int = Field(297, ge=1, le=1297, description="digits held out for the test set")
     limit: Limit = limit_field()
 
+    def train_size(self) -> int:
+        n = 1797 - self.test_size
+        return n if self.limit is None else min(n, self.limit)
+
     def sample_shape(self) -> tuple[int, ...]:
         return (1, 8, 8)
 

@@ -46,6 +46,9 @@ class MnistOptions(ComponentOptions):
     download: bool = download_field()
     limit: Limit = limit_field()
 
+    def train_size(self) -> int:
+        return 60_000 if self.limit is None else min(60_000, self.limit)
+
     def sample_shape(self) -> tuple[int, ...]:
         return (1, 28, 28)
 
@@ -121,6 +124,15 @@ def _splits(
     )
 
 
+def _what(name: str, raw: Path) -> str:
+    """``MNIST``, or which of its files are missing when the others are there."""
+    names = IDX_FILES["train"] + IDX_FILES["test"]
+    missing = [n for n in names if _idx_path(raw, n) is None]
+    if len(missing) == len(names):
+        return name
+    return f"{name} file{'s' if len(missing) > 1 else ''} {', '.join(missing)} (or .gz)"
+
+
 def _how(name: str, raw: Path) -> list[str]:
     files = IDX_FILES["train"] + IDX_FILES["test"]
     return [
@@ -163,7 +175,7 @@ def mnist(options: MnistOptions, *, seed: int) -> DataSplits:
         _download("MNIST", root)
         arrays = _from_idx_dir(raw)
     if arrays is None:
-        raise not_found("MNIST", [raw], _how("mnist", raw))
+        raise not_found(_what("MNIST", raw), [raw], _how("mnist", raw))
     return _splits("mnist", arrays, options.limit)
 
 
@@ -215,5 +227,5 @@ def fashion_mnist(options: MnistOptions, *, seed: int) -> DataSplits:
             )
         else:
             how.append(f"or leave root unset to also look in {DEBIAN_FASHION_MNIST} (Debian)")
-        raise not_found("Fashion-MNIST", places, how)
+        raise not_found(_what("Fashion-MNIST", raw), places, how)
     return _splits("fashion-mnist", arrays, options.limit, FASHION_MNIST_CLASSES)

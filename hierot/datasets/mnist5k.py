@@ -57,6 +57,10 @@ class Mnist5kOptions(ComponentOptions):
     test_size: int = Field(500, ge=1, le=4000, description="digits held out for the test set")
     limit: Limit = limit_field()
 
+    def train_size(self) -> int:
+        n = SIZE - self.test_size
+        return n if self.limit is None else min(n, self.limit)
+
     def sample_shape(self) -> tuple[int, ...]:
         return (1, 28, 28)
 

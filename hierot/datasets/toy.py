@@ -49,6 +49,9 @@ class ToyHierarchyOptions(ComponentOptions):
         0, ge=0, lt=2**32, description="seed of the matrices and samples; null uses the run's seed"
     )
 
+    def train_size(self) -> int:
+        return self.n_train
+
     def sample_shape(self) -> tuple[int, ...]:
         return (self.dims[0],)
 

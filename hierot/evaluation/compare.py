@@ -121,9 +121,9 @@ def _flatten(value, prefix: str = "") -> dict[str, str]:
 
 
 def _spec(run: Path) -> dict[str, str]:
-    import yaml
+    from hierot._yaml import parse_yaml
 
-    flat = _flatten(yaml.safe_load((run / "spec.yaml").read_text()) or {})
+    flat = _flatten(parse_yaml((run / "spec.yaml").read_text()) or {})
     return {k: v for k, v in flat.items() if k not in IGNORED}
 
 

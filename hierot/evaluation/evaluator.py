@@ -101,6 +101,7 @@ def evaluate(
         "test_points": len(data.test_x),
         "train_points": len(data.train_x),
         "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
+        "data_shape": list(model.data_shape),
         "seed": seed,
     }
     with timed("objective"):
@@ -218,6 +219,13 @@ PER_LAYER_HEADER = ["layer", "shape", "rec sq. error", "rec MSE/pixel", "probe a
                     "KL (nats)"]
 
 
+def per_layer_header(result: dict) -> list[str]:
+    """:data:`PER_LAYER_HEADER`, its MSE per pixel (images) or per coordinate (vectors)."""
+    vector = len(result.get("data_shape", [1, 1, 1])) == 1
+    return [("rec MSE/coord" if vector else h) if h == "rec MSE/pixel" else h
+            for h in PER_LAYER_HEADER]
+
+
 def likelihood_line(result: dict) -> str | None:
     """The importance-weighted log p(x) in words, or ``None`` when not computed."""
     lik = result.get("likelihood", {})
@@ -250,7 +258,7 @@ def format_table(result: dict) -> str:
     lines += _table(["term", "unweighted", "weighted"], terms)
     lines += ["", ("per latent layer (reconstruction from encoding depth i, linear probe, "
                    "active units, KL term):")]
-    lines += _table(PER_LAYER_HEADER, per_layer_rows(result))
+    lines += _table(per_layer_header(result), per_layer_rows(result))
     if likelihood_line(result):
         lines.append("  " + likelihood_line(result))
     if "chance" in result["probe"]:

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import Tensor
 
 from hierot.components import DataSplits
@@ -155,17 +154,7 @@ def parse_features(text: str | dict) -> ComponentOptions:
     HierotError
         For an unknown name (with the valid ones) or invalid options (naming the field).
     """
-    raw = yaml.safe_load(text) if isinstance(text, str) else dict(text)
-    if isinstance(raw, str):
-        raw = {"name": raw}
-    if not isinstance(raw, dict) or "name" not in raw:
-        raise HierotError(f"--features: expected a name or a mapping with `name`, got {text!r}; "
-                          f"known extractors: {features.names()}")
-    try:
-        return features.tagged_options(str(raw["name"]))(**raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise HierotError(f"--features {raw['name']}: {problems}") from None
+    return features.parse(text, label="--features")
 
 
 def build_extractor(options: ComponentOptions, *, data: DataSplits, data_options: dict,

@@ -15,9 +15,9 @@ from typing import Any
 
 from hierot.evaluation.evaluator import (
     EVAL_FILE,
-    PER_LAYER_HEADER,
     likelihood_line,
     number,
+    per_layer_header,
     per_layer_rows,
 )
 from hierot.evaluation.figures import CAPTIONS
@@ -100,7 +100,7 @@ def metrics_section(result: dict | None) -> list[str]:
         "the pixels, and per pixel), linear-probe accuracy of the labels, active units, KL term "
         "of the hierarchical ELBO under the objective's posterior:"),
         "",
-        *_table(PER_LAYER_HEADER, per_layer_rows(result)),
+        *_table(per_layer_header(result), per_layer_rows(result)),
         "",
     ]
     if likelihood_line(result):

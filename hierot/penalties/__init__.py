@@ -36,7 +36,13 @@ class LogVarianceOptions(ComponentOptions):
 
     def layer_weights(self, num_layers: int) -> list[float]:
         if self.weights is None:
-            return [self.first * self.ratio**i for i in range(num_layers)]
+            try:
+                return [self.first * self.ratio**i for i in range(num_layers)]
+            except OverflowError:  # float ** int raises where float * float would give inf
+                raise HierotError(
+                    f"ratio: first * ratio^{num_layers - 1} = {self.first} * {self.ratio}^"
+                    f"{num_layers - 1} overflows a float; choose a smaller ratio"
+                ) from None
         if len(self.weights) != num_layers:
             raise HierotError(
                 f"weights: {len(self.weights)} values given for {num_layers} latent layers"

@@ -2,8 +2,9 @@
 
 Every problem in a spec is reported at once, one ``path.to.field: message`` line each, as a
 :class:`hierot.errors.SpecError` (the first :data:`~hierot.errors.MAX_REPORTED` of them, and how
-many more). YAML is read with a loader that refuses a key given twice in one mapping, naming the
-key and both lines, rather than letting the last one win silently.
+many more). YAML is read by :func:`hierot._yaml.parse_yaml`: ``1e-3`` is a number (YAML 1.2), and
+a key given twice in one mapping is refused, naming the key and both lines, rather than letting
+the last one win silently.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,50 +20,20 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hierot._yaml import DuplicateKeyError, RefusedTagError, parse_yaml
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
+from hierot.spec import _messages
+from hierot.spec.checks import spec_warnings
 from hierot.spec.schema import Spec, validate_spec
 
 _log = logging.getLogger(__name__)
 
 _KIND_OF_FIELD = {
     "encoder": "network", "decoder": "network", "cost": "cost", "divergence": "divergence",
-    "penalties": "penalty", "data": "dataset", "objective": "objective",
+    "penalties": "penalty", "data": "dataset", "objective": "objective", "callbacks": "callback",
     "optimizer": "optimizer", "schedule": "lr schedule", "weights": "lambda schedule",
 }
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A mapping that names one key twice (``yaml.safe_load`` would keep the last silently)."""
-
-
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """``yaml.SafeLoader`` (its C version when built) that refuses duplicate keys."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first_line: dict = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue  # `<<: *base` keys may be overridden by the mapping's own keys
-                key = self.construct_object(key_node, deep=True)
-                try:
-                    seen = first_line.get(key)
-                except TypeError:  # an unhashable key: the base class reports it
-                    continue
-                line = key_node.start_mark.line + 1
-                if seen is not None:
-                    raise DuplicateKeyError(
-                        f"line {line}: duplicate key {key!r} (first given on line {seen}); "
-                        f"give each key once"
-                    )
-                first_line[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def parse_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that refuses duplicate keys (raises ``yaml.YAMLError``)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 MAX_SPEC_BYTES = 256 * 1024
@@ -106,7 +78,7 @@ def read_raw(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], st
     text, label = read_text(source)
     try:
         raw = parse_yaml(text)
-    except DuplicateKeyError as exc:
+    except (DuplicateKeyError, RefusedTagError) as exc:
         raise SpecError([str(exc)], label) from None
     except yaml.YAMLError as exc:
         raise SpecError([f"not valid YAML: {exc}"], label) from None
@@ -139,6 +111,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         except yaml.YAMLError as exc:
             raise SpecError([f"--set {path}: value is not valid YAML: {exc}"]) from None
         keys = path.split(".")
+        if "" in keys:
+            raise SpecError([(f"--set {item}: {path!r} has an empty key (a doubled, leading or "
+                              f"trailing dot); write KEY.PATH=VALUE, e.g. train.steps=5")])
         node: Any = raw
         for depth, key in enumerate(keys):
             last = depth == len(keys) - 1
@@ -187,9 +162,13 @@ def _strip_tags(loc: tuple, raw: Any) -> list[str]:
 
 def format_errors(error: ValidationError, raw: Any, limit: int | None = None) -> list[str]:
     """One ``path: message`` line per error (the first ``limit``), unknown names answered with
-    close matches."""
-    lines = []
-    for err in itertools.islice(error.errors(include_url=False), limit):
+    close matches, and no validator internals (:mod:`hierot.spec._messages`)."""
+    errors = list(itertools.islice(error.errors(include_url=False), limit))
+    lines, covered = _messages.union_lines(
+        errors, lambda loc: ".".join(_strip_tags(loc, raw)) or "<spec>")
+    for index, err in enumerate(errors):
+        if index in covered or _messages.redundant(err, errors):
+            continue
         parts = _strip_tags(err["loc"], raw)
         field = next((p for p in reversed(parts) if not p.isdigit() and p != "name"), "")
         kind = _KIND_OF_FIELD.get(field)
@@ -201,10 +180,17 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
             name = err["ctx"]["tag"] if err["type"] == "union_tag_invalid" else err["input"]
             message = unknown_name_message(kind, name, registry.names())
             parts = [*parts, registry.key] if parts[-1] != registry.key else parts
+        elif err["type"] == "union_tag_invalid":
+            message = _messages.unknown_tag(err, field)
+            tag = err["ctx"]["discriminator"].strip("'\"")
+            parts = [*parts, tag]
         elif err["type"] == "union_tag_not_found":
             message = f"missing 'name' (or 'schedule'): {err['msg']}"
         elif err["type"] == "value_error":
             message = message.removeprefix("Value error, ")
+        elif err["type"] == "too_short" and isinstance(err["input"], (list, tuple)):
+            least = err["ctx"]["min_length"]
+            message = f"needs at least {least} item{'s' if least > 1 else ''}, got {len(err['input'])}"
         lines.append(f"{'.'.join(parts) or '<spec>'}: {message}")
     return lines
 
@@ -284,6 +270,8 @@ def load_spec(
     problems = spec.consistency_errors()
     if problems:
         raise SpecError(problems, label)
+    for line in spec_warnings(spec):
+        warnings.warn(line, UserWarning, stacklevel=2)
     return spec
 
 

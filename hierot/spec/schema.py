@@ -172,7 +172,9 @@ class Spec(StrictModel):
                     errors.append(f"penalties.{k}.{exc}")
         errors += self._weight_errors()
         errors += self.shape_errors()
-        return errors
+        from hierot.spec.checks import run_errors  # the spec's own package: no cycle
+
+        return errors + run_errors(self)
 
     def _weight_errors(self) -> list[str]:
         """Finite options can still resolve to weights that overflow, in float64 or in the

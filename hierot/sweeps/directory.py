@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from hierot._yaml import parse_yaml
 from hierot.errors import HierotError
 from hierot.sweeps.schema import SweepSpec
 
@@ -28,7 +28,7 @@ def read_sweep_dir(sweep_dir: Path) -> tuple[SweepSpec, str]:
     file = Path(sweep_dir) / SWEEP_YAML
     if not file.is_file():
         raise HierotError(f"{sweep_dir} is not a sweep directory (no {SWEEP_YAML} in it)")
-    sweep = SweepSpec.model_validate(yaml.safe_load(file.read_text()))
+    sweep = SweepSpec.model_validate(parse_yaml(file.read_text()))
     return sweep, (Path(sweep_dir) / BASE_YAML).read_text()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from hierot._yaml import parse_yaml
 from hierot.errors import HierotError
 from hierot.sweeps import _optuna
 from hierot.sweeps.directory import BASE_YAML, STUDY_JSON, SWEEP_YAML
@@ -45,7 +46,7 @@ def prepare(sweep: SweepSpec, base_yaml: str, out: Path, storage_url: str | None
     """Write (or check) the sweep directory, open the study, enqueue the grid; the study."""
     resolved = sweep.model_dump(mode="json")
     if (out / SWEEP_YAML).is_file():
-        old = yaml.safe_load((out / SWEEP_YAML).read_text())
+        old = parse_yaml((out / SWEEP_YAML).read_text())
         changed = _differences(old, resolved)
         if (out / BASE_YAML).read_text() != base_yaml:
             changed.append("base spec")

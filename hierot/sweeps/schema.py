@@ -43,6 +43,7 @@ from pydantic import (
     model_validator,
 )
 
+from hierot._yaml import parse_yaml
 from hierot.components import StrictModel
 from hierot.errors import HierotError, SpecError
 
@@ -299,7 +300,7 @@ def load_sweep(
     else:
         text, label, folder = read_sweep_text(source)
         try:
-            raw = yaml.safe_load(text)
+            raw = parse_yaml(text)
         except yaml.YAMLError as exc:
             raise SweepError([f"not valid YAML: {exc}"], label) from None
         stem = Path(str(source)).name.removesuffix(".yaml").removesuffix(".yml")
@@ -311,7 +312,7 @@ def load_sweep(
         path, sep, text = item.partition("=")
         if not sep or not path:
             raise SweepError([f"--set {item!r}: expected KEY.PATH=VALUE"], label)
-        budget[path] = yaml.safe_load(text)
+        budget[path] = parse_yaml(text)
     base = sweep.base
     if folder is not None and (folder / base).is_file():
         base = str((folder / base).resolve())

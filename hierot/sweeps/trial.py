@@ -91,8 +91,7 @@ def train_seed(base_yaml: str, overrides: list[str], run: Path, record: Mapping[
                callbacks: Sequence[Callback] = ()) -> None:
     """Train (or finish training) one seed replicate in ``run``, recording ``record`` in it;
     ``callbacks`` go to :func:`hierot.api.fit` beside the spec's own."""
-    import yaml
-
+    from hierot._yaml import parse_yaml
     from hierot.api import fit
 
     run_dir = RunDir(run)
@@ -103,7 +102,7 @@ def train_seed(base_yaml: str, overrides: list[str], run: Path, record: Mapping[
         shutil.rmtree(run)
     run.mkdir(parents=True)
     atomic_write_text(run / SWEEP_FILE, json.dumps(dict(record), indent=2))
-    fit(yaml.safe_load(base_yaml), out=run, overrides=overrides, callbacks=callbacks)
+    fit(parse_yaml(base_yaml), out=run, overrides=overrides, callbacks=callbacks)
 
 
 def run_point(
@@ -120,9 +119,9 @@ def run_point(
     are added to the point's; ``callbacks(run, offset)`` gives the callbacks of the seed trained
     in ``run``, ``offset`` being the steps of the seeds before it (a pruner's step axis).
     """
-    import yaml
+    from hierot._yaml import parse_yaml
 
-    base_seed = int(yaml.safe_load(base_yaml).get("seed", 0))
+    base_seed = int(parse_yaml(base_yaml).get("seed", 0))
     overrides = [*point_overrides(params), *overrides, "train.progress=false"]
     values: list[float] = []
     seeds: list[dict] = []

@@ -203,7 +203,7 @@ class Worker:
         import optuna
         from optuna.trial import TrialState
 
-        import yaml
+        from hierot._yaml import parse_yaml
 
         from hierot.spec.loading import load_spec
         from hierot.sweeps.pruning import PruneOnEval, Pruned, eval_overrides
@@ -213,10 +213,10 @@ class Worker:
         params = dict(trial.params)
         name = self.run_dir_name(trial)
         trial_dir = self.dir / "trials" / name
-        spec = load_spec(yaml.safe_load(self.base_yaml), point_overrides(params))
+        spec = load_spec(parse_yaml(self.base_yaml), point_overrides(params))
         extra = eval_overrides(self.sweep, spec)  # the pruner's train.eval_every, if needed
         if extra:
-            spec = load_spec(yaml.safe_load(self.base_yaml), [*point_overrides(params), *extra])
+            spec = load_spec(parse_yaml(self.base_yaml), [*point_overrides(params), *extra])
         for key, value in (("run_dir", name), ("worker", this_process()),
                            ("spec", spec.model_dump(mode="json"))):
             trial.set_user_attr(key, value)

@@ -33,6 +33,8 @@ from typing import Any
 import torch
 
 from hierot.errors import CheckpointError, HierotError
+from hierot.training._atomic import _name, atomic_open, atomic_torch_save, atomic_write_text
+from hierot.training.metrics_csv import read_metrics_file
 
 _STEP_FILE = re.compile(r"step-(\d+)\.pt$")
 _TEMPORARY = re.compile(
@@ -52,10 +54,21 @@ def _step_of(path: Path) -> int:
 
 
 class RunDir:
-    """Reads and writes one run directory."""
+    """Reads and writes one run directory; path-like: ``run_dir / "x.jsonl"`` is a :class:`Path`.
+
+    ``path`` is the directory as a :class:`~pathlib.Path`; ``os.fspath(run_dir)`` and
+    ``open(run_dir / name)`` work as they would on it (what a callback factory receives as
+    ``run_dir=``, see docs/plugins.md).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
+
+    def __truediv__(self, other: str | os.PathLike) -> Path:
+        return self.path / other
 
     spec_file = property(lambda self: self.path / "spec.yaml")
     metrics_file = property(lambda self: self.path / "metrics.csv")
@@ -172,30 +185,25 @@ class RunDir:
 
     # -- metrics -------------------------------------------------------------------------------
     def read_metrics(self) -> list[dict[str, float]]:
-        if not self.metrics_file.exists():
-            return []
-        with self.metrics_file.open(newline="") as f:
-            return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+        """The rows of metrics.csv (a last line cut short by a crash is left out); a damaged
+        file raises :class:`~hierot.training.metrics_csv.MetricsFileError` naming it."""
+        return read_metrics_file(self.metrics_file)[1]
 
     def truncate_metrics(self, after_step: int) -> None:
         """Drop rows logged after ``after_step`` (they are redone when a run resumes)."""
         if not self.metrics_file.exists():
             return
-        with self.metrics_file.open(newline="") as f:
-            reader = csv.DictReader(f)
-            fields = reader.fieldnames or []
-            rows = [r for r in reader if _complete_row(r, fields) and int(r["step"]) <= after_step]
+        fields, rows = read_metrics_file(self.metrics_file)
         with atomic_open(self.metrics_file) as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: _cell(v) for k, v in r.items()} for r in rows
+                             if r["step"] <= after_step)
 
 
-def _complete_row(row: dict[str, str | None], fields: list[str]) -> bool:
-    """A whole row (a crash mid-write, e.g. on a full disk, can leave a partial last line)."""
-    if None in row or len(row) != len(fields) or any(v is None for v in row.values()):
-        return False
-    return (row.get("step") or "").isdigit()
+def _cell(value: float) -> int | float:
+    """A number as MetricsWriter wrote it (``step`` and other whole numbers without ``.0``)."""
+    return int(value) if value.is_integer() else value
 
 
 class MetricsWriter:
@@ -217,8 +225,12 @@ class MetricsWriter:
         if new:
             self._extend_header(new)
             self._open(row)
-        self._writer.writerow(row)
-        self._file.flush()
+        try:
+            self._writer.writerow(row)
+            self._file.flush()
+        except OSError as error:
+            _name(error, self.path)
+            raise
 
     def _open(self, row: dict[str, float]) -> None:
         if self._writer is None:
@@ -247,61 +259,6 @@ class MetricsWriter:
         if self._file is not None:
             self._file.close()
             self._file, self._writer = None, None
-
-
-# -- atomic writes -------------------------------------------------------------------------------
-class atomic_open:  # noqa: N801 - used like open()
-    """``with atomic_open(path) as f``: write a temporary file, rename it over ``path`` on success."""
-
-    def __init__(self, path: Path, mode: str = "w"):
-        self.path, self.mode = Path(path), mode
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        self.file = os.fdopen(fd, self.mode, newline="" if "b" not in self.mode else None)
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        try:
-            if exc_type is None:
-                self.file.flush()
-                os.fsync(self.file.fileno())
-            self.file.close()
-            if exc_type is None:
-                os.replace(self.tmp, self.path)
-        except BaseException:  # e.g. ENOSPC on flush: the old file stays, the temporary goes
-            _discard(self.file, self.tmp)
-            raise
-        if exc_type is not None:
-            _discard(self.file, self.tmp)
-        return False
-
-
-def _discard(file, tmp: str) -> None:
-    try:
-        file.close()
-    except OSError:
-        pass
-    try:
-        os.unlink(tmp)
-    except FileNotFoundError:
-        pass
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_open(path) as f:
-        f.write(text)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_open(path, "wb") as f:
-        try:
-            torch.save(obj, f)
-        except RuntimeError as exc:  # torch's writer can hide a failed write (ENOSPC) behind its own
-            if isinstance(exc.__context__, OSError):
-                raise exc.__context__ from None
-            raise
 
 
 def ensure_writable(path: Path) -> None:
