@@ -30,7 +30,7 @@ PACKAGE = ROOT / "hierot"
 LAYERS: dict[str, tuple[str, ...]] = {
     # bottom first; a module may import its own layer (without cycles) and the layers below
     "foundations": ("hierot.errors", "hierot._utils", "hierot._version", "hierot._yaml",
-                    "hierot.distributions", "hierot.precision"),
+                    "hierot._docstrings", "hierot.distributions", "hierot.precision"),
     "contracts and registries": ("hierot.components", "hierot._registry", "hierot.registry"),
     "components": (
         "hierot.networks", "hierot.costs", "hierot.divergences", "hierot.penalties",

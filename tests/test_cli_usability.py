@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from hierot._registry import plain_text
+from hierot._docstrings import plain_text
 from hierot.cli import main, make_parser
 from hierot.cli._command import overrides_of
 from hierot.spec.loading import dump_spec, load_spec

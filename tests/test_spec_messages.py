@@ -18,9 +18,9 @@ INTERNALS = ("literal[", "tuple[", "constrained-", "after validation", "Input ta
                                "['a'] (item 0: Input should be a valid number)")),
     ("callbacks=[{name: mlflw}]", ("callbacks.0.name: unknown callback 'mlflw'; did you mean "
                                    "'mlflow'? Valid: mlflow, tensorboard, wandb")),
-    ("optimizer.schedule={name: cosin}", ("optimizer.schedule.name: unknown schedule 'cosin'; "
+    ("optimizer.schedule={name: cosin}", ("optimizer.schedule.name: unknown lr schedule 'cosin'; "
                                           "did you mean 'cosine'? Valid: ")),
-    ("weights={schedule: paper-mnst}", ("weights.schedule: unknown weight schedule "
+    ("weights={schedule: paper-mnst}", ("objective.weights.schedule: unknown lambda schedule "
                                         "'paper-mnst'; did you mean 'paper-mnist'")),
     ("train..steps=5", "--set train..steps=5: 'train..steps' has an empty key"),
     (".steps=5", "has an empty key"),
