@@ -111,6 +111,26 @@ def stop_together(runtime) -> str:
     return "finite" if torch.isfinite(terms.total) else "not finite"
 
 
+EMA = ["train.ema={decay: 0.5, start_step: 1}", "train.skip_update={grad_norm_above: 1.0e+6}"]
+
+
+def averages_on_every_rank(runtime) -> dict:
+    """``train.ema`` under DDP: each rank's averages (as lists), gathered."""
+    import torch.distributed as dist
+
+    import hierot
+    from hierot.training.trainer import Trainer
+
+    spec = hierot.load_spec(DETERMINISTIC, EMA)
+    trainer = Trainer(hierot.build(spec, gather=runtime.gather), None, runtime)
+    trainer.fit()
+    mine = {n: a.tolist() for n, a in zip(trainer.ema.names, trainer.ema.averages)}
+    every = [None] * runtime.world_size
+    dist.all_gather_object(every, mine)
+    return {"same": all(e == every[0] for e in every), "rank0": every[0],
+            "grad_norm_logged": trainer.updates.skipped == 0}
+
+
 def main(root: Path) -> None:
     import hierot
     from hierot.cli import main as cli
@@ -146,6 +166,7 @@ def main(root: Path) -> None:
         seen["odd_batch"] = str(exc)
     seen["noise"] = noise_streams()
     seen["stop_together"] = stop_together(runtime)
+    seen["ema"] = averages_on_every_rank(runtime)
     (root / f"rank{runtime.rank}.json").write_text(json.dumps(seen))
 
 

@@ -2,9 +2,12 @@
 
 ::
 
-    hierot eval RUN_DIR [--checkpoint STEP|best] [--device D] [--samples N] [--sampler S ...]
-    hierot plot RUN_DIR [--checkpoint STEP|best] [--device D] [--embedding pca|umap]
-    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S] [--path P]
+    hierot eval RUN_DIR [--checkpoint STEP|best] [--weights ema|raw] [--device D] [--samples N]
+                        [--sampler S ...]
+    hierot plot RUN_DIR [--checkpoint STEP|best] [--weights ema|raw] [--device D]
+                        [--embedding pca|umap]
+    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--weights ema|raw] [--seed S]
+                        [--sampler S] [--path P]
     hierot report RUN_DIR
 
 Heavy modules (torch models, matplotlib, scikit-learn, UMAP) are imported inside each command,
@@ -37,6 +40,9 @@ def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) 
     parser.add_argument("--checkpoint", type=_checkpoint, metavar="STEP|best",
                         help="the step of the checkpoint to use, or `best` for checkpoints/best.pt "
                              "(written when train.eval_every is set; default: the last step)")
+    parser.add_argument("--weights", choices=["ema", "raw"],
+                        help="ema: the moving average of the weights (train.ema); raw: the "
+                             "trained weights (default: ema when the run kept one, else raw)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: the spec's device)")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help=f"seed of {seed} (default 0)")
@@ -46,12 +52,13 @@ def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) 
 def evaluate_run(args: argparse.Namespace) -> int:
     from hierot.evaluation.evaluator import EVAL_FILE, evaluate, format_table
     from hierot.evaluation.samplers import parse_sampler
+    from hierot.evaluation.trained import load_run
 
     samplers = args.sampler or ["prior"]
     for text in samplers:  # a bad --sampler fails before any work
         parse_sampler(text)
-    result = evaluate(args.run_dir, args.checkpoint, device=args.device, samples=args.samples,
-                      seed=args.seed, samplers=samplers)
+    run = load_run(args.run_dir, args.checkpoint, device=args.device, weights=args.weights)
+    result = evaluate(run, samples=args.samples, seed=args.seed, samplers=samplers)
     print(format_table(result))
     print(f"written {Path(args.run_dir) / EVAL_FILE}")
     return 0
@@ -77,12 +84,14 @@ command("eval", "evaluate a run on its held-out split: RUN_DIR/eval.json")(evalu
 def plot(args: argparse.Namespace) -> int:
     from hierot.evaluation.figures import plot_run
     from hierot.evaluation.report import write_report
+    from hierot.evaluation.trained import load_run
 
     if args.embedding == "umap":
         print("embedding latent layers wider than 2-D with UMAP: compiling UMAP (numba) takes "
               "most of this command's time, about half a minute (--embedding pca is fast)",
               flush=True)
-    written = plot_run(args.run_dir, args.checkpoint, device=args.device, embedding=args.embedding)
+    run = load_run(args.run_dir, args.checkpoint, device=args.device, weights=args.weights)
+    written = plot_run(run, embedding=args.embedding)
     for path in written:
         print(f"written {path}")
     print(f"written {write_report(args.run_dir)}")
@@ -113,7 +122,7 @@ def sample(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".png", ".pt"):
         raise HierotError(f"sample: --out {out} must end in .png (an image grid) or .pt (a tensor)")
     options = parse_sampler(args.sampler)
-    run = load_run(args.run_dir, args.checkpoint, device=args.device)
+    run = load_run(args.run_dir, args.checkpoint, device=args.device, weights=args.weights)
     sampler = fitted(run, options, seed=args.seed)
     drawn = draw(run.model, sampler, args.n, args.path, seed=args.seed, device=run.device)
     how = f"{label(options)} / {args.path}"
