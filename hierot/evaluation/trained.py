@@ -17,8 +17,8 @@ from torch import Tensor
 
 from hierot._utils import seeded
 from hierot.builder import Built, build
-from hierot.errors import HierotError
 from hierot.components import DataSplits
+from hierot.errors import HierotError
 from hierot.model import Hierarchy
 from hierot.objectives import Objective
 from hierot.spec.run_spec import load_run_spec
