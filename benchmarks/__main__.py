@@ -22,6 +22,8 @@ BENCHMARKS = {
     "objectives": "StackedWAE, flat WAE, hierarchical VAE and Ladder VAE on one hierarchy",
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
+    "gpu_check": "every CUDA path once (precisions, compile, fused Adam, divergences, eval, "
+                 "resume, nccl DDP, step ratios); --device cpu: the dry run",
 }
 
 
