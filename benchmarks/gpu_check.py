@@ -32,6 +32,7 @@ is (``tests/test_gpu_check.py``)::
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -191,7 +192,7 @@ def check_divergence(device: str, work: Path, name: str) -> dict:
     run = work / f"divergence-{name}"
     _fit(device, run, f"divergence={{name: {name}}}", "train.steps=2")
     match = {k: v for k, v in _last(run).items() if k.startswith("match_")}
-    if not match or not all(v == v and abs(v) != float("inf") for v in match.values()):
+    if not match or not all(math.isfinite(v) for v in match.values()):
         raise AssertionError(f"match terms {match}")
     return match
 
@@ -245,7 +246,7 @@ def check_ddp(device: str, work: Path) -> dict:
                "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "hierot",
                "train", str(spec), "--out", str(work / "ddp"),
                "--set", f"distributed.backend={backend}"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     if done.returncode != 0:
         raise AssertionError(f"torchrun exit {done.returncode}: {done.stderr[-2000:]}")

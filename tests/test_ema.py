@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from _fixtures import two_layers  # tests/_fixtures.py
 from torch import nn
 
 import hierot
@@ -15,8 +16,6 @@ from hierot.evaluation.trained import load_run
 from hierot.spec.schema import EMASpec
 from hierot.training.ema import WeightEMA
 from hierot.training.rundir import RunDir
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 TINY = {
     "data": {"name": "digits"},
