@@ -205,3 +205,41 @@ def test_the_cli_refuses_a_bad_threshold_with_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "train.skip_update.grad_norm_above" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_fp16_loss_scaler_is_told_of_each_kind_of_skip():
+    """fp16 is CUDA-only, but its skip logic is not: a real GradScaler on the CPU. A skip over
+    the threshold keeps the scale and its growth count; an overflow halves the scale; neither
+    steps Adam; a good update after them does."""
+    from hierot.precision import Precision
+    from hierot.spec.schema import SkipUpdateSpec
+    from hierot.training.updates import UpdateGuard
+
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    precision = Precision("bf16", torch.device("cpu"))
+    precision.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    guard = UpdateGuard(SkipUpdateSpec(grad_norm_above=10.0), None, precision,
+                        list(model.parameters()), torch.device("cpu"))
+    x = torch.ones(2, 4)
+
+    def attempt(scale: float = 1.0) -> str | None:
+        optimizer.zero_grad(set_to_none=True)
+        precision.backward(model(x).sum() * scale)
+        _, norm = guard.grad_norms(optimizer)
+        reason = guard.reason(float(norm))
+        if reason is None:
+            precision.step(optimizer)
+            guard.taken()
+        else:
+            guard.skipped_update(1, reason, optimizer, "kept")
+        return reason
+
+    growth = precision.scaler.state_dict()["_growth_tracker"]
+    assert attempt(scale=100.0).startswith("gradient norm")  # unscaled norm ~283 > 10
+    assert precision.scaler.get_scale() == 1024.0 and optimizer.state == {}
+    assert precision.scaler.state_dict()["_growth_tracker"] == growth
+    assert attempt(scale=float("inf")) == "fp16 overflow"
+    assert precision.scaler.get_scale() == 512.0 and optimizer.state == {}
+    assert attempt() is None and len(optimizer.state) == 2
+    assert (guard.skipped, guard.consecutive) == (2, 0)
