@@ -152,6 +152,12 @@ def test_weight_averages_are_the_same_on_every_rank_and_equal_one_process(launch
     assert differs(ours, {n: p.detach() for n, p in trainer.model.named_parameters()})
 
 
+def test_a_bad_batch_on_one_rank_is_skipped_by_every_rank(launched):
+    for rank in (0, 1):
+        seen = json.loads((launched / f"rank{rank}.json").read_text())["skip_together"]
+        assert seen == {"steps": 4, "skipped": 1, "finite": True, "same": True}
+
+
 def test_batch_not_divisible_by_world_size_is_an_error(launched):
     seen = json.loads((launched / "rank0.json").read_text())
     assert "33 cannot be split evenly over 2" in seen["odd_batch"]

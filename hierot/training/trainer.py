@@ -83,6 +83,8 @@ class Trainer:
 
             compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
+        if self.trained is not self.objective and train.skip_update is not None:
+            self.trained.skip_nonfinite = train.skip_update.nonfinite  # every rank skips
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
         self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
                                    self.precision, list(self.model.parameters()), device,
@@ -236,12 +238,14 @@ class Trainer:
             terms = self.trained(self.train_x[indices])
         loss = terms.total
         self.optimizer.zero_grad(set_to_none=True)
-        # a skipped non-finite loss is back-propagated under DDP: every process must join the
-        # gradients' all-reduce, whose non-finite result then skips the update everywhere
-        if not torch.isfinite(loss) and not (self.updates.skips_loss() and self._distributed()):
+        # under DDP every rank learns which ranks' objectives are not finite: all skip together
+        elsewhere = getattr(self.trained, "nonfinite_ranks", None)
+        if not torch.isfinite(loss) or (elsewhere and self.updates.skips_loss()):
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
             if self.updates.skips_loss():
-                return self._skip(f"non-finite loss: {', '.join(bad)}")
+                where = (f": {', '.join(bad)}" if not torch.isfinite(loss) else
+                         f" on rank(s) {', '.join(map(str, elsewhere))}")
+                return self._skip(f"non-finite loss{where}")
             raise NonFiniteLossError(
                 f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
                 f"{self._kept()}"
@@ -267,9 +271,6 @@ class Trainer:
         with warnings.catch_warnings():  # torch warns of a schedule stepped before its optimiser
             warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
             self.scheduler.step()
-
-    def _distributed(self) -> bool:
-        return self.trained is not self.objective
 
     def _log(self, writer: MetricsWriter | None, started: float, since: tuple[float, int],
              evaluate: bool) -> dict[str, float]:

@@ -146,7 +146,7 @@ class UpdateGuard:
             torch._foreach_copy_(self.buffers, self._saved)
         if reason == "fp16 overflow":
             self.precision.step(optimizer)  # the scaler skips the step and halves its scale
-        elif reason != "non-finite loss":  # the gradients were unscaled: close the iteration
+        elif not reason.startswith("non-finite loss"):  # gradients unscaled: close the iteration
             self.precision.skip(optimizer)
         _log.warning("step %d: update skipped (%s); %d skipped in all, %d in a row",
                      step, reason, self.skipped, self.consecutive)
