@@ -3,10 +3,6 @@ skipped and training goes on exactly as if that batch's update had never been ta
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-import sys
 import warnings
 from typing import ClassVar
 
@@ -247,15 +243,3 @@ def test_the_fp16_loss_scaler_is_told_of_each_kind_of_skip():
     assert precision.scaler.get_scale() == 512.0 and optimizer.state == {}
     assert attempt() is None and len(optimizer.state) == 2
     assert (guard.skipped, guard.consecutive) == (2, 0)
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
-@pytest.mark.parametrize("setting, expected", [("1", "True True"), ("0", "False False")])
-def test_cpu_training_keeps_freed_memory_unless_told_not_to(setting, expected):
-    """``keep_freed_memory`` is process-wide, so each case runs in its own interpreter; the
-    trainer calls it for CPU training (its effect on a step is measured in docs/precision.md)."""
-    code = ("from hierot.training._memory import keep_freed_memory as k; "
-            "print(k(), k())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env={**os.environ, "HIEROT_KEEP_FREED_MEMORY": setting})
-    assert done.stdout.split("\n")[-2] == expected

@@ -32,7 +32,6 @@ from hierot.builder import Built, build_optimizer
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.precision import Precision
 from hierot.schedules import build_scheduler
-from hierot.training._memory import keep_freed_memory
 from hierot.training.callbacks import Callback, Callbacks
 from hierot.training.ema import WeightEMA
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
@@ -75,8 +74,6 @@ class Trainer:
         self.keep_checkpoints = keep_checkpoints
         device = self.runtime.device
         train = self.spec.train
-        if device.type == "cpu":
-            keep_freed_memory()  # no page faults for the buffers each step frees and allocates
         self.precision = Precision(train.precision, device)
         self.model = built.model.to(device)
         self.objective = built.objective
