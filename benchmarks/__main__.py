@@ -22,6 +22,7 @@ BENCHMARKS = {
     "objectives": "StackedWAE, flat WAE, hierarchical VAE and Ladder VAE on one hierarchy",
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
+    "ema_quality": "train.ema's averaged weights against the raw ones on the z8 preset (3 seeds)",
     "gpu_check": "every CUDA path once (precisions, compile, fused Adam, divergences, eval, "
                  "resume, nccl DDP, step ratios); --device cpu: the dry run",
 }
