@@ -222,7 +222,8 @@ def check_resume(device: str, work: Path) -> dict:
     _fit(device, work / "straight-b")
     _fit(device, work / "stopped", "train.steps=2")
     _fit(device, work / "stopped", "train.steps=4", resume=work / "stopped")
-    a, b, resumed = (_checkpoint(work / n)["model"] for n in ("straight-a", "straight-b", "stopped"))
+    a, b, resumed = (_checkpoint(work / n)["model"]
+                     for n in ("straight-a", "straight-b", "stopped"))
     repeatable = _max_difference(a, b) == 0.0
     diff = _max_difference(a, resumed)
     if repeatable and diff != 0.0:

@@ -6,7 +6,8 @@ a non-finite term, back-propagate, take the gradient norm in one fused pass and 
 is not finite, clip it (``optimizer.clip_grad_norm``), step the optimiser and the learning-rate
 schedule (:mod:`hierot.schedules`); with ``train.skip_update`` a bad update is skipped instead
 (:mod:`hierot.training.updates`); with ``train.ema`` the average of the weights is updated
-(:mod:`hierot.training.ema`); before every checkpoint the parameters and the optimiser's state are checked too
+(:mod:`hierot.training.ema`); before every checkpoint the parameters and the optimiser's state
+are checked too
 (:meth:`Trainer._check_finite`: one fused reduction, one device sync; nothing non-finite is ever
 logged or saved). Every ``log_every`` steps the
 running means of every term and of the gradient norm, the learning rate, the seconds per step and
