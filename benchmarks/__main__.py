@@ -24,6 +24,9 @@ BENCHMARKS = {
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
     "data_storage": "uint8 against float32 and streamed against in-memory training data",
     "train_feature_nets": "train the classifiers whose weights ship with hierot (features)",
+    "ema_quality": "train.ema's averaged weights against the raw ones on the z8 preset (3 seeds)",
+    "gpu_check": "every CUDA path once (precisions, compile, fused Adam, divergences, eval, "
+                 "resume, nccl DDP, step ratios); --device cpu: the dry run",
 }
 
 

@@ -198,6 +198,7 @@ def evaluate(
     run_dir: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
     samples: int = 10_000, seed: int = 0, samplers: Sequence[str | Mapping] = ("prior",),
     features: str | Mapping = "classifier", resamples: int = 200, per_layer: bool = True,
+    weights: Literal["ema", "raw"] | None = None,
 ) -> dict:
     """``hierot eval``: every metric of a run on its held-out split, written to ``RUN/eval.json``.
 
@@ -224,6 +225,9 @@ def evaluate(
         Bootstrap resamples behind each 95 % interval (at least 10).
     per_layer:
         Also measure the samples regenerated from every depth (the quantitative Fig. 3b).
+    weights:
+        ``"ema"``: the moving average of the weights (``train.ema``); ``"raw"``: the trained
+        weights; ``None``: the average when the checkpoint holds one, else the trained weights.
 
     Returns
     -------
@@ -232,6 +236,7 @@ def evaluate(
     """
     from hierot.evaluation.evaluator import evaluate as evaluate_run
     from hierot.evaluation.features import parse_features
+    from hierot.evaluation.trained import load_run
     from hierot.samplers import parse_sampler
 
     samplers = [dict(s) if isinstance(s, Mapping) else s for s in samplers]
@@ -241,27 +246,29 @@ def evaluate(
     parse_features(features)
     if resamples < 10:
         raise HierotError(f"--resamples must be at least 10, got {resamples}")
-    return evaluate_run(run_dir, checkpoint, device=device, samples=samples, seed=seed,
-                        samplers=samplers, features=features, resamples=resamples,
-                        per_layer=per_layer)
+    run = load_run(run_dir, checkpoint, device=device, weights=weights)
+    return evaluate_run(run, samples=samples, seed=seed, samplers=samplers, features=features,
+                        resamples=resamples, per_layer=per_layer)
 
 
 def plot(
     run_dir: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
-    embedding: Literal["pca", "umap"] = "pca",
+    embedding: Literal["pca", "umap"] = "pca", weights: Literal["ema", "raw"] | None = None,
 ) -> list[Path]:
     """``hierot plot``: a run's figures into ``RUN/figures``, then ``RUN/report.md``.
 
     ``embedding`` projects latent layers wider than 2-D (``pca``, or ``umap`` as the paper's
-    figures, whose compilation takes about half a minute). Returns the paths written, the report
-    last.
+    figures, whose compilation takes about half a minute); ``weights`` as in :func:`evaluate`.
+    Returns the paths written, the report last.
     """
     from hierot.evaluation.figures import plot_run
     from hierot.evaluation.report import write_report
+    from hierot.evaluation.trained import load_run
 
     if embedding not in ("pca", "umap"):
         raise HierotError(f"plot: embedding must be pca or umap, got {embedding!r}")
-    written = plot_run(run_dir, checkpoint, device=device, embedding=embedding)
+    run = load_run(run_dir, checkpoint, device=device, weights=weights)
+    written = plot_run(run, embedding=embedding)
     return [*written, write_report(run_dir)]
 
 
@@ -269,12 +276,13 @@ def sample(
     run_dir: str | Path, n: int = 64, *, out: str | Path | None = None,
     checkpoint: int | str | None = None, device: str | None = None, seed: int = 0,
     sampler: str | Mapping = "prior", path: Literal["ancestral", "mean"] = "ancestral",
+    weights: Literal["ema", "raw"] | None = None,
 ) -> Samples:
     """``hierot sample``: ``n`` samples of x from a trained run (:class:`Samples`, on the CPU).
 
     Parameters
     ----------
-    run_dir, checkpoint, device:
+    run_dir, checkpoint, device, weights:
         As in :func:`evaluate`.
     n:
         Number of samples.
@@ -301,7 +309,7 @@ def sample(
         raise HierotError(f"sample: --out {target} must end in .png (an image grid) or .pt "
                           "(a tensor)")
     options = parse_sampler(dict(sampler) if isinstance(sampler, Mapping) else sampler)
-    run = load_run(run_dir, checkpoint, device=device)
+    run = load_run(run_dir, checkpoint, device=device, weights=weights)
     drawn = draw(run.model, fitted(run, options, seed=seed), n, path, seed=seed,
                  device=run.device)
     if target is not None:

@@ -82,6 +82,12 @@ class Precision:
             self.scaler.step(optimizer)
             self.scaler.update()
 
+    def skip(self, optimizer: torch.optim.Optimizer) -> None:
+        """Close the iteration of an update skipped after :meth:`unscale` (fp16 only): the loss
+        scale and its growth count are kept as they were."""
+        if self.scaler is not None:
+            self.scaler.update(self.scaler.get_scale())
+
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds (the loss scale and its growth tracker, with fp16)."""
         return {} if self.scaler is None else {"scaler": self.scaler.state_dict()}

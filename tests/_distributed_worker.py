@@ -23,6 +23,7 @@ from hierot.registry import ComponentOptions, datasets
 class BlobOptions(ComponentOptions):
     n_train: int = 128
     dim: int = 12
+    nan_row: int = -1  # a training example made NaN (a bad batch on the rank that draws it)
 
 
 def blobs(options: BlobOptions, *, seed: int) -> DataSplits:
@@ -31,6 +32,8 @@ def blobs(options: BlobOptions, *, seed: int) -> DataSplits:
     n = options.n_train + 32
     centre = torch.where(torch.rand(n, 1, generator=gen) < 0.5, 1.0, -1.0)
     x = centre + 0.5 * torch.randn(n, options.dim, generator=gen)
+    if options.nan_row >= 0:
+        x[options.nan_row] = float("nan")
     return DataSplits(x[: options.n_train], x[options.n_train :])
 
 
@@ -113,6 +116,47 @@ def stop_together(runtime) -> str:
     return "finite" if torch.isfinite(terms.total) else "not finite"
 
 
+EMA = ["train.ema={decay: 0.5, start_step: 1}", "train.skip_update={grad_norm_above: 1.0e+6}"]
+
+
+def averages_on_every_rank(runtime) -> dict:
+    """``train.ema`` under DDP: each rank's averages (as lists), gathered."""
+    import torch.distributed as dist
+
+    import hierot
+    from hierot.training.trainer import Trainer
+
+    spec = hierot.load_spec(DETERMINISTIC, EMA)
+    trainer = Trainer(hierot.build(spec, gather=runtime.gather), None, runtime)
+    trainer.fit()
+    mine = {n: a.tolist() for n, a in zip(trainer.ema.names, trainer.ema.averages)}
+    every = [None] * runtime.world_size
+    dist.all_gather_object(every, mine)
+    return {"same": all(e == every[0] for e in every), "rank0": every[0],
+            "grad_norm_logged": trainer.updates.skipped == 0}
+
+
+def skip_together(runtime) -> dict:
+    """A NaN training example, on the rank that draws it only (local divergence, unsynchronised
+    BatchNorm): with ``train.skip_update`` every rank skips that update and training goes on."""
+    import torch.distributed as dist
+
+    import hierot
+    from hierot.training.trainer import Trainer
+
+    spec = hierot.load_spec(DETERMINISTIC, [
+        "data={name: dist-blobs, nan_row: 5}", "distributed.divergence=local",
+        "distributed.sync_batchnorm=false", "train.skip_update={nonfinite: true}"])
+    trainer = Trainer(hierot.build(spec, gather=runtime.gather), None, runtime)
+    trainer.fit()
+    mine = [p.detach().flatten() for p in trainer.model.parameters()]
+    every = [None] * runtime.world_size
+    dist.all_gather_object(every, [t.tolist() for t in mine])
+    return {"steps": trainer.step, "skipped": trainer.updates.skipped,
+            "finite": all(bool(torch.isfinite(t).all()) for t in mine),
+            "same": all(e == every[0] for e in every)}
+
+
 def main(root: Path) -> None:
     import hierot
     from hierot.cli import main as cli
@@ -148,6 +192,8 @@ def main(root: Path) -> None:
         seen["odd_batch"] = str(exc)
     seen["noise"] = noise_streams()
     seen["stop_together"] = stop_together(runtime)
+    seen["ema"] = averages_on_every_rank(runtime)
+    seen["skip_together"] = skip_together(runtime)
     (root / f"rank{runtime.rank}.json").write_text(json.dumps(seen))
 
 

@@ -26,10 +26,10 @@ def cli_defaults(command: str, *required: str) -> dict:
 
 @pytest.mark.parametrize("command, function, required, options", [
     ("eval", api.evaluate, ["RUN"],
-     ["checkpoint", "device", "samples", "seed", "features", "resamples"]),
-    ("plot", api.plot, ["RUN"], ["checkpoint", "device", "embedding"]),
+     ["checkpoint", "device", "samples", "seed", "features", "resamples", "weights"]),
+    ("plot", api.plot, ["RUN"], ["checkpoint", "device", "embedding", "weights"]),
     ("sample", api.sample, ["RUN", "--out", "x.pt"],
-     ["checkpoint", "device", "n", "seed", "sampler", "path"]),
+     ["checkpoint", "device", "n", "seed", "sampler", "path", "weights"]),
     ("compare", api.compare, ["RUN"], ["baseline", "sampler"]),
 ])
 def test_each_command_has_an_api_function_with_its_defaults(command, function, required, options):

@@ -137,6 +137,27 @@ def test_a_non_finite_objective_on_one_rank_stops_every_rank(launched):
     assert "non-finite objective on data-parallel rank(s) 1" in rank0["stop_together"]
 
 
+def test_weight_averages_are_the_same_on_every_rank_and_equal_one_process(launched):
+    """``train.ema`` under DDP (with ``train.skip_update`` on): the averages need no
+    communication, as every rank holds the same parameters after each step."""
+    from hierot.training.trainer import Trainer
+
+    seen = json.loads((launched / "rank0.json").read_text())["ema"]
+    assert seen["same"] and seen["grad_norm_logged"]
+    trainer = Trainer(hierot.build(hierot.load_spec(worker.DETERMINISTIC, worker.EMA)),
+                      None, single_process("cpu"))
+    trainer.fit()
+    ours = {n: torch.tensor(v) for n, v in seen["rank0"].items()}
+    assert_same(ours, dict(zip(trainer.ema.names, trainer.ema.averages)), rtol=1e-5, atol=2e-6)
+    assert differs(ours, {n: p.detach() for n, p in trainer.model.named_parameters()})
+
+
+def test_a_bad_batch_on_one_rank_is_skipped_by_every_rank(launched):
+    for rank in (0, 1):
+        seen = json.loads((launched / f"rank{rank}.json").read_text())["skip_together"]
+        assert seen == {"steps": 4, "skipped": 1, "finite": True, "same": True}
+
+
 def test_batch_not_divisible_by_world_size_is_an_error(launched):
     seen = json.loads((launched / "rank0.json").read_text())
     assert "33 cannot be split evenly over 2" in seen["odd_batch"]

@@ -2,9 +2,12 @@
 
 ::
 
-    hierot eval RUN_DIR [--checkpoint STEP|best] [--device D] [--samples N] [--sampler S ...]
-    hierot plot RUN_DIR [--checkpoint STEP|best] [--device D] [--embedding pca|umap]
-    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S] [--path P]
+    hierot eval RUN_DIR [--checkpoint STEP|best] [--weights ema|raw] [--device D] [--samples N]
+                        [--sampler S ...]
+    hierot plot RUN_DIR [--checkpoint STEP|best] [--weights ema|raw] [--device D]
+                        [--embedding pca|umap]
+    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--weights ema|raw] [--seed S]
+                        [--sampler S] [--path P]
     hierot report RUN_DIR
     hierot compare RUN_OR_GLOB ... [--baseline B] [--sampler S] [--out FILE.md] [--json FILE]
 
@@ -49,6 +52,9 @@ def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) 
     parser.add_argument("--checkpoint", type=_checkpoint, metavar="STEP|best",
                         help="the step of the checkpoint to use, or `best` for checkpoints/best.pt "
                              "(written when train.eval_every is set; default: the last step)")
+    parser.add_argument("--weights", choices=["ema", "raw"],
+                        help="ema: the moving average of the weights (train.ema); raw: the "
+                             "trained weights (default: ema when the run kept one, else raw)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: the spec's device)")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help=f"seed of {seed} (default 0)")
@@ -61,7 +67,8 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
     result = evaluate(args.run_dir, args.checkpoint, device=args.device, samples=args.samples,
                       seed=args.seed, samplers=args.sampler or ["prior"], features=args.features,
-                      resamples=args.resamples, per_layer=not args.no_per_layer)
+                      resamples=args.resamples, per_layer=not args.no_per_layer,
+                      weights=args.weights)
     print(format_table(result))
     print(f"written {Path(args.run_dir) / EVAL_FILE}")
     return 0
@@ -102,7 +109,7 @@ def plot(args: argparse.Namespace) -> int:
               "most of this command's time, about half a minute (--embedding pca is fast)",
               flush=True)
     for path in api.plot(args.run_dir, args.checkpoint, device=args.device,
-                         embedding=args.embedding):
+                         embedding=args.embedding, weights=args.weights):
         print(f"written {path}")
     return 0
 
@@ -125,7 +132,8 @@ def sample(args: argparse.Namespace) -> int:
     if args.n < 1:  # before loading anything (the API checks too)
         raise HierotError(f"sample: -n must be at least 1, got {args.n}")
     drawn = api.sample(args.run_dir, args.n, out=args.out, checkpoint=args.checkpoint,
-                       device=args.device, seed=args.seed, sampler=args.sampler, path=args.path)
+                       device=args.device, seed=args.seed, sampler=args.sampler, path=args.path,
+                       weights=args.weights)
     print(f"written {args.n} samples ({drawn.how}) of step {drawn.step} to {args.out}")
     return 0
 

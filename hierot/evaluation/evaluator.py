@@ -94,6 +94,7 @@ def evaluate(
         "run": str(run.run_dir.path),
         "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
         "step": run.step,
+        "model_weights": run.weights,
         "device": str(where),
         "dataset": spec.data.model_dump(mode="json"),
         "objective_name": spec.objective.name,

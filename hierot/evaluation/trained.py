@@ -1,7 +1,8 @@
 """A trained run loaded for evaluation, and batched encoding and generation.
 
 ``load_run(path)`` rebuilds the run's modules from its resolved ``spec.yaml``, loads the weights
-of the last (or a named) checkpoint and puts the model in eval mode (BatchNorm uses its running
+of the last (or a named) checkpoint (the moving average of ``train.ema`` when the run kept one,
+unless ``weights="raw"``) and puts the model in eval mode (BatchNorm uses its running
 statistics). Everything here runs without gradients, in batches, and returns CPU tensors.
 """
 
@@ -17,6 +18,7 @@ from torch import Tensor
 from hierot._utils import seeded
 from hierot.builder import Built, build
 from hierot.components import DataSplits
+from hierot.errors import HierotError
 from hierot.model import Hierarchy
 from hierot.objectives import Objective
 from hierot.spec.run_spec import load_run_spec
@@ -47,6 +49,8 @@ class LoadedRun:
         The checkpoint file.
     device:
         Where the model is.
+    weights:
+        ``"ema"`` (the moving average of ``train.ema``) or ``"raw"`` (the trained weights).
     """
 
     run_dir: RunDir
@@ -55,6 +59,7 @@ class LoadedRun:
     step: int
     checkpoint: Path
     device: torch.device
+    weights: str = "raw"
 
     @property
     def model(self) -> Hierarchy:
@@ -76,7 +81,7 @@ class LoadedRun:
 
 def load_run(
     path: str | Path, checkpoint: int | str | None = None, *, device: str | None = None,
-    data: DataSplits | None = None,
+    data: DataSplits | None = None, weights: str | None = None,
 ) -> LoadedRun:
     """Load ``path`` at checkpoint step ``checkpoint`` (default: the last one).
 
@@ -91,27 +96,41 @@ def load_run(
         ``cpu``, ``cuda``, ... (default: the spec's ``device``, ``auto`` meaning CUDA if present).
     data:
         The run's data set, already loaded (skips loading it again).
+    weights:
+        ``"ema"``: the moving average of the weights (``train.ema``); ``"raw"``: the weights
+        the optimiser trained; ``None`` (default): the average when the checkpoint holds one.
+        The average's BatchNorm buffers are the raw model's (see :mod:`hierot.training.ema`).
 
     Raises
     ------
     HierotError
-        If ``path`` is not a run directory or holds no such checkpoint;
+        If ``path`` is not a run directory or holds no such checkpoint, or ``weights="ema"``
+        and the checkpoint holds no average;
         :class:`~hierot.errors.CheckpointError` names a checkpoint file that cannot be read or
         does not fit the spec.
     """
+    if weights not in (None, "ema", "raw"):
+        raise HierotError(f"--weights: {weights!r} is not one of ema, raw")
     run_dir = RunDir(path)
     run_dir.require()
     spec = load_run_spec(run_dir.path)
     file = run_dir.checkpoint(checkpoint)
+    state = run_dir.load_checkpoint(checkpoint)  # a bad file is named, with the other steps
+    if weights == "ema" and "ema" not in state:
+        raise HierotError(
+            f"--weights ema: {file} holds no moving average of the weights (the run did not set "
+            f"train.ema); use --weights raw"
+        )
+    chosen = "ema" if weights != "raw" and "ema" in state else "raw"
     built = build(spec, data=data)
     built = replace(built, data=built.data.as_float())  # evaluation reads float values
-    state = run_dir.load_checkpoint(checkpoint)  # a bad file is named, with the other steps
-    check_architecture(built.model, state["model"], str(file))
-    built.model.load_state_dict(state["model"])
+    key = "ema" if chosen == "ema" else "model"
+    check_architecture(built.model, state[key], str(file))
+    built.model.load_state_dict(state[key])
     where = resolve_device(device or spec.device)
     built.objective.to(where)
     built.objective.eval()
-    return LoadedRun(run_dir, spec, built, int(state["step"]), file, where)
+    return LoadedRun(run_dir, spec, built, int(state["step"]), file, where, chosen)
 
 
 def chunks(n: int, size: int = EVAL_BATCH) -> Iterator[slice]:

@@ -76,6 +76,33 @@ class LayerSpec(StrictModel):
         return math.prod(self.latent_shape)
 
 
+class SkipUpdateSpec(StrictModel):
+    """``train.skip_update``: updates skipped rather than runs stopped (docs/precision.md)."""
+
+    grad_norm_above: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="skip an update whose global gradient norm (before clipping) is above "
+        "this (none: no threshold)"
+    )
+    nonfinite: bool = Field(
+        True, description="skip an update whose loss or gradient is not finite (false: stop the "
+        "run, as without skip_update)"
+    )
+    max_consecutive: PositiveInt = Field(
+        10, description="stop the run (cleanly, keeping the last checkpoint) after this many "
+        "skips in a row"
+    )
+
+
+class EMASpec(StrictModel):
+    """``train.ema``: an exponential moving average of the weights (docs/precision.md)."""
+
+    decay: float = Field(0.999, gt=0, lt=1, description="weight of the old average, in (0, 1)")
+    start_step: Annotated[int, Field(ge=0)] = Field(
+        0, description="the average equals the weights up to this step, and averages after it"
+    )
+    every: PositiveInt = Field(1, description="steps between updates of the average")
+
+
 class TrainSpec(StrictModel):
     batch_size: int = Field(128, ge=2, description="global batch (BatchNorm needs at least 2)")
     steps: PositiveInt | None = Field(None, description="number of optimiser steps")
@@ -100,6 +127,14 @@ class TrainSpec(StrictModel):
         "val_total", description="held-out metric that picks checkpoints/best.pt (with eval_every)"
     )
     best_mode: Literal["min", "max"] = Field("min", description="whether lower or higher is better")
+    skip_update: SkipUpdateSpec | None = Field(
+        None, description="skip bad updates instead of stopping (none: a non-finite loss or "
+        "gradient stops the run)"
+    )
+    ema: EMASpec | None = Field(
+        None, description="keep an exponential moving average of the weights, used by eval, "
+        "sample, plot and the held-out evaluation (none: off)"
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> TrainSpec:

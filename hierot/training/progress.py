@@ -46,7 +46,10 @@ def short_term_name(name: str) -> str:
 
 
 def progress_text(last: dict[str, float]) -> str:
-    """``loss 9.62 | x 9.58 z1 2.01 ... D5 0.0018``: the total, then every unweighted term."""
+    """``loss 9.62 | x 9.58 z1 2.01 ... D5 0.0018``: the total, then every unweighted term
+    (``every update skipped`` when the interval took none, see ``train.skip_update``)."""
+    if "total" not in last:
+        return "every update skipped"
     terms = " ".join(f"{short_term_name(n)} {v:.3g}" for n, v in last.items()
                      if n != "total" and not n.startswith("w_"))
     return f"loss {last['total']:.3g} | {terms}"

@@ -36,11 +36,12 @@ RESUMABLE = (
     "train.checkpoint_every",
     "train.progress",
     "train.eval_every",
+    "train.skip_update",
     "device",
 )
 """Fields a resume may change: the budget, the logging, checkpoint and evaluation cadences, the
-progress bar and the device (``--device`` on another machine), none of which makes another
-experiment."""
+progress bar, the skipped-update policy (to go on past ``max_consecutive`` skips) and the device
+(``--device`` on another machine), none of which makes another experiment."""
 _ABSENT = object()
 REQUIRED_KEYS = ("format", "step", "model", "optimizer", "batches", "rng_cpu")
 """What every checkpoint written by :class:`hierot.training.trainer.Trainer` holds."""
@@ -59,7 +60,7 @@ class Change:
 
     @property
     def resumable(self) -> bool:
-        return self.path in RESUMABLE
+        return any(self.path == f or self.path.startswith(f + ".") for f in RESUMABLE)
 
 
 def _show(value: Any, width: int = 60) -> str:

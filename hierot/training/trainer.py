@@ -3,12 +3,16 @@
 One step: take the next global batch of indices (this rank's share of it), convert its rows to
 float (``DataSplits.to_float``: images stay uint8 on the device), evaluate the
 objective (under autocast with ``train.precision`` bf16/fp16, see :mod:`hierot.precision`), stop on
-a non-finite term, back-propagate, clip the gradient norm (``optimizer.clip_grad_norm``), step the
-optimiser and the learning-rate schedule (:mod:`hierot.schedules`), and stop if a gradient is not
-finite; before every checkpoint the parameters and the optimiser's state are checked too
+a non-finite term, back-propagate, take the gradient norm in one fused pass and stop if a gradient
+is not finite, clip it (``optimizer.clip_grad_norm``), step the optimiser and the learning-rate
+schedule (:mod:`hierot.schedules`); with ``train.skip_update`` a bad update is skipped instead
+(:mod:`hierot.training.updates`); with ``train.ema`` the average of the weights is updated
+(:mod:`hierot.training.ema`); before every checkpoint the parameters and the optimiser's state
+are checked too
 (:meth:`Trainer._check_finite`: one fused reduction, one device sync; nothing non-finite is ever
 logged or saved). Every ``log_every`` steps the
-running means of every term, the learning rate and the seconds per step go to metrics.csv and the
+running means of every term and of the gradient norm, the learning rate, the seconds per step and
+the count of skipped updates go to metrics.csv and the
 callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
 (:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
 the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
@@ -18,7 +22,9 @@ metrics row.
 
 from __future__ import annotations
 
+import contextlib
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -29,10 +35,12 @@ from hierot.errors import HierotError, NonFiniteLossError
 from hierot.precision import Precision
 from hierot.schedules import build_scheduler
 from hierot.training.callbacks import Callback, Callbacks
+from hierot.training.ema import WeightEMA
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.training.progress import progress_bar, progress_text
 from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
 from hierot.training.runtime import Runtime, single_process
+from hierot.training.updates import UpdateGuard, norms
 
 CHECKPOINT_FORMAT = 1
 
@@ -77,7 +85,13 @@ class Trainer:
 
             compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
+        if self.trained is not self.objective and train.skip_update is not None:
+            self.trained.skip_nonfinite = train.skip_update.nonfinite  # every rank skips
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
+        self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
+                                   self.precision, list(self.model.parameters()), device,
+                                   list(self.model.buffers()))
+        self.ema = WeightEMA(train.ema, self.model) if train.ema is not None else None
         self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
         self.total_steps = total_steps(built, self.order)
         self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer, self.total_steps)
@@ -118,6 +132,8 @@ class Trainer:
             "runtime": self.runtime.state(),  # world size (resume needs the same)
             "log_sums": {name: torch.as_tensor(s).detach().clone() for name, s in self._sums.items()},
             "log_count": self._count,
+            "updates": self.updates.state(),
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state(self, state: dict) -> None:
@@ -138,6 +154,9 @@ class Trainer:
         device = self.runtime.device
         self._sums = {name: s.to(device) for name, s in state.get("log_sums", {}).items()}
         self._count = int(state.get("log_count", 0))
+        self.updates.load_state(state.get("updates", {}))
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.saved_step = self.step
 
     def _save(self) -> None:
@@ -151,14 +170,6 @@ class Trainer:
     def _optimizer_tensors(self) -> list[torch.Tensor]:
         return [v for s in self.optimizer.state.values() for v in s.values()
                 if torch.is_tensor(v) and v.is_floating_point()]
-
-    def _grad_norms(self) -> torch.Tensor:
-        """Norms of the gradients just computed (none under fp16: its loss scaler owns overflows,
-        skipping the step and lowering the scale)."""
-        if self.precision.scaler is not None:
-            return self._no_norms()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        return _norms(grads, self.runtime.device)
 
     def _no_norms(self) -> torch.Tensor:
         return torch.zeros(0, device=self.runtime.device)
@@ -179,8 +190,8 @@ class Trainer:
         """
         tensors = ([p.detach() for p in self.model.parameters()] + self._optimizer_tensors()
                    if parameters else [])
-        norms = torch.cat([grad_norms, _norms(tensors, grad_norms.device)])
-        if bool(torch.isfinite(norms).all()):
+        every = torch.cat([grad_norms, norms(tensors, grad_norms.device)])
+        if bool(torch.isfinite(every).all()):
             return
         named = dict(self.model.named_parameters())
         bad_grads = [n for n, p in named.items() if grad_norms.numel() and p.grad is not None
@@ -206,7 +217,8 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, float]:
         """The held-out terms (logged and sent to the callbacks); keeps ``best.pt`` up to date."""
-        metrics = self.heldout()
+        with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
+            metrics = self.heldout()  # with the averaged weights, when there are some
         self.callbacks.on_eval(self.step, metrics)
         if self.best.improved(self.step, metrics) and self.run_dir is not None:
             self._check_finite(self._no_norms(), step=self.step)
@@ -220,34 +232,49 @@ class Trainer:
         return self.spec.optimizer.lr * self.spec.optimizer.schedule.factor(self.step, self.total_steps)
 
     # -- the loop ------------------------------------------------------------------------------
-    def _train_step(self) -> dict[str, torch.Tensor]:
+    def _train_step(self) -> dict[str, torch.Tensor] | None:
+        """One step; its terms and gradient norm, or ``None`` when its update was skipped."""
         indices = self.runtime.shard(self.order.next())
         rows = gather_rows(self.train_x, indices, self.runtime.device)  # uint8 images stay uint8
         self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
+        self.updates.remember()
         with self.precision.autocast():
             terms = self.trained(self.built.data.to_float(rows))
         loss = terms.total
-        if not torch.isfinite(loss):
+        self.optimizer.zero_grad(set_to_none=True)
+        # under DDP every rank learns which ranks' objectives are not finite: all skip together
+        elsewhere = getattr(self.trained, "nonfinite_ranks", None)
+        if not torch.isfinite(loss) or (elsewhere and self.updates.skips_loss()):
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
+            if self.updates.skips_loss():
+                where = (f": {', '.join(bad)}" if not torch.isfinite(loss) else
+                         f" on rank(s) {', '.join(map(str, elsewhere))}")
+                return self._skip(f"non-finite loss{where}")
             raise NonFiniteLossError(
                 f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
                 f"{self._kept()}"
             )
-        self.optimizer.zero_grad(set_to_none=True)
         self.precision.backward(loss)
-        grad_norms = self._grad_norms()
-        self._clip_gradients()
+        each, norm = self.updates.grad_norms(self.optimizer)  # one fused pass
+        total = float(norm)  # the step's one sync
+        reason = self.updates.reason(total)
+        if reason == "stop":
+            self._check_finite(each, parameters=False)  # names the bad gradients and stops
+            reason = None  # a norm overflowed on finite values: clipping scales them down
+        if reason is not None:
+            return self._skip(reason)
+        self.updates.clip_(norm)
         self.precision.step(self.optimizer)
         self.scheduler.step()
-        self._check_finite(grad_norms, parameters=False)
-        return terms.detached()
+        self.updates.taken()
+        return {**terms.detached(), "grad_norm": norm}
 
-    def _clip_gradients(self) -> None:
-        """Scale the gradients to a global norm of at most ``optimizer.clip_grad_norm``."""
-        max_norm = self.spec.optimizer.clip_grad_norm
-        if max_norm is not None:
-            self.precision.unscale(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
+    def _skip(self, reason: str) -> None:
+        """Skip this step's update: the optimiser untouched, the schedule advanced."""
+        self.updates.skipped_update(self.step + 1, reason, self.optimizer, self._kept())
+        with warnings.catch_warnings():  # torch warns of a schedule stepped before its optimiser
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.scheduler.step()
 
     def _log(self, writer: MetricsWriter | None, started: float, since: tuple[float, int],
              evaluate: bool) -> dict[str, float]:
@@ -258,7 +285,8 @@ class Trainer:
         last = self.runtime.mean({name: float(s) / self._count for name, s in self._sums.items()})
         row = {"step": self.step, "epoch": self.order.epoch, "wall_time": round(self.wall_time, 3)}
         extra = {"lr": self.learning_rate(),
-                 "step_time": (now - since[0]) / max(self.step - since[1], 1)}
+                 "step_time": (now - since[0]) / max(self.step - since[1], 1),
+                 "skipped": self.updates.skipped}
         self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
         held_out = self._evaluate() if evaluate and self.heldout is not None else {}
         if writer:
@@ -280,9 +308,12 @@ class Trainer:
                 while self.step < steps:
                     values = self._train_step()
                     self.step += 1
-                    self._count += 1
-                    for name, value in values.items():
-                        self._sums[name] = self._sums.get(name, 0.0) + value
+                    if self.ema is not None:
+                        self.ema.update(self.step)
+                    if values is not None:
+                        self._count += 1
+                        for name, value in values.items():
+                            self._sums[name] = self._sums.get(name, 0.0) + value
                     bar.update(1)
                     done = self.step == steps
                     evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
@@ -307,19 +338,6 @@ class Trainer:
         finally:
             self.callbacks.close()
         return result
-
-
-def _norms(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The L2 norm of each tensor, on ``device``: one fused ``_foreach_norm`` per device and
-    dtype (optimisers keep some state, e.g. Adam's step count, on the CPU). A NaN or infinity
-    makes its norm non-finite. (The L2 norm, not the max-norm: on CPU the fused max-norm is 12x
-    slower, 24 ms against 2 ms for the 6.4 M values of the quickstart model, grads and Adam.)"""
-    groups: dict[tuple, list[torch.Tensor]] = {}
-    for t in tensors:
-        groups.setdefault((t.device, t.dtype), []).append(t)
-    norms = [torch.stack(torch._foreach_norm(group)).to(device, torch.float32)
-             for group in groups.values()]
-    return torch.cat(norms) if norms else torch.zeros(0, device=device)
 
 
 def _some(names: list[str], most: int = 5) -> str:

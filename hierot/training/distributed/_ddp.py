@@ -70,8 +70,13 @@ class DataParallelObjective(nn.Module):
         self._stop_together(terms)
         return terms
 
+    skip_nonfinite = False
+    """Set by the trainer under ``train.skip_update.nonfinite``: every rank skips the update
+    instead of stopping (:attr:`nonfinite_ranks` says when)."""
+
     def _stop_together(self, terms: Terms) -> None:
-        """Raise on every rank when any rank's objective is not finite.
+        """Raise on every rank when any rank's objective is not finite (unless
+        :attr:`skip_nonfinite`); :attr:`nonfinite_ranks` lists those ranks.
 
         The reconstruction terms differ between ranks; a rank that stopped alone would leave the
         others waiting in the backward's collectives. The rank whose terms are not finite returns
@@ -81,7 +86,8 @@ class DataParallelObjective(nn.Module):
         bad[self.runtime.rank] = float(not torch.isfinite(terms.total.detach()))
         dist.all_reduce(bad)
         ranks = bad.nonzero().flatten().tolist()
-        if ranks and self.runtime.rank not in ranks:
+        self.nonfinite_ranks: list[int] = ranks
+        if ranks and self.runtime.rank not in ranks and not self.skip_nonfinite:
             raise NonFiniteLossError(
                 f"non-finite objective on data-parallel rank(s) {', '.join(map(str, ranks))}; "
                 f"training stopped, the last good checkpoint is kept"
