@@ -180,7 +180,7 @@ def test_mixed_precision_keeps_costs_and_divergence_in_float32(device, dtype_spy
                                         "divergence={name: dtype-spy}")))
     lower = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     with trainer.precision.autocast():
-        terms = trainer.objective(trainer.train_x[:64])
+        terms = trainer.objective(trainer.built.data.to_float(trainer.train_x[:64]))
     assert terms.outputs.decodings[0].mean.dtype == lower  # the networks ran in low precision
     assert {v.dtype for v in terms.unweighted.values()} == {torch.float32}
     assert dtype_spy[-1] == (torch.float32, torch.float32, False, torch.float32)

@@ -77,7 +77,7 @@ def reference(spec, skipped: set[int], clip: float | None = None) -> tuple[Train
         indices = trainer.order.next()
         trainer.objective.set_step(step - 1)
         buffers = {name: b.clone() for name, b in trainer.model.named_buffers()}
-        loss = trainer.trained(trainer.train_x[indices]).total
+        loss = trainer.trained(trainer.built.data.to_float(trainer.train_x[indices])).total
         if step in skipped:  # the batch leaves no trace in BatchNorm's running statistics
             trainer.model.load_state_dict(buffers, strict=False)
         else:
