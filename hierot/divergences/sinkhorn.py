@@ -84,7 +84,8 @@ class SinkhornOptions(ComponentOptions):
     def size_error(self, n: int, m: int, dim: int) -> str | None:
         """Why ``n`` encoded against ``m`` prior samples cannot work (None: they can)."""
         backend = self.resolved_backend(n, m)
-        dense = backend == "pot" or (backend == "geomloss" and self.geomloss_backend == "tensorized")
+        keops = backend == "geomloss" and self.geomloss_backend != "tensorized"
+        dense = backend != "online" and not keops
         if dense and n * m > DENSE_LIMIT:
             return (
                 f"backend: {backend} holds {n} x {m} cost matrices ({n * m * 4 / 2**30:.0f} GiB "
@@ -179,9 +180,11 @@ class Sinkhorn:
                 return self._online(x, y)
         # GeomLoss ends with torch.autograd.set_grad_enabled(True), which would switch gradients
         # back on for the rest of a caller's torch.no_grad() block: restore the caller's mode.
-        with torch.set_grad_enabled(torch.is_grad_enabled()):
-            with oom_guard("sinkhorn", len(x), len(y), backend, "use backend: online"):
-                return self._loss(x, y)
+        advice = "use backend: online"
+        with torch.set_grad_enabled(torch.is_grad_enabled()), oom_guard(
+            "sinkhorn", len(x), len(y), backend, advice
+        ):
+            return self._loss(x, y)
 
     # -- POT ------------------------------------------------------------------------------------
     def _pot(self, x: Tensor, y: Tensor) -> Tensor:
