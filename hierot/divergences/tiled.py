@@ -35,8 +35,9 @@ from hierot.errors import HierotError
 
 __all__ = ["DEFAULT_TILE", "oom_guard", "pair_sum", "softmin", "tiles"]
 
-DEFAULT_TILE = 2048
-"""Rows (and columns) of one tile: 4 MiB matrices in float32, 32 MiB in float64."""
+DEFAULT_TILE = 512
+"""Rows (and columns) of one tile: 1 MiB matrices in float32 (cache-sized: larger tiles were
+slower on a CPU), 2 MiB in float64."""
 
 PairFunction = Callable[[Tensor, bool], Tensor]
 """``phi(squared_distances, derivative)``: :math:`\\varphi(d^2)`, or its derivative in d^2."""
@@ -160,15 +161,33 @@ def pair_sum(
     return _PairSum.apply(x, y, phi, tile_size, exclude_diagonal)
 
 
-def _cost(x: Tensor, y: Tensor, p: int) -> tuple[Tensor, Tensor | None]:
-    """GeomLoss's costs |x - y|^2 / 2 and sqrt(max(|x - y|^2, 1e-8)), with dC/d(d^2) for p = 1."""
-    sq = squared_distances(x, y) if p == 1 else None
-    if p == 2:
-        d2 = (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2.0 * (x @ y.T)  # unclamped
-        return d2 / 2, None
-    floor = sq.clamp_min(1e-8)  # GeomLoss's floor: a zero gradient where points coincide
-    cost = floor.sqrt()
+def _cost(x: Tensor, y: Tensor, p: int) -> tuple[Tensor, Tensor]:
+    """GeomLoss's p = 1 cost sqrt(max(|x - y|^2, 1e-8)) on a tile, and its derivative in |x-y|^2."""
+    sq = squared_distances(x, y)
+    cost = sq.clamp_min(1e-8).sqrt()  # GeomLoss's floor: a zero gradient where points coincide
     return cost, torch.where(sq > 1e-8, 0.5 / cost, torch.zeros_like(cost))
+
+
+def _exponent(x: Tensor, y: Tensor, h: Tensor, eps: float, p: int) -> Tensor:
+    """The tile h_j - C_ij / eps, less |x_i|^2 / (2 eps) when p = 2 (a row constant).
+
+    For p = 2, h_j - |x_i - y_j|^2 / (2 eps) is h_j - |y_j|^2 / (2 eps) + x_i.y_j / eps less the
+    row's |x_i|^2 / (2 eps): one fused matrix product per tile, the row term added afterwards.
+    """
+    if p == 2:
+        return torch.addmm(h - (y * y).sum(1) / (2 * eps), x, y.T, alpha=1.0 / eps)
+    return h - _cost(x, y, p)[0] / eps
+
+
+def _row_term(x: Tensor, eps: float, p: int) -> Tensor:
+    """What :func:`_exponent` left out of each row: |x_i|^2 / (2 eps) for p = 2, else 0."""
+    return (x * x).sum(1) / (2 * eps) if p == 2 else x.new_zeros(len(x))
+
+
+def _logsumexp_rows(t: Tensor) -> Tensor:
+    """log sum_j exp(t_ij), in place on ``t`` (one buffer, where torch.logsumexp makes three)."""
+    top = t.amax(1).clamp_min(torch.finfo(t.dtype).min)  # finite even for empty rows
+    return top + t.sub_(top[:, None]).exp_().sum(1).log_()
 
 
 class _Softmin(torch.autograd.Function):
@@ -179,10 +198,11 @@ class _Softmin(torch.autograd.Function):
         f = torch.empty(len(x), dtype=x.dtype, device=x.device)
         for i in tiles(len(x), tile_size):
             parts = [
-                torch.logsumexp(h[None, j] - _cost(x[i], y[j], p)[0] / eps, dim=1)
+                _logsumexp_rows(_exponent(x[i], y[j], h[j], eps, p))
                 for j in tiles(len(y), tile_size)
             ]
-            f[i] = -eps * torch.logsumexp(torch.stack(parts), dim=0)
+            lse = torch.logsumexp(torch.stack(parts), dim=0) - _row_term(x[i], eps, p)
+            f[i] = -eps * lse
         ctx.save_for_backward(x, y, h, f)
         ctx.eps, ctx.p, ctx.tile_size = eps, p, tile_size
         return f
@@ -195,11 +215,11 @@ class _Softmin(torch.autograd.Function):
         grad_x = torch.zeros_like(x)
         # df_i / dC_ij = P_ij = exp(h_j - C_ij / eps + f_i / eps), the row-stochastic plan
         for i in tiles(len(x), ctx.tile_size):
+            shift = (f[i] / eps - _row_term(x[i], eps, p))[:, None]
             for j in tiles(len(y), ctx.tile_size):
-                cost, slope = _cost(x[i], y[j], p)
-                w = (h[None, j] + (f[i, None] - cost) / eps).exp_().mul_(grad_f[i, None])
-                if slope is not None:
-                    w.mul_(slope).mul_(2.0)  # dC/dx = 2 C'(d^2) (x - y)
+                w = _exponent(x[i], y[j], h[j], eps, p).add_(shift).exp_().mul_(grad_f[i, None])
+                if p == 1:
+                    w.mul_(_cost(x[i], y[j], p)[1]).mul_(2.0)  # dC/dx = 2 C'(d^2) (x - y)
                 grad_x[i] += x[i] * w.sum(1, keepdim=True) - w @ y[j]
         return grad_x, None, None, None, None, None
 
