@@ -23,6 +23,7 @@ Writes ``benchmarks/results/divergence_scaling/<mode>-<device>.json`` and ``.md`
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -121,6 +122,76 @@ def predicted_skip(label: str, previous: dict | None, n: int, args) -> str | Non
     return None
 
 
+SHARE_METHODS = {
+    "mmd[auto]": {"name": "mmd"},
+    "mmd[online]": {"name": "mmd", "backend": "online"},
+    "sinkhorn[geomloss]": {"name": "sinkhorn"},
+    "sinkhorn[online]": {"name": "sinkhorn", "backend": "online"},
+    "sinkhorn[online,scaling=0.3]": {"name": "sinkhorn", "backend": "online", "scaling": 0.3},
+    "sinkhorn[pot]": {"name": "sinkhorn", "backend": "pot"},
+    "sinkhorn[pot,blur=0.5]": {"name": "sinkhorn", "backend": "pot", "blur": 0.5},
+}
+
+
+def _forward_backward(divergence, x, y) -> None:
+    x.grad = None
+    divergence(x, y).backward()
+
+
+def share(args: argparse.Namespace) -> dict:
+    """Each divergence's share of a training step, paired in one process (``--share``).
+
+    For each method the preset's Trainer is built with that divergence; then, ``--repeats``
+    times in turn, one training step and one forward + backward of the divergence alone on a
+    batch of the top latent's shape against as many prior samples. Share = median divergence /
+    median step (the step includes the divergence).
+    """
+    import torch
+
+    from benchmarks.train_step import random_data_trainer
+    from hierot.registry import divergences
+
+    common.set_threads(args.threads)
+    preset, batch = args.share.rsplit(":", 1)
+    device = torch.device(args.device)
+    rows = []
+    for label, options in SHARE_METHODS.items():
+        flow = json.dumps(options).replace('"', "")
+        trainer = random_data_trainer(preset, int(batch), device, [f"divergence={flow}"])
+        divergence = divergences.build(trainer.built.spec.divergence)
+        dim = trainer.built.spec.latent_dims[-1]
+        x = torch.randn(int(batch), dim, device=device, requires_grad=True)
+        y = torch.randn(int(batch), dim, device=device)
+        run_divergence = functools.partial(_forward_backward, divergence, x, y)
+        for _ in range(max(3, args.warmup)):
+            trainer._train_step()
+            run_divergence()
+        steps, alone = [], []
+        for _ in range(args.repeats):
+            steps.append(common.timed(trainer._train_step, device))
+            alone.append(common.timed(run_divergence, device))
+        step_s, div_s = statistics.median(steps), statistics.median(alone)
+        rows.append({"method": label, "options": options, "step_s": step_s, "divergence_s": div_s,
+                     "share": div_s / step_s})
+        print(f"{label:<30} step {1e3 * step_s:.1f} ms, divergence {1e3 * div_s:.2f} ms, "
+              f"{100 * div_s / step_s:.1f} %", flush=True)
+    return {"preset": preset, "batch": int(batch), "rows": rows}
+
+
+def share_markdown(report: dict) -> str:
+    s = report["share"]
+    lines = [
+        f"# Divergence share of a training step ({s['preset']}, batch {s['batch']})", "",
+        (f"{report['created']}; median of {report['repeats']} paired runs in one process (a "
+         "training step, then the divergence alone, forward + backward, in turn). Regenerate "
+         "with:"), "", f"    {report['command']}", "", common.machine_line(report), "",
+    ]
+    rows = [(r["method"], f"{1e3 * r['step_s']:.1f}", f"{1e3 * r['divergence_s']:.2f}",
+             f"{100 * r['share']:.1f} %") for r in s["rows"]]
+    lines += common.markdown_table(["divergence", "step ms", "divergence ms", "share"], rows)
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Divergence scaling ({report['mode']}, {report['device']})",
@@ -160,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-cap", type=float, default=6.0, help="GiB, dense methods")
     parser.add_argument("--tag", help="added to the results' file names (<mode>-<device>-<tag>)")
     parser.add_argument("--keops-path", help="a folder holding pykeops (pip install --target)")
+    parser.add_argument("--share", metavar="PRESET:BATCH",
+                        help="instead: each divergence's share of a training step, paired")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--d", type=int, help=argparse.SUPPRESS)
@@ -169,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     args.device = common.default_device(args.device)
+    if args.share:
+        report = common.header(NAME, "share", argv, device=args.device, warmup=args.warmup,
+                               repeats=args.repeats)
+        report["share"] = share(args)
+        stem = f"share-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
+        for path in common.write(report, args.out, share_markdown, stem=stem):
+            print(f"wrote {path}")
+        return 0
     mode = "quick" if args.quick else "full"
     sizes = args.sizes or ((1024, 4096) if args.quick else (1024, 4096, 16384, 65536))
     dims = args.dims or ((8,) if args.quick else (2, 8, 32))
