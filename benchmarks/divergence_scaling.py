@@ -45,6 +45,10 @@ METHODS = {
     "sinkhorn[pot]": ("sinkhorn", {"backend": "pot"}),
     "sinkhorn[geomloss-keops]": ("sinkhorn", {"geomloss_backend": "online"}),
 }
+COLOURS = {"mmd[tensorized]": "tab:red", "mmd[online]": "tab:red", "sinkhorn[geomloss]": "tab:blue",
+           "sinkhorn[online]": "tab:blue", "sinkhorn[pot]": "tab:green",
+           "sinkhorn[geomloss-keops]": "tab:purple"}
+MARKERS = {2: "s", 8: "o", 32: "^"}
 DENSE = {"mmd[tensorized]", "sinkhorn[geomloss]", "sinkhorn[pot]"}
 
 
@@ -192,6 +196,45 @@ def share_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(out: Path, device: str) -> Path | None:
+    """Time and peak memory against N, one line per method and d, from every
+    ``full-<device>*.json`` in ``out`` (log-log): ``out/scaling-<device>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points: dict[tuple[str, int], list[tuple[int, float, float]]] = {}
+    for path in sorted(out.glob(f"full-{device}*.json")):
+        for r in json.loads(path.read_text())["results"]:
+            if r["status"] == "ok":
+                points.setdefault((r["method"], r["d"]), []).append(
+                    (r["n"], r["median_s"], r["peak_bytes"] / 2**20))
+    if not points:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (method, d), rows in sorted(points.items()):
+        rows.sort()
+        n, seconds, mib = zip(*rows, strict=True)
+        look = {"color": COLOURS.get(method, "grey"), "marker": MARKERS.get(d, "o"),
+                "linestyle": "-" if "online" in method else "--", "label": f"{method}, d={d}"}
+        left.plot(n, seconds, **look)
+        right.plot(n, [max(v, 1.0) for v in mib], **look)
+    titles = ("forward + backward (s)", "peak memory above inputs (MiB)")
+    for axis, title in zip((left, right), titles, strict=True):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("N (both samples)")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"scaling-{device}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Divergence scaling ({report['mode']}, {report['device']})",
@@ -277,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     stem = f"{mode}-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
     for path in common.write(report, args.out, markdown, stem=stem):
         print(f"wrote {path}")
+    drawn = figure(args.out, args.device.split(":")[0])
+    if drawn:
+        print(f"wrote {drawn} (from every full-*.json there)")
     return 0
 
 

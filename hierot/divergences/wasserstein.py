@@ -59,9 +59,9 @@ class Wasserstein:
     the gradient with respect to the samples is that of :math:`\sum \pi^\star_{ij} C_{ij}` at the
     optimal plan :math:`\pi^\star`. Cost :math:`O(n^3 \log n)` time and :math:`O(nm)` memory in
     practice: fine for a few thousand samples; more than ``EXACT_LIMIT`` (8,192) a side is
-    refused when the spec is validated, pointing to ``sinkhorn`` with ``backend: online``. As an estimate of :math:`W_p^p(Q, P)` from
-    samples it is biased upwards, and converges slowly (:math:`n^{-1/d}`) in high dimension
-    :math:`d`; it is zero for identical samples.
+    refused when the spec is validated, pointing to ``sinkhorn`` with ``backend: online``. As
+    an estimate of :math:`W_p^p(Q, P)` from samples it is biased upwards, and converges slowly
+    (:math:`n^{-1/d}`) in high dimension :math:`d`; it is zero for identical samples.
     """
 
     def __init__(self, options: WassersteinOptions):
