@@ -94,8 +94,13 @@ class MMD:
             - \frac{2}{nm} \sum_{i, j} k(x_i, y_j),
 
     and the ``biased`` one (a V-statistic, never negative) keeps the diagonal terms and divides by
-    :math:`n^2` and :math:`m^2`. Cost: one :math:`(n+m)^2` distance matrix and
-    :math:`O((n+m)^2 (d + S))` time and :math:`O((n+m)^2)` memory for :math:`S` bandwidths: the
+    :math:`n^2` and :math:`m^2`.
+
+    ``backend="online"`` computes the three sums tile by tile
+    (:func:`~hierot.divergences.tiled.pair_sum`): :math:`O((n+m) d)` memory, the same time, the
+    same value and gradient. ``"auto"`` (default) is ``tensorized`` when :math:`n + m` is at
+    most ``tile_size``, else ``online``. ``tensorized`` cost: one :math:`(n+m)^2` distance
+    matrix and :math:`O((n+m)^2 (d + S))` time and :math:`O((n+m)^2)` memory for :math:`S` bandwidths: the
     kernels are summed one bandwidth at a time in place (:class:`KernelSum`, whose backward pass
     recomputes them rather than keeping :math:`2S` matrices; an ``(S, n+m, n+m)`` stack is 2-3x
     slower on CPU).
