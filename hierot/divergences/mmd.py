@@ -100,10 +100,10 @@ class MMD:
     (:func:`~hierot.divergences.tiled.pair_sum`): :math:`O((n+m) d)` memory, the same time, the
     same value and gradient. ``"auto"`` (default) is ``tensorized`` when :math:`n + m` is at
     most ``tile_size``, else ``online``. ``tensorized`` cost: one :math:`(n+m)^2` distance
-    matrix and :math:`O((n+m)^2 (d + S))` time and :math:`O((n+m)^2)` memory for :math:`S` bandwidths: the
-    kernels are summed one bandwidth at a time in place (:class:`KernelSum`, whose backward pass
-    recomputes them rather than keeping :math:`2S` matrices; an ``(S, n+m, n+m)`` stack is 2-3x
-    slower on CPU).
+    matrix and :math:`O((n+m)^2 (d + S))` time and :math:`O((n+m)^2)` memory for :math:`S`
+    bandwidths: the kernels are summed one bandwidth at a time in place (:class:`KernelSum`,
+    whose backward pass recomputes them rather than keeping :math:`2S` matrices; an
+    ``(S, n+m, n+m)`` stack is 2-3x slower on CPU).
     """
 
     def __init__(self, options: MMDOptions):
