@@ -187,3 +187,24 @@ def test_out_of_memory_names_divergence_size_and_backend():
     with pytest.raises(HierotError, match=r"mmd ran out of memory on 524288 samples.*"
                                           r"'tensorized': use backend: online"):
         MMD(MMDOptions(backend="tensorized"))(x, x + 1)
+
+
+def test_oom_guard_passes_other_errors_through():
+    from hierot.divergences.tiled import oom_guard
+
+    with pytest.raises(RuntimeError, match="shape mismatch"), oom_guard("mmd", 1, 1, "online", ""):
+        raise RuntimeError("shape mismatch")
+
+
+def test_mmd_prior_term_needs_no_backward_pass():
+    # prior samples without gradients: the prior-prior sum is no node of the graph
+    x, y = pair()
+    value = MMD(MMDOptions(backend="online", tile_size=16))(x, y.detach())
+    nodes, todo = set(), [value.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in nodes:
+            nodes.add(node)
+            todo += [parent for parent, _ in node.next_functions]
+    pair_sums = [n for n in nodes if "PairSum" in type(n).__name__]
+    assert len(pair_sums) == 2  # x with itself, x with y
