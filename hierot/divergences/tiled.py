@@ -168,15 +168,21 @@ def _cost(x: Tensor, y: Tensor, p: int) -> tuple[Tensor, Tensor]:
     return cost, torch.where(sq > 1e-8, 0.5 / cost, torch.zeros_like(cost))
 
 
-def _exponent(x: Tensor, y: Tensor, h: Tensor, eps: float, p: int) -> Tensor:
+def _column_term(y: Tensor, h: Tensor, eps: float, p: int) -> Tensor:
+    """h_j less |y_j|^2 / (2 eps) for p = 2 (see :func:`_exponent`), else h."""
+    return h - (y * y).sum(1) / (2 * eps) if p == 2 else h
+
+
+def _exponent(x: Tensor, y: Tensor, hy: Tensor, eps: float, p: int) -> Tensor:
     """The tile h_j - C_ij / eps, less |x_i|^2 / (2 eps) when p = 2 (a row constant).
 
-    For p = 2, h_j - |x_i - y_j|^2 / (2 eps) is h_j - |y_j|^2 / (2 eps) + x_i.y_j / eps less the
-    row's |x_i|^2 / (2 eps): one fused matrix product per tile, the row term added afterwards.
+    For p = 2, h_j - |x_i - y_j|^2 / (2 eps) is hy_j + x_i.y_j / eps less the row's
+    |x_i|^2 / (2 eps), with hy = :func:`_column_term`: one fused matrix product per tile, the row
+    term added afterwards. For p = 1, ``hy`` is h.
     """
     if p == 2:
-        return torch.addmm(h - (y * y).sum(1) / (2 * eps), x, y.T, alpha=1.0 / eps)
-    return h - _cost(x, y, p)[0] / eps
+        return torch.addmm(hy, x, y.T, alpha=1.0 / eps)
+    return hy - _cost(x, y, p)[0] / eps
 
 
 def _row_term(x: Tensor, eps: float, p: int) -> Tensor:
@@ -195,14 +201,13 @@ class _Softmin(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, h, eps, p, tile_size):
-        f = torch.empty(len(x), dtype=x.dtype, device=x.device)
+        hy = _column_term(y, h, eps, p)
+        columns = tiles(len(y), tile_size)
+        lse = torch.empty(len(x), dtype=x.dtype, device=x.device)
         for i in tiles(len(x), tile_size):
-            parts = [
-                _logsumexp_rows(_exponent(x[i], y[j], h[j], eps, p))
-                for j in tiles(len(y), tile_size)
-            ]
-            lse = torch.logsumexp(torch.stack(parts), dim=0) - _row_term(x[i], eps, p)
-            f[i] = -eps * lse
+            parts = [_logsumexp_rows(_exponent(x[i], y[j], hy[j], eps, p)) for j in columns]
+            lse[i] = parts[0] if len(parts) == 1 else torch.logsumexp(torch.stack(parts), dim=0)
+        f = (lse - _row_term(x, eps, p)).mul_(-eps)
         ctx.save_for_backward(x, y, h, f)
         ctx.eps, ctx.p, ctx.tile_size = eps, p, tile_size
         return f
@@ -212,12 +217,14 @@ class _Softmin(torch.autograd.Function):
     def backward(ctx, grad_f):
         x, y, h, f = ctx.saved_tensors
         eps, p = ctx.eps, ctx.p
+        hy = _column_term(y, h, eps, p)
+        shifts = (f / eps - _row_term(x, eps, p))[:, None]
         grad_x = torch.zeros_like(x)
         # df_i / dC_ij = P_ij = exp(h_j - C_ij / eps + f_i / eps), the row-stochastic plan
         for i in tiles(len(x), ctx.tile_size):
-            shift = (f[i] / eps - _row_term(x[i], eps, p))[:, None]
             for j in tiles(len(y), ctx.tile_size):
-                w = _exponent(x[i], y[j], h[j], eps, p).add_(shift).exp_().mul_(grad_f[i, None])
+                w = _exponent(x[i], y[j], hy[j], eps, p).add_(shifts[i]).exp_()
+                w.mul_(grad_f[i, None])
                 if p == 1:
                     w.mul_(_cost(x[i], y[j], p)[1]).mul_(2.0)  # dC/dx = 2 C'(d^2) (x - y)
                 grad_x[i] += x[i] * w.sum(1, keepdim=True) - w @ y[j]
