@@ -136,8 +136,15 @@ class Sinkhorn:
       against the costs (``blur`` far below the spread of the data) the cross term needs many
       iterations and runs to ``max_iter``; prefer a larger ``blur`` or ``geomloss`` there.
 
-    Options of one backend given with the other are an error. Cost :math:`O(nm\,d)` per
-    iteration; memory :math:`O(nm)` except for geomloss's ``online``/``multiscale``.
+    * ``online``: GeomLoss's loop (the same annealing, averaged updates and last extrapolation
+      with the envelope gradient) with soft :math:`c`-transforms computed tile by tile
+      (:func:`~hierot.divergences.tiled.softmin`): :math:`O((n + m) d)` memory, plain PyTorch,
+      the same value and gradient as ``geomloss`` tensorized; balanced only.
+    * ``auto``: ``geomloss`` (tensorized) when :math:`\max(n, m)` is at most ``tile_size``,
+      else ``online``.
+
+    Options of another backend are an error. Cost :math:`O(nm\,d)` per iteration; memory
+    :math:`O(nm)` except for ``online`` and geomloss's ``online``/``multiscale``.
     """
 
     def __init__(self, options: SinkhornOptions):
