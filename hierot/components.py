@@ -6,7 +6,7 @@ plug-ins follow the same ones. Every factory is registered with the model of its
 ``factory(options, **context)`` where ``options`` is an instance of that model with the ``name``
 field added by the registry.
 
-Besides the factories, the spec calls three optional hooks on the *options* of a component,
+Besides the factories, the spec calls four optional hooks on the *options* of a component,
 before anything is built; each is a protocol here, and the spec calls it through the protocol:
 
 ======================= ==========================================================================
@@ -14,6 +14,7 @@ before anything is built; each is a protocol here, and the spec calls it through
 :class:`KnowsShape`     a data set's options: ``sample_shape()``, the shape of one example
 :class:`KnowsSize`      a data set's options: ``train_size()``, training examples (or ``None``)
 :class:`WeighsLayers`   a penalty's options: ``layer_weights(num_layers)``, lambda_i per layer
+:class:`ChecksSizes`    a divergence's options: ``size_error(n, m, dim)``, sample counts it refuses
 ======================= ==========================================================================
 
 Tensors are batched: ``(batch, *shape)``. Latent shapes are tuples: ``(32,)`` for a vector,
@@ -67,6 +68,19 @@ class ChecksShapes(Protocol):
     """
 
     def shape_error(self, in_shape: Shape, out_shape: Shape) -> str | None: ...
+
+
+@runtime_checkable
+class ChecksSizes(Protocol):
+    """Options of a divergence that can tell, from the sample counts, that it cannot run.
+
+    ``size_error(n, m, dim)`` returns ``None`` when ``n`` encoded samples against ``m`` prior
+    samples of flattened dimension ``dim`` can work, else a short reason naming the option or
+    backend to change; the spec reports it against ``train.batch_size`` and
+    ``train.prior_samples`` (``Spec.size_errors``). Divergences without it are not checked.
+    """
+
+    def size_error(self, n: int, m: int, dim: int) -> str | None: ...
 
 
 @runtime_checkable

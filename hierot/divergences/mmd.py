@@ -15,7 +15,11 @@ from pydantic import Field
 from torch import Tensor
 
 from hierot.divergences.helpers import flatten_pair, squared_distances
+from hierot.divergences.tiled import DEFAULT_TILE, oom_guard, pair_sum
 from hierot.registry import ComponentOptions, divergences
+
+TENSORIZED_LIMIT = 2**32
+"""Most entries of the tensorized (n+m)^2 matrix (16 GiB in float32): larger is refused."""
 
 WAE_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 """Multipliers s of the WAE bandwidths C = 2 d s (Tolstikhin et al., 2018, code release)."""
@@ -33,6 +37,29 @@ class MMDOptions(ComponentOptions):
     estimator: Literal["unbiased", "biased"] = Field(
         "unbiased", description="U-statistic (off-diagonal means) or V-statistic"
     )
+    backend: Literal["auto", "tensorized", "online"] = Field(
+        "auto", description="tensorized: one (n+m)^2 matrix; online: tiles, linear memory; "
+        "auto: tensorized when n + m <= tile_size, else online"
+    )
+    tile_size: int = Field(
+        DEFAULT_TILE, ge=16, le=2**15, description="online: rows and columns of one tile"
+    )
+
+    def size_error(self, n: int, m: int, dim: int) -> str | None:
+        """Why ``n`` encoded against ``m`` prior samples cannot work (None: they can)."""
+        if self.resolved_backend(n, m) == "tensorized" and (n + m) ** 2 > TENSORIZED_LIMIT:
+            gib = (n + m) ** 2 * 4 / 2**30
+            return (
+                f"backend: tensorized holds an (n+m)^2 = {n + m}^2 matrix ({gib:.0f} GiB in "
+                "float32, several copies); use backend: online (or auto)"
+            )
+        return None
+
+    def resolved_backend(self, n: int, m: int) -> str:
+        """The backend that runs for ``n`` against ``m`` samples (``auto`` resolved)."""
+        if self.backend != "auto":
+            return self.backend
+        return "tensorized" if n + m <= self.tile_size else "online"
 
 
 @divergences.register("mmd", options=MMDOptions)
@@ -67,11 +94,16 @@ class MMD:
             - \frac{2}{nm} \sum_{i, j} k(x_i, y_j),
 
     and the ``biased`` one (a V-statistic, never negative) keeps the diagonal terms and divides by
-    :math:`n^2` and :math:`m^2`. Cost: one :math:`(n+m)^2` distance matrix and
-    :math:`O((n+m)^2 (d + S))` time and :math:`O((n+m)^2)` memory for :math:`S` bandwidths: the
-    kernels are summed one bandwidth at a time in place (:class:`KernelSum`, whose backward pass
-    recomputes them rather than keeping :math:`2S` matrices; an ``(S, n+m, n+m)`` stack is 2-3x
-    slower on CPU).
+    :math:`n^2` and :math:`m^2`.
+
+    ``backend="online"`` computes the three sums tile by tile
+    (:func:`~hierot.divergences.tiled.pair_sum`): :math:`O((n+m) d)` memory, the same time, the
+    same value and gradient. ``"auto"`` (default) is ``tensorized`` when :math:`n + m` is at
+    most ``tile_size``, else ``online``. ``tensorized`` cost: one :math:`(n+m)^2` distance
+    matrix and :math:`O((n+m)^2 (d + S))` time and :math:`O((n+m)^2)` memory for :math:`S`
+    bandwidths: the kernels are summed one bandwidth at a time in place (:class:`KernelSum`,
+    whose backward pass recomputes them rather than keeping :math:`2S` matrices; an
+    ``(S, n+m, n+m)`` stack is 2-3x slower on CPU).
     """
 
     def __init__(self, options: MMDOptions):
@@ -86,6 +118,34 @@ class MMD:
 
     def __call__(self, samples: Tensor, prior_samples: Tensor) -> Tensor:
         x, y = flatten_pair(samples, prior_samples, min_samples=2 if self._unbiased else 1)
+        n, m = len(x), len(y)
+        backend = self.options.resolved_backend(n, m)
+        advice = "use backend: online" if backend == "tensorized" else "use a smaller tile_size"
+        with oom_guard("mmd", n, m, backend, advice):
+            if backend == "online":
+                return self._online(x, y)
+            return self._tensorized(x, y)
+
+    def _online(self, x: Tensor, y: Tensor) -> Tensor:
+        """The same estimator from three tiled sums (:func:`~hierot.divergences.tiled.pair_sum`).
+
+        The within-sample sums visit each pair of tiles once; the prior-prior sum builds no graph
+        when the prior samples need no gradient (they do not depend on the parameters).
+        """
+        bandwidths, kernel = tuple(self.bandwidths(x.shape[1])), self.options.kernel
+
+        def phi(d2: Tensor, derivative: bool) -> Tensor:
+            return _accumulate(d2, bandwidths, kernel, derivative)
+
+        n, m, tile, off = len(x), len(y), self.options.tile_size, self._unbiased
+        s_xx = pair_sum(x, None, phi, tile_size=tile, exclude_diagonal=off)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and y.requires_grad):
+            s_yy = pair_sum(y, None, phi, tile_size=tile, exclude_diagonal=off)
+        s_xy = pair_sum(x, y, phi, tile_size=tile)
+        pairs_x, pairs_y = (n * (n - 1), m * (m - 1)) if off else (n * n, m * m)
+        return s_xx / pairs_x + s_yy / pairs_y - 2 * s_xy / (n * m)
+
+    def _tensorized(self, x: Tensor, y: Tensor) -> Tensor:
         n = x.shape[0]
         z = torch.cat([x, y])
         dist = squared_distances(z, z)  # once, for all three blocks
@@ -96,7 +156,10 @@ class MMD:
 
     def __repr__(self) -> str:
         o = self.options
-        return f"MMD(kernel={o.kernel!r}, scales={o.scales!r}, estimator={o.estimator!r})"
+        return (
+            f"MMD(kernel={o.kernel!r}, scales={o.scales!r}, estimator={o.estimator!r}, "
+            f"backend={o.backend!r}, tile_size={o.tile_size})"
+        )
 
 
 class KernelSum(torch.autograd.Function):

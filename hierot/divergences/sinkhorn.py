@@ -8,6 +8,7 @@ Feydy et al. (2019), which is zero when both samples coincide, through GeomLoss 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import warnings
 from typing import Literal
@@ -17,19 +18,31 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
+from hierot.divergences._sinkhorn_online import sinkhorn_online
 from hierot.divergences.helpers import flatten_pair, ground_cost
+from hierot.divergences.tiled import DEFAULT_TILE, oom_guard
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, divergences
 
 GEOMLOSS_ONLY = ("reach", "geomloss_backend")
 POT_ONLY = ("max_iter", "tolerance")
+ONLINE_ONLY = ("tile_size",)
+OWN_OPTIONS = {
+    "geomloss": GEOMLOSS_ONLY, "pot": POT_ONLY, "online": ONLINE_ONLY, "auto": ONLINE_ONLY,
+}
+DENSE_LIMIT = 2**32
+"""Most entries of one dense n x m cost matrix (16 GiB in float32): larger is refused."""
 FINAL_UPDATES = 3  # averaged updates at the final epsilon before POT takes over
 
 
 class SinkhornOptions(ComponentOptions):
     """Options of ``sinkhorn`` (:class:`Sinkhorn`)."""
 
-    backend: Literal["geomloss", "pot"] = Field("geomloss", description="solver library")
+    backend: Literal["geomloss", "pot", "online", "auto"] = Field(
+        "geomloss", description="solver: geomloss (tensorized by default), pot, online (hierot's "
+        "tiled solver, linear memory), auto (geomloss tensorized up to tile_size samples a side, "
+        "else online)",
+    )
     p: Literal[1, 2] = Field(2, description="exponent of the cost |x - y|^p / p")
     blur: float = Field(0.05, gt=0, description="entropic scale; epsilon = blur ** p")
     scaling: float = Field(
@@ -43,20 +56,42 @@ class SinkhornOptions(ComponentOptions):
     )
     max_iter: int = Field(1000, gt=0, lt=2**31, description="pot: Sinkhorn iterations at most")
     tolerance: float = Field(1e-6, gt=0, description="pot: stop when marginals are this close")
+    tile_size: int = Field(
+        DEFAULT_TILE, ge=16, le=2**15, description="online, auto: rows and columns of one tile"
+    )
 
     @model_validator(mode="after")
     def _options_match_backend(self):
-        foreign = POT_ONLY if self.backend == "geomloss" else GEOMLOSS_ONLY
+        own = OWN_OPTIONS[self.backend]
+        foreign = [f for fields in OWN_OPTIONS.values() for f in fields if f not in own]
         # a default is not a choice: the resolved spec (every default written out) must reload
         defaults = type(self).model_fields
-        given = [f for f in foreign if getattr(self, f) != defaults[f].default]
-        if given:
-            other = "pot" if self.backend == "geomloss" else "geomloss"
-            raise ValueError(
-                f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
-                f"backend {other!r}, not {self.backend!r}"
-            )
+        for field in dict.fromkeys(foreign):
+            if getattr(self, field) != defaults[field].default:
+                owners = [b for b, fields in OWN_OPTIONS.items() if field in fields]
+                raise ValueError(
+                    f"{field} only applies to backend {' or '.join(map(repr, owners))}, "
+                    f"not {self.backend!r}"
+                )
         return self
+
+    def resolved_backend(self, n: int, m: int) -> str:
+        """The solver that runs for ``n`` against ``m`` samples (``auto`` resolved)."""
+        if self.backend != "auto":
+            return self.backend
+        return "geomloss" if max(n, m) <= self.tile_size else "online"
+
+    def size_error(self, n: int, m: int, dim: int) -> str | None:
+        """Why ``n`` encoded against ``m`` prior samples cannot work (None: they can)."""
+        backend = self.resolved_backend(n, m)
+        keops = backend == "geomloss" and self.geomloss_backend != "tensorized"
+        dense = backend != "online" and not keops
+        if dense and n * m > DENSE_LIMIT:
+            return (
+                f"backend: {backend} holds {n} x {m} cost matrices ({n * m * 4 / 2**30:.0f} GiB "
+                "each in float32); use backend: online (or auto)"
+            )
+        return None
 
 
 @divergences.register("sinkhorn", options=SinkhornOptions)
@@ -101,15 +136,28 @@ class Sinkhorn:
       against the costs (``blur`` far below the spread of the data) the cross term needs many
       iterations and runs to ``max_iter``; prefer a larger ``blur`` or ``geomloss`` there.
 
-    Options of one backend given with the other are an error. Cost :math:`O(nm\,d)` per
-    iteration; memory :math:`O(nm)` except for geomloss's ``online``/``multiscale``.
+    * ``online``: GeomLoss's loop (the same annealing, averaged updates and last extrapolation
+      with the envelope gradient) with soft :math:`c`-transforms computed tile by tile
+      (:func:`~hierot.divergences.tiled.softmin`): :math:`O((n + m) d)` memory, plain PyTorch,
+      the same value and gradient as ``geomloss`` tensorized; balanced only.
+    * ``auto``: ``geomloss`` (tensorized) when :math:`\max(n, m)` is at most ``tile_size``,
+      else ``online``.
+
+    Options of another backend are an error. Cost :math:`O(nm\,d)` per iteration; memory
+    :math:`O(nm)` except for ``online`` and geomloss's ``online``/``multiscale``.
     """
 
     def __init__(self, options: SinkhornOptions):
         self.options = options
         self.not_converged = 0
         """How many POT solves reached ``max_iter`` (warned about once, at the first)."""
-        if options.backend == "geomloss":
+        self._online = None
+        if options.backend in ("online", "auto"):
+            self._online = functools.partial(
+                sinkhorn_online, p=options.p, blur=options.blur, scaling=options.scaling,
+                tile_size=options.tile_size,
+            )
+        if options.backend in ("geomloss", "auto"):
             keops = options.geomloss_backend != "tensorized"
             if keops and importlib.util.find_spec("pykeops") is None:
                 raise HierotError(
@@ -128,14 +176,21 @@ class Sinkhorn:
                 debias=True,
                 backend=options.geomloss_backend,
             )
-        else:
+        elif options.backend == "pot":
             self._loss = self._pot
 
     def __call__(self, samples: Tensor, prior_samples: Tensor) -> Tensor:
         x, y = flatten_pair(samples, prior_samples)
+        backend = self.options.resolved_backend(len(x), len(y))
+        if backend == "online":
+            with oom_guard("sinkhorn", len(x), len(y), backend, "use a smaller tile_size"):
+                return self._online(x, y)
         # GeomLoss ends with torch.autograd.set_grad_enabled(True), which would switch gradients
         # back on for the rest of a caller's torch.no_grad() block: restore the caller's mode.
-        with torch.set_grad_enabled(torch.is_grad_enabled()):
+        advice = "use backend: online"
+        with torch.set_grad_enabled(torch.is_grad_enabled()), oom_guard(
+            "sinkhorn", len(x), len(y), backend, advice
+        ):
             return self._loss(x, y)
 
     # -- POT ------------------------------------------------------------------------------------
@@ -189,7 +244,7 @@ class Sinkhorn:
 
     def __repr__(self) -> str:
         o = self.options
-        own = GEOMLOSS_ONLY if o.backend == "geomloss" else POT_ONLY
+        own = OWN_OPTIONS[o.backend]
         fields = ("backend", "p", "blur", *own)
         return "Sinkhorn(" + ", ".join(f"{f}={getattr(o, f)!r}" for f in fields) + ")"
 

@@ -18,12 +18,29 @@ from torch import Tensor
 from hierot.divergences.helpers import flatten_pair, ground_cost
 from hierot.registry import ComponentOptions, divergences
 
+EXACT_LIMIT = 8192
+"""Most samples a side for ``wasserstein``: 9-12 s and 3 GiB per call at 8,192 on a CPU."""
+SLICED_LIMIT = 2**30
+"""Most projected values ``n_projections * (n + m)`` for ``sliced-wasserstein`` (4 GiB float32)."""
+
 
 class WassersteinOptions(ComponentOptions):
     """Options of ``wasserstein`` (:class:`Wasserstein`)."""
 
     p: Literal[1, 2] = Field(2, description="cost |x - y|^p: squared Euclidean (2) or not (1)")
     max_iter: int = Field(100_000, gt=0, lt=2**31, description="network simplex iterations at most")
+
+    def size_error(self, n: int, m: int, dim: int) -> str | None:
+        """Refuse more than ``EXACT_LIMIT`` samples a side (cubic time, an n x m float64 cost)."""
+        if max(n, m) <= EXACT_LIMIT:
+            return None
+        gib = n * m * 8 / 2**30
+        return (
+            f"wasserstein (exact OT) is practical up to {EXACT_LIMIT} samples a side: it takes "
+            f"about n^3 log n time and an n x m float64 cost matrix ({gib:.1f} GiB here). Use "
+            "sinkhorn with backend: online (the debiased entropic OT in linear memory; a small "
+            "blur comes close to the exact cost) or sliced-wasserstein"
+        )
 
 
 @divergences.register("wasserstein", options=WassersteinOptions)
@@ -41,9 +58,10 @@ class Wasserstein:
     Solved by POT's network simplex (``ot.emd2``, on the CPU in float64 whatever the input);
     the gradient with respect to the samples is that of :math:`\sum \pi^\star_{ij} C_{ij}` at the
     optimal plan :math:`\pi^\star`. Cost :math:`O(n^3 \log n)` time and :math:`O(nm)` memory in
-    practice: fine for a few thousand samples. As an estimate of :math:`W_p^p(Q, P)` from
-    samples it is biased upwards, and converges slowly (:math:`n^{-1/d}`) in high dimension
-    :math:`d`; it is zero for identical samples.
+    practice: fine for a few thousand samples; more than ``EXACT_LIMIT`` (8,192) a side is
+    refused when the spec is validated, pointing to ``sinkhorn`` with ``backend: online``. As
+    an estimate of :math:`W_p^p(Q, P)` from samples it is biased upwards, and converges slowly
+    (:math:`n^{-1/d}`) in high dimension :math:`d`; it is zero for identical samples.
     """
 
     def __init__(self, options: WassersteinOptions):
@@ -69,6 +87,16 @@ class SlicedWassersteinOptions(ComponentOptions):
         None, ge=0, lt=2**63, description="fixed projections (None: fresh ones)"
     )
 
+    def size_error(self, n: int, m: int, dim: int) -> str | None:
+        """Refuse more than ``SLICED_LIMIT`` projected values (sorted, with their gradients)."""
+        if self.n_projections * (n + m) <= SLICED_LIMIT:
+            return None
+        return (
+            f"sliced-wasserstein holds n_projections x (n + m) = {self.n_projections} x "
+            f"{n + m} projected values, more than {SLICED_LIMIT}: lower n_projections, or use "
+            "sinkhorn with backend: online"
+        )
+
 
 @divergences.register("sliced-wasserstein", options=SlicedWassersteinOptions)
 class SlicedWasserstein:
@@ -84,7 +112,8 @@ class SlicedWasserstein:
     without the :math:`p`-th root, so it is an unbiased Monte Carlo estimate over the
     projections, on the same scale as ``wasserstein`` divided by the dimension (for two isotropic
     Gaussians, :math:`SW_2^2 = \|m_1 - m_2\|^2 / d + (s_1 - s_2)^2`), and its gradient is finite
-    at zero. Cost :math:`O(L\,(n + m)(d + \log(n + m)))` time and :math:`O(L (n + m))` memory.
+    at zero. Cost :math:`O(L\,(n + m)(d + \log(n + m)))` time and :math:`O(L (n + m))` memory:
+    linear in the samples, limited to :math:`L (n + m) \le 2^{30}` (``SLICED_LIMIT``).
 
     ``seed=None`` (default) draws fresh projections at every call from PyTorch's generator, so
     training sees new directions each step and is reproducible under ``torch.manual_seed``. An

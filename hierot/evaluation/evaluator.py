@@ -16,6 +16,7 @@ from hierot.evaluation import metrics
 from hierot.evaluation.bootstrap import RESAMPLES
 from hierot.evaluation.protocol import SAMPLES, check_samples, reference_split
 from hierot.evaluation.trained import LoadedRun, encode, load_run, subset
+from hierot.evaluation.whole_set import whole_set_divergence
 from hierot.training.rundir import atomic_write_text
 
 FCD_NAME = "Fréchet classifier distance (FCD)"
@@ -114,6 +115,9 @@ def evaluate(
     with timed("top_divergence"):
         result["top_divergence"] = metrics.top_divergences(
             objective, data.test_x, n=divergence_samples, device=where, seed=seed)
+    with timed("whole_set_divergence"):  # the run's divergence, every training point (online)
+        result["whole_set_divergence"] = whole_set_divergence(
+            objective, data.train_x, spec.divergence, device=where, seed=seed)
     with timed("active_units"):
         result["active_units"] = metrics.active_units(
             objective, data.test_x, device=where, seed=seed)

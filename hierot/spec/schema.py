@@ -26,6 +26,7 @@ from pydantic import (
 
 from hierot.components import (
     ChecksShapes,
+    ChecksSizes,
     DescribesObjective,
     Head,
     KnowsShape,
@@ -207,9 +208,22 @@ class Spec(StrictModel):
                     errors.append(f"penalties.{k}.{exc}")
         errors += self._weight_errors()
         errors += self.shape_errors()
+        errors += self.size_errors()
         from hierot.spec.checks import run_errors  # the spec's own package: no cycle
 
         return errors + run_errors(self)
+
+    def size_errors(self) -> list[str]:
+        """Ask the divergence (:class:`~hierot.components.ChecksSizes`) about the sample counts."""
+        if not isinstance(self.divergence, ChecksSizes):
+            return []
+        n = self.train.batch_size
+        m = self.train.prior_samples or n
+        problem = self.divergence.size_error(n, m, self.latent_dims[-1])
+        if not problem:
+            return []
+        where = f"{n} samples (train.batch_size) against {m} (train.prior_samples)"
+        return [f"divergence: {where}: {problem}"]
 
     def _weight_errors(self) -> list[str]:
         """Finite options can still resolve to weights that overflow, in float64 or in the

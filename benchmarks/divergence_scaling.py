@@ -1,0 +1,330 @@
+"""Time and peak memory of ``mmd`` and ``sinkhorn`` as N grows: tensorized against online.
+
+For each method, N (both samples, x ~ N(0, I) and y ~ N(0.5, I), x requiring gradients as the
+encoded batch does) and d, a fresh worker process times forward + backward (``--repeats`` runs
+after ``--warmup``) and measures the peak memory of the last timed run above the resident size
+with the inputs allocated (the method of ``benchmarks/divergences.py``: peak RSS, VmHWM reset,
+glibc told to return freed blocks; ``torch.cuda.max_memory_allocated`` on CUDA).
+
+Methods: ``mmd`` with ``backend: tensorized`` and ``online`` (IMQ, the WAE scales);
+``sinkhorn`` (blur 0.05, p = 2, scaling 0.5) through GeomLoss's tensorized backend, hierot's
+``online`` backend, POT (hierot's ``pot`` backend), and GeomLoss's KeOps ``online`` backend when
+``pykeops`` imports and compiles (``--keops-path`` adds a folder where it was installed).
+
+Rows predicted (from the previous N, as O(N^2) time and, for the dense methods, memory) to pass
+``--time-cap`` seconds or ``--memory-cap`` GiB are skipped and recorded with the reason.
+
+    python -m benchmarks divergence_scaling --quick     # N in {1024, 4096}, d = 8
+    python -m benchmarks divergence_scaling --sizes 1024 4096 16384 65536 --dims 8
+
+Writes ``benchmarks/results/divergence_scaling/<mode>-<device>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import _common as common
+from benchmarks import divergences as memory
+
+NAME = "divergence_scaling"
+METHODS = {
+    "mmd[tensorized]": ("mmd", {"backend": "tensorized"}),
+    "mmd[online]": ("mmd", {"backend": "online"}),
+    "sinkhorn[geomloss]": ("sinkhorn", {"backend": "geomloss"}),
+    "sinkhorn[online]": ("sinkhorn", {"backend": "online"}),
+    "sinkhorn[pot]": ("sinkhorn", {"backend": "pot"}),
+    "sinkhorn[geomloss-keops]": ("sinkhorn", {"geomloss_backend": "online"}),
+}
+COLOURS = {"mmd[tensorized]": "tab:red", "mmd[online]": "tab:red", "sinkhorn[geomloss]": "tab:blue",
+           "sinkhorn[online]": "tab:blue", "sinkhorn[pot]": "tab:green",
+           "sinkhorn[geomloss-keops]": "tab:purple"}
+MARKERS = {2: "s", 8: "o", 32: "^"}
+DENSE = {"mmd[tensorized]", "sinkhorn[geomloss]", "sinkhorn[pot]"}
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One (method, N, d): times and the peak memory above the inputs."""
+    if args.keops_path:
+        sys.path.insert(0, args.keops_path)
+    import torch
+
+    from hierot.registry import divergences
+
+    common.set_threads(args.threads)
+    name, options = METHODS[args.worker]
+    device = torch.device(args.device)
+    try:
+        divergence = divergences.build(divergences.tagged_options(name)(name=name, **options))
+    except Exception as exc:  # noqa: BLE001 - a method that cannot build is a row, not a crash
+        return {"status": "unavailable", "reason": str(exc).splitlines()[0][:200]}
+    gen = torch.Generator().manual_seed(0)
+    dtype = torch.float32
+    x = torch.randn(args.n, args.d, generator=gen, dtype=dtype).to(device).requires_grad_(True)
+    y = (torch.randn(args.n, args.d, generator=gen, dtype=dtype) + 0.5).to(device)
+
+    def step() -> float:
+        x.grad = None
+        return common.timed(lambda: divergence(x, y).backward(), device)
+
+    for _ in range(args.warmup):
+        step()
+    times = [step() for _ in range(args.repeats - 1)]
+    # the last timed run also gives the peak memory (one evaluation fewer at large N)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        times.append(step())
+        peak = torch.cuda.max_memory_allocated(device) - before
+    else:
+        memory._release_freed_memory()
+        memory._reset_peak_rss()
+        before = memory._rss_bytes()
+        times.append(step())
+        peak = max(0, memory._peak_rss_bytes() - before)
+    return {"status": "ok", "median_s": statistics.median(times), "times_s": times,
+            "peak_bytes": peak, "input_bytes": 2 * x.numel() * x.element_size()}
+
+
+def run_one(label: str, n: int, d: int, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", label, "--n", str(n), "--d", str(d),
+               "--device", args.device, "--warmup", str(args.warmup),
+               "--repeats", str(args.repeats)]
+    command += ["--threads", str(args.threads)] if args.threads else []
+    command += ["--keops-path", args.keops_path] if args.keops_path else []
+    limit = 120 + 3 * args.time_cap * (args.warmup + args.repeats)
+    try:
+        done = subprocess.run(command, check=False, capture_output=True, text=True,
+                              timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"status": "skipped", "reason": f"worker ran past {limit:.0f} s"}
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"status": "failed", "reason": f"exit {done.returncode}: {tail[:200]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def predicted_skip(label: str, previous: dict | None, n: int, args) -> str | None:
+    if not previous or previous.get("status") != "ok":
+        return None
+    growth = (n / previous["n"]) ** 2
+    if previous["median_s"] * growth > args.time_cap:
+        return f"predicted {previous['median_s'] * growth:.0f} s > cap {args.time_cap:.0f} s"
+    if label in DENSE and previous["peak_bytes"] * growth > args.memory_cap * 2**30:
+        gib = previous["peak_bytes"] * growth / 2**30
+        return f"predicted {gib:.1f} GiB > cap {args.memory_cap} GiB (O(N^2) memory)"
+    return None
+
+
+SHARE_METHODS = {
+    "mmd[auto]": {"name": "mmd"},
+    "mmd[online]": {"name": "mmd", "backend": "online"},
+    "sinkhorn[geomloss]": {"name": "sinkhorn"},
+    "sinkhorn[online]": {"name": "sinkhorn", "backend": "online"},
+    "sinkhorn[online,scaling=0.3]": {"name": "sinkhorn", "backend": "online", "scaling": 0.3},
+    "sinkhorn[pot]": {"name": "sinkhorn", "backend": "pot"},
+    "sinkhorn[pot,blur=0.5]": {"name": "sinkhorn", "backend": "pot", "blur": 0.5},
+}
+
+
+def _forward_backward(divergence, x, y) -> None:
+    x.grad = None
+    divergence(x, y).backward()
+
+
+def share(args: argparse.Namespace) -> dict:
+    """Each divergence's share of a training step, paired in one process (``--share``).
+
+    For each method the preset's Trainer is built with that divergence; then, ``--repeats``
+    times in turn, one training step and one forward + backward of the divergence alone on a
+    batch of the top latent's shape against as many prior samples. Share = median divergence /
+    median step (the step includes the divergence).
+    """
+    import torch
+
+    from benchmarks.train_step import random_data_trainer
+    from hierot.registry import divergences
+
+    common.set_threads(args.threads)
+    preset, batch = args.share.rsplit(":", 1)
+    device = torch.device(args.device)
+    rows = []
+    for label, options in SHARE_METHODS.items():
+        flow = json.dumps(options).replace('"', "")
+        trainer = random_data_trainer(preset, int(batch), device, [f"divergence={flow}"])
+        divergence = divergences.build(trainer.built.spec.divergence)
+        dim = trainer.built.spec.latent_dims[-1]
+        x = torch.randn(int(batch), dim, device=device, requires_grad=True)
+        y = torch.randn(int(batch), dim, device=device)
+        run_divergence = functools.partial(_forward_backward, divergence, x, y)
+        for _ in range(max(3, args.warmup)):
+            trainer._train_step()
+            run_divergence()
+        steps, alone = [], []
+        for _ in range(args.repeats):
+            steps.append(common.timed(trainer._train_step, device))
+            alone.append(common.timed(run_divergence, device))
+        step_s, div_s = statistics.median(steps), statistics.median(alone)
+        rows.append({"method": label, "options": options, "step_s": step_s, "divergence_s": div_s,
+                     "share": div_s / step_s})
+        print(f"{label:<30} step {1e3 * step_s:.1f} ms, divergence {1e3 * div_s:.2f} ms, "
+              f"{100 * div_s / step_s:.1f} %", flush=True)
+    return {"preset": preset, "batch": int(batch), "rows": rows}
+
+
+def share_markdown(report: dict) -> str:
+    s = report["share"]
+    lines = [
+        f"# Divergence share of a training step ({s['preset']}, batch {s['batch']})", "",
+        (f"{report['created']}; median of {report['repeats']} paired runs in one process (a "
+         "training step, then the divergence alone, forward + backward, in turn). Regenerate "
+         "with:"), "", f"    {report['command']}", "", common.machine_line(report), "",
+    ]
+    rows = [(r["method"], f"{1e3 * r['step_s']:.1f}", f"{1e3 * r['divergence_s']:.2f}",
+             f"{100 * r['share']:.1f} %") for r in s["rows"]]
+    lines += common.markdown_table(["divergence", "step ms", "divergence ms", "share"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def figure(out: Path, device: str) -> Path | None:
+    """Time and peak memory against N, one line per method and d, from every
+    ``full-<device>*.json`` in ``out`` (log-log): ``out/scaling-<device>.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points: dict[tuple[str, int], list[tuple[int, float, float]]] = {}
+    for path in sorted(out.glob(f"full-{device}*.json")):
+        for r in json.loads(path.read_text())["results"]:
+            if r["status"] == "ok":
+                points.setdefault((r["method"], r["d"]), []).append(
+                    (r["n"], r["median_s"], r["peak_bytes"] / 2**20))
+    if not points:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (method, d), rows in sorted(points.items()):
+        rows.sort()
+        n, seconds, mib = zip(*rows, strict=True)
+        look = {"color": COLOURS.get(method, "grey"), "marker": MARKERS.get(d, "o"),
+                "linestyle": "-" if "online" in method else "--", "label": f"{method}, d={d}"}
+        left.plot(n, seconds, **look)
+        right.plot(n, [max(v, 1.0) for v in mib], **look)
+    titles = ("forward + backward (s)", "peak memory above inputs (MiB)")
+    for axis, title in zip((left, right), titles, strict=True):
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("N (both samples)")
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / f"scaling-{device}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Divergence scaling ({report['mode']}, {report['device']})",
+        "",
+        (f"{report['created']}; forward + backward, float32, median of {report['repeats']} "
+         f"runs after {report['warmup']} warm-up. Regenerate with:"),
+        "",
+        f"    {report['command']}",
+        "",
+        common.machine_line(report),
+        ("Peak memory: above the resident size with the inputs allocated "
+         f"({report['memory_method']})."),
+        "",
+    ]
+    rows = []
+    for r in report["results"]:
+        if r["status"] == "ok":
+            cells = (f"{r['median_s']:.3g}", f"{r['peak_bytes'] / 2**20:.0f}", "")
+        else:
+            cells = ("-", "-", f"{r['status']}: {r['reason']}")
+        rows.append((r["method"], r["n"], r["d"], *cells))
+    lines += common.markdown_table(["method", "N", "d", "seconds", "peak MiB", "note"], rows,
+                                   numeric=[False, True, True, True, True, False])
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = common.parser(NAME, __doc__, quick="N in {1024, 4096}, d = 8",
+                           threads_help="torch CPU threads per worker")
+    parser.add_argument("--sizes", nargs="+", type=int)
+    parser.add_argument("--dims", nargs="+", type=int)
+    parser.add_argument("--only", nargs="+", choices=sorted(METHODS), help="methods to run")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--time-cap", type=float, default=600.0, help="seconds per evaluation")
+    parser.add_argument("--memory-cap", type=float, default=6.0, help="GiB, dense methods")
+    parser.add_argument("--tag", help="added to the results' file names (<mode>-<device>-<tag>)")
+    parser.add_argument("--keops-path", help="a folder holding pykeops (pip install --target)")
+    parser.add_argument("--share", metavar="PRESET:BATCH",
+                        help="instead: each divergence's share of a training step, paired")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--d", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    args.device = common.default_device(args.device)
+    if args.share:
+        report = common.header(NAME, "share", argv, device=args.device, warmup=args.warmup,
+                               repeats=args.repeats)
+        report["share"] = share(args)
+        stem = f"share-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
+        for path in common.write(report, args.out, share_markdown, stem=stem):
+            print(f"wrote {path}")
+        return 0
+    mode = "quick" if args.quick else "full"
+    sizes = args.sizes or ((1024, 4096) if args.quick else (1024, 4096, 16384, 65536))
+    dims = args.dims or ((8,) if args.quick else (2, 8, 32))
+    report = common.header(
+        NAME, mode, argv, device=args.device, warmup=args.warmup, repeats=args.repeats,
+        memory_method="cuda max_memory_allocated" if args.device.startswith("cuda") else
+        "peak RSS (VmHWM reset via /proc/self/clear_refs) less the RSS before the evaluation",
+        results=[],
+    )
+    for label in args.only or METHODS:
+        for d in dims:
+            previous, given_up = None, None
+            for n in sorted(sizes):
+                reason = given_up or predicted_skip(label, previous, n, args)
+                result = {"status": "skipped", "reason": reason} if reason else run_one(
+                    label, n, d, args)
+                result = {"method": label, "n": n, "d": d, **result}
+                report["results"].append(result)
+                if result["status"] == "ok":
+                    previous = result
+                    shown = f"{result['median_s']:.3g} s, {result['peak_bytes'] / 2**20:.0f} MiB"
+                else:
+                    given_up, shown = f"{result['status']} at N={n}", result["reason"]
+                print(f"{label:<26} N={n:<6} d={d:<3} {shown}", flush=True)
+    stem = f"{mode}-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
+    for path in common.write(report, args.out, markdown, stem=stem):
+        print(f"wrote {path}")
+    drawn = figure(args.out, args.device.split(":")[0])
+    if drawn:
+        print(f"wrote {drawn} (from every full-*.json there)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
