@@ -109,6 +109,65 @@ def test_a_parameter_path_is_checked_against_the_base_spec(tmp_path, capsys):
     assert "params.train.steps: value -1: train.steps: Input should be greater than 0" in err
 
 
+@pytest.mark.parametrize("metric, expected", [
+    ("heldout.nosuch", "did you mean"),
+    ("heldout.unweighted.match_z3", "did you mean heldout.unweighted.match_z2"),
+    ("heldout.total.x", "valid: heldout.total"),
+])
+def test_an_unknown_heldout_metric_is_refused_before_training(tmp_path, capsys, metric, expected):
+    path = tiny_sweep(tmp_path, metric=metric)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"metric: {metric!r} is not a number in heldout.json" in err and expected in err, err
+    assert "heldout.unweighted.rec_z1" in err and "heldout.weighted.match_z2" in err
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_threads_below_one_are_refused(tmp_path, capsys, threads):
+    path = tiny_sweep(tmp_path)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--threads", threads]) == 2
+    assert f"--threads must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_documented_sweep_file_is_valid():
+    docs = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    block = docs.split("## The sweep file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    sweep = load_sweep(yaml.safe_load(block))[0]
+    assert sweep.params["layers.0.encoder.hidden"].choices == [[256, 256], [512, 512]]
+    assert sweep.params["optimizer.lr"].log and sweep.resolved_sampler == "tpe"
+
+
+def test_a_choice_that_is_not_a_scalar_or_list_is_one_clean_line(tmp_path, capsys):
+    path = tiny_sweep(tmp_path, trials=2)
+    raw = yaml.safe_load(path.read_text())
+    raw["params"] = {"layers.0.encoder.hidden": {"choices": [[8, 8], {"a": 1}]}}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n  ") == 1, err  # one problem line, no validator internals
+    assert "params.layers.0.encoder.hidden.choices.1: a choice is a number, a string" in err
+
+
+def test_list_valued_choices_train_and_read_back(tmp_path):
+    path, out = tiny_sweep(tmp_path, sampler="random", trials=3), tmp_path / "out"
+    raw = yaml.safe_load(path.read_text())
+    raw["params"] = {"layers.0.encoder.hidden": {"choices": [[8, 8], [4]]}}
+    raw["budget"] = {"train.steps": 2}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    trials = study_of(out).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    records = json.loads((out / "trials.json").read_text())["trials"]
+    for trial, record in zip(trials, records):
+        hidden = record["params"]["layers.0.encoder.hidden"]
+        assert hidden in ([8, 8], [4])  # the list, not Optuna's text of it
+        run = out / "trials" / trial.user_attrs["run_dir"] / "seed-0"
+        assert yaml.safe_load((run / "spec.yaml").read_text())["layers"][0]["encoder"][
+            "hidden"] == hidden
+
+
 def test_grid_points_and_overrides_round_trip():
     sweep, _ = load_sweep({"base": "quickstart", "params": GRID})
     assert sweep.resolved_sampler == "grid" and sweep.grid_size == 4

@@ -61,7 +61,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec,
         attrs = trial.user_attrs
         record: dict[str, Any] = {
             "number": trial.number, "state": trial.state.name, "counted": counted(trial),
-            "params": trial.params or trial.system_attrs.get("fixed_params", {}),
+            "params": sweep.decode(trial.params or trial.system_attrs.get("fixed_params", {})),
             "value": trial.value, "sd": attrs.get("sd"), "run_dir": attrs.get("run_dir"),
             "seconds": attrs.get("seconds"), "cpu_seconds": attrs.get("cpu_seconds"),
         }

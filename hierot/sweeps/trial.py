@@ -61,6 +61,55 @@ def lookup(tree: Mapping[str, Any], path: str, what: str) -> float:
     return float(node)
 
 
+HELDOUT_NUMBERS = ("total", "step", "test_points", "batch_size", "batches")
+"""The numbers at the top level of ``heldout.json``; the terms are under ``unweighted`` and
+``weighted``."""
+
+
+def objective_term_names(spec) -> list[str]:
+    """The names of the terms ``spec``'s objective returns (``rec_x``, ..., ``match_zN``, the
+    penalties): one forward pass, model in eval mode, on a test batch of the spec's data."""
+    import torch
+
+    from hierot._utils import seeded
+    from hierot.builder import build
+
+    with seeded(spec.seed), torch.no_grad():
+        built = build(spec)
+        built.objective.eval()
+        x = built.data.test_x[: max(2, min(len(built.data.test_x), spec.train.batch_size))]
+        return list(built.objective(x).unweighted)
+
+
+def metric_errors(sweep: SweepSpec, spec) -> list[str]:
+    """Why ``sweep``'s ``heldout.*`` metric names no number of ``heldout.json`` for ``spec``
+    (empty when it does, or when the metric is an ``eval.*`` key, read after evaluation)."""
+    import difflib
+
+    source, _, path = sweep.resolved_metric.partition(".")
+    if source != "heldout":
+        return []
+    kind, _, term = path.partition(".")
+    if kind in HELDOUT_NUMBERS and not term:
+        return []
+
+    def valid() -> list[str]:
+        try:
+            terms = objective_term_names(spec)
+        except HierotError:
+            terms = ["<term>"]
+        return ([f"heldout.{k}" for k in HELDOUT_NUMBERS]
+                + [f"heldout.{w}.{t}" for w in ("unweighted", "weighted") for t in terms])
+
+    if kind in ("unweighted", "weighted") and term in objective_term_names(spec):
+        return []
+    choices = valid()
+    close = difflib.get_close_matches(sweep.resolved_metric, choices, n=3)
+    return [f"metric: {sweep.metric!r} is not a number in {HELDOUT_FILE} of this sweep's "
+            f"objective; valid: {', '.join(choices)}"
+            + (f"; did you mean {' or '.join(close)}?" if close else "")]
+
+
 def heldout(run: Path) -> dict:
     """The run's objective on its test split (eval mode, full batches): ``RUN/heldout.json``."""
     from hierot.evaluation.metrics import objective_terms

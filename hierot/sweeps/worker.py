@@ -210,7 +210,7 @@ class Worker:
         from hierot.sweeps.schema import point_overrides
         from hierot.sweeps.trial import run_point
 
-        params = dict(trial.params)
+        params = self.sweep.decode(trial.params)
         name = self.run_dir_name(trial)
         trial_dir = self.dir / "trials" / name
         spec = load_spec(yaml.safe_load(self.base_yaml), point_overrides(params))
