@@ -22,6 +22,7 @@ BENCHMARKS = {
     "objectives": "StackedWAE, flat WAE, hierarchical VAE and Ladder VAE on one hierarchy",
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
+    "match_batchnorm": "why the training log's top MMD is negative: BatchNorm couples a batch",
 }
 
 

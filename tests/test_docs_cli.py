@@ -12,7 +12,7 @@ CLI_DOCS = Path(__file__).parents[1] / "docs" / "cli.md"
 
 
 def test_the_list_synopsis_names_every_kind():
-    (synopsis,) = re.findall(r"^hierot list \[(.*)\]$", CLI_DOCS.read_text(), re.M)
+    (synopsis,) = re.findall(r"^hierot list \[(.*)\]$", CLI_DOCS.read_text(), re.MULTILINE)
     assert sorted(synopsis.split("|")) == sorted(ALL)
 
 

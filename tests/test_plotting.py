@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
@@ -16,7 +18,7 @@ def test_no_two_curves_share_colour_and_dash(n):
     styles = [(to_hex(s["color"]), s["ls"]) for s in curve_styles(n)]
     assert len(set(styles)) == n
     # neighbours in the legend differ in both, so a merged colour still leaves the dash
-    assert all(a[0] != b[0] and a[1] != b[1] for a, b in zip(styles, styles[1:]))
+    assert all(a[0] != b[0] and a[1] != b[1] for a, b in pairwise(styles))
 
 
 def test_the_first_ten_curves_have_ten_colours():
@@ -35,5 +37,5 @@ def test_training_curves_are_saved_in_full_colour(tmp_path):
     # every one of the nine curves' colours is drawn (exactly, somewhere in the plot)
     drawn = {tuple(p) for p in pixels}
     for style in curve_styles(len(names)):
-        rgb = tuple(int(round(255 * c)) for c in style["color"])
+        rgb = tuple(round(255 * c) for c in style["color"])
         assert rgb in drawn, to_hex(style["color"])

@@ -218,6 +218,7 @@ class Worker:
         if extra:
             spec = load_spec(yaml.safe_load(self.base_yaml), [*point_overrides(params), *extra])
         for key, value in (("run_dir", name), ("worker", this_process()),
+                           ("sweep_dir", str(self.dir.resolve())),
                            ("spec", spec.model_dump(mode="json"))):
             trial.set_user_attr(key, value)
         record = {"sweep": self.sweep.name, "trial": trial.number,
