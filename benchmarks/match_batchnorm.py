@@ -79,10 +79,10 @@ def measure(run: str, repeats: int = 5) -> dict:
 
 def markdown(result: dict) -> str:
     lines = ["# match_batchnorm: the top MMD estimate in train and eval mode", "",
-             f"Run `{result['run_command']}`, then `{result['command']}` (hierot "
-             f"{result['commit']}; load average {result['load_average'][0]:.1f}, "
-             f"{result['repeats']} shuffles x {result['batches']} batches of "
-             f"{result['batch_size']}).", "",
+             (f"Run `{result['run_command']}`, then `{result['command']}` (hierot "
+              f"{result['commit']}; load average {result['load_average'][0]:.1f}, "
+              f"{result['repeats']} shuffles x {result['batches']} batches of "
+              f"{result['batch_size']})."), "",
              "| estimate | mean | se | negative |", "|---|---|---|---|"]
     lines += [f"| {name} | {s['mean']:+.5f} | {s['se']:.5f} | {s['negative']} of {s['n']} |"
               for name, s in result["summary"].items()]
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = "python -m benchmarks match_batchnorm RUN"
     result["run_command"] = args.run_command
     result["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], text=True,
-                                      capture_output=True, cwd=Path(__file__).parent).stdout.strip()
+                                      capture_output=True, cwd=Path(__file__).parent, check=False).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "match_batchnorm.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "match_batchnorm.md").write_text(markdown(result))
