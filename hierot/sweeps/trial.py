@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hierot.errors import HierotError
+from hierot.sweeps.metric import HELDOUT_FILE
 from hierot.sweeps.schema import SweepSpec, override, point_overrides
 from hierot.training.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
     from hierot.training.callbacks import Callback
 
-HELDOUT_FILE = "heldout.json"
 SWEEP_FILE = "sweep.json"
 
 
@@ -59,55 +59,6 @@ def lookup(tree: Mapping[str, Any], path: str, what: str) -> float:
     if not isinstance(node, (int, float)) or isinstance(node, bool):
         raise HierotError(f"metric: {what} {path} is not a number but {node!r}")
     return float(node)
-
-
-HELDOUT_NUMBERS = ("total", "step", "test_points", "batch_size", "batches")
-"""The numbers at the top level of ``heldout.json``; the terms are under ``unweighted`` and
-``weighted``."""
-
-
-def objective_term_names(spec) -> list[str]:
-    """The names of the terms ``spec``'s objective returns (``rec_x``, ..., ``match_zN``, the
-    penalties): one forward pass, model in eval mode, on a test batch of the spec's data."""
-    import torch
-
-    from hierot._utils import seeded
-    from hierot.builder import build
-
-    with seeded(spec.seed), torch.no_grad():
-        built = build(spec)
-        built.objective.eval()
-        x = built.data.test_x[: max(2, min(len(built.data.test_x), spec.train.batch_size))]
-        return list(built.objective(x).unweighted)
-
-
-def metric_errors(sweep: SweepSpec, spec) -> list[str]:
-    """Why ``sweep``'s ``heldout.*`` metric names no number of ``heldout.json`` for ``spec``
-    (empty when it does, or when the metric is an ``eval.*`` key, read after evaluation)."""
-    import difflib
-
-    source, _, path = sweep.resolved_metric.partition(".")
-    if source != "heldout":
-        return []
-    kind, _, term = path.partition(".")
-    if kind in HELDOUT_NUMBERS and not term:
-        return []
-
-    def valid() -> list[str]:
-        try:
-            terms = objective_term_names(spec)
-        except HierotError:
-            terms = ["<term>"]
-        return ([f"heldout.{k}" for k in HELDOUT_NUMBERS]
-                + [f"heldout.{w}.{t}" for w in ("unweighted", "weighted") for t in terms])
-
-    if kind in ("unweighted", "weighted") and term in objective_term_names(spec):
-        return []
-    choices = valid()
-    close = difflib.get_close_matches(sweep.resolved_metric, choices, n=3)
-    return [f"metric: {sweep.metric!r} is not a number in {HELDOUT_FILE} of this sweep's "
-            f"objective; valid: {', '.join(choices)}"
-            + (f"; did you mean {' or '.join(close)}?" if close else "")]
 
 
 def heldout(run: Path) -> dict:
