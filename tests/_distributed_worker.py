@@ -147,6 +147,8 @@ def main(root: Path) -> None:
     seen["noise"] = noise_streams()
     seen["stop_together"] = stop_together(runtime)
     (root / f"rank{runtime.rank}.json").write_text(json.dumps(seen))
+    # leave together: no rank tears its gloo connections down while the other still runs
+    runtime.barrier()
 
 
 if __name__ == "__main__":
