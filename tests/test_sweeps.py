@@ -150,6 +150,7 @@ def test_a_choice_that_is_not_a_scalar_or_list_is_one_clean_line(tmp_path, capsy
     assert "params.layers.0.encoder.hidden.choices.1: a choice is a number, a string" in err
 
 
+@pytest.mark.slow
 def test_list_valued_choices_train_and_read_back(tmp_path):
     path, out = tiny_sweep(tmp_path, sampler="random", trials=3), tmp_path / "out"
     raw = yaml.safe_load(path.read_text())
