@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(args.run, args.repeats)
     result["command"] = "python -m benchmarks match_batchnorm RUN"
     result["run_command"] = args.run_command
-    result["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], text=True,
-                                      capture_output=True, cwd=Path(__file__).parent, check=False).stdout.strip()
+    result["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], text=True, capture_output=True,
+        cwd=Path(__file__).parent, check=False).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "match_batchnorm.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "match_batchnorm.md").write_text(markdown(result))

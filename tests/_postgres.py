@@ -3,7 +3,7 @@
 ``HIEROT_TEST_POSTGRES_URL`` names an existing database; otherwise :func:`throwaway_server`
 starts one from the ``postgresql`` package's binaries (Debian: ``/usr/lib/postgresql/*/bin``):
 ``initdb`` into a temporary folder, ``pg_ctl start`` on a free loopback port with its socket in
-that folder, trust authentication for the local user only. As root it runs as the ``postgres``
+that folder, trust authentication (loopback only: a throwaway). As root it runs as the ``postgres``
 user (PostgreSQL refuses to run as root). Every step has a timeout, so a broken installation
 skips or fails the test within seconds and never hangs it; the server is stopped (``-m
 immediate``) and its folder removed afterwards.
@@ -29,7 +29,9 @@ def binaries() -> Path | None:
     """The newest ``/usr/lib/postgresql/N/bin`` holding ``initdb`` and ``pg_ctl``, if any."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
                    key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
-    return Path(found[-1]).parent if found and Path(found[-1]).with_name("initdb").exists() else None
+    if not found or not Path(found[-1]).with_name("initdb").exists():
+        return None
+    return Path(found[-1]).parent
 
 
 def _free_port() -> int:
@@ -55,9 +57,12 @@ def throwaway_server() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, user="postgres")
     data, port = root / "data", _free_port()
-    run = lambda *args: subprocess.run(  # noqa: E731
-        _as_server_user([str(bin_dir / args[0]), *args[1:]]), check=True,
-        timeout=STEP_TIMEOUT_S, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(_as_server_user([str(bin_dir / args[0]), *args[1:]]), check=True,
+                       timeout=STEP_TIMEOUT_S, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+
     try:
         run("initdb", "-D", str(data), "-U", user, "-A", "trust", "--no-sync")
         run("pg_ctl", "-D", str(data), "-l", str(root / "server.log"), "-w", "-t", "30",

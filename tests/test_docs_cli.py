@@ -1,4 +1,4 @@
-"""docs/cli.md says what the command line does: the `list` kinds and the mistyped-command example."""
+"""docs/cli.md says what the command line does: `list`'s kinds, the mistyped-command example."""
 
 from __future__ import annotations
 
