@@ -28,6 +28,7 @@ BENCHMARKS = {
     "ema_quality": "train.ema's averaged weights against the raw ones on the z8 preset (3 seeds)",
     "gpu_check": "every CUDA path once (precisions, compile, fused Adam, divergences, eval, "
                  "resume, nccl DDP, step ratios); --device cpu: the dry run",
+    "match_batchnorm": "why the training log's top MMD is negative: BatchNorm couples a batch",
 }
 
 

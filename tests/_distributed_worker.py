@@ -195,6 +195,8 @@ def main(root: Path) -> None:
     seen["ema"] = averages_on_every_rank(runtime)
     seen["skip_together"] = skip_together(runtime)
     (root / f"rank{runtime.rank}.json").write_text(json.dumps(seen))
+    # leave together: no rank tears its gloo connections down while the other still runs
+    runtime.barrier()
 
 
 if __name__ == "__main__":

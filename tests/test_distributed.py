@@ -6,8 +6,10 @@ compares its run directories with single-process runs made here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import _distributed_worker as worker  # noqa: E402  (registers the dist-blobs data set)
 
 WORKER = Path(worker.__file__)
+LAUNCH_TIMEOUT_S = 600
+"""The whole launch takes about a minute on a 2-core machine at load average 10-15 (CPU)."""
 
 
 def free_port() -> int:
@@ -41,15 +45,21 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), str(WORKER),
                str(launched)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as process:
+    # the launch writes to a file (kept beside its runs, whole, for a failure) and runs in its
+    # own session, so that nothing it started outlives the fixture: killing torchrun alone, as
+    # on a timeout, leaves its ranks running on a loaded machine
+    log = launched / "torchrun.log"
+    with log.open("w") as out, subprocess.Popen(command, env=env, stdout=out,
+                                                stderr=subprocess.STDOUT,
+                                                start_new_session=True) as process:
         try:
             hierot.fit(worker.DETERMINISTIC, out=single / "deterministic")
             hierot.fit(worker.FLAT, out=single / "flat")
-            output, _ = process.communicate(timeout=240)
+            process.wait(timeout=LAUNCH_TIMEOUT_S)
         finally:
-            process.kill()
-    assert process.returncode == 0, output[-8000:]
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, log.read_text()[-8000:]
     return launched, single
 
 

@@ -111,6 +111,66 @@ def test_a_parameter_path_is_checked_against_the_base_spec(tmp_path, capsys):
     assert "params.train.steps: value -1: train.steps: Input should be greater than 0" in err
 
 
+@pytest.mark.parametrize("metric, expected", [
+    ("heldout.nosuch", "did you mean"),
+    ("heldout.unweighted.match_z3", "did you mean heldout.unweighted.match_z2"),
+    ("heldout.total.x", "valid: heldout.total"),
+])
+def test_an_unknown_heldout_metric_is_refused_before_training(tmp_path, capsys, metric, expected):
+    path = tiny_sweep(tmp_path, metric=metric)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"metric: {metric!r} is not a number in heldout.json" in err and expected in err, err
+    assert "heldout.unweighted.rec_z1" in err and "heldout.weighted.match_z2" in err
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+
+
+@pytest.mark.parametrize("threads", ["0", "-2"])
+def test_threads_below_one_are_refused(tmp_path, capsys, threads):
+    path = tiny_sweep(tmp_path)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--threads", threads]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_documented_sweep_file_is_valid():
+    docs = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    block = docs.split("## The sweep file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    sweep = load_sweep(yaml.safe_load(block))[0]
+    assert sweep.params["layers.0.encoder.hidden"].choices == [[256, 256], [512, 512]]
+    assert sweep.params["optimizer.lr"].log and sweep.resolved_sampler == "tpe"
+
+
+def test_a_choice_that_is_not_a_scalar_or_list_is_one_clean_line(tmp_path, capsys):
+    path = tiny_sweep(tmp_path, trials=2)
+    raw = yaml.safe_load(path.read_text())
+    raw["params"] = {"layers.0.encoder.hidden": {"choices": [[8, 8], {"a": 1}]}}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n  ") == 1, err  # one problem line, no validator internals
+    assert "params.layers.0.encoder.hidden.choices.1: a choice is a number, a string" in err
+
+
+@pytest.mark.slow
+def test_list_valued_choices_train_and_read_back(tmp_path):
+    path, out = tiny_sweep(tmp_path, sampler="random", trials=3), tmp_path / "out"
+    raw = yaml.safe_load(path.read_text())
+    raw["params"] = {"layers.0.encoder.hidden": {"choices": [[8, 8], [4]]}}
+    raw["budget"] = {"train.steps": 2}
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    trials = study_of(out).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    records = json.loads((out / "trials.json").read_text())["trials"]
+    for trial, record in zip(trials, records):
+        hidden = record["params"]["layers.0.encoder.hidden"]
+        assert hidden in ([8, 8], [4])  # the list, not Optuna's text of it
+        run = out / "trials" / trial.user_attrs["run_dir"] / "seed-0"
+        assert yaml.safe_load((run / "spec.yaml").read_text())["layers"][0]["encoder"][
+            "hidden"] == hidden
+
+
 def test_grid_points_and_overrides_round_trip():
     sweep, _ = load_sweep({"base": "quickstart", "params": GRID})
     assert sweep.resolved_sampler == "grid" and sweep.grid_size == 4
@@ -146,6 +206,17 @@ def test_the_shipped_sweep_is_the_papers_grid(capsys):
     assert {(p["weights.lambda_rec"], p["weights.lambda_match"]) for p in sweep.grid_points()} == {
         (r, m) for r in (0.01, 0.05, 0.1, 0.5, 1) for m in (1e-4, 1e-3, 1e-2, 1e-1, 1)}
     check_against_base(sweep, "mnist-lambda-grid.v1")  # every point is a valid spec
+
+
+def test_the_sweep_the_many_machines_docs_run_is_shipped():
+    import re
+
+    docs = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    names = set(re.findall(r"^hierot sweep (\S+) --out machine\d", docs, re.MULTILINE))
+    assert names == {"tiny-sweep.v1"}
+    sweep, label = load_sweep("tiny-sweep.v1")
+    assert sweep.base == "quickstart" and sweep.grid_size == 4
+    assert yaml.safe_load(check_against_base(sweep, label))["train"]["steps"] == 100
 
 
 # -- recovery (no training) ------------------------------------------------------------------------
@@ -352,24 +423,107 @@ def test_inline_grid_and_seeds(tmp_path, capsys):
     assert "holds a different sweep (params differ)" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not os.environ.get("HIEROT_TEST_POSTGRES_URL"),
-                    reason="set HIEROT_TEST_POSTGRES_URL to a PostgreSQL database (docs/sweeps.md)")
-def test_two_machines_share_a_postgresql_study(tmp_path):
-    url = os.environ["HIEROT_TEST_POSTGRES_URL"]
+def test_heat_map_cells_get_the_digits_that_tell_them_apart():
+    import numpy as np
+
+    from hierot.sweeps.report import cell_labels
+
+    grid = np.array([[25.41, 25.43], [25.4449, 25.4451]])
+    labels = cell_labels(grid)
+    assert len(set(labels.ravel())) == 4 and labels[0, 0] == "25.41"
+    assert labels[1, 0] != labels[1, 1]  # 25.445, 25.445 at 5 digits
+    assert cell_labels(np.array([[0.5, 12.0], [np.nan, 3.25]])).tolist() == [
+        ["0.5", "12"], ["", "3.25"]]  # three digits where they suffice; no text for a gap
+
+
+def test_a_report_says_where_each_trial_ran_and_when_it_is_partial(tmp_path, capsys):
+    import socket
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    path, out = one_point_sweep(tmp_path, budget={"train.steps": 2}), tmp_path / "machine1"
+    assert main(["sweep", str(path), "--out", str(out), "--storage", url]) == 0
+    assert "partial" not in capsys.readouterr().out
+    # another machine's trial, still running: its run directory is on that machine
+    study = study_of(out, url)
+    other = study.ask({"weights.lambda_rec": optuna.distributions.CategoricalDistribution([0.05])})
+    for key, value in (("run_dir", "0000-lambda_rec=0.05"), ("sweep_dir", "/scratch/machine2"),
+                       ("worker", {"host": "node7", "pid": 1}), ("heartbeat", time.time())):
+        other.set_user_attr(key, value)
+    assert main(["sweep", "--report", str(out), "--storage", url]) == 0
+    records = {r["number"]: r for r in json.loads((out / "trials.json").read_text())["trials"]}
+    mine = records[0]
+    assert mine["here"] and mine["host"] == socket.gethostname()
+    assert mine["sweep_dir"] == str(out.resolve())
+    assert records[other.number] | {"here": False, "host": "node7",
+                                    "sweep_dir": "/scratch/machine2"} == records[other.number]
+    report = (out / "report.md").read_text()
+    assert f"`{out.resolve()}` on {socket.gethostname()}; the run directories of 1 of the 2" \
+        in report
+    assert "the others ran elsewhere (1 on node7)" in report
+    assert "elsewhere: `node7:/scratch/machine2/trials/0000-lambda_rec=0.05`" in report
+    assert "| `trials/0000-lambda_rec=0.05` |" in report  # this machine's own, a local path
+    assert "**partial**: 1 trial(s) still RUNNING (1 on node7), 0 WAITING" in report
+    assert "(one seed: no sd)" in report and "mean ± sd" not in report
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """``HIEROT_TEST_POSTGRES_URL``, else a throwaway server on loopback (tests/_postgres.py)."""
+    if os.environ.get("HIEROT_TEST_POSTGRES_URL"):
+        yield os.environ["HIEROT_TEST_POSTGRES_URL"]
+        return
+    pytest.importorskip("psycopg")
+    import _postgres
+
+    if _postgres.binaries() is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql), and "
+                    "HIEROT_TEST_POSTGRES_URL is not set")
+    with _postgres.throwaway_server() as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_two_machines_share_a_postgresql_study(tmp_path, postgres_url):
+    url = postgres_url
     name = f"tiny-{os.getpid()}-{int(time.time())}"
     path = tiny_sweep(tmp_path, name=name)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    machines = [  # two "machines": separate sweep directories, one database
-        subprocess.Popen([sys.executable, "-m", "hierot", "sweep", str(path), "--out",
-                          str(tmp_path / f"machine{i}"), "--storage", url, "--threads", "1"], env=env)
-        for i in (1, 2)
+    machines = [tmp_path / f"machine{i}" for i in (1, 2)]
+    commands = [  # two "machines": separate sweep directories, one database
+        subprocess.Popen([sys.executable, "-m", "hierot", "sweep", str(path), "--out", str(out),
+                          "--storage", url, "--threads", "1"], env=env)
+        for out in machines
     ]
-    assert [m.wait(timeout=300) for m in machines] == [0, 0]
-    study = study_of(tmp_path / "machine1", url)
+    try:
+        assert [c.wait(timeout=300) for c in commands] == [0, 0]
+    finally:
+        for c in commands:
+            c.kill()
+    study = study_of(machines[0], url)
     assert complete_points(study) == ALL_POINTS
     assert not [t for t in study.get_trials() if "duplicate_of" not in t.user_attrs
                 and t.state != optuna.trial.TrialState.COMPLETE]
-    assert "***" in (tmp_path / "machine1" / "study.json").read_text() or "@" not in url
+    password = __import__("sqlalchemy.engine").engine.make_url(url).password
+    if password:  # the password is never written to the sweep directory
+        assert "***" in (machines[0] / "study.json").read_text()
+        assert password not in (machines[0] / "study.json").read_text()
+    # each machine's report: its own trials here, the other's named with the folder they are in
+    for out in machines:
+        assert main(["sweep", "--report", str(out), "--storage", url]) == 0
+    records = [{r["number"]: r for r in json.loads((out / "trials.json").read_text())["trials"]
+                if r["counted"]} for out in machines]
+    assert records[0].keys() == records[1].keys() and len(records[0]) == 4
+    for number in records[0]:
+        ran_in = records[0][number]["sweep_dir"]
+        assert ran_in in {str(m.resolve()) for m in machines}
+        assert [r[number]["here"] for r in records] == [ran_in == str(m.resolve())
+                                                        for m in machines]
+        run_dir = records[0][number]["run_dir"]
+        for out, recs in zip(machines, records):
+            report = (out / "report.md").read_text()
+            if not recs[number]["here"]:
+                assert f"elsewhere: `{recs[number]['host']}:{ran_in}/trials/{run_dir}`" in report
+            assert (out / "trials" / run_dir).is_dir() == recs[number]["here"]
     optuna.delete_study(study_name=name, storage=url)
 
 

@@ -114,9 +114,12 @@ def sweep(args: argparse.Namespace) -> int:
         return 130
     print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
     path = write_report(args.out, args.storage)
-    from hierot.sweeps.report import collect
+    from hierot.sweeps.report import collect, partial_note
 
     swept, records = collect(Path(args.out), args.storage)
+    note = partial_note(records)
+    if note:
+        print(note)
     best = ranked(swept, records)
     if best:
         point = ", ".join(f"{k}={v}" for k, v in best[0]["params"].items())

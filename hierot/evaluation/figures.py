@@ -36,6 +36,7 @@ from torch import Tensor
 from hierot.evaluation.plotting import (
     Display,
     cell_centres,
+    curve_styles,
     is_image,
     label_axes_xy,
     new_figure,
@@ -143,10 +144,15 @@ def training_curves(rows: list[dict[str, float]], path: Path) -> Path:
          "weighted terms and total"),
     ):
         values = []
-        for key in keys:
+        terms = [k for k in keys if k != "total"]
+        for key, style in zip(terms, curve_styles(len(terms))):
             series = [r.get(key, float("nan")) for r in rows]
             values += series
-            ax.plot(steps, series, label=key, lw=1.5, ls="--" if key == "total" else "-")
+            ax.plot(steps, series, label=key, lw=1.5, **style)
+        if "total" in keys:
+            series = [r.get("total", float("nan")) for r in rows]
+            values += series
+            ax.plot(steps, series, label="total", lw=2.0, color="black", ls=(0, (8, 3)))
         _scale(ax, values)
         ax.set_xlabel("training step")
         ax.set_ylabel("value (mean over the logging interval)")

@@ -18,6 +18,25 @@ from torch import Tensor
 DPI = 120
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def curve_styles(n: int) -> list[dict[str, object]]:
+    """``n`` line styles, no two alike in both colour and dash pattern (up to 80 curves).
+
+    Colours come from matplotlib's ``tab20`` (the ten ``tab10`` colours first, then their light
+    variants) and the dash pattern changes with every curve too, so curves stay apart when two
+    colours look alike: in print, to a colour-blind reader, or in a PNG re-saved with a small
+    palette.
+    """
+    from matplotlib import colormaps
+
+    table = colormaps["tab20"].colors
+    colours = [table[2 * k] for k in range(10)] + [table[2 * k + 1] for k in range(10)]
+    return [{"color": colours[i % 20], "ls": LINE_STYLES[(i + i // 20) % len(LINE_STYLES)]}
+            for i in range(n)]
+
+
 def new_figure(width: float, height: float) -> Figure:
     """A figure of ``width`` x ``height`` inches on an Agg canvas, constrained layout."""
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")

@@ -86,7 +86,8 @@ def distributions(sweep: SweepSpec) -> dict[str, Any]:
                 out[path] = op.distributions.FloatDistribution(param.low, param.high, log=param.log)
         else:
             values = param.choices if isinstance(param, ChoicesParam) else param
-            out[path] = op.distributions.CategoricalDistribution(values)
+            out[path] = op.distributions.CategoricalDistribution(
+                [ChoicesParam.to_optuna(v) for v in values])
     return out
 
 

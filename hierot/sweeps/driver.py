@@ -145,6 +145,11 @@ def run_sweep(
     """
     if workers < 1:
         raise HierotError(f"--workers must be at least 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise HierotError(f"--threads must be at least 1 (or left out: the CPU count divided by "
+                          f"--workers), got {threads}")
+    if stale_after <= 0:
+        raise HierotError(f"--stale-after must be a positive number of seconds, got {stale_after}")
     _optuna.optuna()  # installed? (before anything is written)
     sweep, label = load_sweep(source, overrides, updates)
     if base is not None:

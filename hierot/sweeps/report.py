@@ -21,6 +21,7 @@ from typing import Any
 from hierot.errors import HierotError
 from hierot.sweeps import _optuna
 from hierot.sweeps.directory import read_sweep_dir, study_info
+from hierot.sweeps.locations import location, partial_note, situation, where
 from hierot.sweeps.schema import SweepSpec, override
 from hierot.sweeps.worker import counted
 from hierot.training.rundir import atomic_write_text
@@ -61,13 +62,14 @@ def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec,
         attrs = trial.user_attrs
         record: dict[str, Any] = {
             "number": trial.number, "state": trial.state.name, "counted": counted(trial),
-            "params": trial.params or trial.system_attrs.get("fixed_params", {}),
+            "params": sweep.decode(trial.params or trial.system_attrs.get("fixed_params", {})),
             "value": trial.value, "sd": attrs.get("sd"), "run_dir": attrs.get("run_dir"),
             "seconds": attrs.get("seconds"), "cpu_seconds": attrs.get("cpu_seconds"),
         }
         for key in ("error", "superseded", "duplicate_of", "retry_of", "pruned"):
             if key in attrs:
                 record[key] = attrs[key]
+        record.update(where(sweep_dir, attrs))
         seeds = attrs.get("seeds", [])
         record["seeds"] = seeds
         terms = [s["heldout"] for s in seeds]
@@ -75,7 +77,7 @@ def collect(sweep_dir: Path, storage_url: str | None = None) -> tuple[SweepSpec,
             record["heldout"] = {k: _mean([t.get(k) for t in terms]) for k in terms[0]}
             record["heldout_total"] = _mean([s["heldout_total"] for s in seeds])
         evals = [_eval_numbers(sweep_dir / "trials" / str(attrs.get("run_dir")) / s["run_dir"])
-                 for s in seeds]
+                 for s in seeds] if record["here"] else []
         evals = [e for e in evals if e]
         if evals:
             record["eval"] = {k: _mean([e.get(k) for e in evals]) for k in evals[0]}
@@ -107,7 +109,8 @@ def _match_key(records: list[dict]) -> str | None:
     return None
 
 
-def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_yaml: str) -> str:
+def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_yaml: str,
+              sweep_dir: Path) -> str:
     best = ranked(sweep, records)
     names = list(sweep.params)
     match = _match_key(records)
@@ -124,6 +127,7 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         f"- sampler: {sweep.resolved_sampler}; seeds per point: {sweep.seeds}; "
         f"metric: `{sweep.resolved_metric}` ({sweep.direction}), the mean over seeds",
         "- trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
+        *situation(sweep_dir, records),
     ]
     timed = [r for r in records if r.get("seconds") is not None and r["counted"]]
     if timed:
@@ -137,17 +141,19 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         point = ", ".join(f"`{k}` = {_fmt(v)}" for k, v in top["params"].items())
         lines += [f"**Best point** (trial {top['number']}): {point}: "
                   f"{sweep.resolved_metric} = {_fmt(top['value'], 6)}"
-                  + (f" ± {_fmt(top['sd'], 3)}" if sweep.seeds > 1 else ""), ""]
+                  + (f" ± {_fmt(top['sd'], 3)} (mean ± sd over {sweep.seeds} seeds)"
+                     if sweep.seeds > 1 else " (one seed: no sd)"), ""]
     if sweep.resolved_metric == "heldout.total" and len(best) > 1:
         lines += ["The held-out objective of a trial is its own objective, weighted by its own "
                   "parameters: where the parameters are weights (λ), comparing totals compares "
                   "different objectives (as the paper's selection by Eq. (10) does). The held-out "
                   "reconstruction `rec_x` and the top divergence are the unweighted terms.", ""]
     header = ["rank", "trial", *[n.rsplit(".", 1)[-1] for n in names],
-              f"{sweep.resolved_metric} (mean ± sd)", "rec_x"]
+              f"{sweep.resolved_metric} (mean ± sd, {sweep.seeds} seeds)" if sweep.seeds > 1
+              else f"{sweep.resolved_metric} (one seed: no sd)", "rec_x"]
     if match:
         header.append(match)
-    header += eval_keys + ["state", "run directory"]
+    header += eval_keys + ["state", "ran on", "run directory"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = best + [r for r in records if r not in best and r["counted"]]
     for rank, r in enumerate(order, 1):
@@ -163,7 +169,7 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         row += [r["state"] + (f" (retry of {r['retry_of']})" if "retry_of" in r else "")
                 + (f" at step {r['pruned']['step']} of {r['pruned']['run_dir']}"
                    if "pruned" in r else ""),
-                f"`trials/{r['run_dir']}`" if r["run_dir"] else "-"]
+                r.get("host") or "-", location(r)]
         lines.append("| " + " | ".join(row) + " |")
     failed = [r for r in records if r["state"] == "FAIL" and r["counted"]]
     if failed:
@@ -183,6 +189,19 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
 def _log_spaced(values: list[Any]) -> bool:
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return len(numbers) == len(values) and min(numbers) > 0 and max(numbers) / min(numbers) >= 10
+
+
+def cell_labels(grid, least: int = 3, most: int = 8):
+    """The heat map's cell texts: the fewest significant digits (``least`` to ``most``) that
+    tell every two different values apart (``25.4`` and ``25.4`` become ``25.41``, ``25.43``)."""
+    import numpy as np
+
+    finite = sorted({float(v) for v in grid[np.isfinite(grid)]})
+    digits = least
+    while digits < most and len({f"{v:.{digits}g}" for v in finite}) < len(finite):
+        digits += 1
+    return np.vectorize(lambda v: f"{v:.{digits}g}" if np.isfinite(v) else "", otypes=[object])(
+        grid)
 
 
 def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[str]:
@@ -216,11 +235,12 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
                           aspect="auto")
         bar = figure.colorbar(image, ax=ax)
         bar.set_label(("log10 " if shown is not grid else "") + title)
+        labels = cell_labels(grid)
         for i in range(len(rows)):
             for j in range(len(cols)):
                 if np.isfinite(grid[i, j]):
                     r, g, b, _ = image.cmap(image.norm(shown[i, j]))
-                    ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=8,
+                    ax.text(j, i, labels[i, j], ha="center", va="center", fontsize=8,
                             color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
         if done and file == "heatmap.png":
             b = done[0]["params"]
@@ -302,8 +322,9 @@ def write_report(sweep_dir: str | Path, storage_url: str | None = None) -> Path:
                "best": best[0] if best else None, "trials": records}
     atomic_write_text(sweep_dir / TRIALS, json.dumps(payload, indent=2, default=str))
     path = sweep_dir / REPORT
-    atomic_write_text(path, _markdown(sweep, records, figures, base_yaml))
+    atomic_write_text(path, _markdown(sweep, records, figures, base_yaml, sweep_dir))
     return path
 
 
-__all__ = ["collect", "evaluate_top", "ranked", "write_report"]
+__all__ = ["cell_labels", "collect", "evaluate_top", "partial_note", "ranked",
+           "write_report"]

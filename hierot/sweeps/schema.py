@@ -107,10 +107,28 @@ Numeric = Annotated[Scalar, BeforeValidator(number_if_numeric)]
 GridParam = Annotated[list[Numeric], Field(min_length=1)]
 
 
-class ChoicesParam(_Strict):
-    """A categorical parameter for TPE or random sampling: ``{choices: [...]}``."""
+Choice = Union[Numeric, Annotated[list[Numeric], Field(min_length=1)]]  # noqa: UP007
 
-    choices: list[Numeric] = Field(min_length=1)
+
+class ChoicesParam(_Strict):
+    """A categorical parameter for TPE or random sampling: ``{choices: [...]}``.
+
+    A choice is a scalar or a list of scalars (``[[32, 32], [64, 64]]`` for a network's widths).
+    Optuna's categoricals hold scalars only, so a list choice is given to Optuna as its JSON
+    text (:meth:`to_optuna`) and read back from it (:meth:`from_optuna`).
+    """
+
+    choices: list[Choice] = Field(min_length=1)
+
+    @staticmethod
+    def to_optuna(value: Any) -> Any:
+        """The scalar Optuna stores for ``value`` (a list becomes its JSON text)."""
+        return json.dumps(value) if isinstance(value, list) else value
+
+    def from_optuna(self, value: Any) -> Any:
+        """The choice Optuna's stored ``value`` stands for."""
+        texts = {json.dumps(c): c for c in self.choices if isinstance(c, list)}
+        return texts.get(value, value) if isinstance(value, str) else value
 
 
 def _param_kind(value: Any) -> str:
@@ -213,6 +231,12 @@ class SweepSpec(_Strict):
         names = list(self.params)
         return [dict(zip(names, values)) for values in itertools.product(*self.params.values())]
 
+    def decode(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial's parameters as Optuna stores them -> the sweep's values (list choices)."""
+        return {path: self.params[path].from_optuna(value)
+                if isinstance(self.params.get(path), ChoicesParam) else value
+                for path, value in params.items()}
+
     def budget_overrides(self) -> list[str]:
         return [override(path, value) for path, value in self.budget.items()]
 
@@ -252,6 +276,11 @@ def _format(error: ValidationError, raw: Any) -> list[str]:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "union_tag_invalid" or err["type"] == "model_attributes_type":
             message = "expected a list of values, {low, high[, log, type]} or {choices: [...]}"
+        elif "choices" in parts:  # a choice matched neither a scalar nor a list of scalars
+            parts = parts[: parts.index("choices") + 2]
+            message = "a choice is a number, a string, a boolean or a list of those"
+        if lines and lines[-1] == f"{'.'.join(parts)}: {message}":
+            continue  # one line per choice, not one per union member
         if not parts and ": " in message:  # a check across fields names its field first
             field, message = message.split(": ", 1)
             parts = [field]
@@ -335,7 +364,12 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
     except HierotError as exc:
         raise SweepError([f"base: {exc}"], label) from None
     raw = base.model_dump(mode="json")
-    problems: list[str] = []
+    from hierot.sweeps.metric import metric_errors
+
+    try:
+        problems: list[str] = metric_errors(sweep, base)
+    except HierotError as exc:  # the base's data set or model cannot be built
+        raise SweepError([f"base: {exc}"], label) from None
     if (sweep.prunes_in_training and base.train.steps is None and base.train.eval_every is None
             and "train.eval_every" not in sweep.params):
         problems.append(f"budget: pruner {sweep.pruner} on {sweep.resolved_metric} evaluates during "

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hierot.errors import HierotError
+from hierot.sweeps.metric import HELDOUT_FILE
 from hierot.sweeps.schema import SweepSpec, override, point_overrides
 from hierot.training.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
     from hierot.training.callbacks import Callback
 
-HELDOUT_FILE = "heldout.json"
 SWEEP_FILE = "sweep.json"
 
 

@@ -210,7 +210,7 @@ class Worker:
         from hierot.sweeps.schema import point_overrides
         from hierot.sweeps.trial import run_point
 
-        params = dict(trial.params)
+        params = self.sweep.decode(trial.params)
         name = self.run_dir_name(trial)
         trial_dir = self.dir / "trials" / name
         spec = load_spec(parse_yaml(self.base_yaml), point_overrides(params))
@@ -218,6 +218,7 @@ class Worker:
         if extra:
             spec = load_spec(parse_yaml(self.base_yaml), [*point_overrides(params), *extra])
         for key, value in (("run_dir", name), ("worker", this_process()),
+                           ("sweep_dir", str(self.dir.resolve())),
                            ("spec", spec.model_dump(mode="json"))):
             trial.set_user_attr(key, value)
         record = {"sweep": self.sweep.name, "trial": trial.number,

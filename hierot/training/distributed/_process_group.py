@@ -58,7 +58,19 @@ def init(device: str = "auto", options: DistributedSpec | None = None) -> Distri
 
 
 def _destroy() -> None:
+    """At exit: free what still holds the process group, then destroy it.
+
+    Objects that hold the group (a ``DistributedDataParallel`` and its reducer, their pending
+    gloo work with its tensors) can outlive the code that made them in a reference cycle, such
+    as the traceback of an exception that was caught (:class:`DataParallelObjective` raises on
+    the ranks whose objective stayed finite when another's did not). Left to the interpreter's
+    finalisation, they are destroyed after the group, while the interpreter is being torn down;
+    a collection first frees them while both are alive.
+    """
     if dist.is_initialized():
+        import gc
+
+        gc.collect()
         dist.destroy_process_group()
 
 
