@@ -12,8 +12,8 @@ CLI_DOCS = Path(__file__).parents[1] / "docs" / "cli.md"
 
 
 def test_the_list_synopsis_names_every_kind():
-    (synopsis,) = re.findall(r"^hierot list \[(.*)\]$", CLI_DOCS.read_text(), re.MULTILINE)
-    assert sorted(synopsis.split("|")) == sorted(ALL)
+    (synopsis,) = re.findall(r"^hierot list \[([^\]]*)\]$", CLI_DOCS.read_text(), re.MULTILINE)
+    assert sorted(re.sub(r"\s+", "", synopsis).split("|")) == sorted(ALL)  # it may wrap
 
 
 def test_the_mistyped_command_example_is_what_the_command_prints(capsys):
