@@ -23,6 +23,7 @@ BENCHMARKS = {
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
     "data_storage": "uint8 against float32 and streamed against in-memory training data",
+    "results_table": "the results page: 5 models x 2 data sets (x 2 divergences), resumable",
 }
 
 
