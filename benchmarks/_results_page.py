@@ -47,6 +47,7 @@ def summarise(records: list[dict], planned: list[dict]) -> dict:
     datasets = list(dict.fromkeys(arm.split("/")[0] for arm in summary))
     return {
         "runs": by_arm, "summary": summary,
+        "commits": sorted({r.get("commit", "unknown") for r in kept}),
         "verdicts": {data: {ref: verdicts(summary, data, ref) for ref in ("wae", "stackedwae-mmd")}
                      for data in datasets},
         "progress": {"done": len(kept), "planned": len(wanted),
@@ -105,6 +106,8 @@ def markdown(report: dict) -> str:
         f"presets divided by {b['shrink']}; the VAEs' KL warm-up over a third of the steps. "
         f"Metrics of `hierot eval` ({b['eval_samples']} samples) on each data set's test split, "
         "mean ± sample sd over seeds."))
+    made = ", ".join(f"`{c}`" for c in report["commits"]) or "none yet"
+    lines += [f"Table written by commit `{report['commit']}` of hierot; runs made by {made}.", ""]
     lines += [("Complete" if complete else "**Partial**") + f": {progress['done']} of "
               f"{progress['planned']} runs done" + ("." if complete else
                                                     " (missing: " + ", ".join(progress["missing"])

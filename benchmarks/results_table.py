@@ -195,7 +195,7 @@ def run_job(job: dict, budget: dict, device: str | None) -> dict:
         record = {**job, "error": f"{type(exc).__name__}: {exc}"}
         write_atomic(failed, json.dumps(record, indent=2) + "\n")
         return record
-    record["session_wall_s"] = round(time.time() - started, 1)
+    record.update(session_wall_s=round(time.time() - started, 1), commit=commit())
     write_atomic(record_file, json.dumps(record, indent=2) + "\n")
     failed.unlink(missing_ok=True)
     return record
@@ -208,6 +208,21 @@ def records(out: Path, mode: str) -> list[dict]:
     order = list(arms())
     return sorted(found, key=lambda r: (order.index(r["arm"]) if r["arm"] in order else 99,
                                         r["seed"]))
+
+
+def commit() -> str:
+    """The repository's commit (``+dirty`` with uncommitted changes), or ``unknown``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, check=True, capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -250,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     pending = shard(todo, args.shard)[:args.max_runs]
     report = common.header(NAME, mode, argv, device=args.device, torch_threads=threads,
                            jobs=args.jobs, budget=budget, arms=arms(), nice=args.nice,
+                           commit=commit(),
                            trained_now=[] if args.table else [j["record"] for j in pending])
     if not args.table:
         common.log(f"{len(jobs) - len(todo)} of {len(jobs)} runs done; training {len(pending)}")

@@ -95,6 +95,7 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     assert report["progress"] == {"done": 2, "planned": 2, "missing": []}
     assert set(report["summary"]) == {"mnist-5k/stackedwae-mmd", "mnist-5k/wae"}
     assert "Complete: 2 of 2 runs done." in (tmp_path / "smoke.md").read_text()
+    assert report["commits"] == [record["commit"]] and record["commit"] == table.commit()
 
     # Killed in training after its step-2 checkpoint: continued from there, not from step 0.
     first.unlink()
