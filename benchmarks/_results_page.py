@@ -36,6 +36,17 @@ def verdicts(summary: dict[str, dict], data: str, reference: str) -> dict[str, d
             and KEY in s.get("samples", {})}
 
 
+def missing(planned: list[tuple[str, int]], kept: list[dict]) -> list[str]:
+    """``ARM (seeds ...)`` of every arm with a planned run that has no record, in plan order."""
+    have = {(r["arm"], r["seed"]) for r in kept}
+    seeds: dict[str, list[int]] = {}
+    for arm, seed in planned:
+        if (arm, seed) not in have:
+            seeds.setdefault(arm, []).append(seed)
+    return [f"{arm} (seed{'s' * (len(s) > 1)} {', '.join(map(str, s))})"
+            for arm, s in seeds.items()]
+
+
 def summarise(records: list[dict], planned: list[dict]) -> dict:
     """The report's ``runs``, ``summary``, ``verdicts`` and ``progress`` from every record."""
     wanted = {(job["arm"], job["seed"]) for job in planned}
@@ -50,9 +61,8 @@ def summarise(records: list[dict], planned: list[dict]) -> dict:
         "commits": sorted({r.get("commit", "unknown") for r in kept}),
         "verdicts": {data: {ref: verdicts(summary, data, ref) for ref in ("wae", "stackedwae-mmd")}
                      for data in datasets},
-        "progress": {"done": len(kept), "planned": len(wanted),
-                     "missing": sorted(f"{a} seed {s}" for a, s in
-                                       wanted - {(r["arm"], r["seed"]) for r in kept})},
+        "progress": {"done": len(kept), "planned": len(wanted), "missing": missing(
+            [(job["arm"], job["seed"]) for job in planned], kept)},
     }
 
 
@@ -102,8 +112,10 @@ def markdown(report: dict) -> str:
     b, progress = report["budget"], report["progress"]
     complete = progress["done"] == progress["planned"]
     lines = common.report_intro(report, "Results table", (
-        f"{b['steps']} steps of batch 128 per run, seeds {b['seeds']}, hidden widths of the "
-        f"presets divided by {b['shrink']}; the VAEs' KL warm-up over a third of the steps. "
+        f"{b['steps']} steps of batch 128 per run, seeds {b['seeds']}, "
+        + ("the paper's widths" if b["shrink"] == 1 else
+           f"hidden widths of the presets divided by {b['shrink']}")
+        + "; the VAEs' KL warm-up over a third of the steps. "
         f"Metrics of `hierot eval` ({b['eval_samples']} samples) on each data set's test split, "
         "mean ± sample sd over seeds."))
     made = ", ".join(f"`{c}`" for c in report["commits"]) or "none yet"

@@ -89,7 +89,7 @@ def select(patterns: list[str]) -> list[str]:
     table = arms()
     for pattern in patterns:
         if not fnmatch.filter(table, pattern):
-            raise SystemExit(f"--only {pattern!r} matches no arm; arms: {', '.join(table)}")
+            raise ValueError(f"--only {pattern!r} matches no arm; arms: {', '.join(table)}")
     return [a for a in table if any(fnmatch.fnmatch(a, p) for p in patterns)]
 
 
@@ -139,7 +139,7 @@ def shard(jobs: list[dict], text: str | None) -> list[dict]:
     except ValueError:
         index = count = 0
     if not 1 <= index <= count:
-        raise SystemExit(f"--shard must read I/N with 1 <= I <= N, got {text!r}")
+        raise ValueError(f"--shard must read I/N with 1 <= I <= N, got {text!r}")
     return jobs[index - 1::count]
 
 
@@ -228,7 +228,7 @@ def commit() -> str:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = common.parser(NAME, __doc__, quick="(not used: see --smoke)", threads=1,
+    parser = common.parser(NAME, __doc__, quick="the same as --smoke", threads=1,
                            threads_help="torch CPU threads per run (default 1)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny budget, 2 arms, 1 seed: " + json.dumps(MODES["smoke"]))
@@ -243,7 +243,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="only rebuild the table from the records")
     parser.add_argument("--time-steps", type=int, metavar="N",
                         help="instead: time N training steps of each family at the paper's widths")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.arms = select(args.only) if args.only else None
+        shard([], args.shard)
+    except ValueError as exc:
+        parser.error(str(exc))  # exit status 2
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         return _results_sizing.main(args, argv, threads)
     from benchmarks import _results_page as page
 
-    mode = "smoke" if args.smoke else "full"
+    mode = "smoke" if args.smoke or args.quick else "full"
     budget = dict(MODES[mode])
     budget.update({k: v for k, v in (("steps", args.steps), ("seeds", args.seeds)) if v})
-    names = select(args.only or budget["arms"])
+    names = args.arms or select(budget["arms"])
     jobs = plan(mode, budget, args.out, names)
     todo = [job for job in jobs if not done(job)]
     pending = shard(todo, args.shard)[:args.max_runs]

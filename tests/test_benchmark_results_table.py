@@ -31,7 +31,7 @@ def test_arms_are_the_issues_table():
     assert table.select(["fashion-mnist/stackedwae*"]) == [
         "fashion-mnist/stackedwae-mmd", "fashion-mnist/stackedwae-sinkhorn",
         "fashion-mnist/stackedwae-z8-mmd", "fashion-mnist/stackedwae-z8-sinkhorn"]
-    with pytest.raises(SystemExit, match="matches no arm"):
+    with pytest.raises(ValueError, match="matches no arm"):
         table.select(["mnist/*"])
 
 
@@ -52,13 +52,21 @@ def test_every_arm_resolves_with_the_budget_and_keeps_its_preset(arm):
         assert spec.objective.warmup_steps == budget["steps"] // 3
 
 
+def test_bad_arms_or_shards_exit_2_naming_the_option(capsys):
+    for argv in (["--only", "mnist/*"], ["--shard", "3/2"]):
+        with pytest.raises(SystemExit) as stop:
+            table.main([*argv, "--table", "--nice", "0"])
+        assert stop.value.code == 2
+        assert argv[0] in capsys.readouterr().err
+
+
 def test_shards_split_the_pending_runs_without_overlap():
     jobs = [{"record": str(i)} for i in range(7)]
     parts = [table.shard(jobs, f"{i}/3") for i in (1, 2, 3)]
     assert sorted(j["record"] for p in parts for j in p) == [str(i) for i in range(7)]
     assert [len(p) for p in parts] == [3, 2, 2]
     for bad in ("0/3", "4/3", "a/b", "2"):
-        with pytest.raises(SystemExit, match="--shard"):
+        with pytest.raises(ValueError, match="--shard"):
             table.shard(jobs, bad)
 
 
@@ -78,7 +86,7 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
 
     assert table.main([*args, "--max-runs", "1"]) == 0  # stopped after one arm
     assert first.is_file() and not second.exists()
-    assert "**Partial**: 1 of 2 runs done (missing: mnist-5k/wae seed 0)" in (
+    assert "**Partial**: 1 of 2 runs done (missing: mnist-5k/wae (seed 0))" in (
         tmp_path / "smoke.md").read_text()
     kept = first.read_text()
     checkpoints = {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").glob("*.pt")}
