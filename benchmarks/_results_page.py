@@ -8,6 +8,8 @@ and verdict (:func:`benchmarks.stacked_coverage.verdict`), so that both can move
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks import _common as common
 from benchmarks import _runs as runs
 from benchmarks import _samples as samples
@@ -64,6 +66,39 @@ def summarise(records: list[dict], planned: list[dict]) -> dict:
         "progress": {"done": len(kept), "planned": len(wanted), "missing": missing(
             [(job["arm"], job["seed"]) for job in planned], kept)},
     }
+
+
+def sample_grid(report: dict, run_root: Path, data: str, path: Path, n: int = 12) -> Path | None:
+    """``n`` samples (:func:`hierot.sample`: the prior, ancestral path, seed 0) of the first seed
+    of every arm of ``data`` whose run directory is here, one row per arm; ``None`` when none."""
+    import hierot
+    from hierot.evaluation.plotting import new_figure, save
+
+    rows = {}
+    for arm, records in report["runs"].items():
+        run_dir = run_root / arm / f"seed-{records[0]['seed']}"
+        if arm.startswith(f"{data}/") and "eval" in records[0] and run_dir.is_dir():
+            rows[arm.split("/", 1)[1]] = hierot.sample(run_dir, n, seed=0).x
+    if not rows:
+        return None
+    figure = new_figure(0.5 * n + 1.8, 0.55 * len(rows) + 0.2)
+    for ax, (arm, x) in zip(figure.subplots(len(rows), 1, squeeze=False)[:, 0], rows.items()):
+        images = x.clamp(0, 1).movedim(1, -1)  # (n, H, W, C)
+        ax.imshow(images.transpose(0, 1).flatten(1, 2).squeeze(-1).numpy(), cmap="gray",
+                  vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(arm, rotation=0, ha="right", va="center", fontsize="small")
+    return common.small_png(save(figure, path))
+
+
+def draw_grids(report: dict, run_root: Path, out: Path) -> None:
+    """One sample grid per data set, ``OUT/MODE-samples-DATA.png``, named in ``report["grids"]``."""
+    report["grids"] = {}
+    for data in report["verdicts"]:
+        path = sample_grid(report, run_root, data, out / f"{report['mode']}-samples-{data}.png")
+        if path:
+            report["grids"][data] = path.name
 
 
 def dataset_table(summary: dict[str, dict]) -> list[str]:
@@ -129,6 +164,9 @@ def markdown(report: dict) -> str:
         if not arms:
             continue
         lines += [f"## {data}", "", *dataset_table(arms), ""]
+        if report.get("grids", {}).get(data):
+            lines += [f"![samples of {data}]({report['grids'][data]})", "",
+                      "Prior samples, ancestral path, of each arm's first seed.", ""]
         lines += samples.table({a.split("/", 1)[1]: s.get("samples", {}) for a, s in arms.items()})
         lines += ["", "### Verdicts", "", ("Prior samples, ancestral path: *better* / *worse* when "
                   "the means differ by more than the sum of the standard deviations; **wins on "

@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                           threads)
     report.update(page.summarise(records(args.out, mode), plan(mode, budget, args.out,
                                                                 select(budget["arms"]))))
+    page.draw_grids(report, args.out / "runs" / mode, args.out)
     for path in common.write(report, args.out, page.markdown):
         print(f"wrote {path}")
     return 0

@@ -103,6 +103,12 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     assert report["progress"] == {"done": 2, "planned": 2, "missing": []}
     assert set(report["summary"]) == {"mnist-5k/stackedwae-mmd", "mnist-5k/wae"}
     assert "Complete: 2 of 2 runs done." in (tmp_path / "smoke.md").read_text()
+    assert report["grids"] == {"mnist-5k": "smoke-samples-mnist-5k.png"}
+    assert "(smoke-samples-mnist-5k.png)" in (tmp_path / "smoke.md").read_text()
+    from PIL import Image
+
+    with Image.open(tmp_path / "smoke-samples-mnist-5k.png") as grid:
+        assert grid.width > 12 * 28 and grid.height > 2 * 28  # 12 samples a row, 2 arms
     assert report["commits"] == [record["commit"]] and record["commit"] == table.commit()
 
     # Killed in training after its step-2 checkpoint: continued from there, not from step 0.
