@@ -14,8 +14,9 @@ The benchmark is resumable, so that the table can be trained over several sessio
   run whose record is there (same preset and overrides) is not trained again;
 * a run killed while training is continued from its newest checkpoint (``train.checkpoint_every``)
   with :func:`hierot.fit` ``resume=``; a raised ``--steps`` extends the finished runs the same way;
-* ``--only GLOB ...`` picks arms, ``--shard I/N`` takes every N-th pending run from the I-th
-  (1-based), ``--max-runs K`` stops after K runs;
+* ``--only GLOB ...`` picks arms, ``--shard I/N`` takes every N-th run of the plan from the I-th
+  (1-based; a fixed split, so shards started at different times never share a run),
+  ``--max-runs K`` stops after K runs;
 * the table (``OUT/MODE.json`` and ``.md``) is rebuilt from every record on disk at the end of each
   invocation (``--table`` rebuilds it without training), labelled partial until it is complete.
 
@@ -233,7 +234,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny budget, 2 arms, 1 seed: " + json.dumps(MODES["smoke"]))
     parser.add_argument("--only", nargs="+", metavar="GLOB", help="arms to run (default: all)")
-    parser.add_argument("--shard", metavar="I/N", help="the I-th of N shares of the pending runs")
+    parser.add_argument("--shard", metavar="I/N", help="the I-th of N fixed shares of the runs")
     parser.add_argument("--max-runs", type=int, help="stop after training this many runs")
     parser.add_argument("--steps", type=int, help="steps per run (default: the mode's)")
     parser.add_argument("--seeds", nargs="+", type=int)
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.arms or select(budget["arms"])
     jobs = plan(mode, budget, args.out, names)
     todo = [job for job in jobs if not done(job)]
-    pending = shard(todo, args.shard)[:args.max_runs]
+    pending = [job for job in shard(jobs, args.shard) if not done(job)][:args.max_runs]
     report = common.header(NAME, mode, argv, device=args.device, torch_threads=threads,
                            jobs=args.jobs, budget=budget, arms=arms(), nice=args.nice,
                            commit=commit(),

@@ -60,7 +60,7 @@ def test_bad_arms_or_shards_exit_2_naming_the_option(capsys):
         assert argv[0] in capsys.readouterr().err
 
 
-def test_shards_split_the_pending_runs_without_overlap():
+def test_shards_split_the_runs_without_overlap():
     jobs = [{"record": str(i)} for i in range(7)]
     parts = [table.shard(jobs, f"{i}/3") for i in (1, 2, 3)]
     assert sorted(j["record"] for p in parts for j in p) == [str(i) for i in range(7)]
