@@ -109,13 +109,14 @@ def overrides(preset: str, extra: list[str], budget: dict, seed: int) -> list[st
 
 
 def plan(mode: str, budget: dict, out: Path, names: list[str]) -> list[dict]:
-    """One job per arm in ``names`` and seed: where its run and its record go."""
+    """One job per arm in ``names`` and seed: where its run and its record go (``where``:
+    ``MODE/ARM/seed-S``, under ``OUT/runs`` and ``OUT/records``)."""
     table, jobs = arms(), []
     for arm in names:
         preset, extra = table[arm]
         for seed in budget["seeds"]:
             where = Path(mode) / arm / f"seed-{seed}"
-            jobs.append({"arm": arm, "seed": seed, "preset": preset,
+            jobs.append({"arm": arm, "seed": seed, "preset": preset, "where": str(where),
                          "overrides": overrides(preset, extra, budget, seed),
                          "run_dir": str(out / "runs" / where),
                          "record": str(out / "records" / where) + ".json"})
@@ -190,7 +191,8 @@ def run_job(job: dict, budget: dict, device: str | None) -> dict:
     started = time.time()
     try:
         train(job)
-        record = {**job, "step_time": runs.seconds_per_step(Path(job["run_dir"])),
+        kept = {k: v for k, v in job.items() if k not in ("run_dir", "record")}  # no local paths
+        record = {**kept, "step_time": runs.seconds_per_step(Path(job["run_dir"])),
                   "eval": measure(Path(job["run_dir"]), budget, device),
                   "spec": (Path(job["run_dir"]) / "spec.yaml").read_text()}
     except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the rest go on

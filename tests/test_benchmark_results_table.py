@@ -98,6 +98,8 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     assert {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").glob("*.pt")} == checkpoints
     record = json.loads(second.read_text())
     assert record["arm"] == "mnist-5k/wae" and record["step_time"]["steps"] == 4
+    assert record["where"] == "smoke/mnist-5k/wae/seed-0"
+    assert str(tmp_path) not in second.read_text()  # records are committed: no local paths
     assert set(record["eval"]["probe"]) == {f"z{i}" for i in range(1, 6)}
     report = json.loads((tmp_path / "smoke.json").read_text())
     assert report["progress"] == {"done": 2, "planned": 2, "missing": []}
