@@ -24,7 +24,7 @@ Evaluation is one function, :func:`measure` (``hierot eval``'s metrics through
 :func:`hierot.evaluate`); the table and the verdicts are :mod:`benchmarks._results_page`.
 
     python -m benchmarks results_table --smoke          # 2 tiny arms, 1 seed, a few steps
-    python -m benchmarks results_table --time-steps 200 # s/step of each family: the budget's size
+    python -m benchmarks results_table --time-steps 40  # s/step of each family: the budget's size
     python -m benchmarks results_table --jobs 2         # the whole table (hours: see the README)
     python -m benchmarks results_table --only 'fashion-mnist/*' --shard 1/2
 
