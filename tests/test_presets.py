@@ -11,10 +11,10 @@ from hierot.spec.loading import load_spec
 FASHION = ["stackedwae", "stackedwae-z8", "wae", "hvae", "lvae"]
 
 
-def test_every_mnist_family_has_its_fashion_twin():
+def test_the_fashion_presets_are_the_five_mnist_families():
     mnist = {n.removeprefix("mnist-") for n in presets.names() if n.startswith("mnist-")}
     fashion = {n.removeprefix("fashion-") for n in presets.names() if n.startswith("fashion-")}
-    assert fashion == mnist == {f"{family}.v1" for family in FASHION}
+    assert fashion == {f"{family}.v1" for family in FASHION} <= mnist
 
 
 @pytest.mark.parametrize("family", FASHION)
