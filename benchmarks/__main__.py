@@ -29,6 +29,7 @@ BENCHMARKS = {
     "gpu_check": "every CUDA path once (precisions, compile, fused Adam, divergences, eval, "
                  "resume, nccl DDP, step ratios); --device cpu: the dry run",
     "match_batchnorm": "why the training log's top MMD is negative: BatchNorm couples a batch",
+    "results_table": "the results page: 5 models x 2 data sets (x 2 divergences), resumable",
 }
 
 
