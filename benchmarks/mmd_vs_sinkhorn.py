@@ -70,10 +70,9 @@ MODES = {
 
 
 def parse_divergences(items: list[str] | None) -> dict[str, dict]:
-    from hierot.spec.loading import parse_yaml
-
     from hierot.errors import HierotError
     from hierot.registry import divergences
+    from hierot.spec.loading import parse_yaml
 
     if not items:
         return dict(DIVERGENCES)

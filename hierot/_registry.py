@@ -223,7 +223,7 @@ class Registry:
                     # options as an ``Options`` attribute, still read here (and only here)
                     options = getattr(factory, "Options", None)
                 self.add(ep.name, factory, options=options, source=source, entry_point=ep.value)
-            except (Exception, SystemExit) as exc:  # a broken plug-in must not break the rest
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 a broken plug-in must not break the rest
                 what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
                         else f"{type(exc).__name__}: {exc}")
                 message = f"{where} failed to load: {what}"

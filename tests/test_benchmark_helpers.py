@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's `benchmarks`
 
-from benchmarks import stacked_coverage as coverage  # noqa: E402
+from benchmarks import stacked_coverage as coverage
 
 
 def stat(mean: float, std: float | None) -> dict:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from _fixtures import FakeDist  # tests/_fixtures.py
 from pydantic import Field
 
 import hierot
@@ -16,12 +17,10 @@ import hierot._registry as registry_module
 from hierot.cli import main
 from hierot.components import DataSplits
 from hierot.errors import SpecError
-from hierot.spec.loading import dump_spec, load_spec
 from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
+from hierot.spec.loading import dump_spec, load_spec
 from hierot.spec.run_spec import load_run_spec, upgrade
-
-from _fixtures import FakeDist  # tests/_fixtures.py
 
 LAYERS = [
     {"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},
@@ -156,8 +155,8 @@ def test_upgrade_leaves_the_new_form_alone_and_defaults_to_stacked_wae():
 def test_objective_errors_name_the_field():
     with pytest.raises(SpecError) as info:
         load_spec(NEW, ["objective.weights.reconstruction=[1.0]"])
-    assert info.value.lines == ["objective.weights.reconstruction: 1 values for 3 reconstruction "
-                                "terms (one per latent layer)"]
+    assert info.value.lines == [("objective.weights.reconstruction: 1 values for 3 reconstruction "
+                                "terms (one per latent layer)")]
     with pytest.raises(SpecError) as info:
         load_spec({**NEW, "objective": {"name": "hvea"}})
     assert info.value.lines[0].startswith("objective.name: unknown objective 'hvea'; did you mean 'hvae'")
@@ -181,7 +180,7 @@ class MeanMatching(Objective):
     """A plug-in objective: reconstruction of x and a divergence on z_1."""
 
     def forward(self, x):
-        encodings, codes = self.model.encode(x, depth=1)
+        _encodings, codes = self.model.encode(x, depth=1)
         terms = Terms()
         terms.add("rec_x", (self.model.decoders[0](codes[0]).mean - x).square().sum(1).mean(), 1.0)
         prior = lambda m: torch.randn(m, codes[0].shape[1])

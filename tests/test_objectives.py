@@ -35,7 +35,7 @@ def hand_mmd(x, y):
     for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
         c = 2 * d * s
 
-        def k(a, b):
+        def k(a, b, c=c):
             return c / (c + ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
 
         n, m = len(x), len(y)

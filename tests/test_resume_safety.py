@@ -18,8 +18,8 @@ import yaml
 import hierot
 from hierot.cli import main
 from hierot.errors import CheckpointError, HierotError, NonFiniteLossError, RunChangedError
-from hierot.spec.loading import dump_spec
 from hierot.registry import ComponentOptions, divergences
+from hierot.spec.loading import dump_spec
 from hierot.training.resume import init_from, read_changes
 from hierot.training.rundir import RunDir
 from hierot.training.trainer import CHECKPOINT_FORMAT
@@ -328,8 +328,8 @@ def test_parameters_that_overflow_between_checkpoints_stop_the_next_step(tmp_pat
 
 def test_infinite_optimizer_state_is_caught(tmp_path):
     """Adam's second moment overflows (grad**2 > 3.4e38) while the parameters stay finite."""
-    spec = hierot.load_spec(TINY, ["weights={schedule: explicit, reconstruction: [1.0e+25, 1],"
-                                   " match: 1}", "train.checkpoint_every=1"])
+    spec = hierot.load_spec(TINY, [("weights={schedule: explicit, reconstruction: [1.0e+25, 1],"
+                                   " match: 1}"), "train.checkpoint_every=1"])
     with pytest.raises(NonFiniteLossError, match="non-finite (optimiser state|gradient|parameter)"):
         hierot.fit(spec, out=tmp_path / "run")
     for path in RunDir(tmp_path / "run").checkpoints():

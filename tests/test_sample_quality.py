@@ -13,13 +13,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
 from hierot.errors import HierotError
 from hierot.evaluation import evaluate
 from hierot.evaluation.classifier import CACHE_ENV
-from hierot.evaluation.trained import load_run
 from hierot.evaluation.sample_quality import (
     class_coverage,
     density_coverage,
@@ -35,8 +35,7 @@ from hierot.evaluation.samplers import (
     parse_sampler,
     samplers,
 )
-
-from _fixtures import two_layers  # tests/_fixtures.py
+from hierot.evaluation.trained import load_run
 
 CLASSES, PER_CLASS, DIM = 10, 60, 16
 

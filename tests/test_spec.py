@@ -7,8 +7,8 @@ import yaml
 
 import hierot
 from hierot.errors import HierotError, SpecError
-from hierot.spec.loading import apply_overrides, dump_spec, load_spec
 from hierot.registry import presets
+from hierot.spec.loading import apply_overrides, dump_spec, load_spec
 
 MINIMAL = {
     "data": {"name": "digits"},
@@ -61,8 +61,8 @@ def test_cross_field_errors_name_the_field():
     with pytest.raises(SpecError) as info:
         load_spec(raw)
     assert info.value.lines == [
-        "objective.weights.reconstruction: 1 values for 2 reconstruction terms (one per latent "
-        "layer)",
+        ("objective.weights.reconstruction: 1 values for 2 reconstruction terms (one per latent "
+        "layer)"),
         "penalties.0.weights: 3 values given for 2 latent layers",
     ]
 

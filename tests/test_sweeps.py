@@ -20,14 +20,16 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
-from hierot.cli import main  # noqa: E402
-from hierot.sweeps import SweepError, load_sweep  # noqa: E402
-from hierot.api import fit  # noqa: E402
-from hierot.sweeps import _optuna  # noqa: E402
-from hierot.sweeps._optuna import open_storage, open_study  # noqa: E402
-from hierot.sweeps.directory import read_sweep_dir  # noqa: E402
-from hierot.sweeps.schema import check_against_base, override  # noqa: E402
-from hierot.sweeps.worker import recover  # noqa: E402
+from hierot.api import fit
+from hierot.cli import main
+from hierot.sweeps import (
+    _optuna,
+    load_sweep,
+)
+from hierot.sweeps._optuna import open_storage, open_study
+from hierot.sweeps.directory import read_sweep_dir
+from hierot.sweeps.schema import check_against_base, override
+from hierot.sweeps.worker import recover
 
 TINY_SPEC = {
     "seed": 0,

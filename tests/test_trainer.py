@@ -7,13 +7,12 @@ import pickle
 
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.registry import ComponentOptions, divergences
 from hierot.training.rundir import RunDir, atomic_torch_save
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 TINY = {
     "data": {"name": "digits"},

@@ -14,9 +14,8 @@ import hierot
 from hierot.builder import build_optimizer
 from hierot.callbacks import Callback
 from hierot.errors import HierotError, SpecError
-from hierot.registry import ComponentOptions, callbacks, divergences
+from hierot.registry import ComponentOptions, callbacks, divergences, lr_schedules, optimizers
 from hierot.training.rundir import MetricsWriter, RunDir
-from hierot.registry import lr_schedules, optimizers
 
 
 def schedule(name: str, **options):
@@ -24,11 +23,11 @@ def schedule(name: str, **options):
     return lr_schedules.build(lr_schedules.make_options(name, **options))
 
 
-def OptimizerSpec(name: str = "adam", **options):  # noqa: N802 - the spec's optimizer options
+def OptimizerSpec(name: str = "adam", **options):
     return optimizers.make_options(name, **options)
-from hierot.training.trainer import Trainer
-
 from _fixtures import two_layers  # tests/_fixtures.py
+
+from hierot.training.trainer import Trainer
 
 TINY = {
     "data": {"name": "digits"},
@@ -330,7 +329,7 @@ def test_callbacks_are_a_registry_with_spec_options(tmp_path):
 
 
 def test_missing_tracker_package_is_a_spec_error(monkeypatch):
-    import hierot.callbacks.base as base
+    from hierot.callbacks import base
 
     real = base.importlib.util.find_spec
     monkeypatch.setattr(base.importlib.util, "find_spec",
@@ -430,7 +429,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
 
 
 def test_compile_without_a_compiler_is_a_clean_error(monkeypatch):
-    import hierot.training.compiling as compiling
+    from hierot.training import compiling
 
     monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
     with pytest.raises(HierotError, match="train.compile: torch.compile on the CPU needs a C"):

@@ -19,8 +19,8 @@ import yaml
 from hierot.cli import main
 from hierot.datasets import mnist
 from hierot.errors import HierotError, SpecError
-from hierot.spec.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
 from hierot.registry import datasets
+from hierot.spec.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
 
 VALID = {
     "data": {"name": "toy-hierarchy", "n_train": 64, "n_test": 16, "dims": [6, 3, 2]},
@@ -195,7 +195,7 @@ def write_idx(path: Path, array: np.ndarray, cut: int = 0) -> None:
 def mnist_files(raw: Path, n: int = 6) -> dict[str, Path]:
     rng = np.random.RandomState(0)
     files = {}
-    for split, (images, labels) in mnist.IDX_FILES.items():
+    for (images, labels) in mnist.IDX_FILES.values():
         write_idx(raw / images, rng.randint(0, 256, (n, 28, 28)))
         write_idx(raw / labels, rng.randint(0, 10, n))
         files[images], files[labels] = raw / images, raw / labels

@@ -12,10 +12,10 @@ import hierot
 from hierot.components import DataSplits
 from hierot.distributions import Gaussian
 from hierot.evaluation.metrics import importance_weighted_log_likelihood, kl_per_layer
-from hierot.spec.loading import load_spec
 from hierot.objectives.base import gaussian_kl
 from hierot.objectives.ladder import precision_weighted
 from hierot.objectives.vae import pixel_log_likelihood
+from hierot.spec.loading import load_spec
 
 LINEAR = {"encoder": {"name": "mlp", "hidden": []}, "decoder": {"name": "mlp", "hidden": []}}
 

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 
 from hierot.cli import commands, evaluation, sweep  # noqa: F401  (importing registers them)
+
 # ``command`` is re-exported for code outside hierot; a sub-command module of hierot imports it
 # from hierot.cli._command (importing hierot.cli from one would be a loop)
 from hierot.cli._command import COMMANDS, command

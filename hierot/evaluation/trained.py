@@ -21,9 +21,9 @@ from hierot.model import Hierarchy
 from hierot.objectives import Objective
 from hierot.spec.run_spec import load_run_spec
 from hierot.spec.schema import Spec
+from hierot.training.resume import check_architecture
 from hierot.training.rundir import RunDir
 from hierot.training.runtime import resolve_device
-from hierot.training.resume import check_architecture
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""

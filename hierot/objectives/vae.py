@@ -187,4 +187,4 @@ class HVAE(VAE):
     """
 
 
-__all__ = ["HVAE", "HVAEOptions", "VAE", "VAEOptions", "pixel_log_likelihood"]
+__all__ = ["HVAE", "VAE", "HVAEOptions", "VAEOptions", "pixel_log_likelihood"]

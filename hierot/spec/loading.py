@@ -50,15 +50,15 @@ def read_text(source: str | Path) -> tuple[str, str]:
             size = path.stat().st_size
             if size > MAX_SPEC_BYTES:
                 raise SpecError(
-                    [f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
-                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB are refused"],
+                    [(f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
+                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB are refused")],
                     label,
                 )
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SpecError(
-                [f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                 "save the spec as UTF-8"], label,
+                [(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                 "save the spec as UTF-8")], label,
             ) from None
         except OSError as exc:
             raise HierotError(f"cannot read {path}: {exc.strerror}") from None

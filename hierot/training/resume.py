@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from hierot.errors import CheckpointError, HierotError, RunChangedError
-from hierot.training.rundir import RunDir, read_checkpoint
 from hierot.spec.schema import Spec
+from hierot.training.rundir import RunDir, read_checkpoint
 
 RESUMABLE = (
     "train.steps",

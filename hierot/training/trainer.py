@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hierot.training.batches import BatchOrder, gather_rows
 from hierot.builder import Built, build_optimizer
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.precision import Precision
 from hierot.schedules import build_scheduler
+from hierot.training.batches import BatchOrder, gather_rows
 from hierot.training.callbacks import Callback, Callbacks
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.training.progress import progress_bar, progress_text
