@@ -46,7 +46,8 @@ def parser(name: str, doc: str, *, quick: str, device: str | None = None,
     return parser
 
 
-def run_parser(name: str, doc: str, modes: dict[str, dict], *, device_help: str) -> argparse.ArgumentParser:
+def run_parser(name: str, doc: str, modes: dict[str, dict], *,
+               device_help: str) -> argparse.ArgumentParser:
     """:func:`parser` plus ``--seeds``, ``--steps`` and ``--jobs``: the benchmarks that train runs."""
     parser_ = parser(name, doc, quick="tiny budget: " + json.dumps(modes["quick"]),
                      device_help=device_help)
@@ -146,7 +147,8 @@ def timed(fn: Callable[[], object], device) -> float:
     return time.perf_counter() - start
 
 
-def median_time(fn: Callable[[], object], device, *, warmup: int, repeats: int) -> tuple[float, list[float]]:
+def median_time(fn: Callable[[], object], device, *, warmup: int,
+                repeats: int) -> tuple[float, list[float]]:
     """Median seconds of ``repeats`` synchronised calls after ``warmup``, and every time."""
     for _ in range(warmup):
         fn()
@@ -206,7 +208,8 @@ def figure_links(report: dict, names: Sequence[str]) -> list[str]:
     return lines
 
 
-def write(report: dict, out: Path, markdown: Callable[[dict], str], stem: str | None = None) -> list[Path]:
+def write(report: dict, out: Path, markdown: Callable[[dict], str],
+          stem: str | None = None) -> list[Path]:
     """``out/<stem>.json`` and ``out/<stem>.md`` (``markdown(report)``); ``stem``: the mode."""
     report["machine"]["load_average_at_end"] = os.getloadavg()
     report["wall_time_s"] = round(time.time() - report.pop("_started", time.time()), 1)

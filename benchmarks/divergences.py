@@ -167,7 +167,8 @@ def step_worker(args: argparse.Namespace) -> dict:
 
 def time_step(args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--step-worker", "--step", args.step,
-               "--device", args.device, "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+               "--device", args.device, "--warmup", str(args.warmup), "--repeats",
+               str(args.repeats)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -318,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     given_up, shown = f"{result['status']} at N={n}", result["reason"]
                 print(f"{label:<24} N={n:<5} d={d:<3} {shown}", flush=True)
-    for path in common.write(report, args.out, markdown, stem=f"{mode}-{args.device.split(':')[0]}"):
+    for path in common.write(report, args.out, markdown,
+                             stem=f"{mode}-{args.device.split(':')[0]}"):
         print(f"wrote {path}")
     return 0
 

@@ -202,7 +202,8 @@ def plot(report: dict, path: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the preset's `auto`)")
+    parser = common.run_parser(NAME, __doc__, MODES,
+                               device_help="cpu, cuda (default: the preset's `auto`)")
     parser.add_argument("--divergences", nargs="+", metavar="LABEL[=YAML]",
                         help=f"default: {' '.join(DIVERGENCES)}")
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS))
@@ -225,8 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         report["datasets"][dataset] = {"options": DATASETS[dataset], "runs": {}, "summary": {}}
         for label, options in chosen.items():
             for seed in budget["seeds"]:
-                overrides = [f"data={json.dumps(DATASETS[dataset])}", f"divergence={json.dumps(options)}",
-                             f"seed={seed}", *runs.train_overrides(budget["steps"], budget["log_every"])]
+                overrides = [f"data={json.dumps(DATASETS[dataset])}",
+                             f"divergence={json.dumps(options)}",
+                             f"seed={seed}",
+                             *runs.train_overrides(budget["steps"], budget["log_every"])]
                 if args.device:
                     overrides.append(f"device={args.device}")
                 out = run_root / dataset / label / f"seed-{seed}"

@@ -140,7 +140,8 @@ def metrics_figure(report: dict, out: Path) -> Path | None:
     figure = new_figure(13, 3.4)
     figure.set_dpi(90)
     axes = figure.subplots(1, 4)
-    panels = (("probe", "linear-probe accuracy", False), ("active", "active units (fraction)", False),
+    panels = (("probe", "linear-probe accuracy", False),
+              ("active", "active units (fraction)", False),
               ("kl", "KL term per layer (nats)", True), ("rec_mse", "rec MSE/pixel from z_i", True))
     for kind, s in done.items():
         layers = list(s["probe"])
@@ -160,7 +161,8 @@ def metrics_figure(report: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the presets' `auto`)")
+    parser = common.run_parser(NAME, __doc__, MODES,
+                               device_help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--small", action="store_true", help=json.dumps(MODES["small"]))
     parser.add_argument("--data", default='{"name": "mnist-5k"}', help="data set mapping (YAML)")
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")

@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
               "log_every": DEFAULT["log_every"], "batch_size": 128, "data": parse_yaml(args.data)}
     threads = common.set_threads(args.threads)
     report = common.header(NAME, args.tag, argv, tag=args.tag, budget=budget,
-                           arms={a: {"preset": ARMS[a][0], "overrides": ARMS[a][1]} for a in args.arms},
+                           arms={a: {"preset": ARMS[a][0],
+                                     "overrides": ARMS[a][1]} for a in args.arms},
                            device=args.device, torch_threads=threads, jobs=args.jobs, runs={},
                            summary={})
     run_root = runs.fresh_dir(args.out / "runs" / args.tag)
@@ -249,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                                 device=args.device, out=args.out)
     earlier = reusable(args.reuse)
     reused = [earlier_record(job, arm, earlier) for job, arm in zip(jobs, keys)]
-    trained = iter(runs.run_parallel(runs.run_recorded, [j for j, r in zip(jobs, reused) if r is None],
+    trained = iter(runs.run_parallel(runs.run_recorded,
+                                     [j for j, r in zip(jobs, reused) if r is None],
                                      args.jobs, args.threads))
     records = [r if r is not None else next(trained) for r in reused]
     for arm in args.arms:

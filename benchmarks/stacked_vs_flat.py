@@ -121,7 +121,8 @@ def metrics_plot(report: dict, out: Path) -> Path | None:
         layers = list(s["probe"])
         for ax, key in ((left, "probe"), (middle, "rec_mse")):
             ax.errorbar(layers, [s[key][z]["mean"] for z in layers],
-                        yerr=[s[key][z]["std"] or 0 for z in layers], marker="o", capsize=3, label=kind)
+                        yerr=[s[key][z]["std"] or 0 for z in layers], marker="o", capsize=3,
+                        label=kind)
         values = [v for v in s["fcd"]["values"] if v is not None]
         right.scatter([kind] * len(values), values, s=16)
         right.scatter([kind], [s["fcd"]["mean"]], c="k", marker="_", s=300)
@@ -137,7 +138,8 @@ def metrics_plot(report: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the presets' `auto`)")
+    parser = common.run_parser(NAME, __doc__, MODES,
+                               device_help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--data", default='{"name": "mnist-5k"}', help="data set mapping (YAML)")
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
     args = parser.parse_args(argv)

@@ -181,7 +181,8 @@ def markdown(report: dict) -> str:
         else:  # weak scaling: K*B examples on K processes
             efficiency = single / t
         table.append((r["name"], k, r["batch"], f"{1e3 * t:.1f}", f"{1 / t:.2f}",
-                      f"{r['batch'] / t:.0f}", f"{100 * efficiency:.0f} %", f"{1e3 * r['cpu_s']:.1f}"))
+                      f"{r['batch'] / t:.0f}", f"{100 * efficiency:.0f} %",
+                      f"{1e3 * r['cpu_s']:.1f}"))
     lines = [
         f"# Distributed training steps ({report['mode']}, {report['device']})",
         "",

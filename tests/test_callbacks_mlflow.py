@@ -75,7 +75,8 @@ def test_a_silent_server_fails_within_the_timeout(tmp_path, silent_server):
 
 def test_an_unreachable_server_is_skipped_with_a_warning_when_asked(tmp_path):
     run = tmp_path / "r"
-    with pytest.warns(RuntimeWarning, match=r"127.0.0.1:1 could not be reached.*training without MLflow"):
+    with pytest.warns(RuntimeWarning,
+                      match=r"127.0.0.1:1 could not be reached.*training without MLflow"):
         hierot.fit(hierot.load_spec(TINY, [tracker("http://127.0.0.1:1", unreachable="skip",
                                                    connect_timeout=2)]), out=run)
     assert len(RunDir(run).read_metrics()) == 2

@@ -65,7 +65,8 @@ def test_every_objective_gives_finite_terms_and_gradients(name):
     assert [tuple(c.shape) for c in codes] == [(16, 4), (16, 3), (16, 2)]
     assert len(posteriors) == 3
     # a one-line description for `hierot validate` and reports
-    assert objective.options.label and objective.options.label in objective.options.describe([4, 3, 2])
+    assert objective.options.label and objective.options.label in objective.options.describe([4, 3,
+                                                                                              2])
 
 
 def test_hierot_list_objectives(capsys):
@@ -137,7 +138,9 @@ def test_switching_the_objective_of_a_preset():
 
 def test_weights_is_short_for_objective_weights_in_overrides():
     spec = load_spec(NEW, ["weights.match=0.5"])
-    assert spec.objective.weights.match == 0.5 and spec.objective.weights.reconstruction == (1.0, 0.5, 0.25)
+    assert spec.objective.weights.match == 0.5 and spec.objective.weights.reconstruction == (1.0,
+                                                                                             0.5,
+                                                                                             0.25)
     spec = load_spec(NEW, ["weights={schedule: paper-mnist, lambda_rec: 0.1}"])
     assert spec.objective.weights.schedule == "paper-mnist" and spec.objective.weights.lambda_rec == 0.1
     with pytest.raises(SpecError, match=r"objective\.weights\.lambda_reck: Extra inputs"):
@@ -205,7 +208,8 @@ class FakeEntryPoint:
 @pytest.fixture
 def plugin(monkeypatch):
     """The global objective registry, re-discovering plug-ins from one fake entry point."""
-    ep = FakeEntryPoint("mean-matching", "objective_pkg:MeanMatching", FakeDist("objective-pkg", "0.3"))
+    ep = FakeEntryPoint("mean-matching", "objective_pkg:MeanMatching",
+                        FakeDist("objective-pkg", "0.3"))
     monkeypatch.setattr(registry_module, "entry_points",
                         lambda *, group: [ep] if group == "hierot.objectives" else [])
     monkeypatch.delenv(registry_module.DISABLE_ENV, raising=False)

@@ -305,7 +305,8 @@ def test_a_non_finite_gradient_stops_before_anything_is_saved(tmp_path, nan_grad
 
 def test_parameters_that_overflow_stop_the_run_and_are_never_saved(tmp_path):
     """SGD with lr 3e38: finite loss and gradients, infinite parameters after the step."""
-    spec = hierot.load_spec(TINY, ["optimizer={name: sgd, lr: 3.0e+38}", "train.checkpoint_every=1"])
+    spec = hierot.load_spec(TINY,
+                            ["optimizer={name: sgd, lr: 3.0e+38}", "train.checkpoint_every=1"])
     with pytest.raises(NonFiniteLossError, match=r"step \d+: non-finite (parameter|gradient)"):
         hierot.fit(spec, out=tmp_path / "run")
     run = RunDir(tmp_path / "run")

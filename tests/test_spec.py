@@ -91,7 +91,8 @@ def test_resolved_spec_round_trips():
     assert again == spec
 
 
-@pytest.mark.parametrize("divergence", ["sinkhorn", "{name: sinkhorn, backend: pot}", "mmd", "wasserstein"])
+@pytest.mark.parametrize("divergence",
+                         ["sinkhorn", "{name: sinkhorn, backend: pot}", "mmd", "wasserstein"])
 def test_resolved_spec_round_trips_for_every_divergence(divergence):
     override = f"divergence={divergence}" if "{" in divergence else f"divergence={{name: {divergence}}}"
     spec = load_spec("quickstart", [override])

@@ -80,7 +80,8 @@ ALL_POINTS = sorted(
      "params.weights.lambda_rec: low (1) must be smaller than high (0.1)"),
     ({"params": {"weights.lambda_rec": {"low": 0, "high": 1, "log": True}}},
      "params.weights.lambda_rec: log: true needs low > 0"),
-    ({"params": {"weights.lambda_rec": []}}, "params.weights.lambda_rec: List should have at least 1"),
+    ({"params": {"weights.lambda_rec": []}},
+     "params.weights.lambda_rec: List should have at least 1"),
     ({"sedes": 2}, "sedes: Extra inputs are not permitted"),
     ({"seeds": 0}, "seeds: Input should be greater than 0"),
     ({"direction": "down"}, "direction: Input should be 'minimize' or 'maximize'"),
@@ -117,7 +118,8 @@ def test_grid_points_and_overrides_round_trip():
     sweep, _ = load_sweep({"base": "quickstart", "params": GRID})
     assert sweep.resolved_sampler == "grid" and sweep.grid_size == 4
     assert sweep.grid_points()[1] == {"weights.lambda_rec": 0.05, "weights.lambda_match": 1e-2}
-    for value in (1e-4, 1e-5, 1e30, 0.05, 1.0, 3, "adam", True, [64, 32]):  # 1e-05 is a str to PyYAML
+    for value in (1e-4, 1e-5, 1e30, 0.05, 1.0, 3, "adam", True,
+                  [64, 32]):  # 1e-05 is a str to PyYAML
         path, text = override("a.b", value).split("=", 1)
         assert path == "a.b" and yaml.safe_load(text) == value
         assert type(yaml.safe_load(text)) is type(value)
@@ -162,7 +164,8 @@ def test_a_dead_workers_trial_is_failed_once_and_retried(tmp_path):
                                    "started": None})
     trial.set_user_attr("heartbeat", time.time())
     alive = study.ask({"x": optuna.distributions.CategoricalDistribution([1.0, 2.0])})
-    alive.set_user_attr("worker", {"host": os.uname().nodename, "pid": os.getpid(), "started": None})
+    alive.set_user_attr("worker",
+                        {"host": os.uname().nodename, "pid": os.getpid(), "started": None})
     alive.set_user_attr("heartbeat", time.time())
 
     assert recover(study) == [trial.number]  # the live worker's trial is left alone
@@ -291,7 +294,8 @@ def _first_checkpointed_running_trial(out: Path, deadline: float):
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_trial_continues_when_run_again(tmp_path):
-    path, out = tiny_sweep(tmp_path, budget={"train.steps": 150, "train.checkpoint_every": 10}), tmp_path / "out"
+    path, out = tiny_sweep(tmp_path, budget={"train.steps": 150,
+                                             "train.checkpoint_every": 10}), tmp_path / "out"
     command = [sys.executable, "-m", "hierot", "sweep", str(path), "--out", str(out),
                "--workers", "2", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -363,7 +367,8 @@ def test_two_machines_share_a_postgresql_study(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     machines = [  # two "machines": separate sweep directories, one database
         subprocess.Popen([sys.executable, "-m", "hierot", "sweep", str(path), "--out",
-                          str(tmp_path / f"machine{i}"), "--storage", url, "--threads", "1"], env=env)
+                          str(tmp_path / f"machine{i}"), "--storage", url, "--threads", "1"],
+                         env=env)
         for i in (1, 2)
     ]
     assert [m.wait(timeout=300) for m in machines] == [0, 0]

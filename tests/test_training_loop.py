@@ -74,7 +74,8 @@ def test_schedule_options_are_validated():
 
 
 def test_learning_rate_follows_the_schedule(tmp_path):
-    hierot.fit(spec("cpu", "optimizer.schedule={name: linear, warmup_steps: 2}"), out=tmp_path / "r")
+    hierot.fit(spec("cpu", "optimizer.schedule={name: linear, warmup_steps: 2}"),
+               out=tmp_path / "r")
     lrs = [row["lr"] for row in RunDir(tmp_path / "r").read_metrics()]
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 2 / 3 * 1e-3, 1 / 3 * 1e-3, 0.0])
 
@@ -334,7 +335,8 @@ def test_missing_tracker_package_is_a_spec_error(monkeypatch):
     real = base.importlib.util.find_spec
     monkeypatch.setattr(base.importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlflow" else real(name, *a))
-    with pytest.raises(SpecError, match=r"callbacks\.0: the mlflow package is not installed.*pip install 'hierot\[mlflow\]'"):
+    with pytest.raises(SpecError,
+                       match=r"callbacks\.0: the mlflow package is not installed.*pip install 'hierot\[mlflow\]'"):
         hierot.load_spec(TINY, ["callbacks=[{name: mlflow}]"])
 
 
@@ -441,7 +443,8 @@ def test_cli_lists_callbacks(capsys):
 
     assert main(["list", "callbacks"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("callbacks:") and all(n in out for n in ("tensorboard", "mlflow", "wandb"))
+    assert out.startswith("callbacks:") and all(n in out for n in ("tensorboard", "mlflow",
+                                                                   "wandb"))
 
 
 def test_loss_scaling_step_on_cpu():

@@ -128,7 +128,8 @@ def test_lvae_inference_by_hand():
     torch.testing.assert_close(inference.codes[0], z1)
     kl1 = 0.5 * (lvp - var.log() + (var + (mean - mp) ** 2) / lvp.exp() - 1)
     torch.testing.assert_close(inference.kl(0), kl1)
-    torch.testing.assert_close(inference.kl(1), gaussian_kl(Gaussian(m2, lv2), Gaussian(0 * m2, 0 * m2)))
+    torch.testing.assert_close(inference.kl(1),
+                               gaussian_kl(Gaussian(m2, lv2), Gaussian(0 * m2, 0 * m2)))
     assert [inference.analytic(i) for i in range(2)] == [True, True]
     # evaluation reads the same posterior through encode (means, top-down)
     _, codes = objective.encode(x, sample=False)
@@ -171,7 +172,8 @@ def test_the_trainer_tells_the_objective_the_step(tmp_path):
 
 
 def test_kl_per_layer_marks_its_estimates():
-    layers = [{"latent_shape": [3], **LINEAR, "decoder": {"name": "mlp", "hidden": [], "output": "sigmoid"}},
+    layers = [{"latent_shape": [3], **LINEAR,
+               "decoder": {"name": "mlp", "hidden": [], "output": "sigmoid"}},
               {"latent_shape": [2], **LINEAR}, {"latent_shape": [1], **LINEAR}]
     x = torch.rand(40, 4)
     for name, expected in (("hvae", ["monte-carlo", "monte-carlo", "analytic"]),
@@ -184,7 +186,8 @@ def test_kl_per_layer_marks_its_estimates():
         assert all(math.isfinite(v) for v in result["nats"].values())
     # a WAE whose middle decoder is deterministic: that layer's KL is undefined
     spec = load_spec({"data": {"name": "digits"}, "layers": [
-        layers[0], layers[1], {**layers[2], "decoder_head": "deterministic"}], "train": {"steps": 1}})
+        layers[0], layers[1], {**layers[2], "decoder_head": "deterministic"}],
+                      "train": {"steps": 1}})
     objective = hierot.build(spec, data=DataSplits(x, x)).objective.eval()
     result = kl_per_layer(objective, x)
     assert result["nats"]["z2"] is None and result["estimate"]["z2"] == "undefined"

@@ -43,4 +43,5 @@ def figures(run_dir: RunDir) -> list[Path]:
     return plot_run(run_dir.path, embedding="pca")
 
 
-__all__ = ["Callback", "Callbacks", "build_callbacks", "figures", "require_package", "tracker_id_file"]
+__all__ = ["Callback", "Callbacks", "build_callbacks", "figures", "require_package",
+           "tracker_id_file"]

@@ -68,7 +68,8 @@ def _short_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hierot", description="Hierarchical optimal-transport autoencoders.")
+    parser = argparse.ArgumentParser(prog="hierot",
+                                     description="Hierarchical optimal-transport autoencoders.")
     parser.add_argument("--version", action="version", version=version_line(),
                         help="print the versions of hierot, torch and python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -92,7 +92,8 @@ def show(args: argparse.Namespace) -> int:
 
 def _show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a preset name (or a spec file)")
-    parser.add_argument("--resolved", action="store_true", help="print with every default filled in")
+    parser.add_argument("--resolved", action="store_true",
+                        help="print with every default filled in")
 
 
 show.arguments = _show_arguments

@@ -75,7 +75,8 @@ class BinaryCrossEntropy(_Cost):
 
     def __call__(self, target: Tensor, reconstruction: Tensor) -> Tensor:
         eps = 1e-6
-        return _sum_event(F.binary_cross_entropy(reconstruction.clamp(eps, 1 - eps), target, reduction="none"))
+        return _sum_event(F.binary_cross_entropy(reconstruction.clamp(eps, 1 - eps), target,
+                                                 reduction="none"))
 
 
 def expected_cost(cost: Cost, target: Tensor, decoded: Gaussian) -> Tensor:

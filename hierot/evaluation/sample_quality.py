@@ -109,7 +109,8 @@ def knn_radii(features: Tensor | np.ndarray, k: int, *, chunk: int = CHUNK) -> T
     return torch.cat(radii)
 
 
-def _ball_counts(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+def _ball_counts(points: Tensor, centres: Tensor, radii: Tensor,
+                 chunk: int) -> tuple[Tensor, Tensor]:
     """For every point, how many balls contain it; for every ball, whether any point is in it."""
     radii = radii * (1 + ROUND_OFF)
     inside = torch.zeros(len(points), dtype=torch.long)
@@ -212,7 +213,8 @@ def class_coverage(
 def fidelity_coverage(real: Tensor | np.ndarray, fake: Tensor | np.ndarray, *,
                       chunk: int = CHUNK) -> dict[str, float]:
     """Precision, recall (k = 3), density and coverage (k = 5) of ``fake`` against ``real``."""
-    return {**precision_recall(real, fake, chunk=chunk), **density_coverage(real, fake, chunk=chunk)}
+    return {**precision_recall(real, fake, chunk=chunk),
+            **density_coverage(real, fake, chunk=chunk)}
 
 
 HEADER = ["sampler / path", "FD", "KID", "precision", "recall", "density", "coverage",

@@ -38,7 +38,8 @@ def top_codes(run: LoadedRun, *, points: int = FIT_POINTS, seed: int = 0) -> Ten
     return encode(run.objective, run.data.train_x[rows], device=run.device)[-1]  # its posterior
 
 
-def fitted(run: LoadedRun, options: ComponentOptions, *, seed: int = 0, codes: Tensor | None = None):
+def fitted(run: LoadedRun, options: ComponentOptions, *, seed: int = 0,
+           codes: Tensor | None = None):
     """The sampler ``options`` fitted to the run's encoded training set (``codes`` if given)."""
     sampler = samplers.build(options)
     if not sampler.needs_codes:

@@ -93,7 +93,8 @@ class ResNetOptions(ComponentOptions):
     filters: int = Field(
         64, gt=0, le=2**16, description="filters of every convolution of the residual branch"
     )
-    kernel_size: int = Field(3, gt=0, le=255, description="odd size of every (transposed) convolution")
+    kernel_size: int = Field(3, gt=0, le=255,
+                             description="odd size of every (transposed) convolution")
     blocks: int = Field(
         2, ge=1, le=1000, description="M: M - 1 convolutional blocks, then the resampling convolution"
     )

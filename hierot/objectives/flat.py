@@ -46,7 +46,8 @@ class FlatWAE(Objective):
         terms.outputs.encodings = encodings
         decoded = model.decoders[0](codes[0])
         terms.outputs.decodings.append(decoded)
-        terms.add("rec_x", expected_cost(self.costs[0], x, decoded).mean(), self.reconstruction_weights[0])
+        terms.add("rec_x", expected_cost(self.costs[0], x, decoded).mean(),
+                  self.reconstruction_weights[0])
         implicit_prior = partial(model.ancestral_sample, down_to=1)
         terms.add("match_z1", self.match(codes[0], implicit_prior), self.match_weight)
         self.add_penalties(terms)

@@ -63,8 +63,10 @@ class LayerSpec(StrictModel):
     )
     encoder: Any = Field(description="network of q(z_i | z_{i-1})")
     decoder: Any = Field(description="network of p(z_{i-1} | z_i)")
-    encoder_head: Head = Field("gaussian", description="q(z_i | z_{i-1}): Gaussian or deterministic")
-    decoder_head: Head = Field("gaussian", description="p(z_{i-1} | z_i): Gaussian or deterministic")
+    encoder_head: Head = Field("gaussian",
+                               description="q(z_i | z_{i-1}): Gaussian or deterministic")
+    decoder_head: Head = Field("gaussian",
+                               description="p(z_{i-1} | z_i): Gaussian or deterministic")
     cost: Any = Field(
         default_factory=lambda: {"name": "l2sq"},
         validate_default=True,
@@ -79,7 +81,8 @@ class LayerSpec(StrictModel):
 class TrainSpec(StrictModel):
     batch_size: int = Field(128, ge=2, description="global batch (BatchNorm needs at least 2)")
     steps: PositiveInt | None = Field(None, description="number of optimiser steps")
-    epochs: PositiveInt | None = Field(None, description="alternative to steps: passes over the data")
+    epochs: PositiveInt | None = Field(None,
+                                       description="alternative to steps: passes over the data")
     log_every: PositiveInt = Field(50, description="steps between rows of metrics.csv")
     checkpoint_every: PositiveInt = Field(500, description="steps between checkpoints")
     prior_samples: Annotated[int, Field(ge=2)] | None = Field(
@@ -92,7 +95,8 @@ class TrainSpec(StrictModel):
         description="fp32; bf16 = bfloat16 autocast (CPU, recent GPUs); fp16 = float16 autocast "
         "with gradient scaling (CUDA only). Costs and divergences are always computed in fp32",
     )
-    compile: bool = Field(False, description="torch.compile every layer network (see docs/precision.md)")
+    compile: bool = Field(False,
+                          description="torch.compile every layer network (see docs/precision.md)")
     eval_every: PositiveInt | None = Field(
         None, description="steps between evaluations of the objective on the test split (none: never)"
     )

@@ -171,7 +171,8 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         lines += [f"- trial {r['number']} ({_fmt(r['params'])}): "
                   f"{r.get('error', 'no error recorded')}" for r in failed]
     if eval_keys:
-        lines += ["", (f"{', '.join(eval_keys)}: from `hierot eval` (`eval.json` of each seed's run "
+        lines += ["",
+                  (f"{', '.join(eval_keys)}: from `hierot eval` (`eval.json` of each seed's run "
                   "directory, averaged over the seeds evaluated); `-` where not evaluated.")]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]

@@ -164,7 +164,8 @@ class RunDir:
             old.unlink(missing_ok=True)
         return path
 
-    def load_checkpoint(self, step: int | str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
+    def load_checkpoint(self, step: int | str | None = None,
+                        map_location: Any = "cpu") -> dict[str, Any]:
         """The checkpoint of ``step`` (default: the last; ``"best"``: ``best.pt``);
         :class:`CheckpointError` names a bad file, what is wrong with it, and the other steps to
         choose from."""
@@ -306,7 +307,8 @@ def read_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         if "weights_only" in first:
             first = type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt ({size} bytes; {first})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "step" not in state:
+    if (not isinstance(state, dict) or not isinstance(state.get("model"), dict)
+            or "step" not in state):
         raise CheckpointError(f"{path}: not a hierot checkpoint (no step and model weights in it)")
     return state
 

@@ -80,7 +80,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
         self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
         self.total_steps = total_steps(built, self.order)
-        self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer, self.total_steps)
+        self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer,
+                                         self.total_steps)
         self.train_x = built.data.train_x.to(device)  # a streamed set stays in its file
         self.step = 0
         self.wall_time = 0.0
@@ -217,7 +218,8 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """The learning rate of the step just taken (the schedule's factor times optimizer.lr)."""
-        return self.spec.optimizer.lr * self.spec.optimizer.schedule.factor(self.step, self.total_steps)
+        schedule = self.spec.optimizer.schedule
+        return self.spec.optimizer.lr * schedule.factor(self.step, self.total_steps)
 
     # -- the loop ------------------------------------------------------------------------------
     def _train_step(self) -> dict[str, torch.Tensor]:
@@ -276,7 +278,8 @@ class Trainer:
         self.callbacks.on_train_start(self.spec, self.step)
         since = (time.perf_counter(), self.step)  # start of the logging interval: time, step
         try:
-            with progress_bar(steps, self.step, enabled=train.progress and self.runtime.is_main) as bar:
+            with progress_bar(steps, self.step,
+                              enabled=train.progress and self.runtime.is_main) as bar:
                 while self.step < steps:
                     values = self._train_step()
                     self.step += 1
