@@ -70,7 +70,8 @@ def test_a_silent_server_fails_within_the_timeout(tmp_path, silent_server):
     began = time.monotonic()
     with pytest.raises(HierotError):
         start(silent_server, tmp_path, connect_timeout=1)
-    assert time.monotonic() - began < 5  # mlflow imported: one second of waiting, not MLflow's minutes of retries
+    # mlflow imported: one second of waiting, not MLflow's minutes of retries
+    assert time.monotonic() - began < 5
 
 
 def test_an_unreachable_server_is_skipped_with_a_warning_when_asked(tmp_path):

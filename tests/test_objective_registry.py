@@ -99,7 +99,7 @@ def test_match_always_gathers(name, matched):
     assert drawn == [6] and gather.shapes[-1] == (3, 2)
 
 
-# -- back-compat -------------------------------------------------------------------------------------
+# -- back-compat -----------------------------------------------------------------------------------
 OLD = {**TINY, "objective": "flat",
        "weights": {"schedule": "explicit", "reconstruction": [1.0, 0.5, 0.25], "match": 0.1}}
 NEW = {**TINY, "objective": {"name": "wae", "weights": {

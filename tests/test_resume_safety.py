@@ -74,7 +74,7 @@ def stopped_at(tmp_path: Path, steps: int = 4) -> Path:
     return out
 
 
-# -- the spec may change only what does not make another experiment ---------------------------------
+# -- the spec may change only what does not make another experiment --------------------------------
 @pytest.mark.parametrize("override, field", [
     ("layers.0.encoder.hidden=[64, 64]", "layers.0.encoder.hidden: [16] -> [64, 64]"),
     ("layers.1.latent_shape=[3]", "layers.1.latent_shape: [2] -> [3]"),
@@ -156,7 +156,7 @@ def test_init_from_another_architecture_names_the_parameters_and_writes_nothing(
     assert not other.exists()
 
 
-# -- runs without a checkpoint, temporaries ---------------------------------------------------------
+# -- runs without a checkpoint, temporaries --------------------------------------------------------
 def killed_before_first_checkpoint(tmp_path: Path) -> Path:
     """What a kill before the first checkpoint leaves: spec, environment, some metrics, and a
     checkpoint temporary cut short."""
@@ -407,7 +407,7 @@ def test_the_device_may_change_on_resume_and_is_recorded(tmp_path):
     assert entry["changes"] == {"train.steps": [4, 6], "device": ["auto", "cpu"]}
 
 
-# -- a damaged metrics.csv is named before anything is written (issue 27, defect 4) ------------------
+# -- a damaged metrics.csv is named before anything is written (issue 27, defect 4) ----------------
 DAMAGES = {
     "binary": lambda text: b"\x89PNG\r\n\x1a\n\xff\xfe" + text,
     "ascii-garbage-line": lambda text: b"garbage\n" + text,

@@ -183,7 +183,7 @@ def test_a_dead_workers_trial_is_failed_once_and_retried(tmp_path):
     assert recover(study, stale_after=0) == [alive.number]
 
 
-# -- pruning on the held-out metric logged during training ------------------------------------------
+# -- pruning on the held-out metric logged during training -----------------------------------------
 def one_point_sweep(tmp_path: Path, **fields) -> Path:
     path = tiny_sweep(tmp_path, **fields)
     raw = yaml.safe_load(path.read_text())
