@@ -217,7 +217,8 @@ class Registry:
                     del self._entries[ep.name]
                     options = existing.options
                 elif ep.name in builtin_names:
-                    raise PluginError(f"{self.kind} {ep.name!r} is built in; a plug-in may not reuse it")
+                    raise PluginError(f"{self.kind} {ep.name!r} is built in; "
+                                      f"a plug-in may not reuse it")
                 else:
                     # a factory its module does not register: hierot 0.1 plug-ins carried their
                     # options as an ``Options`` attribute, still read here (and only here)

@@ -185,7 +185,8 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
              f"(seed {trainer.spec.seed})")
         run_dir.metrics_file.unlink(missing_ok=True)  # rows of steps that no checkpoint kept
     elif skipped:
-        _say(f"resuming from {run_dir.relative(used)} (step {trainer.step}), the newest intact checkpoint")
+        _say(f"resuming from {run_dir.relative(used)} (step {trainer.step}), "
+             f"the newest intact checkpoint")
     if changes or skipped:
         notes = {"skipped": skipped} if skipped else {}
         resuming.record(run_dir, trainer.step, changes, **notes)

@@ -48,7 +48,8 @@ class StrictModel(BaseModel):
 
 
 class ComponentOptions(StrictModel):
-    """Base of every component's options (``Literal`` choices, ``Field`` bounds, documented fields)."""
+    """Base of every component's options (``Literal`` choices, ``Field`` bounds, documented
+    fields)."""
 
 
 class NoOptions(ComponentOptions):

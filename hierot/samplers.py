@@ -127,7 +127,8 @@ class EmpiricalSampler:
 
 
 def parse_sampler(text: str | dict) -> ComponentOptions:
-    """Options of a sampler from a name (``gmm``) or a YAML mapping (``{name: gmm, n_components: 20}``).
+    """Options of a sampler from a name (``gmm``) or a YAML mapping
+    (``{name: gmm, n_components: 20}``).
 
     Raises
     ------
@@ -138,7 +139,8 @@ def parse_sampler(text: str | dict) -> ComponentOptions:
 
 
 def label(options: ComponentOptions) -> str:
-    """A short name of a sampler with its non-default options (``gmm`` or ``gmm(n_components=20)``)."""
+    """A short name of a sampler with its non-default options (``gmm`` or
+    ``gmm(n_components=20)``)."""
     fields = options.model_dump(exclude_defaults=True)
     fields.pop("name", None)
     inner = ",".join(f"{k}={v}" for k, v in fields.items())

@@ -1,5 +1,6 @@
 """What the built-in trackers share: building the spec's callbacks, package checks, tracker ids,
-and the figures logged at the end. The hooks themselves are :class:`hierot.training.callbacks.Callback`.
+and the figures logged at the end. The hooks themselves are
+:class:`hierot.training.callbacks.Callback`.
 """
 
 from __future__ import annotations

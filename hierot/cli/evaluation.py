@@ -4,7 +4,8 @@
 
     hierot eval RUN_DIR [--checkpoint STEP|best] [--device D] [--samples N] [--sampler S ...]
     hierot plot RUN_DIR [--checkpoint STEP|best] [--device D] [--embedding pca|umap]
-    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S] [--path P]
+    hierot sample RUN_DIR -n N --out FILE [--checkpoint STEP|best] [--seed S] [--sampler S]
+                  [--path P]
     hierot report RUN_DIR
     hierot compare RUN_OR_GLOB ... [--baseline B] [--sampler S] [--out FILE.md] [--json FILE]
 
@@ -43,7 +44,8 @@ def _at_least_one(text: str) -> int:
 
 
 def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) -> None:
-    """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it seeds."""
+    """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it
+    seeds."""
     parser.add_argument("run_dir", metavar="RUN_DIR",
                         help="a run directory written by `hierot train`")
     parser.add_argument("--checkpoint", type=_checkpoint, metavar="STEP|best",
@@ -138,7 +140,8 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
                              "FILE.pt for the tensor (n, *shape)")
     parser.add_argument("--sampler", default="prior", metavar="SAMPLER",
                         help="sampler of the top latent: prior (the model's N(0, I)), gmm (a "
-                             "Gaussian mixture fitted to the encoded training set), empirical, or a "
+                             "Gaussian mixture fitted to the encoded training set), empirical, "
+                             "or a "
                              "YAML mapping such as '{name: gmm, n_components: 20}' (default prior)")
     parser.add_argument("--path", choices=["ancestral", "mean"], default="ancestral",
                         help="decode z_N with each layer's noise (ancestral: the model) or "

@@ -67,7 +67,8 @@ class Manhattan(_Cost):
 
 @costs.register("bce")
 class BinaryCrossEntropy(_Cost):
-    r"""Binary cross-entropy for data in [0, 1]: :math:`-\sum x\log\tilde x + (1-x)\log(1-\tilde x)`.
+    r"""Binary cross-entropy for data in [0, 1]:
+    :math:`-\sum x\log\tilde x + (1-x)\log(1-\tilde x)`.
 
     The reconstruction must lie in (0, 1): pair it with a decoder whose output is squashed
     (``output: sigmoid`` for ``mlp``). Values are clamped away from 0 and 1.

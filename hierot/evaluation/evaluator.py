@@ -124,7 +124,8 @@ def evaluate(
             result["likelihood"] = metrics.importance_weighted_log_likelihood(
                 objective, data.test_x[rows], samples=likelihood_samples, device=where, seed=seed)
         else:
-            result["likelihood"] = {"skipped": f"{spec.objective.label} is not a density model of x"}
+            result["likelihood"] = {
+                "skipped": f"{spec.objective.label} is not a density model of x"}
     with timed("probe"):
         result["probe"] = _probes(run, probe_train, seed) if labelled else {
             "skipped": "the data set has no labels"}
@@ -203,7 +204,8 @@ def number(value, digits: int = 4) -> str:
 
 
 def per_layer_rows(result: dict) -> list[list[str]]:
-    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim, KL]``, bottom first."""
+    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim, KL]``, bottom
+    first."""
     rec, active = result["reconstruction"], result["active_units"]
     probe = result["probe"].get("accuracy", {})
     kl = result.get("kl", {}).get("nats", {})  # absent from eval.json written before it existed

@@ -96,7 +96,8 @@ class ResNetOptions(ComponentOptions):
     kernel_size: int = Field(3, gt=0, le=255,
                              description="odd size of every (transposed) convolution")
     blocks: int = Field(
-        2, ge=1, le=1000, description="M: M - 1 convolutional blocks, then the resampling convolution"
+        2, ge=1, le=1000,
+        description="M: M - 1 convolutional blocks, then the resampling convolution",
     )
     resample: Literal["auto", "down", "up", "none"] = Field(
         "auto",

@@ -121,7 +121,8 @@ def gaussian_kl(q: Gaussian, p: Gaussian) -> Tensor:
 
 
 def gaussian_log_density(z: Tensor, g: Gaussian) -> Tensor:
-    r""":math:`\log \mathcal N(z; \mu, \operatorname{diag}\sigma^2)` per dimension, ``(batch, d)``."""
+    r""":math:`\log \mathcal N(z; \mu, \operatorname{diag}\sigma^2)` per dimension,
+    ``(batch, d)``."""
     lv = g.log_var.flatten(1)
     return -0.5 * (math.log(2 * math.pi) + lv + (z - g.mean).flatten(1).square() * (-lv).exp())
 
@@ -179,7 +180,8 @@ class Inference:
         return gaussian_log_density(z, q) - gaussian_log_density(z, p)
 
     def log_prior_ratio(self) -> Tensor:
-        r""":math:`\sum_i \log p(z_i \mid z_{i+1}) - \log q(z_i \mid \cdot)` at the draw, ``(batch,)``."""
+        r""":math:`\sum_i \log p(z_i \mid z_{i+1}) - \log q(z_i \mid \cdot)` at the draw,
+        ``(batch,)``."""
         total = 0.0
         for z, q, p in zip(self.codes, self.posteriors, self.priors):
             total = total + (gaussian_log_density(z, p) - gaussian_log_density(z, q)).sum(1)

@@ -3,7 +3,8 @@ r"""The flat WAE with an implicit prior, Eq. (7): the paper's ablation (Section 
 .. math::
 
     \lambda_1 \mathcal D_1\big(Q_1^\text{agg}(Z_1), P_{\Theta_{2:N}}(Z_1)\big)
-    + \mathbb E_{x \sim P_D}\, \mathbb E_{z_1 \sim q(z_1|x)}\, \mathbb E_{\tilde x \sim p(\tilde x|z_1)}\,
+    + \mathbb E_{x \sim P_D}\, \mathbb E_{z_1 \sim q(z_1|x)}\,
+      \mathbb E_{\tilde x \sim p(\tilde x|z_1)}\,
       c(x, \tilde x)
 
 The prior on z_1 is the generative hierarchy itself (Eq. 6): z_N ~ N(0, I) pushed down through

@@ -62,7 +62,8 @@ class LVAE(VAE):
     """Ladder VAE (Sønderby et al., 2016): precision-weighted top-down inference, ELBO."""
 
     def bottom_up(self, x: Tensor) -> list[Gaussian]:
-        """The deterministic upward pass: ``(mu_hat_i, var_hat_i)``, each encoder fed the mean below."""
+        """The deterministic upward pass: ``(mu_hat_i, var_hat_i)``, each encoder fed the mean
+        below."""
         out, d = [], x
         for encoder in self.model.encoders:
             g = encoder(d)

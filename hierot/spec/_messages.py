@@ -34,7 +34,8 @@ def is_member(item: Any) -> bool:
 
 
 def describe(member: str) -> str:
-    """``literal['wae']`` -> ``'wae'``; ``tuple[constrained-float, ...]`` -> ``a list of numbers``."""
+    """``literal['wae']`` -> ``'wae'``; ``tuple[constrained-float, ...]`` -> ``a list of
+    numbers``."""
     if member.startswith("literal["):
         return " or ".join(member[len("literal["):-1].split(","))
     if member.startswith(("tuple[", "list[", "set[", "frozenset[")):

@@ -51,7 +51,8 @@ def read_text(source: str | Path) -> tuple[str, str]:
             if size > MAX_SPEC_BYTES:
                 raise SpecError(
                     [(f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
-                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB are refused")],
+                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB "
+                     f"are refused")],
                     label,
                 )
             text = path.read_bytes().decode("utf-8")
@@ -120,7 +121,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             where = ".".join(keys[: depth + 1])
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
-                    raise SpecError([f"--set {path}: {where} is not an index of a {len(node)}-item list"])
+                    raise SpecError([f"--set {path}: {where} is not an index of a "
+                                     f"{len(node)}-item list"])
                 key = int(key)
             elif not isinstance(node, dict):
                 raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
@@ -190,7 +192,8 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
             message = message.removeprefix("Value error, ")
         elif err["type"] == "too_short" and isinstance(err["input"], (list, tuple)):
             least = err["ctx"]["min_length"]
-            message = f"needs at least {least} item{'s' if least > 1 else ''}, got {len(err['input'])}"
+            message = (f"needs at least {least} item{'s' if least > 1 else ''}, "
+                       f"got {len(err['input'])}")
         lines.append(f"{'.'.join(parts) or '<spec>'}: {message}")
     return lines
 

@@ -98,7 +98,8 @@ class TrainSpec(StrictModel):
     compile: bool = Field(False,
                           description="torch.compile every layer network (see docs/precision.md)")
     eval_every: PositiveInt | None = Field(
-        None, description="steps between evaluations of the objective on the test split (none: never)"
+        None,
+        description="steps between evaluations of the objective on the test split (none: never)",
     )
     best_metric: str = Field(
         "val_total", description="held-out metric that picks checkpoints/best.pt (with eval_every)"

@@ -16,7 +16,8 @@ import torch
 
 
 class atomic_open:  # lower case: used like open()
-    """``with atomic_open(path) as f``: write a temporary file, rename it over ``path`` on success."""
+    """``with atomic_open(path) as f``: write a temporary file, rename it over ``path`` on
+    success."""
 
     def __init__(self, path: Path, mode: str = "w"):
         self.path, self.mode = Path(path), mode

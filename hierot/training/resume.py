@@ -156,7 +156,8 @@ def check_state(state: dict[str, Any], path: Path, expected_format: int) -> None
     if missing:
         raise CheckpointError(f"{path}: not a hierot training checkpoint (no {', '.join(missing)})")
     if state["format"] != expected_format:
-        raise CheckpointError(f"{path}: checkpoint format {state['format']!r}, expected {expected_format}")
+        raise CheckpointError(f"{path}: checkpoint format {state['format']!r}, "
+                              f"expected {expected_format}")
     name_step = int(path.name.removeprefix("step-").removesuffix(".pt"))
     if state["step"] != name_step:
         raise CheckpointError(f"{path}: holds step {state['step']!r}, its name says {name_step}")

@@ -154,7 +154,8 @@ class RunDir:
         path = self.checkpoint_dir / f"step-{step:08d}.pt"
         if path not in found:
             steps = ", ".join(str(_step_of(p)) for p in found)
-            raise HierotError(f"no checkpoint of step {step} in {self.checkpoint_dir}; steps: {steps}")
+            raise HierotError(f"no checkpoint of step {step} in {self.checkpoint_dir}; "
+                              f"steps: {steps}")
         return path
 
     def save_checkpoint(self, state: dict[str, Any], step: int, keep: int) -> Path:
@@ -174,7 +175,8 @@ class RunDir:
             return read_checkpoint(path, map_location)
         except CheckpointError as exc:
             others = [str(_step_of(p)) for p in self.checkpoint_files() if p != path]
-            hint = f"; other checkpoints: steps {', '.join(others)} (--checkpoint STEP)" if others else ""
+            hint = (f"; other checkpoints: steps {', '.join(others)} (--checkpoint STEP)"
+                    if others else "")
             raise CheckpointError(f"{exc}{hint}") from None
 
     def relative(self, path: Path) -> str:

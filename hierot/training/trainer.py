@@ -10,7 +10,8 @@ finite; before every checkpoint the parameters and the optimiser's state are che
 logged or saved). Every ``log_every`` steps the
 running means of every term, the learning rate and the seconds per step go to metrics.csv and the
 callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
-(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
+(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every``
+steps (and at
 the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
 optimiser, schedule, loss scale, data order, RNG state and the running sums of the next
 metrics row.
@@ -117,7 +118,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "runtime": self.runtime.state(),  # world size (resume needs the same)
-            "log_sums": {name: torch.as_tensor(s).detach().clone() for name, s in self._sums.items()},
+            "log_sums": {name: torch.as_tensor(s).detach().clone()
+                         for name, s in self._sums.items()},
             "log_count": self._count,
         }
 
@@ -288,7 +290,8 @@ class Trainer:
                         self._sums[name] = self._sums.get(name, 0.0) + value
                     bar.update(1)
                     done = self.step == steps
-                    evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
+                    evaluate = train.eval_every is not None and (
+                        self.step % train.eval_every == 0 or done)
                     if self.step % train.log_every == 0 or done or evaluate:
                         last = self._log(writer, started, since, evaluate)
                         bar.set_postfix_str(progress_text(last), refresh=False)
