@@ -11,7 +11,8 @@ over the seeds:
   distance (FCD) of the samples;
 * sample fidelity (precision, density) and coverage (recall, coverage, class histogram) of the
   prior's and a post-hoc Gaussian mixture's samples, along the ancestral and the decoder-mean
-  paths (:mod:`benchmarks._samples`), with a per-class histogram figure ``<mode>-<data>-classes.png``;
+  paths (:mod:`benchmarks._samples`), with a per-class histogram figure
+  ``<mode>-<data>-classes.png``;
 * the time per training step: the median over ``metrics.csv``'s logging intervals (wall time of
   the whole loop, first and last interval left out);
 * the time of the divergence alone, forward + backward, on the same shapes (the trained model's
@@ -31,7 +32,8 @@ which at the default 0.05 takes more than ``max_iter`` iterations for a 2-d top 
 ``benchmarks/results/divergences``).
 
     python -m benchmarks mmd_vs_sinkhorn --quick --threads 1   # 200 steps, seeds 0 1, mnist-5k
-    python -m benchmarks mmd_vs_sinkhorn --threads 1 --jobs 2   # 4000 steps, seeds 0 1 2, mnist-5k + fashion-mnist
+    # 4000 steps, seeds 0 1 2, mnist-5k + fashion-mnist:
+    python -m benchmarks mmd_vs_sinkhorn --threads 1 --jobs 2
 
 The full budget (24 runs of 4,000 steps) is sized to take about 45 minutes on a 2-core CPU with
 two runs at a time; ``--steps`` raises it where there is more compute.
@@ -147,7 +149,8 @@ def markdown(report: dict) -> str:
                   "| --- |" + " ---: |" * len(some["probe"])]
         for label, s in summary.items():
             if s:
-                lines.append(f"| {label} | " + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
+                lines.append(f"| {label} | "
+                             + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
         lines += ["", "Sample fidelity and coverage, mean ± sd over seeds. " + samples.NOTE, ""]
         lines += samples.table({label: s.get("samples", {}) for label, s in summary.items() if s})
         if block.get("classes_png"):

@@ -13,7 +13,7 @@ nothing: with 3 seeds that range is the honest check the issue asks for (the tab
 mean and sample standard deviation of each precision). Seconds per step are the medians of the
 logging intervals (``metrics.csv``), on whatever else the machine was doing.
 
-    python -m benchmarks precision_quality --threads 1                 # quickstart, 1500 steps, 3 seeds
+    python -m benchmarks precision_quality --threads 1    # quickstart, 1500 steps, 3 seeds
     python -m benchmarks precision_quality --preset mnist-stackedwae.v1 --threads 1
 
 Writes ``benchmarks/results/precision_quality/<mode>.json`` and ``.md``; run directories go to
@@ -108,7 +108,8 @@ def markdown(report: dict) -> str:
     for name, row in s["metrics"].items():
         lo, hi = row["fp32_range"]
         lines.append(f"| {name} | {runs.fmt(row['fp32'], 4)} | {runs.fmt(row['bf16'], 4)} "
-                     f"| {lo:.4g} - {hi:.4g} | {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
+                     f"| {lo:.4g} - {hi:.4g} "
+                     f"| {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
                      f"| {'yes' if row['bf16_all_within_fp32_range'] else 'no'} |")
     st = s["seconds_per_step"]
     lines += ["", (f"Seconds per step (median of logging intervals, mean ± std over seeds): "

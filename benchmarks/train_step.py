@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"hierot variant to time (repeatable; default: {', '.join(DEFAULT_VARIANTS)})",
     )
     parser.add_argument("--profile", action="store_true",
-                        help="add a torch.profiler table of 3 steps of each variant and the plain loop")
+                        help="add a torch.profiler table of 3 steps of each variant and the "
+                             "plain loop")
     parser.add_argument("--tag", default="", help="suffix of the result files' names")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)

@@ -96,7 +96,8 @@ def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path)
     job = lambda preset, overrides, seed: (preset, overrides, tmp_path / "r", None, False, tmp_path,
                                            seed)
     reused = coverage.earlier_record(job(coverage.STACKED, same, 0), "stacked", earlier)
-    assert reused["eval"] == {"x": 0} and reused["reused_from"] == str(path) and "preset" not in reused
+    assert reused["eval"] == {"x": 0} and reused["reused_from"] == str(path)
+    assert "preset" not in reused
     assert coverage.earlier_record(job(coverage.STACKED, same, 1), "stacked", earlier) is None
     assert coverage.earlier_record(job(coverage.FLAT, same, 0), "flat",
                                    earlier) is None  # overrides differ

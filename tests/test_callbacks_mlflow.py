@@ -34,7 +34,8 @@ def test_an_unknown_scheme_is_refused_at_validation(tmp_path, capsys):
     assert main(["validate", str(path), "--set", tracker("nosuch://x")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "callbacks.0.tracking_uri: no MLflow tracking store takes the scheme of 'nosuch://x'" in err
+    assert ("callbacks.0.tracking_uri: no MLflow tracking store takes the scheme of "
+            "'nosuch://x'") in err
     assert "http://" in err and "sqlite://" in err
 
 

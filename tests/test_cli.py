@@ -38,7 +38,8 @@ def test_unknown_preset_and_override_errors(capsys):
 
 def test_show_prints_the_preset_yaml(capsys):
     assert main(["show", "quickstart"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load(presets.get("quickstart").factory())
+    assert (yaml.safe_load(capsys.readouterr().out)
+            == yaml.safe_load(presets.get("quickstart").factory()))
     assert main(["show", "quickstart", "--resolved"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["optimizer"]["name"] == "adam"
 

@@ -41,7 +41,8 @@ def test_mistyped_command_gets_did_you_mean(typo, command, capsys):
 
 def test_unknown_command_without_close_match_lists_the_commands(capsys):
     assert main(["frobnicate"]) == 2
-    assert "unknown command 'frobnicate'. Valid: compare, eval, list, plot" in capsys.readouterr().err
+    assert ("unknown command 'frobnicate'. Valid: compare, eval, list, plot"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--bogus"], ["trian"], ["--version"]])

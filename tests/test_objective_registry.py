@@ -1,4 +1,5 @@
-"""The objective registry: every objective on a tiny hierarchy, the contract, back-compat, plug-ins."""
+"""The objective registry: every objective on a tiny hierarchy, the contract, back-compat,
+plug-ins."""
 
 from __future__ import annotations
 
@@ -142,7 +143,8 @@ def test_weights_is_short_for_objective_weights_in_overrides():
                                                                                              0.5,
                                                                                              0.25)
     spec = load_spec(NEW, ["weights={schedule: paper-mnist, lambda_rec: 0.1}"])
-    assert spec.objective.weights.schedule == "paper-mnist" and spec.objective.weights.lambda_rec == 0.1
+    assert spec.objective.weights.schedule == "paper-mnist"
+    assert spec.objective.weights.lambda_rec == 0.1
     with pytest.raises(SpecError, match=r"objective\.weights\.lambda_reck: Extra inputs"):
         load_spec(NEW, ["weights.lambda_reck=0.1"])
     assert load_spec(TINY, ["weights={schedule: paper-svhn}"]).objective.name == "stacked-wae"
@@ -162,7 +164,8 @@ def test_objective_errors_name_the_field():
                                 "terms (one per latent layer)")]
     with pytest.raises(SpecError) as info:
         load_spec({**NEW, "objective": {"name": "hvea"}})
-    assert info.value.lines[0].startswith("objective.name: unknown objective 'hvea'; did you mean 'hvae'")
+    assert info.value.lines[0].startswith(
+        "objective.name: unknown objective 'hvea'; did you mean 'hvae'")
     with pytest.raises(SpecError, match=r"objective\.weights: Extra inputs are not permitted"):
         load_spec({**NEW, "objective": {**NEW["objective"], "name": "hvae"}})
     deterministic = [dict(LAYERS[0]), {**LAYERS[1], "encoder_head": "deterministic"},
@@ -231,7 +234,8 @@ def test_plugin_objective_is_listed_validated_built_and_gathered(plugin, capsys)
     built = hierot.build(spec, data=tiny_data(), gather=gather)
     terms = built.objective(built.data.train_x)
     assert gather.shapes == [(16, 4)]
-    assert terms.weighted["match_z1"].item() == pytest.approx(2 * terms.unweighted["match_z1"].item())
+    assert (terms.weighted["match_z1"].item()
+            == pytest.approx(2 * terms.unweighted["match_z1"].item()))
     terms.total.backward()
     assert math.isfinite(terms.total.item())
     assert built.model.encoders[0].head.mean.weight.grad.abs().sum() > 0

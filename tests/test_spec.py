@@ -45,8 +45,10 @@ def test_all_errors_are_reported_at_once_with_paths_and_close_matches():
         load_spec(raw)
     lines = info.value.lines
     assert "data.name: unknown dataset 'digitz'; did you mean 'digits'?" in lines[0]
-    assert any(l.startswith("layers.0.encoder.name: unknown network 'mlpp'; did you mean 'mlp'?") for l in lines)
-    assert any(l.startswith("layers.1.decoder.hiden: Extra inputs are not permitted") for l in lines)
+    assert any(l.startswith("layers.0.encoder.name: unknown network 'mlpp'; did you mean 'mlp'?")
+               for l in lines)
+    assert any(l.startswith("layers.1.decoder.hiden: Extra inputs are not permitted")
+               for l in lines)
     assert any(l.startswith("divergence.blur:") for l in lines)
     assert any(l.startswith("train: give exactly one of steps and epochs") for l in lines)
     assert any(l.startswith("optimizer.lr:") for l in lines)
@@ -94,7 +96,8 @@ def test_resolved_spec_round_trips():
 @pytest.mark.parametrize("divergence",
                          ["sinkhorn", "{name: sinkhorn, backend: pot}", "mmd", "wasserstein"])
 def test_resolved_spec_round_trips_for_every_divergence(divergence):
-    override = f"divergence={divergence}" if "{" in divergence else f"divergence={{name: {divergence}}}"
+    override = (f"divergence={divergence}" if "{" in divergence
+                else f"divergence={{name: {divergence}}}")
     spec = load_spec("quickstart", [override])
     assert load_spec(yaml.safe_load(dump_spec(spec))) == spec
 

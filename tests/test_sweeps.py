@@ -263,9 +263,11 @@ def test_two_workers_train_every_point_exactly_once(tmp_path, capsys):
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2  # both workers took trials
     for trial in trials:
         run = out / "trials" / trial.user_attrs["run_dir"] / "seed-0"
-        assert (run / "spec.yaml").is_file() and (run / "checkpoints" / "step-00000006.pt").is_file()
+        assert (run / "spec.yaml").is_file()
+        assert (run / "checkpoints" / "step-00000006.pt").is_file()
         recorded = json.loads((run / "sweep.json").read_text())
-        assert recorded["params"] == trial.params and recorded["value"] == pytest.approx(trial.value)
+        assert recorded["params"] == trial.params
+        assert recorded["value"] == pytest.approx(trial.value)
         spec = yaml.safe_load((run / "spec.yaml").read_text())
         weights = spec["objective"]["weights"]  # resolved specs: the weights in the objective
         assert weights["lambda_rec"] == trial.params["weights.lambda_rec"]

@@ -50,7 +50,8 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     steps = [row["step"] for row in resumed.read_metrics()]
     assert steps == [1, 2, 3, 4]
-    assert straight.read_metrics()[-1]["total"] == pytest.approx(resumed.read_metrics()[-1]["total"])
+    assert (straight.read_metrics()[-1]["total"]
+            == pytest.approx(resumed.read_metrics()[-1]["total"]))
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

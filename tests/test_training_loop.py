@@ -336,7 +336,8 @@ def test_missing_tracker_package_is_a_spec_error(monkeypatch):
     monkeypatch.setattr(base.importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlflow" else real(name, *a))
     with pytest.raises(SpecError,
-                       match=r"callbacks\.0: the mlflow package is not installed.*pip install 'hierot\[mlflow\]'"):
+                       match=r"callbacks\.0: the mlflow package is not installed"
+                             r".*pip install 'hierot\[mlflow\]'"):
         hierot.load_spec(TINY, ["callbacks=[{name: mlflow}]"])
 
 

@@ -234,7 +234,8 @@ def test_truncated_idx_file_is_named_with_its_sizes(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     expected = 16 + 6 * 28 * 28
     with pytest.raises(HierotError,
-                       match=rf"truncated or corrupt IDX file .*expected {expected} bytes, found {expected - 100}") as info:
+                       match=rf"truncated or corrupt IDX file .*expected {expected} bytes, "
+                             rf"found {expected - 100}") as info:
         load("mnist", root=str(tmp_path))
     assert str(path) in str(info.value) and "not found" not in str(info.value)
 

@@ -1,5 +1,6 @@
 """The VAE objectives against known answers: the ELBO and log p(x) of a one-layer model by
-quadrature, the ladder's merge by hand, warm-up, free bits, the continuous Bernoulli's normaliser."""
+quadrature, the ladder's merge by hand, warm-up, free bits, the continuous Bernoulli's
+normaliser."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def quadrature(objective, x):
     z = torch.linspace(-12, 12, 24001, dtype=torch.float64)[:, None]
     dz = float(z[1] - z[0])
     probs = objective.model.decoders[0](z.float()).mean.double().clamp(1e-6, 1 - 1e-6)  # as p(x|z)
-    log_lik = (x.double()[:, None, :] * probs.log() + (1 - x.double()[:, None, :]) * (-probs).log1p()).sum(-1)
+    x64 = x.double()[:, None, :]
+    log_lik = (x64 * probs.log() + (1 - x64) * (-probs).log1p()).sum(-1)
     log_prior = -0.5 * (z.squeeze(1) ** 2 + math.log(2 * math.pi))
     log_px = torch.logsumexp(log_lik + log_prior, 1) + math.log(dz)
     q = objective.model.encoders[0](x)
@@ -82,7 +84,8 @@ def test_continuous_bernoulli_is_normalised():
         density = pixel_log_likelihood(x, torch.full_like(x, mu), "continuous-bernoulli").exp()
         assert torch.trapezoid(density, x.squeeze(1)).item() == pytest.approx(1.0, abs=1e-3), mu
     plain = pixel_log_likelihood(x[:3], torch.full((3, 1), 0.3), "bernoulli")
-    assert plain.tolist() == pytest.approx((x[:3, 0] * math.log(0.3) + (1 - x[:3, 0]) * math.log(0.7)).tolist())
+    expected = x[:3, 0] * math.log(0.3) + (1 - x[:3, 0]) * math.log(0.7)
+    assert plain.tolist() == pytest.approx(expected.tolist())
 
 
 def test_precision_weighted_merge_by_hand():
@@ -98,7 +101,8 @@ def test_precision_weighted_merge_by_hand():
 
 def linear(module, inputs):
     head = module.head
-    return inputs @ head.mean.weight.T + head.mean.bias, inputs @ head.log_var.weight.T + head.log_var.bias
+    return (inputs @ head.mean.weight.T + head.mean.bias,
+            inputs @ head.log_var.weight.T + head.log_var.bias)
 
 
 @torch.no_grad()

@@ -121,8 +121,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             where = ".".join(keys[: depth + 1])
             if isinstance(node, list):
                 if not key.isdigit() or int(key) >= len(node):
-                    raise SpecError([f"--set {path}: {where} is not an index of a "
-                                     f"{len(node)}-item list"])
+                    raise SpecError([(f"--set {path}: {where} is not an index of a "
+                                      f"{len(node)}-item list")])
                 key = int(key)
             elif not isinstance(node, dict):
                 raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
