@@ -45,9 +45,11 @@ class Entry:
 
     @property
     def summary(self) -> str:
-        """The first line of the factory's docstring as plain text (roles and LaTeX rewritten)."""
+        """The first paragraph of the factory's docstring (its first sentence, however wrapped)
+        on one line, as plain text (roles and LaTeX rewritten)."""
         doc = (getattr(self.factory, "__doc__", None) or "").strip()
-        return plain_text(doc.splitlines()[0]) if doc else ""
+        paragraph = doc.split("\n\n")[0]
+        return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
 
 
 
