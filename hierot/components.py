@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -50,6 +50,11 @@ class StrictModel(BaseModel):
 class ComponentOptions(StrictModel):
     """Base of every component's options (``Literal`` choices, ``Field`` bounds, documented
     fields)."""
+
+    if TYPE_CHECKING:  # for the type checker only: not a pydantic field of this base
+        name: str
+        """The component's registered name: the tag field every registry adds to the options it
+        registers (:meth:`hierot.registry.Registry.tagged_options`)."""
 
 
 class NoOptions(ComponentOptions):
@@ -200,8 +205,8 @@ class LayerOutputs:
     missing (``decodings`` of the flat objective hold only the bottom one).
     """
 
-    encodings: Sequence[Gaussian] = field(default_factory=list)
-    decodings: Sequence[Gaussian] = field(default_factory=list)
+    encodings: list[Gaussian] = field(default_factory=list)
+    decodings: list[Gaussian] = field(default_factory=list)
 
 
 @runtime_checkable

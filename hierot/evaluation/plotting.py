@@ -86,6 +86,11 @@ def xy(points: Tensor) -> np.ndarray:
     return np.concatenate([flat, np.zeros_like(flat)], axis=1)
 
 
+def xy_columns(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x, y`` of ``(n, 2)`` points, the positional arguments of ``Axes.scatter``."""
+    return points[:, 0], points[:, 1]
+
+
 def label_axes_xy(ax, what: str, dims: int) -> None:
     ax.set_xlabel(f"{what}[0]")
     ax.set_ylabel(f"{what}[1]" if dims > 1 else "(1-D data: 0)")
@@ -104,7 +109,7 @@ def samples_figure(drawn: Tensor, data_shape: tuple[int, ...], reference: Tensor
     else:
         figure = new_figure(6, 6)
         ax = figure.subplots()
-        ax.scatter(*xy(drawn).T, s=6)
+        ax.scatter(*xy_columns(xy(drawn)), s=6)
         label_axes_xy(ax, "x", math.prod(data_shape))
     ax.set_title(title)
     return save(figure, path)

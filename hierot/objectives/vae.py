@@ -137,6 +137,7 @@ class VAE(Objective):
     """The negative ELBO of an :class:`~hierot.objectives.base.Inference`; subclasses infer."""
 
     density = True
+    options: VAEOptions
 
     @property
     def beta(self) -> float:

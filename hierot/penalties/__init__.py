@@ -76,7 +76,7 @@ class _LogVariancePenalty:
         anchor = outputs.encodings[0].mean
         values = []
         for i in range(len(self.weights)):
-            value = 0.0
+            value: Tensor | float = 0.0
             if self.on in ("encoder", "both"):
                 value = value + self._layer_term(list(outputs.encodings), i)
             if self.on in ("decoder", "both"):
