@@ -116,14 +116,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             raise SpecError([(f"--set {item}: {path!r} has an empty key (a doubled, leading or "
                               f"trailing dot); write KEY.PATH=VALUE, e.g. train.steps=5")])
         node: Any = raw
-        for depth, key in enumerate(keys):
+        for depth, part in enumerate(keys):
             last = depth == len(keys) - 1
             where = ".".join(keys[: depth + 1])
+            key: str | int = part
             if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
+                if not part.isdigit() or int(part) >= len(node):
                     raise SpecError([(f"--set {path}: {where} is not an index of a "
                                       f"{len(node)}-item list")])
-                key = int(key)
+                key = int(part)
             elif not isinstance(node, dict):
                 raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
             if last and key == "name" and isinstance(node, dict) and _switches(node, value):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     Field,
@@ -211,7 +211,8 @@ class Spec(StrictModel):
                 ("encoder", layer.encoder, below, here),
                 ("decoder", layer.decoder, here, below),
             ):
-                if not isinstance(options, ChecksShapes) or src is None or dst is None:
+                if (not isinstance(options, ChecksShapes) or src is None or dst is None
+                        or below is None):
                     continue
                 problem = options.shape_error(tuple(src), tuple(dst))
                 if problem:
@@ -243,11 +244,12 @@ FLOAT32_MAX = 3.4028234663852886e38
 """Largest float32: a weight above it is infinite once it multiplies a float32 term."""
 
 _cache: dict[tuple, type[Spec]] = {}
+_Model = TypeVar("_Model", bound=StrictModel)
 
 
-def _override(model: type[StrictModel], **types: Any) -> type[StrictModel]:
+def _override(model: type[_Model], **types: Any) -> type[_Model]:
     """A subclass of ``model`` whose named fields get new types (keeping their defaults/docs)."""
-    fields = {name: (tp, model.model_fields[name]) for name, tp in types.items()}
+    fields: dict[str, Any] = {name: (tp, model.model_fields[name]) for name, tp in types.items()}
     derived = create_model(model.__name__, __base__=model, __module__=model.__module__, **fields)
     derived.__doc__ = model.__doc__
     return derived
@@ -268,7 +270,7 @@ def spec_model() -> type[Spec]:
         _cache[key] = _override(
             Spec,
             data=datasets.options_union(),
-            layers=Annotated[list[layer], Field(min_length=1)],
+            layers=Annotated[list[layer], Field(min_length=1)],  # type: ignore[valid-type]
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
             objective=objectives.options_union(),
