@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from numpy.typing import DTypeLike
 from pydantic import Field
 from torch import Tensor
 
@@ -226,7 +227,7 @@ def _write(folder: Path, data: Path, record: Path, key: str, shape: tuple[int, .
 
 
 def hold(name: str, options: Any, files: Iterable[Path], shape: tuple[int, ...],
-         dtype: np.dtype, chunks: Any) -> Tensor | StreamedRows:
+         dtype: DTypeLike, chunks: Any) -> Tensor | StreamedRows:
     """The training rows as ``options.storage`` says: a tensor in memory or a streamed cache.
 
     ``chunks()`` yields consecutive rows (arrays) in order; in memory they fill one array.
