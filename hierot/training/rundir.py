@@ -27,8 +27,9 @@ import platform
 import re
 import tempfile
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
@@ -50,7 +51,10 @@ BEST = f"{BEST_NAME}.pt"
 
 def _step_of(path: Path) -> int:
     """The training step in a checkpoint's file name (``step-00000100.pt`` -> 100)."""
-    return int(_STEP_FILE.search(path.name).group(1))
+    match = _STEP_FILE.search(path.name)
+    if match is None:
+        raise ValueError(f"{path.name} is not a checkpoint's file name (step-NNNNNNNN.pt)")
+    return int(match.group(1))
 
 
 class RunDir:
@@ -219,24 +223,25 @@ class MetricsWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self._file = None
+        self._file: TextIO | None = None
         self._writer: csv.DictWriter | None = None
 
     def write(self, row: dict[str, float]) -> None:
-        self._open(row)
-        new = [k for k in row if k not in self._writer.fieldnames]
+        file, writer = self._open(row)
+        new = [k for k in row if k not in writer.fieldnames]
         if new:
-            self._extend_header(new)
-            self._open(row)
+            self._extend_header(new, writer.fieldnames)
+            file, writer = self._open(row)
         try:
-            self._writer.writerow(row)
-            self._file.flush()
+            writer.writerow(row)
+            file.flush()
         except OSError as error:
             _name(error, self.path)
             raise
 
-    def _open(self, row: dict[str, float]) -> None:
-        if self._writer is None:
+    def _open(self, row: dict[str, float]) -> tuple[TextIO, csv.DictWriter]:
+        """The open file and its writer (opened with the file's header, or ``row``'s keys)."""
+        if self._file is None or self._writer is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
             if exists:
                 with self.path.open(newline="") as f:
@@ -247,9 +252,10 @@ class MetricsWriter:
             self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
             if not exists:
                 self._writer.writeheader()
+        return self._file, self._writer
 
-    def _extend_header(self, new: list[str]) -> None:
-        fields = [*self._writer.fieldnames, *new]
+    def _extend_header(self, new: list[str], old: Collection[str]) -> None:
+        fields = [*old, *new]
         self.close()
         with self.path.open(newline="") as f:
             rows = list(csv.DictReader(f))
