@@ -185,6 +185,8 @@ def train_classifier(
     """Train a :class:`Classifier` on the training split: Adam, ``epochs`` epochs clipped to
     ``min_steps .. max_steps`` steps (:func:`feature_classifier` passes :data:`RECIPE`)."""
     x, y = data.train_x, data.train_y
+    if not isinstance(x, Tensor) or y is None:
+        raise TypeError("train_classifier needs labelled training data in memory (as_float)")
     with seeded(seed):
         network = Classifier(data.shape, num_classes(data))
     network.standardize.fit(x, per_coordinate=not network.image)

@@ -163,14 +163,16 @@ def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
 
     data = run.data
     rows = subset(len(data.train_x), probe_train, seed)
-    train_codes = encode(run.objective, data.train_x[rows], device=run.device)
+    labels, test_labels = data.train_y, data.test_y
+    assert labels is not None and test_labels is not None  # evaluate() probes labelled data only
+    train_codes = encode(run.objective, run.train_x[rows], device=run.device)
     test_codes = encode(run.objective, data.test_x, device=run.device)
-    train_y = data.train_y[rows]
+    train_y = labels[rows]
     accuracy = {
-        f"z{i + 1}": linear_probe(train_codes[i], train_y, test_codes[i], data.test_y)
+        f"z{i + 1}": linear_probe(train_codes[i], train_y, test_codes[i], test_labels)
         for i in range(run.depth)
     }
-    return {"accuracy": accuracy, "chance": chance_accuracy(train_y, data.test_y),
+    return {"accuracy": accuracy, "chance": chance_accuracy(train_y, test_labels),
             "train_points": len(rows), "test_points": len(data.test_x),
             "model": "logistic regression on standardised codes (means)"}
 
@@ -261,8 +263,9 @@ def format_table(result: dict) -> str:
     lines += ["", ("per latent layer (reconstruction from encoding depth i, linear probe, "
                    "active units, KL term):")]
     lines += _table(per_layer_header(result), per_layer_rows(result))
-    if likelihood_line(result):
-        lines.append("  " + likelihood_line(result))
+    likelihood = likelihood_line(result)
+    if likelihood:
+        lines.append("  " + likelihood)
     if "chance" in result["probe"]:
         lines.append(f"  probe chance level {number(result['probe']['chance'], 3)}, fitted on "
                      f"{result['probe']['train_points']} training points")

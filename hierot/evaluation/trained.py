@@ -70,6 +70,15 @@ class LoadedRun:
         return self.built.data
 
     @property
+    def train_x(self) -> Tensor:
+        """The training split in memory, as :func:`load_run` holds it (``as_float`` read the
+        first rows of a streamed one)."""
+        x = self.data.train_x
+        if not isinstance(x, Tensor):
+            raise TypeError("LoadedRun.data.train_x is streamed; load_run reads it into memory")
+        return x
+
+    @property
     def depth(self) -> int:
         return self.built.model.depth
 
