@@ -77,8 +77,9 @@ def _idx_path(directory: Path, name: str) -> Path | None:
 def _from_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Both splits from IDX files (plain or ``.gz``) in ``directory``, or ``None`` when a file
     is missing. A file that is there but truncated or corrupt is an error naming it."""
-    paths = {split: [_idx_path(directory, n) for n in names] for split, names in IDX_FILES.items()}
-    if any(p is None for pair in paths.values() for p in pair):
+    found = {split: [_idx_path(directory, n) for n in names] for split, names in IDX_FILES.items()}
+    paths = {split: [p for p in pair if p is not None] for split, pair in found.items()}
+    if any(len(paths[split]) < len(pair) for split, pair in found.items()):
         return None
     arrays = {}
     for split, (image_file, label_file) in paths.items():
