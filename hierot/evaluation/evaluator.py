@@ -81,7 +81,7 @@ def evaluate(
 
     with timed("load"):
         run = path if isinstance(path, LoadedRun) else load_run(path, checkpoint, device=device)
-    model, data, spec, where = run.model, run.data, run.spec, run.device
+    data, spec, where = run.data, run.spec, run.device
     objective = run.objective
     labelled = data.train_y is not None and data.test_y is not None
     with timed("features"):  # bad --features or --samples fail before any other work
@@ -90,20 +90,7 @@ def evaluate(
             split = reference_split(len(data.test_x), len(data.train_x), samples)
             reference = min(samples, len(getattr(data, f"{split}_x")))
             check_samples(samples, tuple(data.shape), extractor.dim, reference)
-    result: dict = {
-        "run": str(run.run_dir.path),
-        "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
-        "step": run.step,
-        "device": str(where),
-        "dataset": spec.data.model_dump(mode="json"),
-        "objective_name": spec.objective.name,
-        "objective_label": spec.objective.label,
-        "test_points": len(data.test_x),
-        "train_points": len(data.train_x),
-        "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
-        "data_shape": list(model.data_shape),
-        "seed": seed,
-    }
+    result = _header(run, seed)
     with timed("objective"):
         result["objective"] = metrics.objective_terms(
             run.built.objective, data.test_x, spec.train.batch_size, device=where, seed=seed)
@@ -119,13 +106,7 @@ def evaluate(
     with timed("kl"):
         result["kl"] = metrics.kl_per_layer(objective, data.test_x, device=where, seed=seed)
     with timed("likelihood"):
-        if objective.density:
-            rows = subset(len(data.test_x), likelihood_points, seed)
-            result["likelihood"] = metrics.importance_weighted_log_likelihood(
-                objective, data.test_x[rows], samples=likelihood_samples, device=where, seed=seed)
-        else:
-            result["likelihood"] = {
-                "skipped": f"{spec.objective.label} is not a density model of x"}
+        result["likelihood"] = _likelihood(run, likelihood_points, likelihood_samples, seed)
     with timed("probe"):
         result["probe"] = _probes(run, probe_train, seed) if labelled else {
             "skipped": "the data set has no labels"}
@@ -141,6 +122,36 @@ def evaluate(
         text = json.dumps(result, indent=2, ensure_ascii=False)
         atomic_write_text(run.run_dir.path / EVAL_FILE, text)
     return result
+
+
+def _header(run: LoadedRun, seed: int) -> dict:
+    """What ``eval.json`` records of the run itself: checkpoint, data, objective, shapes."""
+    model, data, spec = run.model, run.data, run.spec
+    return {
+        "run": str(run.run_dir.path),
+        "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
+        "step": run.step,
+        "device": str(run.device),
+        "dataset": spec.data.model_dump(mode="json"),
+        "objective_name": spec.objective.name,
+        "objective_label": spec.objective.label,
+        "test_points": len(data.test_x),
+        "train_points": len(data.train_x),
+        "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
+        "data_shape": list(model.data_shape),
+        "seed": seed,
+    }
+
+
+def _likelihood(run: LoadedRun, points: int, samples: int, seed: int) -> dict:
+    """The importance-weighted log p(x) of a density model on at most ``points`` test points
+    with ``samples`` importance samples each; a ``skipped`` note for the other objectives."""
+    objective, test_x = run.objective, run.data.test_x
+    if not objective.density:
+        return {"skipped": f"{run.spec.objective.label} is not a density model of x"}
+    rows = subset(len(test_x), points, seed)
+    return metrics.importance_weighted_log_likelihood(
+        objective, test_x[rows], samples=samples, device=run.device, seed=seed)
 
 
 def _extractor(run: LoadedRun, features: str | dict, seed: int):
