@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -236,6 +236,10 @@ class StreamedSplit(Protocol):
     dtype: torch.dtype
 
     def __len__(self) -> int: ...
+
+    def to(self, device: Any = None) -> StreamedSplit:
+        """Itself: the rows stay in their file, each batch is moved where it is used."""
+        ...
 
     def read(self, indices) -> Tensor: ...
 
