@@ -93,8 +93,8 @@ def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path)
     earlier = coverage.reusable(path)
     assert set(earlier) == {("stacked", 0), ("flat", 0)}  # the failed run is not reused
 
-    job = lambda preset, overrides, seed: (preset, overrides, tmp_path / "r", None, False, tmp_path,
-                                           seed)
+    job = lambda preset, overrides, seed: (
+        preset, overrides, tmp_path / "r", None, False, tmp_path, seed)
     reused = coverage.earlier_record(job(coverage.STACKED, same, 0), "stacked", earlier)
     assert reused["eval"] == {"x": 0} and reused["reused_from"] == str(path)
     assert "preset" not in reused

@@ -139,9 +139,8 @@ def test_switching_the_objective_of_a_preset():
 
 def test_weights_is_short_for_objective_weights_in_overrides():
     spec = load_spec(NEW, ["weights.match=0.5"])
-    assert spec.objective.weights.match == 0.5 and spec.objective.weights.reconstruction == (1.0,
-                                                                                             0.5,
-                                                                                             0.25)
+    weights = spec.objective.weights
+    assert weights.match == 0.5 and weights.reconstruction == (1.0, 0.5, 0.25)
     spec = load_spec(NEW, ["weights={schedule: paper-mnist, lambda_rec: 0.1}"])
     assert spec.objective.weights.schedule == "paper-mnist"
     assert spec.objective.weights.lambda_rec == 0.1

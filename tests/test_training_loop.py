@@ -444,8 +444,8 @@ def test_cli_lists_callbacks(capsys):
 
     assert main(["list", "callbacks"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("callbacks:") and all(n in out for n in ("tensorboard", "mlflow",
-                                                                   "wandb"))
+    assert out.startswith("callbacks:")
+    assert all(n in out for n in ("tensorboard", "mlflow", "wandb"))
 
 
 def test_loss_scaling_step_on_cpu():

@@ -72,8 +72,8 @@ def _show(value: Any, width: int = 60) -> str:
 def _diff(old: Any, new: Any, path: str, out: list[Change]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in [*old, *(k for k in new if k not in old)]:
-            _diff(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else key,
-                  out)
+            where = f"{path}.{key}" if path else key
+            _diff(old.get(key, _ABSENT), new.get(key, _ABSENT), where, out)
     elif (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
           and any(isinstance(v, (dict, list)) for v in [*old, *new])):  # layers, penalties
         for i, (a, b) in enumerate(zip(old, new)):
