@@ -1,1 +1,2 @@
-"""hierot's benchmarks: outside the package, out of the default test run (``python -m benchmarks``)."""
+"""hierot's benchmarks: outside the package, out of the default test run
+(``python -m benchmarks``)."""

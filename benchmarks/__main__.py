@@ -1,4 +1,5 @@
-"""``python -m benchmarks NAME [options]``: run one benchmark (``--help`` after NAME for its options).
+"""``python -m benchmarks NAME [options]``: run one benchmark (``--help`` after NAME for its
+options).
 
 Each writes its JSON and Markdown table (and figures, where it draws any) under
 ``benchmarks/results/NAME/``, with the command that regenerates them.

@@ -6,7 +6,8 @@
 * :func:`header` — the top of every report: benchmark, mode, time, the command that regenerates
   it, and :func:`machine_info` (versions, plug-ins, processor, device, load average);
 * :func:`sync` and :func:`median_time` — synchronised timing with warm-up;
-* :func:`markdown_table`, :func:`machine_line` and :func:`figure_links` — the Markdown of every report;
+* :func:`markdown_table`, :func:`machine_line` and :func:`figure_links` — the Markdown of every
+  report;
 * :func:`draw_figures` and :func:`first_seed_grid` — the figures of the training benchmarks;
 * :func:`write` — ``<stem>.json`` and ``<stem>.md``, with the load average at the end.
 
@@ -34,7 +35,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def parser(name: str, doc: str, *, quick: str, device: str | None = None,
            device_help: str = "cpu or cuda (default: cuda if available)",
            threads: int | None = None,
-           threads_help: str = "torch CPU threads (default: torch's; 1 is steadier on a busy machine)",
+           threads_help: str = ("torch CPU threads (default: torch's; "
+                                "1 is steadier on a busy machine)"),
            ) -> argparse.ArgumentParser:
     """An argument parser with the flags every benchmark takes; ``doc`` is the module docstring."""
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks {name}",
@@ -46,19 +48,23 @@ def parser(name: str, doc: str, *, quick: str, device: str | None = None,
     return parser
 
 
-def run_parser(name: str, doc: str, modes: dict[str, dict], *, device_help: str) -> argparse.ArgumentParser:
-    """:func:`parser` plus ``--seeds``, ``--steps`` and ``--jobs``: the benchmarks that train runs."""
+def run_parser(name: str, doc: str, modes: dict[str, dict], *,
+               device_help: str) -> argparse.ArgumentParser:
+    """:func:`parser` plus ``--seeds``, ``--steps`` and ``--jobs``: the benchmarks that train
+    runs."""
     parser_ = parser(name, doc, quick="tiny budget: " + json.dumps(modes["quick"]),
                      device_help=device_help)
     parser_.add_argument("--seeds", nargs="+", type=int)
     parser_.add_argument("--steps", type=int)
     parser_.add_argument("--jobs", type=int, default=1,
-                         help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
+                         help="runs trained at once, each in its own process "
+                              "(CPU: jobs * threads <= cores)")
     return parser_
 
 
 def budget(modes: dict[str, dict], args: argparse.Namespace, *flags: str) -> tuple[str, dict]:
-    """``(mode, budget)``: ``modes["quick" or "full"]`` with every flag in ``flags`` that was given."""
+    """``(mode, budget)``: ``modes["quick" or "full"]`` with every flag in ``flags`` that was
+    given."""
     mode = "quick" if args.quick else "full"
     chosen = dict(modes[mode])
     chosen.update({k: getattr(args, k) for k in flags if getattr(args, k, None)})
@@ -146,7 +152,8 @@ def timed(fn: Callable[[], object], device) -> float:
     return time.perf_counter() - start
 
 
-def median_time(fn: Callable[[], object], device, *, warmup: int, repeats: int) -> tuple[float, list[float]]:
+def median_time(fn: Callable[[], object], device, *, warmup: int,
+                repeats: int) -> tuple[float, list[float]]:
     """Median seconds of ``repeats`` synchronised calls after ``warmup``, and every time."""
     for _ in range(warmup):
         fn()
@@ -157,7 +164,8 @@ def median_time(fn: Callable[[], object], device, *, warmup: int, repeats: int) 
 # -- Markdown and write-out ----------------------------------------------------------------------
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
                    numeric: Sequence[bool] | None = None) -> list[str]:
-    """The lines of a Markdown table; ``numeric[i]`` right-aligns column i (default: all but the first)."""
+    """The lines of a Markdown table; ``numeric[i]`` right-aligns column i (default: all but the
+    first)."""
     numeric = numeric if numeric is not None else [i > 0 for i in range(len(columns))]
     lines = ["| " + " | ".join(columns) + " |",
              "| " + " | ".join("---:" if right else "---" for right in numeric) + " |"]
@@ -189,7 +197,8 @@ def machine_line(report: dict) -> str:
     load = tuple(round(v, 2) for v in m["load_average_at_start"])
     end = tuple(round(v, 2) for v in m.get("load_average_at_end", ()))
     jobs = report.get("jobs", 1)
-    threads = f"torch threads {m['torch_threads']}" + (f", {jobs} runs at a time" if jobs > 1 else "")
+    threads = (f"torch threads {m['torch_threads']}"
+               + (f", {jobs} runs at a time" if jobs > 1 else ""))
     return (f"Machine: {m['processor']} ({m['platform']}), {m['cpu_count']} CPUs, {threads}, "
             f"GPU: {m['gpu'] or m['cuda'] or 'none'}; python {m['python']}; {packages}; plug-ins: "
             f"{plugins or 'none'}. Load average (1, 5, 15 min) at start {load}, at end {end}: "
@@ -206,7 +215,8 @@ def figure_links(report: dict, names: Sequence[str]) -> list[str]:
     return lines
 
 
-def write(report: dict, out: Path, markdown: Callable[[dict], str], stem: str | None = None) -> list[Path]:
+def write(report: dict, out: Path, markdown: Callable[[dict], str],
+          stem: str | None = None) -> list[Path]:
     """``out/<stem>.json`` and ``out/<stem>.md`` (``markdown(report)``); ``stem``: the mode."""
     report["machine"]["load_average_at_end"] = os.getloadavg()
     report["wall_time_s"] = round(time.time() - report.pop("_started", time.time()), 1)

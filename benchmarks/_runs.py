@@ -103,7 +103,8 @@ def seed_jobs(arms: dict[str, tuple[str, list[str]]], budget: dict, run_root: Pa
                          *train_overrides(budget["steps"], budget["log_every"]), *extra]
             if device:
                 overrides.append(f"device={device}")
-            jobs.append((preset, overrides, run_root / arm / f"seed-{seed}", device, False, out, seed))
+            run = run_root / arm / f"seed-{seed}"
+            jobs.append((preset, overrides, run, device, False, out, seed))
             keys.append(arm)
     return jobs, keys
 

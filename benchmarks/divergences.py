@@ -167,10 +167,11 @@ def step_worker(args: argparse.Namespace) -> dict:
 
 def time_step(args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--step-worker", "--step", args.step,
-               "--device", args.device, "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+               "--device", args.device, "--warmup", str(args.warmup), "--repeats",
+               str(args.repeats)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"status": "failed", "reason": f"exit {done.returncode}: {tail}"}
@@ -196,7 +197,8 @@ def run_one(name: str, options: dict, n: int, d: int, args: argparse.Namespace) 
         command += ["--threads", str(args.threads)]
     limit = 120 + args.time_cap * (args.warmup + args.repeats + 1)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=limit)
+        done = subprocess.run(command, capture_output=True, text=True, check=False,
+                              timeout=limit)
     except subprocess.TimeoutExpired:
         return {"status": "skipped", "reason": f"worker ran past {limit:.0f} s"}
     if done.returncode != 0:
@@ -220,18 +222,18 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Divergence benchmark ({report['mode']}, {report['device']})",
         "",
-        f"{report['created']}; forward + backward, median of {report['repeats']} runs after "
-        f"{report['warmup']} warm-up; time cap {report['time_cap_s']} s per evaluation.",
+        (f"{report['created']}; forward + backward, median of {report['repeats']} runs after "
+        f"{report['warmup']} warm-up; time cap {report['time_cap_s']} s per evaluation."),
         common.machine_line(report) + " Torch threads: per worker.",
         f"Memory: {report['memory_method']}.",
         "",
     ]
     step = report.get("step") or {}
     if step.get("status") == "ok":
-        lines += [f"Training step of `{step['preset']}` at batch {step['batch']} (Trainer step, "
+        lines += [(f"Training step of `{step['preset']}` at batch {step['batch']} (Trainer step, "
                   f"random data, same threads): median {1e3 * step['median_s']:.1f} ms. "
                   f"Share = divergence / step, for the rows with N = {step['batch']} "
-                  "(target: under 10 %).", ""]
+                  "(target: under 10 %)."), ""]
     elif step:
         lines += [f"Training step not timed: {step.get('reason')}.", ""]
     rows = []
@@ -317,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     given_up, shown = f"{result['status']} at N={n}", result["reason"]
                 print(f"{label:<24} N={n:<5} d={d:<3} {shown}", flush=True)
-    for path in common.write(report, args.out, markdown, stem=f"{mode}-{args.device.split(':')[0]}"):
+    for path in common.write(report, args.out, markdown,
+                             stem=f"{mode}-{args.device.split(':')[0]}"):
         print(f"wrote {path}")
     return 0
 

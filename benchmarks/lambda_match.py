@@ -22,7 +22,6 @@ will run such a grid as one command.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -105,8 +104,8 @@ def markdown(report: dict) -> str:
          f"{fmt(report.get('probe_chance'))}) and the FCD of 1,000 samples (floor "
          f"{fmt(report.get('fcd_floor'))})."),
         "", common.machine_line(report), "",
-        "| divergence | lambda_match | rec_x | match | match share | test MSE z1 | MMD(z5, prior) "
-        "| Sinkhorn(z5, prior) | probe z5 | FCD |",
+        ("| divergence | lambda_match | rec_x | match | match share | test MSE z1 | MMD(z5, prior) "
+        "| Sinkhorn(z5, prior) | probe z5 | FCD |"),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["rows"]:

@@ -11,7 +11,8 @@ over the seeds:
   distance (FCD) of the samples;
 * sample fidelity (precision, density) and coverage (recall, coverage, class histogram) of the
   prior's and a post-hoc Gaussian mixture's samples, along the ancestral and the decoder-mean
-  paths (:mod:`benchmarks._samples`), with a per-class histogram figure ``<mode>-<data>-classes.png``;
+  paths (:mod:`benchmarks._samples`), with a per-class histogram figure
+  ``<mode>-<data>-classes.png``;
 * the time per training step: the median over ``metrics.csv``'s logging intervals (wall time of
   the whole loop, first and last interval left out);
 * the time of the divergence alone, forward + backward, on the same shapes (the trained model's
@@ -31,7 +32,8 @@ which at the default 0.05 takes more than ``max_iter`` iterations for a 2-d top 
 ``benchmarks/results/divergences``).
 
     python -m benchmarks mmd_vs_sinkhorn --quick --threads 1   # 200 steps, seeds 0 1, mnist-5k
-    python -m benchmarks mmd_vs_sinkhorn --threads 1 --jobs 2   # 4000 steps, seeds 0 1 2, mnist-5k + fashion-mnist
+    # 4000 steps, seeds 0 1 2, mnist-5k + fashion-mnist:
+    python -m benchmarks mmd_vs_sinkhorn --threads 1 --jobs 2
 
 The full budget (24 runs of 4,000 steps) is sized to take about 45 minutes on a 2-core CPU with
 two runs at a time; ``--steps`` raises it where there is more compute.
@@ -70,10 +72,9 @@ MODES = {
 
 
 def parse_divergences(items: list[str] | None) -> dict[str, dict]:
-    from hierot.spec.loading import parse_yaml
-
     from hierot.errors import HierotError
     from hierot.registry import divergences
+    from hierot.spec.loading import parse_yaml
 
     if not items:
         return dict(DIVERGENCES)
@@ -148,7 +149,8 @@ def markdown(report: dict) -> str:
                   "| --- |" + " ---: |" * len(some["probe"])]
         for label, s in summary.items():
             if s:
-                lines.append(f"| {label} | " + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
+                lines.append(f"| {label} | "
+                             + " | ".join(fmt(v) for v in s["probe"].values()) + " |")
         lines += ["", "Sample fidelity and coverage, mean ± sd over seeds. " + samples.NOTE, ""]
         lines += samples.table({label: s.get("samples", {}) for label, s in summary.items() if s})
         if block.get("classes_png"):
@@ -203,7 +205,8 @@ def plot(report: dict, path: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the preset's `auto`)")
+    parser = common.run_parser(NAME, __doc__, MODES,
+                               device_help="cpu, cuda (default: the preset's `auto`)")
     parser.add_argument("--divergences", nargs="+", metavar="LABEL[=YAML]",
                         help=f"default: {' '.join(DIVERGENCES)}")
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS))
@@ -226,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         report["datasets"][dataset] = {"options": DATASETS[dataset], "runs": {}, "summary": {}}
         for label, options in chosen.items():
             for seed in budget["seeds"]:
-                overrides = [f"data={json.dumps(DATASETS[dataset])}", f"divergence={json.dumps(options)}",
-                             f"seed={seed}", *runs.train_overrides(budget["steps"], budget["log_every"])]
+                overrides = [f"data={json.dumps(DATASETS[dataset])}",
+                             f"divergence={json.dumps(options)}",
+                             f"seed={seed}",
+                             *runs.train_overrides(budget["steps"], budget["log_every"])]
                 if args.device:
                     overrides.append(f"device={args.device}")
                 out = run_root / dataset / label / f"seed-{seed}"

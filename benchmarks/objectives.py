@@ -16,7 +16,8 @@ and reports side by side, as mean ± sample standard deviation over the seeds:
 The VAEs' KL warm-up (linear) is set to a third of the step budget (``--warmup``).
 
     python -m benchmarks objectives --quick --threads 1   # widths / 4, 300 steps, seed 0
-    python -m benchmarks objectives --small --threads 1 --jobs 2   # widths / 4, 1000 steps, seeds 0 1 2
+    python -m benchmarks objectives --small --threads 1 --jobs 2  # widths / 4, 1000 steps,
+                                                                  # seeds 0 1 2
     python -m benchmarks objectives --threads 1           # preset widths, 2500 steps, seeds 0 1 2
 
 Writes ``benchmarks/results/objectives/<mode>.json``, ``.md``, ``<mode>-metrics.png`` and
@@ -77,7 +78,8 @@ def summarise(records: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     fmt, b, summary = runs.fmt, report["budget"], report["summary"]
     lines = common.report_intro(report, "Objectives on one hierarchy", (
-        f"{', '.join(f'`{p}`' for p in report['presets'].values())} on `{json.dumps(b['data'])}`: the same "
+        f"{', '.join(f'`{p}`' for p in report['presets'].values())} "
+        f"on `{json.dumps(b['data'])}`: the same "
         f"networks (hidden widths of the presets divided by {b['shrink']}), {b['steps']} steps of "
         f"batch {b['batch_size']}, seeds {b['seeds']}; the VAEs' KL warm-up is linear over "
         f"{b['warmup']} steps. Metrics of `hierot eval` on the test split, mean ± sample std "
@@ -140,7 +142,8 @@ def metrics_figure(report: dict, out: Path) -> Path | None:
     figure = new_figure(13, 3.4)
     figure.set_dpi(90)
     axes = figure.subplots(1, 4)
-    panels = (("probe", "linear-probe accuracy", False), ("active", "active units (fraction)", False),
+    panels = (("probe", "linear-probe accuracy", False),
+              ("active", "active units (fraction)", False),
               ("kl", "KL term per layer (nats)", True), ("rec_mse", "rec MSE/pixel from z_i", True))
     for kind, s in done.items():
         layers = list(s["probe"])
@@ -160,7 +163,8 @@ def metrics_figure(report: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the presets' `auto`)")
+    parser = common.run_parser(NAME, __doc__, MODES,
+                               device_help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--small", action="store_true", help=json.dumps(MODES["small"]))
     parser.add_argument("--data", default='{"name": "mnist-5k"}', help="data set mapping (YAML)")
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")

@@ -13,7 +13,7 @@ nothing: with 3 seeds that range is the honest check the issue asks for (the tab
 mean and sample standard deviation of each precision). Seconds per step are the medians of the
 logging intervals (``metrics.csv``), on whatever else the machine was doing.
 
-    python -m benchmarks precision_quality --threads 1                 # quickstart, 1500 steps, 3 seeds
+    python -m benchmarks precision_quality --threads 1    # quickstart, 1500 steps, 3 seeds
     python -m benchmarks precision_quality --preset mnist-stackedwae.v1 --threads 1
 
 Writes ``benchmarks/results/precision_quality/<mode>.json`` and ``.md``; run directories go to
@@ -92,27 +92,28 @@ def summarise(results: list[dict]) -> dict:
 def markdown(report: dict) -> str:
     s = report["summary"]
     lines = [
-        f"# Quality under bf16 ({report['mode']}): {report['preset']} on mnist-5k, "
-        f"{report['steps']} steps, seeds {report['seeds']}",
+        (f"# Quality under bf16 ({report['mode']}): {report['preset']} on mnist-5k, "
+        f"{report['steps']} steps, seeds {report['seeds']}"),
         "",
         f"{report['created']}; `{report['command']}`; wall time {report['wall_time_s']} s.",
         common.machine_line(report),
         "",
-        "Held-out numbers (test split, fp32 evaluation, eval mode). fp32 range: [min, max] over "
-        "the fp32 seeds; 'bf16 mean in range': whether the bf16 mean lies in it.",
+        ("Held-out numbers (test split, fp32 evaluation, eval mode). fp32 range: [min, max] over "
+        "the fp32 seeds; 'bf16 mean in range': whether the bf16 mean lies in it."),
         "",
-        "| metric | fp32 (mean ± std) | bf16 (mean ± std) | fp32 range | bf16 mean in range "
-        "| every bf16 seed in range |",
+        ("| metric | fp32 (mean ± std) | bf16 (mean ± std) | fp32 range | bf16 mean in range "
+        "| every bf16 seed in range |"),
         "| --- | ---: | ---: | ---: | :---: | :---: |",
     ]
     for name, row in s["metrics"].items():
         lo, hi = row["fp32_range"]
         lines.append(f"| {name} | {runs.fmt(row['fp32'], 4)} | {runs.fmt(row['bf16'], 4)} "
-                     f"| {lo:.4g} - {hi:.4g} | {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
+                     f"| {lo:.4g} - {hi:.4g} "
+                     f"| {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
                      f"| {'yes' if row['bf16_all_within_fp32_range'] else 'no'} |")
     st = s["seconds_per_step"]
-    lines += ["", f"Seconds per step (median of logging intervals, mean ± std over seeds): "
-              f"fp32 {runs.fmt(st['fp32'], 3)}, bf16 {runs.fmt(st['bf16'], 3)}.", ""]
+    lines += ["", (f"Seconds per step (median of logging intervals, mean ± std over seeds): "
+              f"fp32 {runs.fmt(st['fp32'], 3)}, bf16 {runs.fmt(st['bf16'], 3)}."), ""]
     return "\n".join(lines)
 
 

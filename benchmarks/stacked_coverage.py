@@ -29,7 +29,7 @@ Every run is evaluated by :func:`hierot.evaluation.evaluate` with the prior and 
 Gaussian mixture along the ancestral and the decoder-mean paths (:mod:`benchmarks._samples`).
 The hierarchy is checked by the z5 linear probe and the reconstruction error from every depth.
 
-    python -m benchmarks stacked_coverage --threads 1                   # widths / 4, 1000 steps, seeds 0 1 2
+    python -m benchmarks stacked_coverage --threads 1   # widths / 4, 1000 steps, seeds 0 1 2
     python -m benchmarks stacked_coverage --threads 1 --arms stacked stacked-z4 --tag z4
     python -m benchmarks stacked_coverage --threads 1 --jobs 2 --shrink 1 --steps 2500 --tag full \
         --arms flat stacked stacked-z8-ps512 --reuse benchmarks/results/stacked_vs_flat/full.json
@@ -79,7 +79,8 @@ ARMS: dict[str, tuple[str, list[str]]] = {
     "stacked-z8-ps512-rec0.5": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512",
                                           "weights.lambda_rec=0.5"]),
     "stacked-z8-ps512-logvar": (STACKED, ["layers.4.latent_shape=[8]", "train.prior_samples=512",
-                                          "penalties=[{name: abs-log-var, first: 1.0e-3, ratio: 0.1}]"]),
+                                          ("penalties=[{name: abs-log-var, first: 1.0e-3, "
+                                           "ratio: 0.1}]")]),
     "stacked-z8-sinkhorn": (STACKED, ["layers.4.latent_shape=[8]",
                                       "divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]),
     "stacked-match": (STACKED, ["weights.lambda_match=1.0e-3", "train.prior_samples=512"]),
@@ -119,8 +120,9 @@ def verdict_lines(ok: dict[str, dict]) -> list[str]:
     label = dict(zip(runs.SAMPLE_METRICS, samples.COLUMNS))  # the sample table's column names
     names = {m: label[m] for m in SAMPLE_DIRECTIONS}
     lines = ["## Verdict against the flat WAE", "",
-             ("Prior samples, ancestral path. *better* / *worse*: the means differ by more than the "
-              "sum of the two standard deviations, else *tie*. An arm **wins on both** when it is "
+             ("Prior samples, ancestral path. *better* / *worse*: the means differ by more than "
+              "the sum of the two standard deviations, else *tie*. An arm **wins on both** when "
+              "it is "
               "better on a fidelity measure (precision, density) and on a coverage measure "
               "(recall, coverage, class TV) and worse on none; it **keeps the hierarchy** when "
               f"its top latent's probe is at least {PROBE_FLOOR} and no depth reconstructs worse "
@@ -144,7 +146,8 @@ def markdown(report: dict) -> str:
     fmt = runs.fmt
     b, summary = report["budget"], report["summary"]
     lines = [
-        f"# Sample fidelity and coverage: StackedWAE variants against the flat WAE (`{report['tag']}`)",
+        ("# Sample fidelity and coverage: StackedWAE variants against the flat WAE "
+         f"(`{report['tag']}`)"),
         "",
         f"{report['created']}; wall time {report['wall_time_s']} s. Regenerate with:",
         "",
@@ -154,7 +157,8 @@ def markdown(report: dict) -> str:
          f"{b['seeds']}, hidden widths of the presets divided by {b['shrink']}; mean ± sample "
          "std over seeds. Arms:"),
         "",
-        *[f"- `{arm}`: `{ARMS[arm][0]}` " + (" ".join(f"`--set {o}`" for o in ARMS[arm][1]) or "as published")
+        *[f"- `{arm}`: `{ARMS[arm][0]}` "
+          + (" ".join(f"`--set {o}`" for o in ARMS[arm][1]) or "as published")
           for arm in summary],
         "",
         common.machine_line(report),
@@ -179,7 +183,8 @@ def markdown(report: dict) -> str:
               "| --- |" + " ---: |" * (2 * len(layers) + 1)]
     for arm, s in ok.items():
         lines.append(f"| {arm} | " + " | ".join(fmt(s["probe"][z]) for z in layers) + " | "
-                     + " | ".join(fmt(s["rec_mse"][z]) for z in layers) + f" | {fmt(s['step_s'])} |")
+                     + " | ".join(fmt(s["rec_mse"][z]) for z in layers)
+                     + f" | {fmt(s['step_s'])} |")
     lines += ["", *verdict_lines(ok)]
     lines += ["## Sample fidelity and coverage", "", samples.NOTE, ""]
     lines += samples.table({arm: s.get("samples", {}) for arm, s in ok.items()})
@@ -229,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained at once, each in its own process (CPU: jobs * threads <= cores)")
+                        help="runs trained at once, each in its own process "
+                             "(CPU: jobs * threads <= cores)")
     parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
     parser.add_argument("--reuse", type=Path, metavar="REPORT.json",
                         help="take matching runs from this earlier report instead of training them")
@@ -241,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
               "log_every": DEFAULT["log_every"], "batch_size": 128, "data": parse_yaml(args.data)}
     threads = common.set_threads(args.threads)
     report = common.header(NAME, args.tag, argv, tag=args.tag, budget=budget,
-                           arms={a: {"preset": ARMS[a][0], "overrides": ARMS[a][1]} for a in args.arms},
+                           arms={a: {"preset": ARMS[a][0],
+                                     "overrides": ARMS[a][1]} for a in args.arms},
                            device=args.device, torch_threads=threads, jobs=args.jobs, runs={},
                            summary={})
     run_root = runs.fresh_dir(args.out / "runs" / args.tag)
@@ -249,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                                 device=args.device, out=args.out)
     earlier = reusable(args.reuse)
     reused = [earlier_record(job, arm, earlier) for job, arm in zip(jobs, keys)]
-    trained = iter(runs.run_parallel(runs.run_recorded, [j for j, r in zip(jobs, reused) if r is None],
+    trained = iter(runs.run_parallel(runs.run_recorded,
+                                     [j for j, r in zip(jobs, reused) if r is None],
                                      args.jobs, args.threads))
     records = [r if r is not None else next(trained) for r in reused]
     for arm in args.arms:

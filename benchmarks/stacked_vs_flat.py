@@ -20,13 +20,14 @@ Quick mode divides every hidden width by ``--shrink`` (default 4: 512, 256, 128,
 the ``quickstart`` widths) so that it fits a few minutes on a CPU; the full mode keeps the preset's.
 
     python -m benchmarks stacked_vs_flat --quick --threads 1   # widths / 4, 1000 steps, seeds 0 1
-    python -m benchmarks stacked_vs_flat --threads 1            # preset widths, 2500 steps, seeds 0 1 2
+    python -m benchmarks stacked_vs_flat --threads 1   # preset widths, 2500 steps, seeds 0 1 2
 
 The full budget (2,500 steps of batch 128: about 70 epochs of mnist-5k's 4,500 training digits)
 is sized to run in about 80 minutes on a 2-core CPU; ``--steps`` raises it where there is a GPU.
 
 Writes ``benchmarks/results/stacked_vs_flat/<mode>.json``, ``.md``, ``<mode>-figures.png``,
-``<mode>-metrics.png`` and ``<mode>-classes.png``; run directories go to ``benchmarks/results/stacked_vs_flat/runs/<mode>/``.
+``<mode>-metrics.png`` and ``<mode>-classes.png``; run directories go to
+``benchmarks/results/stacked_vs_flat/runs/<mode>/``.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def markdown(report: dict) -> str:
         seen = f"{b['steps'] * b['batch_size']:,} training samples"
         if b["data"] == {"name": "mnist-5k"}:
             seen += f" (about {b['steps'] * b['batch_size'] / 4500:.0f} epochs of its 4,500 digits)"
-        lines += [(f"**Budget.** The paper trains 5,000 epochs of full MNIST (60,000 digits); these "
+        lines += [(f"**Budget.** The paper trains 5,000 epochs of full MNIST (60,000 digits); "
+                   f"these "
                   f"runs see {seen} with the paper's networks. They compare the two objectives "
                   "under one modest budget, not at convergence."), ""]
     if not all(summary.values()):
@@ -77,12 +79,14 @@ def markdown(report: dict) -> str:
     lines += ["| metric | " + " | ".join(PRESETS[k] for k in summary) + " |",
               "| --- |" + " ---: |" * len(summary)]
     for z in layers:
-        lines.append(f"| probe accuracy {z} | " + " | ".join(fmt(s["probe"][z]) for s in summary.values()) + " |")
+        lines.append(f"| probe accuracy {z} | "
+                     + " | ".join(fmt(s["probe"][z]) for s in summary.values()) + " |")
     for z in layers:
         lines.append(f"| rec MSE/pixel from {z} | "
                      + " | ".join(fmt(s["rec_mse"][z]) for s in summary.values()) + " |")
     lines.append("| FCD of samples | " + " | ".join(fmt(s["fcd"]) for s in summary.values()) + " |")
-    lines.append("| MMD(top latent, N(0, I)) | " + " | ".join(fmt(s["top_mmd"]) for s in summary.values()) + " |")
+    lines.append("| MMD(top latent, N(0, I)) | "
+                 + " | ".join(fmt(s["top_mmd"]) for s in summary.values()) + " |")
     lines.append("| s/step | " + " | ".join(fmt(s["step_s"]) for s in summary.values()) + " |")
     some = summary["stacked"]
     lines += ["", (f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
@@ -121,7 +125,8 @@ def metrics_plot(report: dict, out: Path) -> Path | None:
         layers = list(s["probe"])
         for ax, key in ((left, "probe"), (middle, "rec_mse")):
             ax.errorbar(layers, [s[key][z]["mean"] for z in layers],
-                        yerr=[s[key][z]["std"] or 0 for z in layers], marker="o", capsize=3, label=kind)
+                        yerr=[s[key][z]["std"] or 0 for z in layers], marker="o", capsize=3,
+                        label=kind)
         values = [v for v in s["fcd"]["values"] if v is not None]
         right.scatter([kind] * len(values), values, s=16)
         right.scatter([kind], [s["fcd"]["mean"]], c="k", marker="_", s=300)
@@ -137,7 +142,8 @@ def metrics_plot(report: dict, out: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = common.run_parser(NAME, __doc__, MODES, device_help="cpu, cuda (default: the presets' `auto`)")
+    parser = common.run_parser(NAME, __doc__, MODES,
+                               device_help="cpu, cuda (default: the presets' `auto`)")
     parser.add_argument("--data", default='{"name": "mnist-5k"}', help="data set mapping (YAML)")
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
     args = parser.parse_args(argv)

@@ -48,9 +48,9 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import torch
 
+import hierot
 from benchmarks import _common as common
 from benchmarks._plain import PlainModel, copy_parameters, penalty_weights, plain_loss
-import hierot
 from hierot.components import DataSplits, KnowsShape
 from hierot.spec import dump_spec
 from hierot.training.runtime import single_process
@@ -181,9 +181,9 @@ def run_case(
         # alternate which goes first, so neither always follows the other
         if i % 2 == 0:
             ours_t.append(timed(trainer._train_step))
-            plain_t.append(timed(lambda: plain_step(i)))
+            plain_t.append(timed(lambda i=i: plain_step(i)))
         else:
-            plain_t.append(timed(lambda: plain_step(i)))
+            plain_t.append(timed(lambda i=i: plain_step(i)))
             ours_t.append(timed(trainer._train_step))
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -236,8 +236,8 @@ def markdown(report: dict) -> str:
     rows = [
         (r["preset"], r["batch"], r.get("variant", "fp32"), FORMAT[r["channels_last"]],
          f"{1e3 * r['hierot_median_s']:.1f}", f"{1e3 * r['plain_median_s']:.1f}",
-         f"{r['ratio']:.3f}", f"{r['paired_ratio']:.3f} ({r['paired_ratio_quartiles'][0]:.3f}"
-         f"-{r['paired_ratio_quartiles'][1]:.3f})",
+         f"{r['ratio']:.3f}", (f"{r['paired_ratio']:.3f} ({r['paired_ratio_quartiles'][0]:.3f}"
+         f"-{r['paired_ratio_quartiles'][1]:.3f})"),
          f"{r['first_forward_s'] + (r['warmup_times_s'] or [0.0])[0]:.2f}",
          f"{r['flops_per_step'] / 1e9:.2f}", f"{r['gflops_per_s']:.1f}",
          f"{100 * r['gflops_per_s'] / report['matmul_gflops']:.0f}")
@@ -246,12 +246,12 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Training-step benchmark ({report['mode']}, {report['device']})",
         "",
-        f"{report['created']}; median of {report['repeats']} steps after {report['warmup']} "
+        (f"{report['created']}; median of {report['repeats']} steps after {report['warmup']} "
         f"warm-up, hierot and plain alternating. hierot: `Trainer` step of the preset built by "
-        f"`hierot.build`; plain: the same networks and Eq. (10) loss written directly in torch.",
+        f"`hierot.build`; plain: the same networks and Eq. (10) loss written directly in torch."),
         common.machine_line(report),
-        f"Float32 matrix product ({report['matmul_size']}^2): "
-        f"{report['matmul_gflops']:.1f} GFLOP/s.",
+        (f"Float32 matrix product ({report['matmul_size']}^2): "
+        f"{report['matmul_gflops']:.1f} GFLOP/s."),
         "",
         *common.markdown_table(
             ["preset", "batch", "variant", "memory format", "hierot ms", "plain ms",
@@ -259,14 +259,14 @@ def markdown(report: dict) -> str:
              "GFLOP/s", "% of matmul"],
             rows, numeric=[False, True, False, False, *[True] * 8]),
         "",
-        "FLOPs: forward + backward of the model and loss (FlopCounterMode; the optimiser "
+        ("FLOPs: forward + backward of the model and loss (FlopCounterMode; the optimiser "
         "update is not counted). Plain: the default `torch.optim.Adam` in fp32. First step: the "
-        "first forward (the loss check) plus the first training step, compilation included.",
+        "first forward (the loss check) plus the first training step, compilation included."),
     ]
     for r in report["results"]:
         for who, table in r.get("profiles", {}).items():
-            lines += ["", f"### Profile: {who}, {r['preset']} batch {r['batch']} "
-                      f"({r.get('variant', 'fp32')}), 3 steps", "", "```", table.rstrip(), "```"]
+            lines += ["", (f"### Profile: {who}, {r['preset']} batch {r['batch']} "
+                      f"({r.get('variant', 'fp32')}), 3 steps"), "", "```", table.rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         help=f"hierot variant to time (repeatable; default: {', '.join(DEFAULT_VARIANTS)})",
     )
     parser.add_argument("--profile", action="store_true",
-                        help="add a torch.profiler table of 3 steps of each variant and the plain loop")
+                        help="add a torch.profiler table of 3 steps of each variant and the "
+                             "plain loop")
     parser.add_argument("--tag", default="", help="suffix of the result files' names")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)

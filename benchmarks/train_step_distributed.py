@@ -181,14 +181,15 @@ def markdown(report: dict) -> str:
         else:  # weak scaling: K*B examples on K processes
             efficiency = single / t
         table.append((r["name"], k, r["batch"], f"{1e3 * t:.1f}", f"{1 / t:.2f}",
-                      f"{r['batch'] / t:.0f}", f"{100 * efficiency:.0f} %", f"{1e3 * r['cpu_s']:.1f}"))
+                      f"{r['batch'] / t:.0f}", f"{100 * efficiency:.0f} %",
+                      f"{1e3 * r['cpu_s']:.1f}"))
     lines = [
         f"# Distributed training steps ({report['mode']}, {report['device']})",
         "",
-        f"{report['created']}; preset `{report['preset']}`, global batch B = {b}; median of "
+        (f"{report['created']}; preset `{report['preset']}`, global batch B = {b}; median of "
         f"{report['repeats']} steps after {report['warmup']} warm-up (median over "
         f"{report['rounds']} round(s) run in rotation), {report['threads']} torch thread(s) per "
-        f"process; 1-minute load average before the runs {min(loads):.1f} to {max(loads):.1f}.",
+        f"process; 1-minute load average before the runs {min(loads):.1f} to {max(loads):.1f}."),
         common.machine_line(report),
         "",
         *common.markdown_table(["configuration", "processes", "global batch", "ms / step",
@@ -200,18 +201,18 @@ def markdown(report: dict) -> str:
         local = next(r for r in rows if r["name"].endswith("local"))
         lines += [
             "",
-            f"Global against local divergence at K = {g['processes']}: "
+            (f"Global against local divergence at K = {g['processes']}: "
             f"{1e3 * (g['step_s'] - local['step_s']):+.2f} ms per step "
             f"({100 * (g['step_s'] / local['step_s'] - 1):+.1f} %). In isolation: the gather "
             f"(forward + backward, {b // g['processes']} x top latent per rank) "
             f"{1e3 * g['gather_s']:.3f} ms; the divergence forward + backward on B = {b} samples "
             f"{1e3 * g['divergence_global_s']:.3f} ms against {1e3 * g['divergence_local_s']:.3f} "
-            f"ms on B/K = {b // g['processes']}.",
+            f"ms on B/K = {b // g['processes']}."),
         ]
-    lines += ["", "Scaling efficiency: strong (same global batch) t(single) / (K t(K)); weak "
+    lines += ["", ("Scaling efficiency: strong (same global batch) t(single) / (K t(K)); weak "
               "(K B examples) t(single, B) / t(K, K B). CPU time: rank 0's process (all its "
               "threads, gloo's included), to which waiting in a collective adds little; on a "
-              "loaded machine it shows a step's work, the wall time also the waiting for peers."]
+              "loaded machine it shows a step's work, the wall time also the waiting for peers.")]
     return "\n".join(lines) + "\n"
 
 
@@ -247,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.setdefault(config["name"], []).append(row)
             print(f"round {round_ + 1}  {row['name']:<36} {1e3 * row['step_s']:8.1f} ms/step  "
                   f"(load {load:.1f})", flush=True)
-    for name, rows in runs.items():
+    for rows in runs.values():
         merged = {**rows[0], "rounds": rows}
         for key in ("step_s", "cpu_s", "gather_s", "divergence_global_s", "divergence_local_s"):
             if key in rows[0]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from hierot._version import __version__
+from hierot._version import __version__ as __version__  # re-exported
 from hierot.errors import HierotError, SpecError
 
 _EXPORTS = {

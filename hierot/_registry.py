@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
 from importlib.resources import files
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, cast
 
 import yaml
 from pydantic import AfterValidator, BaseModel, Discriminator, Tag, ValidationError, create_model
@@ -45,9 +45,11 @@ class Entry:
 
     @property
     def summary(self) -> str:
-        """The first line of the factory's docstring as plain text (roles and LaTeX rewritten)."""
+        """The first paragraph of the factory's docstring (its first sentence, however wrapped)
+        on one line, as plain text (roles and LaTeX rewritten)."""
         doc = (getattr(self.factory, "__doc__", None) or "").strip()
-        return plain_text(doc.splitlines()[0]) if doc else ""
+        paragraph = doc.split("\n\n")[0]
+        return plain_text(" ".join(line.strip() for line in paragraph.splitlines()))
 
 
 
@@ -194,36 +196,38 @@ class Registry:
             return  # a lookup from inside the built-in package: plug-ins come after it
         self._loaded = True
         if self.group:
-            self._load_plugins()
+            self._load_plugins(self.group)
 
-    def _load_plugins(self) -> None:
+    def _load_plugins(self, group: str) -> None:
         builtin_names = set(self._entries)
         blocked = {b.strip() for b in os.environ.get(DISABLE_ENV, "").split(",") if b.strip()}
-        for ep in entry_points(group=self.group):
+        for ep in entry_points(group=group):
             dist = ep.dist
             source = f"{dist.name} {dist.version}" if dist is not None else "unknown package"
-            if {ep.name, f"{self.group}:{ep.name}", dist.name if dist else ""} & blocked:
+            if {ep.name, f"{group}:{ep.name}", dist.name if dist else ""} & blocked:
                 continue
-            where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {self.group}"
+            where = f"entry point {ep.name!r} ({ep.value}) of {source}, group {group}"
             before = set(self._entries)
+            options: type[ComponentOptions] | None
             try:
                 factory = ep.load()
                 existing = self._entries.get(ep.name)
                 self_registered = (existing is not None and existing.factory is factory
                                    and existing.entry_point is None and not _from_hierot(factory))
-                if self_registered:
+                if self_registered and existing is not None:
                     # the plug-in's module registered itself on import (the one way to declare
                     # its options): keep them, and record where it came from
                     del self._entries[ep.name]
                     options = existing.options
                 elif ep.name in builtin_names:
-                    raise PluginError(f"{self.kind} {ep.name!r} is built in; a plug-in may not reuse it")
+                    raise PluginError(f"{self.kind} {ep.name!r} is built in; "
+                                      f"a plug-in may not reuse it")
                 else:
                     # a factory its module does not register: hierot 0.1 plug-ins carried their
                     # options as an ``Options`` attribute, still read here (and only here)
                     options = getattr(factory, "Options", None)
                 self.add(ep.name, factory, options=options, source=source, entry_point=ep.value)
-            except (Exception, SystemExit) as exc:  # a broken plug-in must not break the rest
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 a broken plug-in must not break the rest
                 what = (f"called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
                         else f"{type(exc).__name__}: {exc}")
                 message = f"{where} failed to load: {what}"
@@ -279,11 +283,12 @@ class Registry:
             fields: dict[str, Any] = {self.key: (Literal[name], ...)}
             for field, (registry, info) in nested.items():
                 fields[field] = (registry.options_union(), info)
-            model = create_model(f"{entry.options.__name__}[{name}]", __base__=entry.options,
-                                 **fields)
-            model.__doc__ = entry.options.__doc__
-            model.__hierot_stamp__ = stamp  # type: ignore[attr-defined]
-            self._tagged[name] = model
+            # a subclass of entry.options (pydantic's type-checker plug-in types it BaseModel)
+            tagged = cast(type[ComponentOptions], create_model(
+                f"{entry.options.__name__}[{name}]", __base__=entry.options, **fields))
+            tagged.__doc__ = entry.options.__doc__
+            tagged.__hierot_stamp__ = stamp  # type: ignore[attr-defined]
+            self._tagged[name] = tagged
         return self._tagged[name]
 
     def make_options(self, name: str, /, **fields: Any) -> ComponentOptions:
@@ -320,7 +325,8 @@ class Registry:
     def _defaulted(self, model: type[ComponentOptions]) -> type[ComponentOptions]:
         """``model`` (tagged) whose name field may be left out."""
         name = model.model_fields[self.key].annotation.__args__[0]  # type: ignore[union-attr]
-        derived = create_model(model.__name__, __base__=model, **{self.key: (Literal[name], name)})
+        fields: dict[str, Any] = {self.key: (Literal[name], name)}
+        derived = create_model(model.__name__, __base__=model, **fields)
         derived.__doc__ = model.__doc__
         return derived
 

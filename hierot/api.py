@@ -128,6 +128,7 @@ def fit(
         raise HierotError("fit: save=False writes nothing; it cannot take out= or resume=")
     if save and out is None and resume is None:
         out = default_run_dir(spec)
+    run_dir: RunDir | None
     if resume is not None:
         if init_from is not None:
             raise HierotError("--init-from starts a new run; it cannot be combined with --resume")
@@ -136,6 +137,9 @@ def fit(
         run_dir.read_metrics()  # a damaged metrics.csv is named before anything is written
         spec = load_run_spec(run_dir.path, overrides)
         changes = resuming.check_resume(run_dir, load_run_spec(run_dir.path), spec)
+    elif spec is None:
+        raise HierotError("fit: give a spec (a preset name, a file, a mapping or a Spec), "
+                          "or resume= a run directory")
     else:
         spec = validate(spec, overrides)
     runtime = runtime or from_environment(spec.device, spec.distributed)
@@ -150,6 +154,7 @@ def fit(
     trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime,
                       callbacks=tuple(callbacks))
     if resume is not None:
+        assert run_dir is not None  # RunDir(resume), above
         _resume(trainer, run_dir, changes)
     else:
         origin = None
@@ -159,9 +164,9 @@ def fit(
                 for problem in skipped:
                     _say(f"skipped {problem}")
         if trainer.run_dir is not None:
-            run_dir.create(dump_spec(spec))
+            trainer.run_dir.create(dump_spec(spec))
             if origin is not None:
-                atomic_write_text(run_dir.origin_file, json.dumps(origin, indent=2))
+                atomic_write_text(trainer.run_dir.origin_file, json.dumps(origin, indent=2))
     return trainer.fit()
 
 
@@ -185,7 +190,8 @@ def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -
              f"(seed {trainer.spec.seed})")
         run_dir.metrics_file.unlink(missing_ok=True)  # rows of steps that no checkpoint kept
     elif skipped:
-        _say(f"resuming from {run_dir.relative(used)} (step {trainer.step}), the newest intact checkpoint")
+        _say(f"resuming from {run_dir.relative(used)} (step {trainer.step}), "
+             f"the newest intact checkpoint")
     if changes or skipped:
         notes = {"skipped": skipped} if skipped else {}
         resuming.record(run_dir, trainer.step, changes, **notes)
@@ -239,16 +245,16 @@ def evaluate(
     from hierot.evaluation.trained import load_run
     from hierot.samplers import parse_sampler
 
-    samplers = [dict(s) if isinstance(s, Mapping) else s for s in samplers]
+    sampler_list = [dict(s) if isinstance(s, Mapping) else s for s in samplers]
     features = dict(features) if isinstance(features, Mapping) else features
-    for text in samplers:  # a bad sampler, extractor or count fails before any work
+    for text in sampler_list:  # a bad sampler, extractor or count fails before any work
         parse_sampler(text)
     parse_features(features)
     if resamples < 10:
         raise HierotError(f"--resamples must be at least 10, got {resamples}")
     run = load_run(run_dir, checkpoint, device=device, weights=weights)
-    return evaluate_run(run, samples=samples, seed=seed, samplers=samplers, features=features,
-                        resamples=resamples, per_layer=per_layer)
+    return evaluate_run(run, samples=samples, seed=seed, samplers=sampler_list,
+                        features=features, resamples=resamples, per_layer=per_layer)
 
 
 def plot(

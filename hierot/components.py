@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -49,7 +49,13 @@ class StrictModel(BaseModel):
 
 
 class ComponentOptions(StrictModel):
-    """Base of every component's options (``Literal`` choices, ``Field`` bounds, documented fields)."""
+    """Base of every component's options (``Literal`` choices, ``Field`` bounds, documented
+    fields)."""
+
+    if TYPE_CHECKING:  # for the type checker only: not a pydantic field of this base
+        name: str
+        """The component's registered name: the tag field every registry adds to the options it
+        registers (:meth:`hierot.registry.Registry.tagged_options`)."""
 
 
 class NoOptions(ComponentOptions):
@@ -213,8 +219,8 @@ class LayerOutputs:
     missing (``decodings`` of the flat objective hold only the bottom one).
     """
 
-    encodings: Sequence[Gaussian] = field(default_factory=list)
-    decodings: Sequence[Gaussian] = field(default_factory=list)
+    encodings: list[Gaussian] = field(default_factory=list)
+    decodings: list[Gaussian] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -244,6 +250,10 @@ class StreamedSplit(Protocol):
     dtype: torch.dtype
 
     def __len__(self) -> int: ...
+
+    def to(self, device: Any = None) -> StreamedSplit:
+        """Itself: the rows stay in their file, each batch is moved where it is used."""
+        ...
 
     def read(self, indices) -> Tensor: ...
 

@@ -31,6 +31,14 @@ class Gaussian:
     def var(self) -> Tensor | None:
         return None if self.log_var is None else self.log_var.exp()
 
+    @property
+    def stochastic_log_var(self) -> Tensor:
+        """``log_var`` where a density or a KL needs one: a point mass (``None``) is an error."""
+        if self.log_var is None:
+            raise ValueError("a deterministic (point-mass) Gaussian has no density; "
+                             "this needs a Gaussian head")
+        return self.log_var
+
     def rsample(self) -> Tensor:
         """A reparameterised sample mean + sigma * eps (the mean itself when deterministic)."""
         if self.log_var is None:

@@ -52,7 +52,8 @@ class Precision:
             )
         if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
             raise HierotError(
-                f"train.precision: bf16 is not supported by {torch.cuda.get_device_name(self.device)};"
+                f"train.precision: bf16 is not supported by "
+                f"{torch.cuda.get_device_name(self.device)};"
                 f" use fp16 (with gradient scaling) or fp32"
             )
         if name != "fp32" and kind not in ("cpu", "cuda"):
@@ -75,7 +76,8 @@ class Precision:
             self.scaler.unscale_(optimizer)
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
-        """The optimiser's step; with fp16 skipped when a gradient overflowed, and the scale updated."""
+        """The optimiser's step; with fp16 skipped when a gradient overflowed, and the scale
+        updated."""
         if self.scaler is None:
             optimizer.step()
         else:

@@ -75,4 +75,25 @@ ALL: dict[str, Registry] = {
     "features": features,
 }
 
-__all__ = ["ALL", "ComponentOptions", "Entry", "NoOptions", "Registry", "choice", *ALL]
+__all__ = [
+    "ALL",
+    "ComponentOptions",
+    "Entry",
+    "NoOptions",
+    "Registry",
+    "callbacks",
+    "choice",
+    "costs",
+    "datasets",
+    "divergences",
+    "features",
+    "lambda_schedules",
+    "lr_schedules",
+    "networks",
+    "objectives",
+    "optimizers",
+    "penalties",
+    "presets",
+    "samplers",
+    "sweeps",
+]

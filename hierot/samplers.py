@@ -29,7 +29,7 @@ and decoding what they draw is :mod:`hierot.evaluation.samplers`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -56,6 +56,8 @@ class PriorSampler:
         return self
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        if self.shape is None:
+            raise RuntimeError("PriorSampler.sample before fit")
         return torch.randn((n, *self.shape), generator=generator)
 
 
@@ -74,7 +76,7 @@ class GMMSampler:
 
     def __init__(self, options: GMMOptions):
         self.options = options
-        self.mixture = None
+        self.mixture: Any = None  # scikit-learn's GaussianMixture once fitted
         self.shape: tuple[int, ...] | None = None
 
     def fit(self, codes: Tensor, seed: int = 0) -> GMMSampler:
@@ -92,6 +94,8 @@ class GMMSampler:
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         m = self.mixture
+        if m is None or self.shape is None:
+            raise RuntimeError("GMMSampler.sample before fit")
         components = torch.multinomial(torch.as_tensor(m.weights_), n, replacement=True,
                                        generator=generator)
         k, d = m.means_.shape
@@ -123,11 +127,14 @@ class EmpiricalSampler:
         return self
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        if self.codes is None:
+            raise RuntimeError("EmpiricalSampler.sample before fit")
         return self.codes[torch.randint(len(self.codes), (n,), generator=generator)]
 
 
 def parse_sampler(text: str | dict) -> ComponentOptions:
-    """Options of a sampler from a name (``gmm``) or a YAML mapping (``{name: gmm, n_components: 20}``).
+    """Options of a sampler from a name (``gmm``) or a YAML mapping
+    (``{name: gmm, n_components: 20}``).
 
     Raises
     ------
@@ -138,7 +145,8 @@ def parse_sampler(text: str | dict) -> ComponentOptions:
 
 
 def label(options: ComponentOptions) -> str:
-    """A short name of a sampler with its non-default options (``gmm`` or ``gmm(n_components=20)``)."""
+    """A short name of a sampler with its non-default options (``gmm`` or
+    ``gmm(n_components=20)``)."""
     fields = options.model_dump(exclude_defaults=True)
     fields.pop("name", None)
     inner = ",".join(f"{k}={v}" for k, v in fields.items())

@@ -1,4 +1,5 @@
-r"""Learning-rate schedules: a factor on ``optimizer.lr`` at every step, a function of the step alone.
+r"""Learning-rate schedules: a factor on ``optimizer.lr`` at every step, a function of the step
+alone.
 
 Optimiser step :math:`k = 1..K` (:math:`K` the run's ``train.steps``, or epochs times batches per
 epoch) uses :math:`\text{lr}_k = \text{lr} \cdot f(k)`. Every schedule starts with an optional
@@ -88,7 +89,8 @@ class CosineOptions(ScheduleOptions):
 
 @lr_schedules.register("cosine", options=CosineOptions)
 class Cosine(LRSchedule):
-    """Cosine decay from lr to ``min_factor * lr`` over the steps after the warm-up (SGDR, Eq. 5)."""
+    """Cosine decay from lr to ``min_factor * lr`` over the steps after the warm-up (SGDR,
+    Eq. 5)."""
 
     options: CosineOptions
 

@@ -95,9 +95,9 @@ def stop_together(runtime) -> str:
     """A non-finite objective on rank 1 only: rank 0 must stop too (not wait in the backward)."""
     from torch import nn
 
-    from hierot.training.distributed import DataParallelObjective
     from hierot.errors import NonFiniteLossError
     from hierot.objectives.terms import Terms
+    from hierot.training.distributed import DataParallelObjective
 
     class Objective(nn.Module):
         def __init__(self):
@@ -162,7 +162,6 @@ def main(root: Path) -> None:
     from hierot.cli import main as cli
     from hierot.errors import HierotError
     from hierot.spec.loading import dump_spec
-
     from hierot.training.distributed import from_environment
 
     runtime = from_environment("cpu")  # joins the process group; later fits reuse it

@@ -84,8 +84,9 @@ def test_sample_and_evaluate_check_their_options_before_any_work(tmp_path):
 
 
 def test_the_version_is_one_and_has_its_changelog_entry():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parent.parent
     declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]

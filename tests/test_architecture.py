@@ -201,7 +201,8 @@ def test_the_checks_catch_a_loop_and_an_upward_import():
     lazy = ast.parse("def f():\n    from hierot.cli import main\n")
     graph["hierot.evaluation.report"] = imports_of("hierot.evaluation.report", lazy, False)
     assert any("hierot.evaluation.report:2" in p for p in upward_imports(graph))
-    guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import hierot.cli\n")
+    guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                        "    import hierot.cli\n")
     assert imports_of("hierot.errors", guarded, False) == []
 
 

@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's `benchmarks`
 
-from benchmarks import stacked_coverage as coverage  # noqa: E402
+from benchmarks import stacked_coverage as coverage
 
 
 def stat(mean: float, std: float | None) -> dict:
@@ -58,20 +58,25 @@ def test_welch_p_matches_a_hand_computed_t_test():
 
 def test_verdict_of_the_published_stacked_wae_and_of_an_arm_that_wins():
     published = coverage.verdict(STACKED, FLAT, STACKED)
-    assert (published["precision"], published["recall"], published["class_tv"]) == ("better", "worse", "worse")
+    assert (published["precision"], published["recall"],
+            published["class_tv"]) == ("better", "worse", "worse")
     assert not published["wins_on_both"] and published["keeps_hierarchy"]
 
     winner = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01))
     v = coverage.verdict(winner, FLAT, STACKED)
-    assert (v["precision"], v["recall"], v["coverage"], v["class_tv"]) == ("better", "tie", "better", "tie")
+    assert (v["precision"], v["recall"], v["coverage"],
+            v["class_tv"]) == ("better", "tie", "better", "tie")
     assert v["wins_on_both"] and v["keeps_hierarchy"]
 
     assert v["welch_p"]["precision"] < 0.01 and v["welch_p"]["recall"] > 0.05
 
-    weak_top = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01), probe_top=0.40)
+    weak_top = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01),
+                   probe_top=0.40)
     assert not coverage.verdict(weak_top, FLAT, STACKED)["keeps_hierarchy"]
-    blurry = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01), rec=(0.01, 0.06))
-    assert not coverage.verdict(blurry, FLAT, STACKED)["keeps_hierarchy"]  # z2 worse than 0.05 ± 0.001
+    blurry = arm((0.92, 0.02), (1.05, 0.03), (0.70, 0.03), (0.92, 0.01), (0.09, 0.01),
+                 rec=(0.01, 0.06))
+    # z2 worse than 0.05 ± 0.001
+    assert not coverage.verdict(blurry, FLAT, STACKED)["keeps_hierarchy"]
 
 
 def record(seed: int, overrides: list[str]) -> dict:
@@ -88,12 +93,16 @@ def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path)
     earlier = coverage.reusable(path)
     assert set(earlier) == {("stacked", 0), ("flat", 0)}  # the failed run is not reused
 
-    job = lambda preset, overrides, seed: (preset, overrides, tmp_path / "r", None, False, tmp_path, seed)
+    job = lambda preset, overrides, seed: (
+        preset, overrides, tmp_path / "r", None, False, tmp_path, seed)
     reused = coverage.earlier_record(job(coverage.STACKED, same, 0), "stacked", earlier)
-    assert reused["eval"] == {"x": 0} and reused["reused_from"] == str(path) and "preset" not in reused
+    assert reused["eval"] == {"x": 0} and reused["reused_from"] == str(path)
+    assert "preset" not in reused
     assert coverage.earlier_record(job(coverage.STACKED, same, 1), "stacked", earlier) is None
-    assert coverage.earlier_record(job(coverage.FLAT, same, 0), "flat", earlier) is None  # overrides differ
-    assert coverage.earlier_record(job(coverage.FLAT, other, 0), "stacked", earlier) is None  # preset differs
+    assert coverage.earlier_record(job(coverage.FLAT, same, 0), "flat",
+                                   earlier) is None  # overrides differ
+    assert coverage.earlier_record(job(coverage.FLAT, other, 0), "stacked",
+                                   earlier) is None  # preset differs
     assert coverage.reusable(None) == {}
 
     report["runs"]["stacked"][0]["reused_from"] = "first.json"  # reused twice: the first origin
@@ -108,7 +117,8 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 def test_workers_die_with_a_killed_benchmark():
     """`kill -9` of a benchmark must not leave its workers training (into folders reused later)."""
     root = Path(__file__).resolve().parent.parent

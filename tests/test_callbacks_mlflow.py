@@ -34,7 +34,8 @@ def test_an_unknown_scheme_is_refused_at_validation(tmp_path, capsys):
     assert main(["validate", str(path), "--set", tracker("nosuch://x")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "callbacks.0.tracking_uri: no MLflow tracking store takes the scheme of 'nosuch://x'" in err
+    assert ("callbacks.0.tracking_uri: no MLflow tracking store takes the scheme of "
+            "'nosuch://x'") in err
     assert "http://" in err and "sqlite://" in err
 
 
@@ -70,12 +71,14 @@ def test_a_silent_server_fails_within_the_timeout(tmp_path, silent_server):
     began = time.monotonic()
     with pytest.raises(HierotError):
         start(silent_server, tmp_path, connect_timeout=1)
-    assert time.monotonic() - began < 5  # mlflow imported: one second of waiting, not MLflow's minutes of retries
+    # mlflow imported: one second of waiting, not MLflow's minutes of retries
+    assert time.monotonic() - began < 5
 
 
 def test_an_unreachable_server_is_skipped_with_a_warning_when_asked(tmp_path):
     run = tmp_path / "r"
-    with pytest.warns(RuntimeWarning, match=r"127.0.0.1:1 could not be reached.*training without MLflow"):
+    with pytest.warns(RuntimeWarning,
+                      match=r"127.0.0.1:1 could not be reached.*training without MLflow"):
         hierot.fit(hierot.load_spec(TINY, [tracker("http://127.0.0.1:1", unreachable="skip",
                                                    connect_timeout=2)]), out=run)
     assert len(RunDir(run).read_metrics()) == 2

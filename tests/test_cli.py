@@ -38,12 +38,14 @@ def test_unknown_preset_and_override_errors(capsys):
 
 def test_show_prints_the_preset_yaml(capsys):
     assert main(["show", "quickstart"]) == 0
-    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load(presets.get("quickstart").factory())
+    assert (yaml.safe_load(capsys.readouterr().out)
+            == yaml.safe_load(presets.get("quickstart").factory()))
     assert main(["show", "quickstart", "--resolved"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["optimizer"]["name"] == "adam"
 
 
-@pytest.mark.parametrize("kind", ["divergences", "networks", "costs", "penalties", "datasets", "presets"])
+@pytest.mark.parametrize("kind",
+                         ["divergences", "networks", "costs", "penalties", "datasets", "presets"])
 def test_list(kind, capsys):
     assert main(["list", kind]) == 0
     assert "mmd" in capsys.readouterr().out or kind != "divergences"
@@ -56,7 +58,8 @@ def test_list_unknown_kind(capsys):
 
 def test_train_then_resume(tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["--set", "data={name: digits}", "--set", "train.batch_size=32", "--set", "train.progress=false"]
+    common = ["--set", "data={name: digits}", "--set", "train.batch_size=32", "--set",
+              "train.progress=false"]
     assert main(["train", "quickstart", "--out", str(out), "--set", "train.steps=3", *common]) == 0
     assert "rec_x" in capsys.readouterr().out
     assert main(["train", "quickstart", "--out", str(out), "--set", "train.steps=3", *common]) == 2

@@ -14,8 +14,8 @@ import yaml
 from hierot._docstrings import plain_text
 from hierot.cli import main, make_parser
 from hierot.cli._command import overrides_of
-from hierot.spec.loading import dump_spec, load_spec
 from hierot.registry import ALL, costs, penalties
+from hierot.spec.loading import dump_spec, load_spec
 from hierot.training.progress import progress_text
 
 
@@ -41,7 +41,8 @@ def test_mistyped_command_gets_did_you_mean(typo, command, capsys):
 
 def test_unknown_command_without_close_match_lists_the_commands(capsys):
     assert main(["frobnicate"]) == 2
-    assert "unknown command 'frobnicate'. Valid: compare, eval, list, plot" in capsys.readouterr().err
+    assert ("unknown command 'frobnicate'. Valid: compare, eval, list, plot"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--bogus"], ["trian"], ["--version"]])
@@ -49,7 +50,8 @@ def test_help_and_argument_errors_do_not_import_torch(argv):
     code = (f"import sys\nfrom hierot.cli import main\ntry:\n    main({argv!r})\n"
             "except SystemExit:\n    pass\n"
             "print('torch' in sys.modules, 'matplotlib' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "False False", done.stderr
 
 
@@ -196,7 +198,7 @@ def test_a_reader_that_closes_the_pipe_stops_the_listing_quietly():
     reader, writer = os.pipe()
     os.close(reader)  # the reader is gone before anything is written
     proc = subprocess.run([sys.executable, "-m", "hierot", "list"], stdout=writer,
-                          stderr=subprocess.PIPE, text=True, timeout=120)
+                          stderr=subprocess.PIPE, text=True, check=False, timeout=120)
     os.close(writer)
     assert proc.stderr == ""
     assert proc.returncode == 128 + signal.SIGPIPE

@@ -10,14 +10,13 @@ import json
 
 import numpy as np
 import pytest
+from _fixtures import two_layers  # tests/_fixtures.py
 from scipy import stats
 
 import hierot
 from hierot.cli import main
 from hierot.evaluation.compare import mean_std, t_interval, verdict, welch_p
 from hierot.evaluation.evaluator import evaluate
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 SPEC = {"data": {"name": "digits", "limit": 200}, "layers": two_layers(),
         "train": {"batch_size": 32, "steps": 2, "progress": False}}
@@ -83,7 +82,7 @@ def test_compare_groups_seeds_and_tests_against_the_baseline(runs, tmp_path, cap
 
 
 def test_compare_bad_input(runs, tmp_path, capsys):
-    root, made = runs
+    root, _made = runs
     assert main(["compare", str(tmp_path / "nothing-*")]) == 2
     assert "matches no run directory" in capsys.readouterr().err
     empty = tmp_path / "not-evaluated"

@@ -1,4 +1,5 @@
-"""Built-in data sets: the contract, file layouts (on tiny files), missing data, the toy hierarchy."""
+"""Built-in data sets: the contract, file layouts (on tiny files), missing data, the toy
+hierarchy."""
 
 from __future__ import annotations
 

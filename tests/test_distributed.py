@@ -24,7 +24,7 @@ from hierot.training.rundir import RunDir
 from hierot.training.runtime import Runtime, single_process
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _distributed_worker as worker  # noqa: E402  (registers the dist-blobs data set)
+import _distributed_worker as worker
 
 WORKER = Path(worker.__file__)
 LAUNCH_TIMEOUT_S = 600
@@ -79,8 +79,8 @@ def state(path: Path) -> dict[str, torch.Tensor]:
 
 def assert_same(a: dict, b: dict, **tolerance) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], msg=name, **tolerance)
+    for name, value in a.items():
+        torch.testing.assert_close(value, b[name], msg=name, **tolerance)
 
 
 def differs(a: dict, b: dict) -> bool:

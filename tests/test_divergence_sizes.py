@@ -8,12 +8,11 @@ import math
 
 import pytest
 import yaml
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
 from hierot.errors import SpecError
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 TINY = {
     "data": {"name": "digits"},

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
@@ -29,8 +30,6 @@ from hierot.evaluation import (
 from hierot.evaluation.classifier import CACHE_ENV
 from hierot.evaluation.figures import CAPTIONS
 from hierot.evaluation.frechet import frechet_from_stats
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 SAMPLES, FAST = 300, ["--samples", "300", "--resamples", "20"]
 """A small protocol for tests (the default is 10,000 samples, 200 resamples)."""

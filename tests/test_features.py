@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
@@ -22,8 +23,6 @@ from hierot.evaluation.classifier import CACHE_ENV
 from hierot.evaluation.features import build_extractor, manifest, parse_features, shipped_path
 from hierot.evaluation.pretrained import dino_preprocess, inception_preprocess
 from hierot.registry import datasets, features
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 
 def load(name: str, **options):

@@ -1,4 +1,5 @@
-"""Kill -9 at random moments, checkpoint writes included, then resume: bit-exact with a straight run.
+"""Kill -9 at random moments, checkpoint writes included, then resume: bit-exact with a straight
+run.
 
 A training subprocess (``python -m hierot train``) is killed with SIGKILL three times: while a
 checkpoint temporary is being written, at a random moment after it has logged, and mid-write
@@ -64,7 +65,8 @@ def kill_when(process: subprocess.Popen, run: Path, how: str, rng: random.Random
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
         if how == "during a checkpoint write":
-            if checkpoints.is_dir() and any(p.name.startswith(".step-") for p in checkpoints.iterdir()):
+            if checkpoints.is_dir() and any(p.name.startswith(".step-")
+                                            for p in checkpoints.iterdir()):
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 return True

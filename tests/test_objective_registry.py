@@ -1,4 +1,5 @@
-"""The objective registry: every objective on a tiny hierarchy, the contract, back-compat, plug-ins."""
+"""The objective registry: every objective on a tiny hierarchy, the contract, back-compat,
+plug-ins."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from _fixtures import FakeDist  # tests/_fixtures.py
 from pydantic import Field
 
 import hierot
@@ -16,12 +18,10 @@ import hierot._registry as registry_module
 from hierot.cli import main
 from hierot.components import DataSplits
 from hierot.errors import SpecError
-from hierot.spec.loading import dump_spec, load_spec
 from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
+from hierot.spec.loading import dump_spec, load_spec
 from hierot.spec.run_spec import load_run_spec, upgrade
-
-from _fixtures import FakeDist  # tests/_fixtures.py
 
 LAYERS = [
     {"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},
@@ -66,7 +66,8 @@ def test_every_objective_gives_finite_terms_and_gradients(name):
     assert [tuple(c.shape) for c in codes] == [(16, 4), (16, 3), (16, 2)]
     assert len(posteriors) == 3
     # a one-line description for `hierot validate` and reports
-    assert objective.options.label and objective.options.label in objective.options.describe([4, 3, 2])
+    assert objective.options.label and objective.options.label in objective.options.describe([4, 3,
+                                                                                              2])
 
 
 def test_hierot_list_objectives(capsys):
@@ -99,7 +100,7 @@ def test_match_always_gathers(name, matched):
     assert drawn == [6] and gather.shapes[-1] == (3, 2)
 
 
-# -- back-compat -------------------------------------------------------------------------------------
+# -- back-compat -----------------------------------------------------------------------------------
 OLD = {**TINY, "objective": "flat",
        "weights": {"schedule": "explicit", "reconstruction": [1.0, 0.5, 0.25], "match": 0.1}}
 NEW = {**TINY, "objective": {"name": "wae", "weights": {
@@ -138,9 +139,11 @@ def test_switching_the_objective_of_a_preset():
 
 def test_weights_is_short_for_objective_weights_in_overrides():
     spec = load_spec(NEW, ["weights.match=0.5"])
-    assert spec.objective.weights.match == 0.5 and spec.objective.weights.reconstruction == (1.0, 0.5, 0.25)
+    weights = spec.objective.weights
+    assert weights.match == 0.5 and weights.reconstruction == (1.0, 0.5, 0.25)
     spec = load_spec(NEW, ["weights={schedule: paper-mnist, lambda_rec: 0.1}"])
-    assert spec.objective.weights.schedule == "paper-mnist" and spec.objective.weights.lambda_rec == 0.1
+    assert spec.objective.weights.schedule == "paper-mnist"
+    assert spec.objective.weights.lambda_rec == 0.1
     with pytest.raises(SpecError, match=r"objective\.weights\.lambda_reck: Extra inputs"):
         load_spec(NEW, ["weights.lambda_reck=0.1"])
     assert load_spec(TINY, ["weights={schedule: paper-svhn}"]).objective.name == "stacked-wae"
@@ -156,11 +159,12 @@ def test_upgrade_leaves_the_new_form_alone_and_defaults_to_stacked_wae():
 def test_objective_errors_name_the_field():
     with pytest.raises(SpecError) as info:
         load_spec(NEW, ["objective.weights.reconstruction=[1.0]"])
-    assert info.value.lines == ["objective.weights.reconstruction: 1 values for 3 reconstruction "
-                                "terms (one per latent layer)"]
+    assert info.value.lines == [("objective.weights.reconstruction: 1 values for 3 reconstruction "
+                                "terms (one per latent layer)")]
     with pytest.raises(SpecError) as info:
         load_spec({**NEW, "objective": {"name": "hvea"}})
-    assert info.value.lines[0].startswith("objective.name: unknown objective 'hvea'; did you mean 'hvae'")
+    assert info.value.lines[0].startswith(
+        "objective.name: unknown objective 'hvea'; did you mean 'hvae'")
     with pytest.raises(SpecError, match=r"objective\.weights: Extra inputs are not permitted"):
         load_spec({**NEW, "objective": {**NEW["objective"], "name": "hvae"}})
     deterministic = [dict(LAYERS[0]), {**LAYERS[1], "encoder_head": "deterministic"},
@@ -181,7 +185,7 @@ class MeanMatching(Objective):
     """A plug-in objective: reconstruction of x and a divergence on z_1."""
 
     def forward(self, x):
-        encodings, codes = self.model.encode(x, depth=1)
+        _encodings, codes = self.model.encode(x, depth=1)
         terms = Terms()
         terms.add("rec_x", (self.model.decoders[0](codes[0]).mean - x).square().sum(1).mean(), 1.0)
         prior = lambda m: torch.randn(m, codes[0].shape[1])
@@ -206,7 +210,8 @@ class FakeEntryPoint:
 @pytest.fixture
 def plugin(monkeypatch):
     """The global objective registry, re-discovering plug-ins from one fake entry point."""
-    ep = FakeEntryPoint("mean-matching", "objective_pkg:MeanMatching", FakeDist("objective-pkg", "0.3"))
+    ep = FakeEntryPoint("mean-matching", "objective_pkg:MeanMatching",
+                        FakeDist("objective-pkg", "0.3"))
     monkeypatch.setattr(registry_module, "entry_points",
                         lambda *, group: [ep] if group == "hierot.objectives" else [])
     monkeypatch.delenv(registry_module.DISABLE_ENV, raising=False)
@@ -228,7 +233,8 @@ def test_plugin_objective_is_listed_validated_built_and_gathered(plugin, capsys)
     built = hierot.build(spec, data=tiny_data(), gather=gather)
     terms = built.objective(built.data.train_x)
     assert gather.shapes == [(16, 4)]
-    assert terms.weighted["match_z1"].item() == pytest.approx(2 * terms.unweighted["match_z1"].item())
+    assert (terms.weighted["match_z1"].item()
+            == pytest.approx(2 * terms.unweighted["match_z1"].item()))
     terms.total.backward()
     assert math.isfinite(terms.total.item())
     assert built.model.encoders[0].head.mean.weight.grad.abs().sum() > 0

@@ -35,7 +35,7 @@ def hand_mmd(x, y):
     for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0):
         c = 2 * d * s
 
-        def k(a, b):
+        def k(a, b, c=c):
             return c / (c + ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
 
         n, m = len(x), len(y)
@@ -127,7 +127,8 @@ def test_analytic_expectation_agrees_with_monte_carlo():
     analytic = expected_cost(cost, target, decoded)
     draws = torch.stack([cost(target, decoded.rsample()) for _ in range(20000)])
     assert torch.allclose(analytic, draws.mean(0), rtol=0.02)
-    assert torch.allclose(expected_cost(cost, target, Gaussian(decoded.mean)), cost(target, decoded.mean))
+    assert torch.allclose(expected_cost(cost, target, Gaussian(decoded.mean)),
+                          cost(target, decoded.mean))
 
 
 @pytest.mark.parametrize("name", ["l2", "l1", "bce"])
@@ -153,7 +154,8 @@ def test_sq_log_var_penalty():
     from hierot.components import LayerOutputs
     from hierot.registry import penalties
 
-    penalty = penalties.build(penalties.tagged_options("sq-log-var")(name="sq-log-var"), num_layers=2)
+    penalty = penalties.build(penalties.tagged_options("sq-log-var")(name="sq-log-var"),
+                              num_layers=2)
     assert penalty.weights == pytest.approx([1e-3, 1e-4])  # the paper's 10^-(2+i)
     lv = [torch.full((3, 2), 2.0), torch.full((3, 1), -1.0)]
     outputs = LayerOutputs([Gaussian(torch.zeros(3, 2), lv[0]), Gaussian(torch.zeros(3, 1), lv[1])])

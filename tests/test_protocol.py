@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.errors import HierotError
@@ -21,8 +22,6 @@ from hierot.evaluation.per_layer import regenerate
 from hierot.evaluation.protocol import check_samples, reference_split
 from hierot.evaluation.sample_quality import fidelity_coverage
 from hierot.evaluation.trained import load_run
-
-from _fixtures import two_layers  # tests/_fixtures.py
 
 
 def gaussian(n: int, d: int = 4, seed: int = 0, shift: float = 0.0, scale: float = 1.0):

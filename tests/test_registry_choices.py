@@ -211,8 +211,8 @@ def test_presets_resolve_as_hierot_0_1_0_resolved_them(name):
     before = json.loads((DATA / "presets_resolved_0.1.0.json").read_text())[name]
     assert name in presets
     now = hierot.load_spec(name).model_dump(mode="json")
-    for section, field in ADDED_SINCE_0_1_0:
-        assert now[section].pop(field) == ADDED_SINCE_0_1_0[section, field], (section, field)
+    for (section, field), default in ADDED_SINCE_0_1_0.items():
+        assert now[section].pop(field) == default, (section, field)
     assert now == before
 
 

@@ -174,14 +174,14 @@ def test_spec_reports_shape_mismatches_naming_both_layers(tmp_path):
         hierot.load_spec(path)
     assert str(path) in str(info.value)
     assert info.value.lines == [
-        "layers.1.encoder: cannot map layers.0 (z_1) (1, 14, 14) and layers.1 (z_2) (2, 3, 3): "
+        ("layers.1.encoder: cannot map layers.0 (z_1) (1, 14, 14) and layers.1 (z_2) (2, 3, 3): "
         "resnet: the spatial size 14x14 -> 3x3 is not a resampling by 1 or 2 (down gives 7x7, "
-        "up gives 28x28); with last: fc, choose resample explicitly",
-        "layers.1.decoder: cannot map layers.0 (z_1) (1, 14, 14) and layers.1 (z_2) (2, 3, 3): "
+        "up gives 28x28); with last: fc, choose resample explicitly"),
+        ("layers.1.decoder: cannot map layers.0 (z_1) (1, 14, 14) and layers.1 (z_2) (2, 3, 3): "
         "resnet: the spatial size 3x3 -> 14x14 is not a resampling by 1 or 2 (down gives 2x2, "
-        "up gives 6x6); with last: fc, choose resample explicitly",
-        "layers.2.encoder: cannot map layers.1 (z_2) (2, 3, 3) and layers.2 (z_3) (2, 2, 2): "
-        "resnet: resample: none takes the input's 3x3 maps to 3x3, not the output's 2x2",
+        "up gives 6x6); with last: fc, choose resample explicitly"),
+        ("layers.2.encoder: cannot map layers.1 (z_2) (2, 3, 3) and layers.2 (z_3) (2, 2, 2): "
+        "resnet: resample: none takes the input's 3x3 maps to 3x3, not the output's 2x2"),
     ]
 
 
@@ -283,7 +283,7 @@ def test_mixed_hierarchy_conv_near_pixels_mlp_on_top():
     ]
     spec = hierot.load_spec(small_spec(layers))
     built = hierot.build(spec, data=random_data((1, 28, 28)))
-    encodings, codes = built.model.encode(built.data.train_x[:8])
+    _encodings, codes = built.model.encode(built.data.train_x[:8])
     assert [tuple(c.shape[1:]) for c in codes] == [(1, 14, 14), (2, 7, 7), (8,), (2, 2, 2), (2,)]
     before = [p.detach().clone() for p in built.model.parameters()]
     result = Trainer(built).fit()

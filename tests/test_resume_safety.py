@@ -18,8 +18,8 @@ import yaml
 import hierot
 from hierot.cli import main
 from hierot.errors import CheckpointError, HierotError, NonFiniteLossError, RunChangedError
-from hierot.spec.loading import dump_spec
 from hierot.registry import ComponentOptions, divergences
+from hierot.spec.loading import dump_spec
 from hierot.training.resume import init_from, read_changes
 from hierot.training.rundir import RunDir
 from hierot.training.trainer import CHECKPOINT_FORMAT
@@ -74,7 +74,7 @@ def stopped_at(tmp_path: Path, steps: int = 4) -> Path:
     return out
 
 
-# -- the spec may change only what does not make another experiment ---------------------------------
+# -- the spec may change only what does not make another experiment --------------------------------
 @pytest.mark.parametrize("override, field", [
     ("layers.0.encoder.hidden=[64, 64]", "layers.0.encoder.hidden: [16] -> [64, 64]"),
     ("layers.1.latent_shape=[3]", "layers.1.latent_shape: [2] -> [3]"),
@@ -156,7 +156,7 @@ def test_init_from_another_architecture_names_the_parameters_and_writes_nothing(
     assert not other.exists()
 
 
-# -- runs without a checkpoint, temporaries ---------------------------------------------------------
+# -- runs without a checkpoint, temporaries --------------------------------------------------------
 def killed_before_first_checkpoint(tmp_path: Path) -> Path:
     """What a kill before the first checkpoint leaves: spec, environment, some metrics, and a
     checkpoint temporary cut short."""
@@ -305,7 +305,8 @@ def test_a_non_finite_gradient_stops_before_anything_is_saved(tmp_path, nan_grad
 
 def test_parameters_that_overflow_stop_the_run_and_are_never_saved(tmp_path):
     """SGD with lr 3e38: finite loss and gradients, infinite parameters after the step."""
-    spec = hierot.load_spec(TINY, ["optimizer={name: sgd, lr: 3.0e+38}", "train.checkpoint_every=1"])
+    spec = hierot.load_spec(TINY,
+                            ["optimizer={name: sgd, lr: 3.0e+38}", "train.checkpoint_every=1"])
     with pytest.raises(NonFiniteLossError, match=r"step \d+: non-finite (parameter|gradient)"):
         hierot.fit(spec, out=tmp_path / "run")
     run = RunDir(tmp_path / "run")
@@ -328,8 +329,8 @@ def test_parameters_that_overflow_between_checkpoints_stop_the_next_step(tmp_pat
 
 def test_infinite_optimizer_state_is_caught(tmp_path):
     """Adam's second moment overflows (grad**2 > 3.4e38) while the parameters stay finite."""
-    spec = hierot.load_spec(TINY, ["weights={schedule: explicit, reconstruction: [1.0e+25, 1],"
-                                   " match: 1}", "train.checkpoint_every=1"])
+    spec = hierot.load_spec(TINY, [("weights={schedule: explicit, reconstruction: [1.0e+25, 1],"
+                                   " match: 1}"), "train.checkpoint_every=1"])
     with pytest.raises(NonFiniteLossError, match="non-finite (optimiser state|gradient|parameter)"):
         hierot.fit(spec, out=tmp_path / "run")
     for path in RunDir(tmp_path / "run").checkpoints():
@@ -406,7 +407,7 @@ def test_the_device_may_change_on_resume_and_is_recorded(tmp_path):
     assert entry["changes"] == {"train.steps": [4, 6], "device": ["auto", "cpu"]}
 
 
-# -- a damaged metrics.csv is named before anything is written (issue 27, defect 4) ------------------
+# -- a damaged metrics.csv is named before anything is written (issue 27, defect 4) ----------------
 DAMAGES = {
     "binary": lambda text: b"\x89PNG\r\n\x1a\n\xff\xfe" + text,
     "ascii-garbage-line": lambda text: b"garbage\n" + text,
@@ -425,7 +426,8 @@ def test_resume_with_a_damaged_metrics_file_changes_nothing(tmp_path, capsys, da
     assert main(["train", "--resume", str(run), "--set", "train.steps=6",
                  "--set", "train.log_every=2"]) == 2
     err = capsys.readouterr().err
-    assert "Traceback" not in err and f"{metrics} is damaged" in err and "Nothing was changed" in err
+    assert "Traceback" not in err and f"{metrics} is damaged" in err
+    assert "Nothing was changed" in err
     assert snapshot(run) == before  # spec.yaml, changes.jsonl, metrics.csv: byte-identical
     assert main(["plot", str(run)]) == 2
     err = capsys.readouterr().err

@@ -13,13 +13,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
 from hierot.errors import HierotError
 from hierot.evaluation import evaluate
 from hierot.evaluation.classifier import CACHE_ENV
-from hierot.evaluation.trained import load_run
 from hierot.evaluation.sample_quality import (
     class_coverage,
     density_coverage,
@@ -35,8 +35,7 @@ from hierot.evaluation.samplers import (
     parse_sampler,
     samplers,
 )
-
-from _fixtures import two_layers  # tests/_fixtures.py
+from hierot.evaluation.trained import load_run
 
 CLASSES, PER_CLASS, DIM = 10, 60, 16
 
@@ -137,7 +136,8 @@ def test_sampler_registry_and_options():
 def test_gmm_and_empirical_samplers_reproduce_the_codes_distribution():
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([[-4.0, 0.0], [4.0, 2.0]])
-    codes = centres[torch.randint(2, (2000,), generator=g)] + 0.5 * torch.randn(2000, 2, generator=g)
+    codes = centres[torch.randint(2, (2000,), generator=g)] + 0.5 * torch.randn(2000, 2,
+                                                                                generator=g)
     gmm = samplers.build(parse_sampler("{name: gmm, n_components: 2}")).fit(codes, seed=0)
     drawn = gmm.sample(4000, torch.Generator().manual_seed(1))
     assert drawn.shape == (4000, 2) and drawn.dtype == torch.float32

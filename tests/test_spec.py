@@ -7,8 +7,8 @@ import yaml
 
 import hierot
 from hierot.errors import HierotError, SpecError
-from hierot.spec.loading import apply_overrides, dump_spec, load_spec
 from hierot.registry import presets
+from hierot.spec.loading import apply_overrides, dump_spec, load_spec
 
 MINIMAL = {
     "data": {"name": "digits"},
@@ -45,8 +45,10 @@ def test_all_errors_are_reported_at_once_with_paths_and_close_matches():
         load_spec(raw)
     lines = info.value.lines
     assert "data.name: unknown dataset 'digitz'; did you mean 'digits'?" in lines[0]
-    assert any(l.startswith("layers.0.encoder.name: unknown network 'mlpp'; did you mean 'mlp'?") for l in lines)
-    assert any(l.startswith("layers.1.decoder.hiden: Extra inputs are not permitted") for l in lines)
+    assert any(l.startswith("layers.0.encoder.name: unknown network 'mlpp'; did you mean 'mlp'?")
+               for l in lines)
+    assert any(l.startswith("layers.1.decoder.hiden: Extra inputs are not permitted")
+               for l in lines)
     assert any(l.startswith("divergence.blur:") for l in lines)
     assert any(l.startswith("train: give exactly one of steps and epochs") for l in lines)
     assert any(l.startswith("optimizer.lr:") for l in lines)
@@ -61,8 +63,8 @@ def test_cross_field_errors_name_the_field():
     with pytest.raises(SpecError) as info:
         load_spec(raw)
     assert info.value.lines == [
-        "objective.weights.reconstruction: 1 values for 2 reconstruction terms (one per latent "
-        "layer)",
+        ("objective.weights.reconstruction: 1 values for 2 reconstruction terms (one per latent "
+        "layer)"),
         "penalties.0.weights: 3 values given for 2 latent layers",
     ]
 
@@ -91,9 +93,11 @@ def test_resolved_spec_round_trips():
     assert again == spec
 
 
-@pytest.mark.parametrize("divergence", ["sinkhorn", "{name: sinkhorn, backend: pot}", "mmd", "wasserstein"])
+@pytest.mark.parametrize("divergence",
+                         ["sinkhorn", "{name: sinkhorn, backend: pot}", "mmd", "wasserstein"])
 def test_resolved_spec_round_trips_for_every_divergence(divergence):
-    override = f"divergence={divergence}" if "{" in divergence else f"divergence={{name: {divergence}}}"
+    override = (f"divergence={divergence}" if "{" in divergence
+                else f"divergence={{name: {divergence}}}")
     spec = load_spec("quickstart", [override])
     assert load_spec(yaml.safe_load(dump_spec(spec))) == spec
 

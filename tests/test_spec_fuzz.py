@@ -78,7 +78,8 @@ HUGE = st.one_of(
     st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 3.5e38, -3.5e38, 1e200, 5e-324]),
     st.floats(allow_nan=False, allow_infinity=False),  # every finite float, the extremes included
 )
-"""Huge finite floats: ``ratio ** i`` overflowed (OverflowError) where ``ratio * ratio`` gives inf."""
+"""Huge finite floats: ``ratio ** i`` overflowed (OverflowError) where ``ratio * ratio``
+gives inf."""
 SCALARS = st.one_of(
     st.sampled_from([0, 1, 2, 3, -1, -5, 2**31, 2**63, 2**70, 0.5, -0.5, 1e-300, 1e300,
                      math.inf, -math.inf, math.nan, True, False, None, "", "x", "5", "1e3"]),
@@ -94,7 +95,8 @@ EXPONENT_TEXT = st.builds(
     st.sampled_from(["e", "E"]),
     st.one_of(st.integers(-400, 400), st.sampled_from(["+308", "-3", "+0", "-0"])),
 )
-"""Numbers as people write them in YAML and ``--set``: ``1e-3``, ``-2E5``, ``1.0e+308``, ``1e400``."""
+"""Numbers as people write them in YAML and ``--set``: ``1e-3``, ``-2E5``, ``1.0e+308``,
+``1e400``."""
 VALUES = st.one_of(
     SCALARS,
     st.lists(st.one_of(st.integers(-2, 16), st.sampled_from([True, 0.5, math.nan, "a"])),

@@ -11,7 +11,8 @@ INTERNALS = ("literal[", "tuple[", "constrained-", "after validation", "Input ta
 
 
 @pytest.mark.parametrize("override, line", [
-    ("layers.0.latent_shape=[-4]", "layers.0.latent_shape.0: Input should be greater than or equal to 1"),
+    ("layers.0.latent_shape=[-4]",
+     "layers.0.latent_shape.0: Input should be greater than or equal to 1"),
     ("layers.0.latent_shape=[]", "layers.0.latent_shape: needs at least 1 item, got 0"),
     ("divergence.scales=wea", "divergence.scales: expected 'wae' or a list of numbers; got 'wea'"),
     ("divergence.scales=[a]", ("divergence.scales: expected 'wae' or a list of numbers; got "

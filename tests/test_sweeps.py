@@ -20,14 +20,16 @@ import yaml
 
 optuna = pytest.importorskip("optuna")
 
-from hierot.cli import main  # noqa: E402
-from hierot.sweeps import SweepError, load_sweep  # noqa: E402
-from hierot.api import fit  # noqa: E402
-from hierot.sweeps import _optuna  # noqa: E402
-from hierot.sweeps._optuna import open_storage, open_study  # noqa: E402
-from hierot.sweeps.directory import read_sweep_dir  # noqa: E402
-from hierot.sweeps.schema import check_against_base, override  # noqa: E402
-from hierot.sweeps.worker import recover  # noqa: E402
+from hierot.api import fit
+from hierot.cli import main
+from hierot.sweeps import (
+    _optuna,
+    load_sweep,
+)
+from hierot.sweeps._optuna import open_storage, open_study
+from hierot.sweeps.directory import read_sweep_dir
+from hierot.sweeps.schema import check_against_base, override
+from hierot.sweeps.worker import recover
 
 TINY_SPEC = {
     "seed": 0,
@@ -78,7 +80,8 @@ ALL_POINTS = sorted(
      "params.weights.lambda_rec: low (1) must be smaller than high (0.1)"),
     ({"params": {"weights.lambda_rec": {"low": 0, "high": 1, "log": True}}},
      "params.weights.lambda_rec: log: true needs low > 0"),
-    ({"params": {"weights.lambda_rec": []}}, "params.weights.lambda_rec: List should have at least 1"),
+    ({"params": {"weights.lambda_rec": []}},
+     "params.weights.lambda_rec: List should have at least 1"),
     ({"sedes": 2}, "sedes: Extra inputs are not permitted"),
     ({"seeds": 0}, "seeds: Input should be greater than 0"),
     ({"direction": "down"}, "direction: Input should be 'minimize' or 'maximize'"),
@@ -175,7 +178,8 @@ def test_grid_points_and_overrides_round_trip():
     sweep, _ = load_sweep({"base": "quickstart", "params": GRID})
     assert sweep.resolved_sampler == "grid" and sweep.grid_size == 4
     assert sweep.grid_points()[1] == {"weights.lambda_rec": 0.05, "weights.lambda_match": 1e-2}
-    for value in (1e-4, 1e-5, 1e30, 0.05, 1.0, 3, "adam", True, [64, 32]):  # 1e-05 is a str to PyYAML
+    for value in (1e-4, 1e-5, 1e30, 0.05, 1.0, 3, "adam", True,
+                  [64, 32]):  # 1e-05 is a str to PyYAML
         path, text = override("a.b", value).split("=", 1)
         assert path == "a.b" and yaml.safe_load(text) == value
         assert type(yaml.safe_load(text)) is type(value)
@@ -231,7 +235,8 @@ def test_a_dead_workers_trial_is_failed_once_and_retried(tmp_path):
                                    "started": None})
     trial.set_user_attr("heartbeat", time.time())
     alive = study.ask({"x": optuna.distributions.CategoricalDistribution([1.0, 2.0])})
-    alive.set_user_attr("worker", {"host": os.uname().nodename, "pid": os.getpid(), "started": None})
+    alive.set_user_attr("worker",
+                        {"host": os.uname().nodename, "pid": os.getpid(), "started": None})
     alive.set_user_attr("heartbeat", time.time())
 
     assert recover(study) == [trial.number]  # the live worker's trial is left alone
@@ -249,7 +254,7 @@ def test_a_dead_workers_trial_is_failed_once_and_retried(tmp_path):
     assert recover(study, stale_after=0) == [alive.number]
 
 
-# -- pruning on the held-out metric logged during training ------------------------------------------
+# -- pruning on the held-out metric logged during training -----------------------------------------
 def one_point_sweep(tmp_path: Path, **fields) -> Path:
     path = tiny_sweep(tmp_path, **fields)
     raw = yaml.safe_load(path.read_text())
@@ -329,9 +334,11 @@ def test_two_workers_train_every_point_exactly_once(tmp_path, capsys):
     assert len({t.user_attrs["worker"]["pid"] for t in trials}) == 2  # both workers took trials
     for trial in trials:
         run = out / "trials" / trial.user_attrs["run_dir"] / "seed-0"
-        assert (run / "spec.yaml").is_file() and (run / "checkpoints" / "step-00000006.pt").is_file()
+        assert (run / "spec.yaml").is_file()
+        assert (run / "checkpoints" / "step-00000006.pt").is_file()
         recorded = json.loads((run / "sweep.json").read_text())
-        assert recorded["params"] == trial.params and recorded["value"] == pytest.approx(trial.value)
+        assert recorded["params"] == trial.params
+        assert recorded["value"] == pytest.approx(trial.value)
         spec = yaml.safe_load((run / "spec.yaml").read_text())
         weights = spec["objective"]["weights"]  # resolved specs: the weights in the objective
         assert weights["lambda_rec"] == trial.params["weights.lambda_rec"]
@@ -360,7 +367,8 @@ def _first_checkpointed_running_trial(out: Path, deadline: float):
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_trial_continues_when_run_again(tmp_path):
-    path, out = tiny_sweep(tmp_path, budget={"train.steps": 150, "train.checkpoint_every": 10}), tmp_path / "out"
+    path, out = tiny_sweep(tmp_path, budget={"train.steps": 150,
+                                             "train.checkpoint_every": 10}), tmp_path / "out"
     command = [sys.executable, "-m", "hierot", "sweep", str(path), "--out", str(out),
                "--workers", "2", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}

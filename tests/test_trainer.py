@@ -7,18 +7,18 @@ import pickle
 
 import pytest
 import torch
+from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.registry import ComponentOptions, divergences
 from hierot.training.rundir import RunDir, atomic_torch_save
 
-from _fixtures import two_layers  # tests/_fixtures.py
-
 TINY = {
     "data": {"name": "digits"},
     "layers": two_layers(),
-    "train": {"batch_size": 64, "steps": 4, "log_every": 1, "checkpoint_every": 2, "progress": False},
+    "train": {"batch_size": 64, "steps": 4, "log_every": 1, "checkpoint_every": 2,
+              "progress": False},
 }
 
 
@@ -50,7 +50,8 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     steps = [row["step"] for row in resumed.read_metrics()]
     assert steps == [1, 2, 3, 4]
-    assert straight.read_metrics()[-1]["total"] == pytest.approx(resumed.read_metrics()[-1]["total"])
+    assert (straight.read_metrics()[-1]["total"]
+            == pytest.approx(resumed.read_metrics()[-1]["total"]))
 
 
 def test_existing_run_is_not_overwritten(tmp_path):
@@ -81,9 +82,11 @@ def nan_after_two_calls():
     divergences.remove("nan-later")
 
 
-def test_non_finite_loss_stops_with_term_and_step_and_keeps_checkpoint(tmp_path, nan_after_two_calls):
+def test_non_finite_loss_stops_with_term_and_step_and_keeps_checkpoint(tmp_path,
+                                                                       nan_after_two_calls):
     spec = hierot.load_spec(TINY, ["divergence={name: nan-later}", "train.checkpoint_every=1"])
-    with pytest.raises(NonFiniteLossError, match=r"step 3: non-finite objective term\(s\) match_z2"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"step 3: non-finite objective term\(s\) match_z2"):
         hierot.fit(spec, out=tmp_path / "run")
     run = RunDir(tmp_path / "run")
     assert run.load_checkpoint()["step"] == 2
@@ -105,7 +108,8 @@ def test_atomic_checkpoint_survives_a_failed_write(tmp_path):
 
 
 def test_training_reduces_reconstruction(tmp_path):
-    spec = hierot.load_spec(TINY, ["train.steps=150", "train.log_every=10", "train.checkpoint_every=150"])
+    spec = hierot.load_spec(TINY,
+                            ["train.steps=150", "train.log_every=10", "train.checkpoint_every=150"])
     hierot.fit(spec, out=tmp_path / "run")
     rows = RunDir(tmp_path / "run").read_metrics()
     assert all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in rows)

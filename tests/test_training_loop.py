@@ -14,9 +14,8 @@ import hierot
 from hierot.builder import build_optimizer
 from hierot.callbacks import Callback
 from hierot.errors import HierotError, SpecError
-from hierot.registry import ComponentOptions, callbacks, divergences
+from hierot.registry import ComponentOptions, callbacks, divergences, lr_schedules, optimizers
 from hierot.training.rundir import MetricsWriter, RunDir
-from hierot.registry import lr_schedules, optimizers
 
 
 def schedule(name: str, **options):
@@ -24,11 +23,11 @@ def schedule(name: str, **options):
     return lr_schedules.build(lr_schedules.make_options(name, **options))
 
 
-def OptimizerSpec(name: str = "adam", **options):  # noqa: N802 - the spec's optimizer options
+def OptimizerSpec(name: str = "adam", **options):
     return optimizers.make_options(name, **options)
-from hierot.training.trainer import Trainer
-
 from _fixtures import two_layers  # tests/_fixtures.py
+
+from hierot.training.trainer import Trainer
 
 TINY = {
     "data": {"name": "digits"},
@@ -75,7 +74,8 @@ def test_schedule_options_are_validated():
 
 
 def test_learning_rate_follows_the_schedule(tmp_path):
-    hierot.fit(spec("cpu", "optimizer.schedule={name: linear, warmup_steps: 2}"), out=tmp_path / "r")
+    hierot.fit(spec("cpu", "optimizer.schedule={name: linear, warmup_steps: 2}"),
+               out=tmp_path / "r")
     lrs = [row["lr"] for row in RunDir(tmp_path / "r").read_metrics()]
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 2 / 3 * 1e-3, 1 / 3 * 1e-3, 0.0])
 
@@ -330,12 +330,14 @@ def test_callbacks_are_a_registry_with_spec_options(tmp_path):
 
 
 def test_missing_tracker_package_is_a_spec_error(monkeypatch):
-    import hierot.callbacks.base as base
+    from hierot.callbacks import base
 
     real = base.importlib.util.find_spec
     monkeypatch.setattr(base.importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlflow" else real(name, *a))
-    with pytest.raises(SpecError, match=r"callbacks\.0: the mlflow package is not installed.*pip install 'hierot\[mlflow\]'"):
+    with pytest.raises(SpecError,
+                       match=r"callbacks\.0: the mlflow package is not installed"
+                             r".*pip install 'hierot\[mlflow\]'"):
         hierot.load_spec(TINY, ["callbacks=[{name: mlflow}]"])
 
 
@@ -430,7 +432,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
 
 
 def test_compile_without_a_compiler_is_a_clean_error(monkeypatch):
-    import hierot.training.compiling as compiling
+    from hierot.training import compiling
 
     monkeypatch.setattr(compiling.shutil, "which", lambda name: None)
     with pytest.raises(HierotError, match="train.compile: torch.compile on the CPU needs a C"):
@@ -442,7 +444,8 @@ def test_cli_lists_callbacks(capsys):
 
     assert main(["list", "callbacks"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("callbacks:") and all(n in out for n in ("tensorboard", "mlflow", "wandb"))
+    assert out.startswith("callbacks:")
+    assert all(n in out for n in ("tensorboard", "mlflow", "wandb"))
 
 
 def test_loss_scaling_step_on_cpu():

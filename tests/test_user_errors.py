@@ -19,8 +19,8 @@ import yaml
 from hierot.cli import main
 from hierot.datasets import mnist
 from hierot.errors import HierotError, SpecError
-from hierot.spec.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
 from hierot.registry import datasets
+from hierot.spec.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
 
 VALID = {
     "data": {"name": "toy-hierarchy", "n_train": 64, "n_test": 16, "dims": [6, 3, 2]},
@@ -46,22 +46,30 @@ def validate(tmp_path: Path, capsys, text: str | bytes) -> str:
 
 # -- values that validation accepted and training then choked on, or that made no sense ----------
 BAD_VALUES = [
-    ("layers.0.encoder.hidden=[-5, 32]", "layers.0.encoder.hidden.0: Input should be greater than or equal to 1"),
-    ("layers.0.encoder.hidden=[0, 16]", "layers.0.encoder.hidden.0: Input should be greater than or equal to 1"),
-    ("layers.0.decoder.hidden=[9223372036854775808]", "layers.0.decoder.hidden.0: Input should be less than or equal to 65536"),
+    ("layers.0.encoder.hidden=[-5, 32]",
+     "layers.0.encoder.hidden.0: Input should be greater than or equal to 1"),
+    ("layers.0.encoder.hidden=[0, 16]",
+     "layers.0.encoder.hidden.0: Input should be greater than or equal to 1"),
+    ("layers.0.decoder.hidden=[9223372036854775808]",
+     "layers.0.decoder.hidden.0: Input should be less than or equal to 65536"),
     ("optimizer.betas=[0.9, 1.5]", "optimizer.betas.1: Input should be less than 1"),
     ("seed=1180591620717411303424", "seed: Input should be less than 4294967296"),
     ("seed=-1", "seed: Input should be greater than or equal to 0"),
     ("optimizer.lr=.inf", "optimizer.lr: Input should be a finite number"),
     ("optimizer.lr=.nan", "optimizer.lr: Input should be a finite number"),
     ("optimizer.momentum=.inf", "optimizer.momentum: Input should be a finite number"),
-    ("weights={schedule: paper-mnist, lambda_rec: .inf}", "weights.lambda_rec: Input should be a finite number"),
-    ("weights={schedule: paper-mnist, lambda_match: .nan}", "weights.lambda_match: Input should be a finite number"),
-    ("weights={schedule: explicit, reconstruction: [1, .inf], match: 1}", "weights.reconstruction.1: Input should be a finite number"),
-    ("weights={schedule: paper-mnist, lambda_rec: 1.0e+300}", "weights: the paper-mnist schedule resolves to non-finite weights (1, 3.333e+299 | 0.0001)"),
+    ("weights={schedule: paper-mnist, lambda_rec: .inf}",
+     "weights.lambda_rec: Input should be a finite number"),
+    ("weights={schedule: paper-mnist, lambda_match: .nan}",
+     "weights.lambda_match: Input should be a finite number"),
+    ("weights={schedule: explicit, reconstruction: [1, .inf], match: 1}",
+     "weights.reconstruction.1: Input should be a finite number"),
+    ("weights={schedule: paper-mnist, lambda_rec: 1.0e+300}",
+     "weights: the paper-mnist schedule resolves to non-finite weights (1, 3.333e+299 | 0.0001)"),
     ("divergence={name: sinkhorn, blur: .inf}", "divergence.blur: Input should be a finite number"),
     ("divergence={name: mmd, scales: [.nan]}", "divergence.scales"),
-    ("penalties=[{name: abs-log-var, first: .inf}]", "penalties.0.first: Input should be a finite number"),
+    ("penalties=[{name: abs-log-var, first: .inf}]",
+     "penalties.0.first: Input should be a finite number"),
     ("data.noise=.nan", "data.noise: Input should be a finite number"),
     ("layers.0.latent_shape=[true]", "layers.0.latent_shape.0: Input should be a valid integer"),
     ("train.steps=true", "train.steps: Input should be a valid integer"),
@@ -134,7 +142,8 @@ def test_merge_keys_may_still_be_overridden():
 
 
 def test_a_spec_that_is_not_utf8(tmp_path, capsys):
-    text = yaml.safe_dump(VALID).replace("toy-hierarchy", "toy-hierarchy  # caf\u00e9").encode("latin-1")
+    text = yaml.safe_dump(VALID).replace("toy-hierarchy",
+                                         "toy-hierarchy  # caf\u00e9").encode("latin-1")
     err = validate(tmp_path, capsys, text)
     assert "not UTF-8 text (byte 0xe9" in err and "spec.yaml" in err
 
@@ -195,7 +204,7 @@ def write_idx(path: Path, array: np.ndarray, cut: int = 0) -> None:
 def mnist_files(raw: Path, n: int = 6) -> dict[str, Path]:
     rng = np.random.RandomState(0)
     files = {}
-    for split, (images, labels) in mnist.IDX_FILES.items():
+    for (images, labels) in mnist.IDX_FILES.values():
         write_idx(raw / images, rng.randint(0, 256, (n, 28, 28)))
         write_idx(raw / labels, rng.randint(0, 10, n))
         files[images], files[labels] = raw / images, raw / labels
@@ -210,7 +219,8 @@ def load(name: str, **options):
 def test_a_missing_idx_file_is_named(tmp_path, name, folder):
     files = mnist_files(tmp_path / folder / "raw")
     files["t10k-images-idx3-ubyte"].unlink()
-    with pytest.raises(HierotError, match=r"MNIST file t10k-images-idx3-ubyte \(or .gz\) not found"):
+    with pytest.raises(HierotError,
+                       match=r"MNIST file t10k-images-idx3-ubyte \(or .gz\) not found"):
         load(name, root=str(tmp_path))
     for path in files.values():
         path.unlink(missing_ok=True)
@@ -223,7 +233,9 @@ def test_truncated_idx_file_is_named_with_its_sizes(tmp_path):
     path = files["train-images-idx3-ubyte"]
     path.write_bytes(path.read_bytes()[:-100])
     expected = 16 + 6 * 28 * 28
-    with pytest.raises(HierotError, match=rf"truncated or corrupt IDX file .*expected {expected} bytes, found {expected - 100}") as info:
+    with pytest.raises(HierotError,
+                       match=rf"truncated or corrupt IDX file .*expected {expected} bytes, "
+                             rf"found {expected - 100}") as info:
         load("mnist", root=str(tmp_path))
     assert str(path) in str(info.value) and "not found" not in str(info.value)
 
@@ -231,7 +243,8 @@ def test_truncated_idx_file_is_named_with_its_sizes(tmp_path):
 @pytest.mark.parametrize("content, said", [
     (b"", "empty file (0 bytes)"),
     (b"garbage, not labels at all", "is not an IDX file"),
-    (bytes([0, 0, 8, 1, 0, 0, 0, 6]) + bytes([1, 2, 3, 4, 5, 99]), "labels must be 0..9, found 1..99"),
+    (bytes([0, 0, 8, 1, 0, 0, 0, 6]) + bytes([1, 2, 3, 4, 5, 99]),
+     "labels must be 0..9, found 1..99"),
     (bytes([0, 0, 8, 1, 0, 0, 0, 5]) + bytes(5), "expected 6 labels"),
 ])
 def test_bad_label_file_is_named(tmp_path, content, said):

@@ -1,5 +1,6 @@
 """The VAE objectives against known answers: the ELBO and log p(x) of a one-layer model by
-quadrature, the ladder's merge by hand, warm-up, free bits, the continuous Bernoulli's normaliser."""
+quadrature, the ladder's merge by hand, warm-up, free bits, the continuous Bernoulli's
+normaliser."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import hierot
 from hierot.components import DataSplits
 from hierot.distributions import Gaussian
 from hierot.evaluation.metrics import importance_weighted_log_likelihood, kl_per_layer
-from hierot.spec.loading import load_spec
 from hierot.objectives.base import gaussian_kl
 from hierot.objectives.ladder import precision_weighted
 from hierot.objectives.vae import pixel_log_likelihood
+from hierot.spec.loading import load_spec
 
 LINEAR = {"encoder": {"name": "mlp", "hidden": []}, "decoder": {"name": "mlp", "hidden": []}}
 
@@ -39,7 +40,8 @@ def quadrature(objective, x):
     z = torch.linspace(-12, 12, 24001, dtype=torch.float64)[:, None]
     dz = float(z[1] - z[0])
     probs = objective.model.decoders[0](z.float()).mean.double().clamp(1e-6, 1 - 1e-6)  # as p(x|z)
-    log_lik = (x.double()[:, None, :] * probs.log() + (1 - x.double()[:, None, :]) * (-probs).log1p()).sum(-1)
+    x64 = x.double()[:, None, :]
+    log_lik = (x64 * probs.log() + (1 - x64) * (-probs).log1p()).sum(-1)
     log_prior = -0.5 * (z.squeeze(1) ** 2 + math.log(2 * math.pi))
     log_px = torch.logsumexp(log_lik + log_prior, 1) + math.log(dz)
     q = objective.model.encoders[0](x)
@@ -82,7 +84,8 @@ def test_continuous_bernoulli_is_normalised():
         density = pixel_log_likelihood(x, torch.full_like(x, mu), "continuous-bernoulli").exp()
         assert torch.trapezoid(density, x.squeeze(1)).item() == pytest.approx(1.0, abs=1e-3), mu
     plain = pixel_log_likelihood(x[:3], torch.full((3, 1), 0.3), "bernoulli")
-    assert plain.tolist() == pytest.approx((x[:3, 0] * math.log(0.3) + (1 - x[:3, 0]) * math.log(0.7)).tolist())
+    expected = x[:3, 0] * math.log(0.3) + (1 - x[:3, 0]) * math.log(0.7)
+    assert plain.tolist() == pytest.approx(expected.tolist())
 
 
 def test_precision_weighted_merge_by_hand():
@@ -98,7 +101,8 @@ def test_precision_weighted_merge_by_hand():
 
 def linear(module, inputs):
     head = module.head
-    return inputs @ head.mean.weight.T + head.mean.bias, inputs @ head.log_var.weight.T + head.log_var.bias
+    return (inputs @ head.mean.weight.T + head.mean.bias,
+            inputs @ head.log_var.weight.T + head.log_var.bias)
 
 
 @torch.no_grad()
@@ -128,7 +132,8 @@ def test_lvae_inference_by_hand():
     torch.testing.assert_close(inference.codes[0], z1)
     kl1 = 0.5 * (lvp - var.log() + (var + (mean - mp) ** 2) / lvp.exp() - 1)
     torch.testing.assert_close(inference.kl(0), kl1)
-    torch.testing.assert_close(inference.kl(1), gaussian_kl(Gaussian(m2, lv2), Gaussian(0 * m2, 0 * m2)))
+    torch.testing.assert_close(inference.kl(1),
+                               gaussian_kl(Gaussian(m2, lv2), Gaussian(0 * m2, 0 * m2)))
     assert [inference.analytic(i) for i in range(2)] == [True, True]
     # evaluation reads the same posterior through encode (means, top-down)
     _, codes = objective.encode(x, sample=False)
@@ -171,7 +176,8 @@ def test_the_trainer_tells_the_objective_the_step(tmp_path):
 
 
 def test_kl_per_layer_marks_its_estimates():
-    layers = [{"latent_shape": [3], **LINEAR, "decoder": {"name": "mlp", "hidden": [], "output": "sigmoid"}},
+    layers = [{"latent_shape": [3], **LINEAR,
+               "decoder": {"name": "mlp", "hidden": [], "output": "sigmoid"}},
               {"latent_shape": [2], **LINEAR}, {"latent_shape": [1], **LINEAR}]
     x = torch.rand(40, 4)
     for name, expected in (("hvae", ["monte-carlo", "monte-carlo", "analytic"]),
@@ -184,7 +190,8 @@ def test_kl_per_layer_marks_its_estimates():
         assert all(math.isfinite(v) for v in result["nats"].values())
     # a WAE whose middle decoder is deterministic: that layer's KL is undefined
     spec = load_spec({"data": {"name": "digits"}, "layers": [
-        layers[0], layers[1], {**layers[2], "decoder_head": "deterministic"}], "train": {"steps": 1}})
+        layers[0], layers[1], {**layers[2], "decoder_head": "deterministic"}],
+                      "train": {"steps": 1}})
     objective = hierot.build(spec, data=DataSplits(x, x)).objective.eval()
     result = kl_per_layer(objective, x)
     assert result["nats"]["z2"] is None and result["estimate"]["z2"] == "undefined"

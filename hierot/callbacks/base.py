@@ -1,5 +1,6 @@
 """What the built-in trackers share: building the spec's callbacks, package checks, tracker ids,
-and the figures logged at the end. The hooks themselves are :class:`hierot.training.callbacks.Callback`.
+and the figures logged at the end. The hooks themselves are
+:class:`hierot.training.callbacks.Callback`.
 """
 
 from __future__ import annotations
@@ -43,4 +44,5 @@ def figures(run_dir: RunDir) -> list[Path]:
     return plot_run(run_dir.path, embedding="pca")
 
 
-__all__ = ["Callback", "Callbacks", "build_callbacks", "figures", "require_package", "tracker_id_file"]
+__all__ = ["Callback", "Callbacks", "build_callbacks", "figures", "require_package",
+           "tracker_id_file"]

@@ -71,7 +71,8 @@ class TensorBoard(Callback):
             for path in figures(self.run_dir):
                 with Image.open(path) as image:
                     pixels = np.asarray(image.convert("RGB"))
-                self.writer.add_image(f"figures/{path.stem}", pixels, result.steps, dataformats="HWC")
+                self.writer.add_image(f"figures/{path.stem}", pixels, result.steps,
+                                      dataformats="HWC")
         self.writer.flush()
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 
 from hierot.cli import commands, evaluation, sweep  # noqa: F401  (importing registers them)
+
 # ``command`` is re-exported for code outside hierot; a sub-command module of hierot imports it
 # from hierot.cli._command (importing hierot.cli from one would be a loop)
 from hierot.cli._command import COMMANDS, command
@@ -67,7 +68,8 @@ def _short_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hierot", description="Hierarchical optimal-transport autoencoders.")
+    parser = argparse.ArgumentParser(prog="hierot",
+                                     description="Hierarchical optimal-transport autoencoders.")
     parser.add_argument("--version", action="version", version=version_line(),
                         help="print the versions of hierot, torch and python, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -1,7 +1,8 @@
 """The sub-command table of ``hierot``: each sub-command module registers its functions here.
 
-A sub-command is ``run(args) -> exit status``; its ``arguments`` attribute, when present, adds its
-arguments to its sub-parser. Nothing heavy is imported here or by the sub-command modules at
+A sub-command is ``run(args) -> exit status``; ``arguments``, given to :func:`command` (or, as
+plug-ins of hierot 0.1 did, an ``arguments`` attribute of ``run``), adds its arguments to its
+sub-parser. Nothing heavy is imported here or by the sub-command modules at
 import time (each command imports what it needs), so ``hierot --help`` stays fast.
 """
 
@@ -17,11 +18,18 @@ COMMANDS: dict[str, tuple[AddArguments, Command, str]] = {}
 """Sub-command name -> (add its arguments, run it, one line of help), in registration order."""
 
 
-def command(name: str, help: str) -> Callable[[Command], Command]:
-    """Register ``run(args)`` as a sub-command; ``add_arguments`` is its ``arguments`` attribute."""
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a sub-command without arguments adds to its parser: nothing."""
+
+
+def command(name: str, help: str, *,
+            arguments: AddArguments | None = None) -> Callable[[Command], Command]:
+    """Register ``run(args)`` as a sub-command whose ``arguments(parser)`` adds its arguments
+    (default: ``run``'s ``arguments`` attribute, if any)."""
 
     def decorator(run: Command) -> Command:
-        COMMANDS[name] = (getattr(run, "arguments", lambda p: None), run, help)
+        add = arguments if arguments is not None else getattr(run, "arguments", _no_arguments)
+        COMMANDS[name] = (add, run, help)
         return run
 
     return decorator

@@ -58,8 +58,7 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-train.arguments = _train_arguments
-command("train", "train a hierarchy from a spec or preset")(train)
+command("train", "train a hierarchy from a spec or preset", arguments=_train_arguments)(train)
 
 
 # -- validate, show, list -------------------------------------------------------------------------
@@ -79,8 +78,7 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-validate.arguments = _spec_arguments
-command("validate", "check a spec without building anything")(validate)
+command("validate", "check a spec without building anything", arguments=_spec_arguments)(validate)
 
 
 def show(args: argparse.Namespace) -> int:
@@ -92,11 +90,11 @@ def show(args: argparse.Namespace) -> int:
 
 def _show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="a preset name (or a spec file)")
-    parser.add_argument("--resolved", action="store_true", help="print with every default filled in")
+    parser.add_argument("--resolved", action="store_true",
+                        help="print with every default filled in")
 
 
-show.arguments = _show_arguments
-command("show", "print a preset's YAML")(show)
+command("show", "print a preset's YAML", arguments=_show_arguments)(show)
 
 
 def list_components(args: argparse.Namespace) -> int:
@@ -118,7 +116,11 @@ def list_components(args: argparse.Namespace) -> int:
     return 0
 
 
-list_components.arguments = lambda p: p.add_argument(
-    "kind", nargs="?", help="networks, costs, divergences, ..., optimizers, lr_schedules, "
-    "lambda_schedules, samplers (default: every kind)")
-command("list", "list registered components (and plug-ins, with their package)")(list_components)
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", nargs="?",
+                        help="networks, costs, divergences, ..., optimizers, lr_schedules, "
+                             "lambda_schedules, samplers (default: every kind)")
+
+
+command("list", "list registered components (and plug-ins, with their package)",
+        arguments=_list_arguments)(list_components)

@@ -46,7 +46,8 @@ def _at_least_one(text: str) -> int:
 
 
 def _run_arguments(parser: argparse.ArgumentParser, *, seed: str | None = None) -> None:
-    """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it seeds."""
+    """RUN_DIR, ``--checkpoint`` and ``--device``; ``--seed`` too when ``seed`` says what it
+    seeds."""
     parser.add_argument("run_dir", metavar="RUN_DIR",
                         help="a run directory written by `hierot train`")
     parser.add_argument("--checkpoint", type=_checkpoint, metavar="STEP|best",
@@ -96,8 +97,8 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: prior)")
 
 
-evaluate_run.arguments = _eval_arguments
-command("eval", "evaluate a run on its held-out split: RUN_DIR/eval.json")(evaluate_run)
+command("eval", "evaluate a run on its held-out split: RUN_DIR/eval.json",
+        arguments=_eval_arguments)(evaluate_run)
 
 
 # -- plot ----------------------------------------------------------------------------------------
@@ -121,8 +122,8 @@ def _plot_arguments(parser: argparse.ArgumentParser) -> None:
                              "umap (the paper's figures; compiling it takes about half a minute)")
 
 
-plot.arguments = _plot_arguments
-command("plot", "draw a run's figures into RUN_DIR/figures and write RUN_DIR/report.md")(plot)
+command("plot", "draw a run's figures into RUN_DIR/figures and write RUN_DIR/report.md",
+        arguments=_plot_arguments)(plot)
 
 
 # -- sample --------------------------------------------------------------------------------------
@@ -146,15 +147,16 @@ def _sample_arguments(parser: argparse.ArgumentParser) -> None:
                              "FILE.pt for the tensor (n, *shape)")
     parser.add_argument("--sampler", default="prior", metavar="SAMPLER",
                         help="sampler of the top latent: prior (the model's N(0, I)), gmm (a "
-                             "Gaussian mixture fitted to the encoded training set), empirical, or a "
+                             "Gaussian mixture fitted to the encoded training set), empirical, "
+                             "or a "
                              "YAML mapping such as '{name: gmm, n_components: 20}' (default prior)")
     parser.add_argument("--path", choices=["ancestral", "mean"], default="ancestral",
                         help="decode z_N with each layer's noise (ancestral: the model) or "
                              "through the decoders' means (default ancestral)")
 
 
-sample.arguments = _sample_arguments
-command("sample", "draw samples of a trained run into a PNG grid or a .pt tensor")(sample)
+command("sample", "draw samples of a trained run into a PNG grid or a .pt tensor",
+        arguments=_sample_arguments)(sample)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -165,8 +167,12 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-report.arguments = lambda p: p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
-command("report", "write RUN_DIR/report.md from its spec, eval.json and figures")(report)
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory")
+
+
+command("report", "write RUN_DIR/report.md from its spec, eval.json and figures",
+        arguments=_report_arguments)(report)
 
 
 # -- compare ---------------------------------------------------------------------------------------
@@ -202,6 +208,5 @@ def _compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE.json", help="also write the comparison as JSON")
 
 
-compare.arguments = _compare_arguments
 command("compare", "compare evaluated runs: grouped by spec, mean ± sd, intervals, Welch's "
-        "t-test against a baseline")(compare)
+        "t-test against a baseline", arguments=_compare_arguments)(compare)

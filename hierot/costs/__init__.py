@@ -67,7 +67,8 @@ class Manhattan(_Cost):
 
 @costs.register("bce")
 class BinaryCrossEntropy(_Cost):
-    r"""Binary cross-entropy for data in [0, 1]: :math:`-\sum x\log\tilde x + (1-x)\log(1-\tilde x)`.
+    r"""Binary cross-entropy for data in [0, 1]:
+    :math:`-\sum x\log\tilde x + (1-x)\log(1-\tilde x)`.
 
     The reconstruction must lie in (0, 1): pair it with a decoder whose output is squashed
     (``output: sigmoid`` for ``mlp``). Values are clamped away from 0 and 1.
@@ -75,7 +76,8 @@ class BinaryCrossEntropy(_Cost):
 
     def __call__(self, target: Tensor, reconstruction: Tensor) -> Tensor:
         eps = 1e-6
-        return _sum_event(F.binary_cross_entropy(reconstruction.clamp(eps, 1 - eps), target, reduction="none"))
+        return _sum_event(F.binary_cross_entropy(reconstruction.clamp(eps, 1 - eps), target,
+                                                 reduction="none"))
 
 
 def expected_cost(cost: Cost, target: Tensor, decoded: Gaussian) -> Tensor:

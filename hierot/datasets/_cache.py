@@ -12,7 +12,8 @@ renamed, and its record is written last, so a write cut short leaves no record a
 A streamed set is read batch by batch (:class:`StreamedRows`): each row with one ``pread`` in
 file order, so the process holds only the batch (the operating system's page cache, which it
 may drop, holds the rest). The file is read, not mapped: the pages of a mapping count in the
-process's resident set once touched, so a mapped 2 GB set would look 2 GB large after an epoch. The trainer's batch order (epoch, offset) is unchanged, so a resume is
+process's resident set once touched, so a mapped 2 GB set would look 2 GB large after an
+epoch. The trainer's batch order (epoch, offset) is unchanged, so a resume is
 as exact as in memory, and under data parallelism each rank reads only the rows of its shard.
 
 ``auto`` streams when the training rows take more than :data:`AUTO_FRACTION` of the memory
@@ -32,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from numpy.typing import DTypeLike
 from pydantic import Field
 from torch import Tensor
 
@@ -225,7 +227,7 @@ def _write(folder: Path, data: Path, record: Path, key: str, shape: tuple[int, .
 
 
 def hold(name: str, options: Any, files: Iterable[Path], shape: tuple[int, ...],
-         dtype: np.dtype, chunks: Any) -> Tensor | StreamedRows:
+         dtype: DTypeLike, chunks: Any) -> Tensor | StreamedRows:
     """The training rows as ``options.storage`` says: a tensor in memory or a streamed cache.
 
     ``chunks()`` yields consecutive rows (arrays) in order; in memory they fill one array.

@@ -118,8 +118,8 @@ def _rows(x: np.ndarray, rows: np.ndarray | None):
     """
     step = max(1, CHUNK_BYTES // max(1, x[:1].nbytes))
     n = len(x) if rows is None else len(rows)
-    source = x
-    if isinstance(x, np.memmap) and x.flags.c_contiguous:
+    source: np.ndarray | StreamedRows = x
+    if isinstance(x, np.memmap) and x.flags.c_contiguous and x.filename is not None:
         source = StreamedRows(Path(x.filename), x.shape, x.dtype, offset=x.offset)
 
     def chunks():

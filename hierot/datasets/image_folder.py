@@ -184,7 +184,7 @@ def image_folder(options: ImageFolderOptions, *, seed: int) -> DataSplits:
     train, test = fixed_split(len(files), n_test)
     train = train[: options.limit]
     train_files = [files[i] for i in train]
-    shape = tuple(options.shape)
+    shape: tuple[int, int, int] = options.shape
 
     def chunks():
         for start in range(0, len(train_files), CHUNK):

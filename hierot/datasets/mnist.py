@@ -77,8 +77,9 @@ def _idx_path(directory: Path, name: str) -> Path | None:
 def _from_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Both splits from IDX files (plain or ``.gz``) in ``directory``, or ``None`` when a file
     is missing. A file that is there but truncated or corrupt is an error naming it."""
-    paths = {split: [_idx_path(directory, n) for n in names] for split, names in IDX_FILES.items()}
-    if any(p is None for pair in paths.values() for p in pair):
+    found = {split: [_idx_path(directory, n) for n in names] for split, names in IDX_FILES.items()}
+    paths = {split: [p for p in pair if p is not None] for split, pair in found.items()}
+    if any(len(paths[split]) < len(pair) for split, pair in found.items()):
         return None
     arrays = {}
     for split, (image_file, label_file) in paths.items():
@@ -91,7 +92,8 @@ def _from_idx_dir(directory: Path) -> dict[str, tuple[np.ndarray, np.ndarray]] |
                 f"{image_file.name}, got shape {labels.shape}"
             )
         if labels.size and (labels.min() < 0 or labels.max() > 9):
-            raise HierotError(f"{label_file}: labels must be 0..9, found {labels.min()}..{labels.max()}")
+            raise HierotError(f"{label_file}: labels must be 0..9, "
+                              f"found {labels.min()}..{labels.max()}")
         arrays[split] = (images, labels)
     return arrays
 
@@ -148,7 +150,8 @@ def mnist(options: MnistOptions, *, seed: int) -> DataSplits:
 
     Reads the IDX files (plain or ``.gz``) in ``ROOT/MNIST/raw/`` (downloading them there
     first, through torchvision, when they are missing and ``download`` is true); a truncated or
-    corrupt file is an error naming it and the sizes expected and found. Pixels are divided by 255; ``limit`` keeps the first ``limit``
+    corrupt file is an error naming it and the sizes expected and found. Pixels are divided by
+    255; ``limit`` keeps the first ``limit``
     training images in file order.
 
     Parameters
@@ -186,7 +189,8 @@ def fashion_mnist(options: MnistOptions, *, seed: int) -> DataSplits:
     Looks, in order, in ``ROOT/FashionMNIST/raw/``, then (only when ``root`` is not given) in
     Debian's :data:`DEBIAN_FASHION_MNIST` (the gzipped IDX files of ``apt-get install
     dataset-fashion-mnist``), then downloads into the first place when ``download`` is true.
-    Files that are there but truncated or corrupt are an error naming the file, never skipped. Pixels are divided by 255; ``limit`` keeps the first ``limit``
+    Files that are there but truncated or corrupt are an error naming the file, never skipped.
+    Pixels are divided by 255; ``limit`` keeps the first ``limit``
     training images in file order. Labels: 0 T-shirt/top, 1 trouser, 2 pullover, 3 dress,
     4 coat, 5 sandal, 6 shirt, 7 sneaker, 8 bag, 9 ankle boot.
 

@@ -43,7 +43,7 @@ def csv_path() -> Path:
         path = Path(place).joinpath(*CSV_IN_PACKAGE)
         if path.is_file():
             return path
-    looked = [Path(p).joinpath(*CSV_IN_PACKAGE) for p in places] or [
+    looked: list[str | Path] = [Path(p).joinpath(*CSV_IN_PACKAGE) for p in places] or [
         f"the {PACKAGE} package (not installed)"
     ]
     raise not_found(

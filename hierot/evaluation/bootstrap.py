@@ -37,6 +37,7 @@ distances computed with equal N only).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,7 +70,7 @@ def _f64(features) -> Tensor:
     return f
 
 
-def interval(values: Tensor | np.ndarray, estimate: float | None = None,
+def interval(values: Tensor | np.ndarray | Sequence[float], estimate: float | None = None,
              confidence: float = CONFIDENCE) -> list[float]:
     """The percentile interval ``[lo, hi]`` of bootstrap ``values``, moved by the bootstrap's
     bias (their mean less ``estimate``) when ``estimate`` is given (module docstring)."""

@@ -30,6 +30,7 @@ import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -43,7 +44,7 @@ CACHE_ENV = "HIEROT_CACHE"
 VERSION = 1
 """Architecture version; part of the cache key."""
 FEATURES = 128
-RECIPE = {
+RECIPE: dict[str, Any] = {
     "epochs": 5, "batch_size": 128, "min_steps": 100, "max_steps": 1000, "lr": 3e-3, "seed": 0,
 }
 """How the classifier is trained (:func:`train_classifier`); part of the cache key."""
@@ -51,6 +52,9 @@ RECIPE = {
 
 class Standardize(nn.Module):
     """(x - mean) / std with the training split's statistics kept as buffers."""
+
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
@@ -181,6 +185,8 @@ def train_classifier(
     """Train a :class:`Classifier` on the training split: Adam, ``epochs`` epochs clipped to
     ``min_steps .. max_steps`` steps (:func:`feature_classifier` passes :data:`RECIPE`)."""
     x, y = data.train_x, data.train_y
+    if not isinstance(x, Tensor) or y is None:
+        raise TypeError("train_classifier needs labelled training data in memory (as_float)")
     with seeded(seed):
         network = Classifier(data.shape, num_classes(data))
     network.standardize.fit(x, per_coordinate=not network.image)

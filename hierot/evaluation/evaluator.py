@@ -82,7 +82,7 @@ def evaluate(
 
     with timed("load"):
         run = path if isinstance(path, LoadedRun) else load_run(path, checkpoint, device=device)
-    model, data, spec, where = run.model, run.data, run.spec, run.device
+    data, spec, where = run.data, run.spec, run.device
     objective = run.objective
     labelled = data.train_y is not None and data.test_y is not None
     with timed("features"):  # bad --features or --samples fail before any other work
@@ -91,21 +91,7 @@ def evaluate(
             split = reference_split(len(data.test_x), len(data.train_x), samples)
             reference = min(samples, len(getattr(data, f"{split}_x")))
             check_samples(samples, tuple(data.shape), extractor.dim, reference)
-    result: dict = {
-        "run": str(run.run_dir.path),
-        "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
-        "step": run.step,
-        "model_weights": run.weights,
-        "device": str(where),
-        "dataset": spec.data.model_dump(mode="json"),
-        "objective_name": spec.objective.name,
-        "objective_label": spec.objective.label,
-        "test_points": len(data.test_x),
-        "train_points": len(data.train_x),
-        "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
-        "data_shape": list(model.data_shape),
-        "seed": seed,
-    }
+    result = _header(run, seed)
     with timed("objective"):
         result["objective"] = metrics.objective_terms(
             run.built.objective, data.test_x, spec.train.batch_size, device=where, seed=seed)
@@ -124,12 +110,7 @@ def evaluate(
     with timed("kl"):
         result["kl"] = metrics.kl_per_layer(objective, data.test_x, device=where, seed=seed)
     with timed("likelihood"):
-        if objective.density:
-            rows = subset(len(data.test_x), likelihood_points, seed)
-            result["likelihood"] = metrics.importance_weighted_log_likelihood(
-                objective, data.test_x[rows], samples=likelihood_samples, device=where, seed=seed)
-        else:
-            result["likelihood"] = {"skipped": f"{spec.objective.label} is not a density model of x"}
+        result["likelihood"] = _likelihood(run, likelihood_points, likelihood_samples, seed)
     with timed("probe"):
         result["probe"] = _probes(run, probe_train, seed) if labelled else {
             "skipped": "the data set has no labels"}
@@ -145,6 +126,37 @@ def evaluate(
         text = json.dumps(result, indent=2, ensure_ascii=False)
         atomic_write_text(run.run_dir.path / EVAL_FILE, text)
     return result
+
+
+def _header(run: LoadedRun, seed: int) -> dict:
+    """What ``eval.json`` records of the run itself: checkpoint, data, objective, shapes."""
+    model, data, spec = run.model, run.data, run.spec
+    return {
+        "run": str(run.run_dir.path),
+        "checkpoint": run.checkpoint.relative_to(run.run_dir.path).as_posix(),
+        "step": run.step,
+        "model_weights": run.weights,
+        "device": str(run.device),
+        "dataset": spec.data.model_dump(mode="json"),
+        "objective_name": spec.objective.name,
+        "objective_label": spec.objective.label,
+        "test_points": len(data.test_x),
+        "train_points": len(data.train_x),
+        "latent_shapes": {f"z{i + 1}": list(s) for i, s in enumerate(model.latent_shapes)},
+        "data_shape": list(model.data_shape),
+        "seed": seed,
+    }
+
+
+def _likelihood(run: LoadedRun, points: int, samples: int, seed: int) -> dict:
+    """The importance-weighted log p(x) of a density model on at most ``points`` test points
+    with ``samples`` importance samples each; a ``skipped`` note for the other objectives."""
+    objective, test_x = run.objective, run.data.test_x
+    if not objective.density:
+        return {"skipped": f"{run.spec.objective.label} is not a density model of x"}
+    rows = subset(len(test_x), points, seed)
+    return metrics.importance_weighted_log_likelihood(
+        objective, test_x[rows], samples=samples, device=run.device, seed=seed)
 
 
 def _extractor(run: LoadedRun, features: str | dict, seed: int):
@@ -167,14 +179,16 @@ def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
 
     data = run.data
     rows = subset(len(data.train_x), probe_train, seed)
-    train_codes = encode(run.objective, data.train_x[rows], device=run.device)
+    labels, test_labels = data.train_y, data.test_y
+    assert labels is not None and test_labels is not None  # evaluate() probes labelled data only
+    train_codes = encode(run.objective, run.train_x[rows], device=run.device)
     test_codes = encode(run.objective, data.test_x, device=run.device)
-    train_y = data.train_y[rows]
+    train_y = labels[rows]
     accuracy = {
-        f"z{i + 1}": linear_probe(train_codes[i], train_y, test_codes[i], data.test_y)
+        f"z{i + 1}": linear_probe(train_codes[i], train_y, test_codes[i], test_labels)
         for i in range(run.depth)
     }
-    return {"accuracy": accuracy, "chance": chance_accuracy(train_y, data.test_y),
+    return {"accuracy": accuracy, "chance": chance_accuracy(train_y, test_labels),
             "train_points": len(rows), "test_points": len(data.test_x),
             "model": "logistic regression on standardised codes (means)"}
 
@@ -208,7 +222,8 @@ def number(value, digits: int = 4) -> str:
 
 
 def per_layer_rows(result: dict) -> list[list[str]]:
-    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim, KL]``, bottom first."""
+    """Rows ``[layer, shape, rec l2sq, rec mse, probe accuracy, active / dim, KL]``, bottom
+    first."""
     rec, active = result["reconstruction"], result["active_units"]
     probe = result["probe"].get("accuracy", {})
     kl = result.get("kl", {}).get("nats", {})  # absent from eval.json written before it existed
@@ -264,8 +279,9 @@ def format_table(result: dict) -> str:
     lines += ["", ("per latent layer (reconstruction from encoding depth i, linear probe, "
                    "active units, KL term):")]
     lines += _table(per_layer_header(result), per_layer_rows(result))
-    if likelihood_line(result):
-        lines.append("  " + likelihood_line(result))
+    likelihood = likelihood_line(result)
+    if likelihood:
+        lines.append("  " + likelihood)
     if "chance" in result["probe"]:
         lines.append(f"  probe chance level {number(result['probe']['chance'], 3)}, fitted on "
                      f"{result['probe']['train_points']} training points")

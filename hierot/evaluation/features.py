@@ -130,7 +130,7 @@ def classifier(options: ClassifierFeatureOptions, *, data: DataSplits, data_opti
         raise HierotError(f"features classifier: weights: shipped, but no classifier ships for "
                           f"data set {data_options.get('name')!r} (shipped for: {have}); use "
                           "weights: trained-here or auto")
-    if options.weights != "trained-here" and available:
+    if options.weights != "trained-here" and name is not None and available:
         record = manifest()[name]
         extra = {"weights": name, "version": record["version"], "sha256": record["sha256"],
                  "trained_on": record["dataset"], "recipe": record["recipe"]}

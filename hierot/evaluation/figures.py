@@ -37,12 +37,15 @@ from hierot.evaluation.plotting import (
     Display,
     cell_centres,
     curve_styles,
+    cycled_colour,
     is_image,
     label_axes_xy,
+    log_or_symlog_scale,
     new_figure,
     save,
     show_mosaic,
     xy,
+    xy_columns,
 )
 from hierot.evaluation.trained import LoadedRun, decode, encode, generate, load_run, subset
 
@@ -115,15 +118,6 @@ def plot_run(
 
 
 # -- Figure 2a -----------------------------------------------------------------------------------
-def _scale(ax, values: list[float]) -> None:
-    """Log scale when every value is positive, else symmetric log around the smallest value."""
-    finite = np.asarray([v for v in values if math.isfinite(v)])
-    if finite.size and (finite > 0).all():
-        ax.set_yscale("log")
-    elif finite.size and (finite != 0).any():
-        ax.set_yscale("symlog", linthresh=float(np.abs(finite[finite != 0]).min()))
-
-
 def training_curves(rows: list[dict[str, float]], path: Path) -> Path:
     """Every term logged in ``metrics.csv`` against the step, unweighted and weighted.
 
@@ -153,7 +147,7 @@ def training_curves(rows: list[dict[str, float]], path: Path) -> Path:
             series = [r.get("total", float("nan")) for r in rows]
             values += series
             ax.plot(steps, series, label="total", lw=2.0, color="black", ls=(0, (8, 3)))
-        _scale(ax, values)
+        log_or_symlog_scale(ax, values)
         ax.set_xlabel("training step")
         ax.set_ylabel("value (mean over the logging interval)")
         ax.set_title(title)
@@ -179,8 +173,8 @@ def samples(run: LoadedRun, path: Path, *, n: int = 100, seed: int = 0) -> Path:
     figure = new_figure(6, 6)
     ax = figure.subplots()
     data = xy(run.data.test_x[subset(len(run.data.test_x), 1000, seed)])
-    ax.scatter(*data.T, s=6, c=DATA_COLOUR, label="held-out data")
-    ax.scatter(*xy(drawn).T, s=6, c=MODEL_COLOUR, alpha=0.7, label="model samples")
+    ax.scatter(*xy_columns(data), s=6, c=DATA_COLOUR, label="held-out data")
+    ax.scatter(*xy_columns(xy(drawn)), s=6, c=MODEL_COLOUR, alpha=0.7, label="model samples")
     label_axes_xy(ax, "x", math.prod(shape))
     ax.set_title("Model samples and held-out data (first two coordinates)")
     ax.legend()
@@ -203,8 +197,8 @@ def top_grid(run: LoadedRun, steps: int) -> tuple[Tensor, list[str], np.ndarray]
         points = torch.tensor(grid, dtype=torch.float32).reshape(steps, *shape)
         return points, [f"{top}[0]", ""], grid
     if dim == 2:
-        points = np.stack([a.ravel(), b.ravel()], 1)
-        points = torch.tensor(points, dtype=torch.float32).reshape(-1, *shape)
+        plane = np.stack([a.ravel(), b.ravel()], 1)
+        points = torch.tensor(plane, dtype=torch.float32).reshape(-1, *shape)
         return points, [f"{top}[0]", f"{top}[1]"], grid
     codes = encode(run.objective, run.data.test_x, device=run.device)[-1].flatten(1).double()
     centre = codes.mean(0)
@@ -243,7 +237,7 @@ def top_latent(run: LoadedRun, path: Path, *, steps: int = 11) -> Path:
     figure = new_figure(6.5, 6)
     ax = figure.subplots()
     data = xy(run.data.test_x[subset(len(run.data.test_x), 1000)])
-    ax.scatter(*data.T, s=6, c=DATA_COLOUR, label="held-out data")
+    ax.scatter(*xy_columns(data), s=6, c=DATA_COLOUR, label="held-out data")
     mesh = xy(decoded).reshape(rows, steps, 2)
     for r in range(rows):
         ax.plot(*mesh[r].T, c="tab:blue", lw=1, label="decoded grid rows" if r == 0 else None)
@@ -251,7 +245,7 @@ def top_latent(run: LoadedRun, path: Path, *, steps: int = 11) -> Path:
         for c in range(steps):
             label = "decoded grid columns" if c == 0 else None
             ax.plot(*mesh[:, c].T, c="tab:orange", lw=1, label=label)
-    ax.scatter(*mesh.reshape(-1, 2).T, s=8, c="k", zorder=3)
+    ax.scatter(*xy_columns(mesh.reshape(-1, 2)), s=8, c="k", zorder=3)
     label_axes_xy(ax, "x", math.prod(model.data_shape))
     ax.set_title(title + "\n(first two data coordinates)", fontsize="medium")
     ax.legend(fontsize="small")
@@ -297,13 +291,13 @@ def embeddings(
     axes = np.atleast_1d(figure.subplots(lines, columns, squeeze=False)).ravel()
     classes = [] if labels is None else sorted(set(labels.tolist()))
     cmap = "tab10" if len(classes) <= 10 else "tab20"
-    colours = {c: _colour(cmap, k, len(classes)) for k, c in enumerate(classes)}
+    colours = {c: cycled_colour(cmap, k, len(classes)) for k, c in enumerate(classes)}
     for i, (ax, z) in enumerate(zip(axes, codes)):
         points, how = project(z, method, seed)
         if labels is None:
-            ax.scatter(*points.T, s=3, c=MODEL_COLOUR)
+            ax.scatter(*xy_columns(points), s=3, c=MODEL_COLOUR)
         else:
-            ax.scatter(*points.T, s=3, c=[colours[c] for c in labels.tolist()])
+            ax.scatter(*xy_columns(points), s=3, c=[colours[c] for c in labels.tolist()])
         ax.set_title(f"z{i + 1} ({how})")
         ax.set_xlabel("UMAP 1" if "UMAP" in how else "PC 1" if "PCA" in how else f"z{i + 1}[0]")
         ax.set_ylabel("UMAP 2" if "UMAP" in how else "PC 2" if "PCA" in how
@@ -318,13 +312,6 @@ def embeddings(
         figure.legend(handles=handles, title="class", loc="outside right center", fontsize="small")
     figure.suptitle(f"Held-out data ({len(rows)} points) encoded at every latent layer")
     return save(figure, path)
-
-
-def _colour(cmap: str, k: int, count: int):
-    from matplotlib import colormaps
-
-    colours = colormaps[cmap]
-    return colours(k % colours.N) if count <= colours.N else colours(k / max(count - 1, 1))
 
 
 # -- Figure 3b -----------------------------------------------------------------------------------
@@ -351,8 +338,8 @@ def reconstructions(run: LoadedRun, path: Path, *, n: int = 10, seed: int = 0) -
         points = xy(rec)
         for k in range(min(100, len(x))):
             ax.plot([data[k, 0], points[k, 0]], [data[k, 1], points[k, 1]], c="0.6", lw=0.5)
-        ax.scatter(*data.T, s=5, c=DATA_COLOUR, label="data")
-        ax.scatter(*points.T, s=5, c=MODEL_COLOUR, label=f"from z{i + 1}")
+        ax.scatter(*xy_columns(data), s=5, c=DATA_COLOUR, label="data")
+        ax.scatter(*xy_columns(points), s=5, c=MODEL_COLOUR, label=f"from z{i + 1}")
         label_axes_xy(ax, "x", math.prod(model.data_shape))
         ax.set_title(f"reconstructed from z{i + 1}")
         ax.legend(fontsize="small")
@@ -390,13 +377,13 @@ def interpolations(
     figure = new_figure(6.5, 6)
     ax = figure.subplots()
     data = xy(run.data.test_x[subset(n, 1000, seed)])
-    ax.scatter(*data.T, s=5, c=DATA_COLOUR, label="held-out data")
+    ax.scatter(*xy_columns(data), s=5, c=DATA_COLOUR, label="held-out data")
     for k in range(pairs):
-        colour = _colour("tab10", k, pairs)
+        colour = cycled_colour("tab10", k, pairs)
         path_k = xy(decoded[k])
         ax.plot(*path_k.T, "-o", c=colour, ms=3, lw=1)
         ends_k = xy(torch.stack([x_a[k], x_b[k]]))
-        ax.scatter(*ends_k.T, marker="*", s=90, c=[colour], edgecolors="k",
+        ax.scatter(*xy_columns(ends_k), marker="*", s=90, c=[colour], edgecolors="k",
                    zorder=3, label="end points (data)" if k == 0 else None)
     label_axes_xy(ax, "x", math.prod(model.data_shape))
     ax.set_title(title + "\n(first two coordinates; lines: decodes, stars: the data)",

@@ -72,14 +72,14 @@ def kid(real, fake, *, subsets: int = SUBSETS, subset_size: int = SUBSET_SIZE, s
     real_draws = torch.Generator().manual_seed(seed)
     fake_draws = torch.Generator().manual_seed(seed + 1)
     cache = {} if cache is None else cache
-    values = []
+    drawn: list[float] = []
     for s in range(subsets):
         rows = torch.randperm(len(x), generator=real_draws)[:size]
         if (seed, size, s) not in cache:
             cache[(seed, size, s)] = _within(x[rows])
-        values.append(mmd2_unbiased(x[rows], y[torch.randperm(len(y), generator=fake_draws)[:size]],
-                                    cache[(seed, size, s)]))
-    values = np.array(values)
+        drawn.append(mmd2_unbiased(x[rows], y[torch.randperm(len(y), generator=fake_draws)[:size]],
+                                   cache[(seed, size, s)]))
+    values = np.array(drawn)
     picks = torch.randint(subsets, (resamples, subsets), generator=fake_draws).numpy()
     return {"kid": float(values.mean()), "std": float(values.std()), "subsets": subsets,
             "subset_size": size,

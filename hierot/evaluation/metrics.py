@@ -155,7 +155,8 @@ def top_divergences(
 
 @torch.no_grad()
 def active_units(
-    model: Hierarchy | Objective, x: Tensor, *, samples: int = 8, threshold: float = ACTIVE_THRESHOLD,
+    model: Hierarchy | Objective, x: Tensor, *, samples: int = 8,
+    threshold: float = ACTIVE_THRESHOLD,
     device="cpu", seed: int = 0,
 ) -> dict:
     r"""Active units of every latent layer (Burda et al., 2016).

@@ -28,6 +28,8 @@ precision is optimistic.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -72,7 +74,7 @@ def per_layer_quality(run, ref: bootstrap.Reference, extractor, *, points: int, 
     """
     x = run.data.test_x[subset(len(run.data.test_x), points, seed)]
     codes = encode(run.objective, x, device=run.device)
-    layers = {}
+    layers: dict[str, dict[str, Any]] = {}
     for depth in range(1, run.depth + 1):
         layers[f"z{depth}"] = {}
         for path in PATHS:

@@ -105,6 +105,11 @@ def xy(points: Tensor) -> np.ndarray:
     return np.concatenate([flat, np.zeros_like(flat)], axis=1)
 
 
+def xy_columns(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x, y`` of ``(n, 2)`` points, the positional arguments of ``Axes.scatter``."""
+    return points[:, 0], points[:, 1]
+
+
 def label_axes_xy(ax, what: str, dims: int) -> None:
     ax.set_xlabel(f"{what}[0]")
     ax.set_ylabel(f"{what}[1]" if dims > 1 else "(1-D data: 0)")
@@ -123,7 +128,25 @@ def samples_figure(drawn: Tensor, data_shape: tuple[int, ...], reference: Tensor
     else:
         figure = new_figure(6, 6)
         ax = figure.subplots()
-        ax.scatter(*xy(drawn).T, s=6)
+        ax.scatter(*xy_columns(xy(drawn)), s=6)
         label_axes_xy(ax, "x", math.prod(data_shape))
     ax.set_title(title)
     return save(figure, path)
+
+
+def log_or_symlog_scale(ax, values: list[float]) -> None:
+    """Log scale when every value is positive, else symmetric log around the smallest value."""
+    finite = np.asarray([v for v in values if math.isfinite(v)])
+    if finite.size and (finite > 0).all():
+        ax.set_yscale("log")
+    elif finite.size and (finite != 0).any():
+        ax.set_yscale("symlog", linthresh=float(np.abs(finite[finite != 0]).min()))
+
+
+def cycled_colour(cmap: str, k: int, count: int):
+    """Colour ``k`` of ``count`` from a colour map: its own colours in turn while they suffice,
+    else evenly spaced along it."""
+    from matplotlib import colormaps
+
+    colours = colormaps[cmap]
+    return colours(k % colours.N) if count <= colours.N else colours(k / max(count - 1, 1))

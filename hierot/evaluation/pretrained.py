@@ -27,6 +27,7 @@ naming the option. Neither has classes, so the class histogram is skipped.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from pydantic import Field
@@ -61,6 +62,7 @@ def read_weights(name: str, path: Path) -> dict:
     if not path.is_file():
         raise HierotError(f"--features {name}: weights file {path} does not exist (the option "
                           "`weights` names a local file; nothing is downloaded)")
+    state: Any  # a state dict, or a checkpoint holding one
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -189,7 +191,8 @@ def dinov2(options: DinoOptions, *, data: DataSplits, data_options: dict, seed: 
     """A DINOv2 ViT (timm's architecture, local weights): the class token as features."""
     image_shape("dinov2", data)
     network = load_into("dinov2", dino_network(options.arch), options.weights)
-    return PretrainedExtractor("dinov2", network, dino_preprocess, int(network.num_features),
+    width = cast(int, network.num_features)  # timm's ViT attribute (a Module's, to mypy)
+    return PretrainedExtractor("dinov2", network, dino_preprocess, int(width),
                                options, {"architecture": f"timm {options.arch}", "resize": 224},
                                device)
 

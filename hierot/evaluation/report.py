@@ -103,8 +103,9 @@ def metrics_section(result: dict | None) -> list[str]:
         *_table(per_layer_header(result), per_layer_rows(result)),
         "",
     ]
-    if likelihood_line(result):
-        lines += [likelihood_line(result) + ".", ""]
+    likelihood = likelihood_line(result)
+    if likelihood:
+        lines += [likelihood + ".", ""]
     rows = []
     if "fcd" in quality:
         c = quality["classifier"]

@@ -55,7 +55,6 @@ metrics of 5,000 against 5,000 128-d features take about 4.5 s on one CPU thread
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -110,7 +109,8 @@ def knn_radii(features: Tensor | np.ndarray, k: int, *, chunk: int = CHUNK) -> T
     return torch.cat(radii)
 
 
-def _ball_counts(points: Tensor, centres: Tensor, radii: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+def _ball_counts(points: Tensor, centres: Tensor, radii: Tensor,
+                 chunk: int) -> tuple[Tensor, Tensor]:
     """For every point, how many balls contain it; for every ball, whether any point is in it."""
     radii = radii * (1 + ROUND_OFF)
     inside = torch.zeros(len(points), dtype=torch.long)
@@ -213,7 +213,8 @@ def class_coverage(
 def fidelity_coverage(real: Tensor | np.ndarray, fake: Tensor | np.ndarray, *,
                       chunk: int = CHUNK) -> dict[str, float]:
     """Precision, recall (k = 3), density and coverage (k = 5) of ``fake`` against ``real``."""
-    return {**precision_recall(real, fake, chunk=chunk), **density_coverage(real, fake, chunk=chunk)}
+    return {**precision_recall(real, fake, chunk=chunk),
+            **density_coverage(real, fake, chunk=chunk)}
 
 
 HEADER = ["sampler / path", "FD", "KID", "precision", "recall", "density", "coverage",

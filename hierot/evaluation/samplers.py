@@ -35,10 +35,11 @@ FIT_POINTS = 20000
 def top_codes(run: LoadedRun, *, points: int = FIT_POINTS, seed: int = 0) -> Tensor:
     """Encoded means E[z_N | x] of (at most ``points``) training points."""
     rows = subset(len(run.data.train_x), points, seed)
-    return encode(run.objective, run.data.train_x[rows], device=run.device)[-1]  # its posterior
+    return encode(run.objective, run.train_x[rows], device=run.device)[-1]  # its posterior
 
 
-def fitted(run: LoadedRun, options: ComponentOptions, *, seed: int = 0, codes: Tensor | None = None):
+def fitted(run: LoadedRun, options: ComponentOptions, *, seed: int = 0,
+           codes: Tensor | None = None):
     """The sampler ``options`` fitted to the run's encoded training set (``codes`` if given)."""
     sampler = samplers.build(options)
     if not sampler.needs_codes:

@@ -23,9 +23,9 @@ from hierot.model import Hierarchy
 from hierot.objectives import Objective
 from hierot.spec.run_spec import load_run_spec
 from hierot.spec.schema import Spec
+from hierot.training.resume import check_architecture
 from hierot.training.rundir import RunDir
 from hierot.training.runtime import resolve_device
-from hierot.training.resume import check_architecture
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""
@@ -73,6 +73,15 @@ class LoadedRun:
     @property
     def data(self) -> DataSplits:
         return self.built.data
+
+    @property
+    def train_x(self) -> Tensor:
+        """The training split in memory, as :func:`load_run` holds it (``as_float`` read the
+        first rows of a streamed one)."""
+        x = self.data.train_x
+        if not isinstance(x, Tensor):
+            raise TypeError("LoadedRun.data.train_x is streamed; load_run reads it into memory")
+        return x
 
     @property
     def depth(self) -> int:

@@ -93,9 +93,11 @@ class ResNetOptions(ComponentOptions):
     filters: int = Field(
         64, gt=0, le=2**16, description="filters of every convolution of the residual branch"
     )
-    kernel_size: int = Field(3, gt=0, le=255, description="odd size of every (transposed) convolution")
+    kernel_size: int = Field(3, gt=0, le=255,
+                             description="odd size of every (transposed) convolution")
     blocks: int = Field(
-        2, ge=1, le=1000, description="M: M - 1 convolutional blocks, then the resampling convolution"
+        2, ge=1, le=1000,
+        description="M: M - 1 convolutional blocks, then the resampling convolution",
     )
     resample: Literal["auto", "down", "up", "none"] = Field(
         "auto",
@@ -218,7 +220,7 @@ def _resampling(
         return nn.Conv2d(in_channels, out_channels, k, stride=2, padding=k // 2, bias=False)
     if mode == "up":
         # (h - 1) * 2 - 2 (k // 2) + k + output_padding = 2 h - 1 + output_padding
-        extra = tuple(o - (2 * i - 1) for i, o in zip(in_size, out_size))
+        extra = (out_size[0] - (2 * in_size[0] - 1), out_size[1] - (2 * in_size[1] - 1))
         return nn.ConvTranspose2d(
             in_channels, out_channels, k, stride=2, padding=k // 2, output_padding=extra, bias=False
         )
@@ -231,7 +233,8 @@ class Residual(nn.Module):
     def __init__(self, options: ResNetOptions, plan: Plan):
         super().__init__()
         k, filters = options.kernel_size, options.filters
-        layers, channels = [], plan.in_channels
+        layers: list[nn.Module] = []
+        channels = plan.in_channels
         for _ in range(options.blocks - 1):
             layers.append(_conv_block(channels, filters, k))
             channels = filters

@@ -115,14 +115,15 @@ def gaussian_kl(q: Gaussian, p: Gaussian) -> Tensor:
     .. math:: \tfrac12\big(\log\sigma_p^2 - \log\sigma_q^2
               + (\sigma_q^2 + (\mu_q - \mu_p)^2)/\sigma_p^2 - 1\big)
     """
-    lq, lp = q.log_var.flatten(1), p.log_var.flatten(1)
+    lq, lp = q.stochastic_log_var.flatten(1), p.stochastic_log_var.flatten(1)
     diff = (q.mean - p.mean).flatten(1)
     return 0.5 * (lp - lq + (lq.exp() + diff.square()) * (-lp).exp() - 1.0)
 
 
 def gaussian_log_density(z: Tensor, g: Gaussian) -> Tensor:
-    r""":math:`\log \mathcal N(z; \mu, \operatorname{diag}\sigma^2)` per dimension, ``(batch, d)``."""
-    lv = g.log_var.flatten(1)
+    r""":math:`\log \mathcal N(z; \mu, \operatorname{diag}\sigma^2)` per dimension,
+    ``(batch, d)``."""
+    lv = g.stochastic_log_var.flatten(1)
     return -0.5 * (math.log(2 * math.pi) + lv + (z - g.mean).flatten(1).square() * (-lv).exp())
 
 
@@ -179,11 +180,12 @@ class Inference:
         return gaussian_log_density(z, q) - gaussian_log_density(z, p)
 
     def log_prior_ratio(self) -> Tensor:
-        r""":math:`\sum_i \log p(z_i \mid z_{i+1}) - \log q(z_i \mid \cdot)` at the draw, ``(batch,)``."""
-        total = 0.0
+        r""":math:`\sum_i \log p(z_i \mid z_{i+1}) - \log q(z_i \mid \cdot)` at the draw,
+        ``(batch,)``."""
+        total = torch.zeros(())
         for z, q, p in zip(self.codes, self.posteriors, self.priors):
             total = total + (gaussian_log_density(z, p) - gaussian_log_density(z, q)).sum(1)
-        return total  # type: ignore[return-value]
+        return total
 
 
 class Objective(nn.Module):

@@ -3,7 +3,8 @@ r"""The flat WAE with an implicit prior, Eq. (7): the paper's ablation (Section 
 .. math::
 
     \lambda_1 \mathcal D_1\big(Q_1^\text{agg}(Z_1), P_{\Theta_{2:N}}(Z_1)\big)
-    + \mathbb E_{x \sim P_D}\, \mathbb E_{z_1 \sim q(z_1|x)}\, \mathbb E_{\tilde x \sim p(\tilde x|z_1)}\,
+    + \mathbb E_{x \sim P_D}\, \mathbb E_{z_1 \sim q(z_1|x)}\,
+      \mathbb E_{\tilde x \sim p(\tilde x|z_1)}\,
       c(x, \tilde x)
 
 The prior on z_1 is the generative hierarchy itself (Eq. 6): z_N ~ N(0, I) pushed down through
@@ -46,7 +47,8 @@ class FlatWAE(Objective):
         terms.outputs.encodings = encodings
         decoded = model.decoders[0](codes[0])
         terms.outputs.decodings.append(decoded)
-        terms.add("rec_x", expected_cost(self.costs[0], x, decoded).mean(), self.reconstruction_weights[0])
+        terms.add("rec_x", expected_cost(self.costs[0], x, decoded).mean(),
+                  self.reconstruction_weights[0])
         implicit_prior = partial(model.ancestral_sample, down_to=1)
         terms.add("match_z1", self.match(codes[0], implicit_prior), self.match_weight)
         self.add_penalties(terms)

@@ -51,9 +51,9 @@ def precision_weighted(bottom_up: Gaussian, top_down: Gaussian) -> Gaussian:
     Computed in log space: :math:`\log\sigma_q^2 = -\operatorname{logaddexp}(-\log\hat\sigma^2,
     -\log\sigma_p^2)` and :math:`\mu_q = \sigma_q^2(\hat\mu/\hat\sigma^2 + \mu_p/\sigma_p^2)`.
     """
-    log_var = -(-bottom_up.log_var).logaddexp(-top_down.log_var)
-    mean = (bottom_up.mean * (log_var - bottom_up.log_var).exp()
-            + top_down.mean * (log_var - top_down.log_var).exp())
+    up, down = bottom_up.stochastic_log_var, top_down.stochastic_log_var
+    log_var = -(-up).logaddexp(-down)
+    mean = (bottom_up.mean * (log_var - up).exp() + top_down.mean * (log_var - down).exp())
     return Gaussian(mean, log_var)
 
 
@@ -62,7 +62,8 @@ class LVAE(VAE):
     """Ladder VAE (Sønderby et al., 2016): precision-weighted top-down inference, ELBO."""
 
     def bottom_up(self, x: Tensor) -> list[Gaussian]:
-        """The deterministic upward pass: ``(mu_hat_i, var_hat_i)``, each encoder fed the mean below."""
+        """The deterministic upward pass: ``(mu_hat_i, var_hat_i)``, each encoder fed the mean
+        below."""
         out, d = [], x
         for encoder in self.model.encoders:
             g = encoder(d)

@@ -70,7 +70,8 @@ class VAEOptions(ObjectiveOptions):
         return [1.0] * len(latent_dims)
 
     def describe(self, latent_dims: list[int]) -> str:
-        warmup = f"KL warm-up over {self.warmup_steps} steps" if self.warmup_steps else "no KL warm-up"
+        warmup = (f"KL warm-up over {self.warmup_steps} steps" if self.warmup_steps
+                  else "no KL warm-up")
         bits = f"free bits {self.free_bits:g} nats/dim" if self.free_bits else "no free bits"
         return f"{self.label}; {self.likelihood} pixel likelihood; {warmup}; {bits}"
 
@@ -79,7 +80,8 @@ class VAEOptions(ObjectiveOptions):
         for i, layer in enumerate(layers):
             if layer.encoder_head != "gaussian":
                 errors.append(
-                    f"layers.{i}.encoder_head: {self.name} needs a Gaussian posterior for z_{i + 1} "
+                    f"layers.{i}.encoder_head: {self.name} needs a Gaussian posterior for "
+                    f"z_{i + 1} "
                     f"(the KL term); got {layer.encoder_head}"
                 )
             if i > 0 and layer.decoder_head != "gaussian":
@@ -135,6 +137,7 @@ class VAE(Objective):
     """The negative ELBO of an :class:`~hierot.objectives.base.Inference`; subclasses infer."""
 
     density = True
+    options: VAEOptions
 
     @property
     def beta(self) -> float:
@@ -167,7 +170,8 @@ class VAE(Objective):
         return terms
 
     def log_weight(self, x: Tensor) -> Tensor:
-        r""":math:`\log p(x \mid z_1) + \sum_i \log p(z_i \mid z_{i+1}) - \log q(z_i \mid \cdot)`."""
+        r""":math:`\log p(x \mid z_1) + \sum_i \log p(z_i \mid z_{i+1})
+        - \log q(z_i \mid \cdot)`."""
         inference = self.infer(x)
         log_lik = pixel_log_likelihood(x, inference.likelihood.mean, self.options.likelihood)
         return log_lik + inference.log_prior_ratio()
@@ -187,4 +191,4 @@ class HVAE(VAE):
     """
 
 
-__all__ = ["HVAE", "HVAEOptions", "VAE", "VAEOptions", "pixel_log_likelihood"]
+__all__ = ["HVAE", "VAE", "HVAEOptions", "VAEOptions", "pixel_log_likelihood"]

@@ -52,8 +52,8 @@ class ExplicitWeights(LambdaScheduleOptions):
     def errors(self, latent_dims: list[int]) -> list[str]:
         n = len(latent_dims)
         if len(self.reconstruction) != n:
-            return [f"reconstruction: {len(self.reconstruction)} values for {n} reconstruction "
-                    f"terms (one per latent layer)"]
+            return [(f"reconstruction: {len(self.reconstruction)} values for {n} reconstruction "
+                    f"terms (one per latent layer)")]
         return []
 
 
@@ -104,8 +104,8 @@ def overflow_errors(schedule: LambdaScheduleOptions, latent_dims: list[int]) -> 
     values = [*reconstruction, match]
     if all(math.isfinite(w) and abs(w) <= FLOAT32_MAX for w in values):
         return []
-    return [f"the {schedule.schedule} schedule resolves to non-finite weights "  # type: ignore
-            f"({', '.join(f'{w:.4g}' for w in reconstruction)} | {match:.4g})"]
+    return [(f"the {schedule.schedule} schedule resolves to non-finite weights "  # type: ignore
+            f"({', '.join(f'{w:.4g}' for w in reconstruction)} | {match:.4g})")]
 
 
 Weights = choice(lambda_schedules)

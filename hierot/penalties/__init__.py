@@ -3,7 +3,8 @@
 The paper (Section 3.2, after Rubenstein et al. 2018) adds to Eq. (10) a log-variance penalty that
 keeps the encoders from collapsing to deterministic maps in high-dimensional latents, Eq. (12):
 
-.. math:: \\mathcal L_\\text{pen} = \\sum_{i=1}^N \\lambda_i^\\Sigma \\sum_{m=1}^{d_{Z_i}} |\\log \\Sigma_i^q[m]|
+.. math:: \\mathcal L_\\text{pen} = \\sum_{i=1}^N \\lambda_i^\\Sigma
+    \\sum_{m=1}^{d_{Z_i}} |\\log \\Sigma_i^q[m]|
 
 averaged over the batch. The per-layer weights are explicit, or geometric:
 lambda_i = first * ratio^(i-1), whose defaults (1e-3, 0.1) are the paper's 10^-(2+i).
@@ -23,7 +24,8 @@ from hierot.registry import ComponentOptions, penalties
 
 
 class LogVarianceOptions(ComponentOptions):
-    """Options of the log-variance penalties: lambda_i per layer (:class:`~hierot.components.WeighsLayers`)."""
+    """Options of the log-variance penalties: lambda_i per layer
+    (:class:`~hierot.components.WeighsLayers`)."""
 
     weights: tuple[float, ...] | None = Field(
         None, description="lambda_i per latent layer (one per layer); overrides first/ratio"
@@ -74,7 +76,7 @@ class _LogVariancePenalty:
         anchor = outputs.encodings[0].mean
         values = []
         for i in range(len(self.weights)):
-            value = 0.0
+            value: Tensor | float = 0.0
             if self.on in ("encoder", "both"):
                 value = value + self._layer_term(list(outputs.encodings), i)
             if self.on in ("decoder", "both"):
@@ -85,7 +87,8 @@ class _LogVariancePenalty:
 
 @penalties.register("abs-log-var", options=LogVarianceOptions)
 class AbsLogVariance(_LogVariancePenalty):
-    r"""Eq. (12): :math:`\sum_i \lambda_i^\Sigma \sum_m |\log \Sigma_i[m]|` (Rubenstein et al., 2018)."""
+    r"""Eq. (12): :math:`\sum_i \lambda_i^\Sigma \sum_m |\log \Sigma_i[m]|` (Rubenstein et al.,
+    2018)."""
 
     @staticmethod
     def elementwise(log_var: Tensor) -> Tensor:

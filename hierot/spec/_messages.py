@@ -11,6 +11,7 @@ and ``unknown schedule 'x'; did you mean ...? Valid: ...``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hierot.errors import unknown_name_message
@@ -34,7 +35,8 @@ def is_member(item: Any) -> bool:
 
 
 def describe(member: str) -> str:
-    """``literal['wae']`` -> ``'wae'``; ``tuple[constrained-float, ...]`` -> ``a list of numbers``."""
+    """``literal['wae']`` -> ``'wae'``; ``tuple[constrained-float, ...]`` -> ``a list of
+    numbers``."""
     if member.startswith("literal["):
         return " or ".join(member[len("literal["):-1].split(","))
     if member.startswith(("tuple[", "list[", "set[", "frozenset[")):
@@ -48,7 +50,7 @@ def describe(member: str) -> str:
     return _KINDS.get(base, base)
 
 
-def union_lines(errors: list[dict], path_of) -> tuple[list[str], set[int]]:
+def union_lines(errors: Sequence[Mapping[str, Any]], path_of) -> tuple[list[str], set[int]]:
     """One line per value that matched no member of a union; the indices of the errors it covers.
 
     ``path_of(loc)`` gives the dotted path of a location (the spec's tags stripped).
@@ -84,7 +86,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def redundant(err: dict, errors: list[dict]) -> bool:
+def redundant(err: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> bool:
     """A "should have at least N items after validation" that only follows its items' errors."""
     if err["type"] != "too_short" or not isinstance(err["input"], (list, tuple)):
         return False
@@ -94,7 +96,7 @@ def redundant(err: dict, errors: list[dict]) -> bool:
     return any(tuple(e["loc"][: len(loc)]) == loc and len(e["loc"]) > len(loc) for e in errors)
 
 
-def unknown_tag(err: dict, field: str) -> str:
+def unknown_tag(err: Mapping[str, Any], field: str) -> str:
     """``unknown schedule 'nosuch'; did you mean ...? Valid: ...`` from a ``union_tag_invalid``."""
     expected = [t.strip().strip("'\"") for t in err["ctx"]["expected_tags"].split(",")]
     kind = KIND_OF_FIELD.get(field, field)

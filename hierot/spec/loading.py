@@ -50,15 +50,16 @@ def read_text(source: str | Path) -> tuple[str, str]:
             size = path.stat().st_size
             if size > MAX_SPEC_BYTES:
                 raise SpecError(
-                    [f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
-                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB are refused"],
+                    [(f"{size / 2**20:.1f} MiB is not a spec: specs are small YAML files (the "
+                     f"presets are a few KB); files over {MAX_SPEC_BYTES // 1024} KiB "
+                     f"are refused")],
                     label,
                 )
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SpecError(
-                [f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                 "save the spec as UTF-8"], label,
+                [(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                 "save the spec as UTF-8")], label,
             ) from None
         except OSError as exc:
             raise HierotError(f"cannot read {path}: {exc.strerror}") from None
@@ -115,13 +116,15 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
             raise SpecError([(f"--set {item}: {path!r} has an empty key (a doubled, leading or "
                               f"trailing dot); write KEY.PATH=VALUE, e.g. train.steps=5")])
         node: Any = raw
-        for depth, key in enumerate(keys):
+        for depth, part in enumerate(keys):
             last = depth == len(keys) - 1
             where = ".".join(keys[: depth + 1])
+            key: str | int = part
             if isinstance(node, list):
-                if not key.isdigit() or int(key) >= len(node):
-                    raise SpecError([f"--set {path}: {where} is not an index of a {len(node)}-item list"])
-                key = int(key)
+                if not part.isdigit() or int(part) >= len(node):
+                    raise SpecError([(f"--set {path}: {where} is not an index of a "
+                                      f"{len(node)}-item list")])
+                key = int(part)
             elif not isinstance(node, dict):
                 raise SpecError([f"--set {path}: {'.'.join(keys[:depth])} is not a mapping"])
             if last and key == "name" and isinstance(node, dict) and _switches(node, value):
@@ -190,7 +193,8 @@ def format_errors(error: ValidationError, raw: Any, limit: int | None = None) ->
             message = message.removeprefix("Value error, ")
         elif err["type"] == "too_short" and isinstance(err["input"], (list, tuple)):
             least = err["ctx"]["min_length"]
-            message = f"needs at least {least} item{'s' if least > 1 else ''}, got {len(err['input'])}"
+            message = (f"needs at least {least} item{'s' if least > 1 else ''}, "
+                       f"got {len(err['input'])}")
         lines.append(f"{'.'.join(parts) or '<spec>'}: {message}")
     return lines
 

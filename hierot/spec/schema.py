@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     Field,
@@ -64,8 +64,10 @@ class LayerSpec(StrictModel):
     )
     encoder: Any = Field(description="network of q(z_i | z_{i-1})")
     decoder: Any = Field(description="network of p(z_{i-1} | z_i)")
-    encoder_head: Head = Field("gaussian", description="q(z_i | z_{i-1}): Gaussian or deterministic")
-    decoder_head: Head = Field("gaussian", description="p(z_{i-1} | z_i): Gaussian or deterministic")
+    encoder_head: Head = Field("gaussian",
+                               description="q(z_i | z_{i-1}): Gaussian or deterministic")
+    decoder_head: Head = Field("gaussian",
+                               description="p(z_{i-1} | z_i): Gaussian or deterministic")
     cost: Any = Field(
         default_factory=lambda: {"name": "l2sq"},
         validate_default=True,
@@ -107,7 +109,8 @@ class EMASpec(StrictModel):
 class TrainSpec(StrictModel):
     batch_size: int = Field(128, ge=2, description="global batch (BatchNorm needs at least 2)")
     steps: PositiveInt | None = Field(None, description="number of optimiser steps")
-    epochs: PositiveInt | None = Field(None, description="alternative to steps: passes over the data")
+    epochs: PositiveInt | None = Field(None,
+                                       description="alternative to steps: passes over the data")
     log_every: PositiveInt = Field(50, description="steps between rows of metrics.csv")
     checkpoint_every: PositiveInt = Field(500, description="steps between checkpoints")
     prior_samples: Annotated[int, Field(ge=2)] | None = Field(
@@ -120,9 +123,11 @@ class TrainSpec(StrictModel):
         description="fp32; bf16 = bfloat16 autocast (CPU, recent GPUs); fp16 = float16 autocast "
         "with gradient scaling (CUDA only). Costs and divergences are always computed in fp32",
     )
-    compile: bool = Field(False, description="torch.compile every layer network (see docs/precision.md)")
+    compile: bool = Field(False,
+                          description="torch.compile every layer network (see docs/precision.md)")
     eval_every: PositiveInt | None = Field(
-        None, description="steps between evaluations of the objective on the test split (none: never)"
+        None,
+        description="steps between evaluations of the objective on the test split (none: never)",
     )
     best_metric: str = Field(
         "val_total", description="held-out metric that picks checkpoints/best.pt (with eval_every)"
@@ -255,7 +260,8 @@ class Spec(StrictModel):
                 ("encoder", layer.encoder, below, here),
                 ("decoder", layer.decoder, here, below),
             ):
-                if not isinstance(options, ChecksShapes) or src is None or dst is None:
+                if (not isinstance(options, ChecksShapes) or src is None or dst is None
+                        or below is None):
                     continue
                 problem = options.shape_error(tuple(src), tuple(dst))
                 if problem:
@@ -287,11 +293,12 @@ FLOAT32_MAX = 3.4028234663852886e38
 """Largest float32: a weight above it is infinite once it multiplies a float32 term."""
 
 _cache: dict[tuple, type[Spec]] = {}
+_Model = TypeVar("_Model", bound=StrictModel)
 
 
-def _override(model: type[StrictModel], **types: Any) -> type[StrictModel]:
+def _override(model: type[_Model], **types: Any) -> type[_Model]:
     """A subclass of ``model`` whose named fields get new types (keeping their defaults/docs)."""
-    fields = {name: (tp, model.model_fields[name]) for name, tp in types.items()}
+    fields: dict[str, Any] = {name: (tp, model.model_fields[name]) for name, tp in types.items()}
     derived = create_model(model.__name__, __base__=model, __module__=model.__module__, **fields)
     derived.__doc__ = model.__doc__
     return derived
@@ -312,7 +319,7 @@ def spec_model() -> type[Spec]:
         _cache[key] = _override(
             Spec,
             data=datasets.options_union(),
-            layers=Annotated[list[layer], Field(min_length=1)],
+            layers=Annotated[list[layer], Field(min_length=1)],  # type: ignore[valid-type]
             divergence=divergences.options_union(),
             penalties=list[penalties.options_union()],  # type: ignore[misc]
             objective=objectives.options_union(),

@@ -56,7 +56,7 @@ def open_storage(url: str | None, sweep_dir: Path):
             if url.startswith("postgresql") else ""
         raise HierotError(f"--storage {mask(url)}: the database driver is missing: "
                           f"{cause}{hint}") from None
-    except Exception as exc:  # sqlalchemy's errors: bad URL, server down, wrong password
+    except Exception as exc:  # noqa: BLE001 sqlalchemy's: bad URL, server down, wrong password
         raise HierotError(f"--storage {mask(url)}: cannot open the database: "
                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
 
@@ -69,7 +69,7 @@ def mask(url: str | None) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 any URL sqlalchemy cannot parse: mask by hand
         return url.split("@")[-1]
 
 
@@ -126,8 +126,8 @@ def pruner(sweep: SweepSpec):
 def open_study(sweep: SweepSpec, storage, *, create: bool):
     """The sweep's study in ``storage`` (created when ``create`` and not there yet)."""
     op = optuna()
-    kwargs = dict(study_name=sweep.name, storage=storage, sampler=sampler(sweep),
-                  pruner=pruner(sweep))
+    kwargs = {"study_name": sweep.name, "storage": storage, "sampler": sampler(sweep),
+                  "pruner": pruner(sweep)}
     if create:
         return op.create_study(direction=sweep.direction, load_if_exists=True, **kwargs)
     try:

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-
 from hierot._yaml import parse_yaml
 from hierot.errors import HierotError
 from hierot.sweeps.schema import SweepSpec

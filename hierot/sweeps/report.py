@@ -124,8 +124,8 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         sweep.description or "", "",
         f"- base: `{sweep.base}`; budget: "
         + (", ".join(f"`{override(k, v)}`" for k, v in sweep.budget.items()) or "none"),
-        f"- sampler: {sweep.resolved_sampler}; seeds per point: {sweep.seeds}; "
-        f"metric: `{sweep.resolved_metric}` ({sweep.direction}), the mean over seeds",
+        (f"- sampler: {sweep.resolved_sampler}; seeds per point: {sweep.seeds}; "
+        f"metric: `{sweep.resolved_metric}` ({sweep.direction}), the mean over seeds"),
         "- trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())),
         *situation(sweep_dir, records),
     ]
@@ -144,10 +144,10 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
                   + (f" ± {_fmt(top['sd'], 3)} (mean ± sd over {sweep.seeds} seeds)"
                      if sweep.seeds > 1 else " (one seed: no sd)"), ""]
     if sweep.resolved_metric == "heldout.total" and len(best) > 1:
-        lines += ["The held-out objective of a trial is its own objective, weighted by its own "
+        lines += [("The held-out objective of a trial is its own objective, weighted by its own "
                   "parameters: where the parameters are weights (λ), comparing totals compares "
                   "different objectives (as the paper's selection by Eq. (10) does). The held-out "
-                  "reconstruction `rec_x` and the top divergence are the unweighted terms.", ""]
+                  "reconstruction `rec_x` and the top divergence are the unweighted terms."), ""]
     header = ["rank", "trial", *[n.rsplit(".", 1)[-1] for n in names],
               f"{sweep.resolved_metric} (mean ± sd, {sweep.seeds} seeds)" if sweep.seeds > 1
               else f"{sweep.resolved_metric} (one seed: no sd)", "rec_x"]
@@ -177,8 +177,9 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
         lines += [f"- trial {r['number']} ({_fmt(r['params'])}): "
                   f"{r.get('error', 'no error recorded')}" for r in failed]
     if eval_keys:
-        lines += ["", f"{', '.join(eval_keys)}: from `hierot eval` (`eval.json` of each seed's run "
-                  "directory, averaged over the seeds evaluated); `-` where not evaluated."]
+        lines += ["",
+                  (f"{', '.join(eval_keys)}: from `hierot eval` (`eval.json` of each seed's run "
+                  "directory, averaged over the seeds evaluated); `-` where not evaluated.")]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
     lines += ["", "## Base spec (budget applied)", "", "```yaml", base_yaml.rstrip(), "```", ""]

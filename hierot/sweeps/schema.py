@@ -372,7 +372,8 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
         raise SweepError([f"base: {exc}"], label) from None
     if (sweep.prunes_in_training and base.train.steps is None and base.train.eval_every is None
             and "train.eval_every" not in sweep.params):
-        problems.append(f"budget: pruner {sweep.pruner} on {sweep.resolved_metric} evaluates during "
+        problems.append(f"budget: pruner {sweep.pruner} on {sweep.resolved_metric} evaluates "
+                        f"during "
                         f"training; the base trains by epochs, so set train.eval_every (steps)")
     for path, param in sweep.params.items():
         values = param if isinstance(param, list) else (

@@ -109,11 +109,11 @@ class Heartbeat:
         while not self.stop.wait(self.every):
             try:
                 self.beat()
-            except Exception as exc:  # the trial was taken over, or the storage went away
+            except Exception as exc:  # noqa: BLE001 the trial was taken over, or the storage went away
                 self.lost = f"{type(exc).__name__}: {exc}"
                 return
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Heartbeat:  # noqa: PYI034 (typing.Self needs Python 3.11)
         self.beat()
         self.thread.start()
         return self
@@ -204,9 +204,8 @@ class Worker:
         from optuna.trial import TrialState
 
         from hierot._yaml import parse_yaml
-
         from hierot.spec.loading import load_spec
-        from hierot.sweeps.pruning import PruneOnEval, Pruned, eval_overrides
+        from hierot.sweeps.pruning import Pruned, PruneOnEval, eval_overrides
         from hierot.sweeps.schema import point_overrides
         from hierot.sweeps.trial import run_point
 
@@ -251,7 +250,7 @@ class Worker:
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.log(f"trial {trial.number}: {exc}")
                 return
-            except Exception as exc:  # recorded, and the sweep goes on
+            except Exception as exc:  # noqa: BLE001 recorded, and the sweep goes on
                 text = f"{type(exc).__name__}: {exc}"
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 (trial_dir / "error.txt").write_text(traceback.format_exc())

@@ -16,7 +16,8 @@ import torch
 
 
 class atomic_open:  # lower case: used like open()
-    """``with atomic_open(path) as f``: write a temporary file, rename it over ``path`` on success."""
+    """``with atomic_open(path) as f``: write a temporary file, rename it over ``path`` on
+    success."""
 
     def __init__(self, path: Path, mode: str = "w"):
         self.path, self.mode = Path(path), mode
@@ -36,7 +37,8 @@ class atomic_open:  # lower case: used like open()
             self.file.close()
             if exc_type is None:
                 os.replace(self.tmp, self.path)
-        except BaseException as error:  # e.g. ENOSPC on flush: the old file stays, the temporary goes
+        except BaseException as error:  # e.g. ENOSPC on flush: the old file stays,
+            # the temporary goes
             _discard(self.file, self.tmp)
             _name(error, self.path)
             raise
@@ -79,7 +81,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     with atomic_open(path, "wb") as f:
         try:
             torch.save(obj, f)
-        except RuntimeError as exc:  # torch's writer can hide a failed write (ENOSPC) behind its own
+        except RuntimeError as exc:  # torch's writer can hide a failed write (ENOSPC)
+            # behind its own
             if isinstance(exc.__context__, OSError):
                 raise exc.__context__ from None
             raise

@@ -14,11 +14,14 @@ it starts, with the error naming ``train.compile``. Measured costs are in ``docs
 from __future__ import annotations
 
 import shutil
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from hierot.errors import HierotError
+
+if TYPE_CHECKING:
+    from hierot.model import Hierarchy
 
 
 def cpp_compiler() -> str | None:
@@ -35,7 +38,7 @@ def cpp_compiler() -> str | None:
     return None
 
 
-def compile_networks(model: nn.Module, device: torch.device) -> None:
+def compile_networks(model: Hierarchy, device: torch.device) -> None:
     """Compile every encoder and decoder of ``model`` in place (TorchInductor)."""
     if device.type == "cpu" and cpp_compiler() is None:
         raise HierotError(

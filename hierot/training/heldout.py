@@ -103,7 +103,8 @@ class BestCheckpoint:
         value = metrics[self.metric]
         if not math.isfinite(value):
             return False
-        better = (self.value is None or (value < self.value if self.mode == "min" else value > self.value))
+        better = (self.value is None
+                  or (value < self.value if self.mode == "min" else value > self.value))
         if better:
             self.value, self.step = value, step
         return better

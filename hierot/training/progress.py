@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 @contextlib.contextmanager
 def progress_bar(total: int, initial: int, *, enabled: bool) -> Iterator[tqdm]:
-    """A ``tqdm`` bar of ``total`` steps from ``initial``; warnings go above it while it is shown."""
+    """A ``tqdm`` bar of ``total`` steps from ``initial``; warnings go above it while it is
+    shown."""
     bar = tqdm(total=total, initial=initial, disable=not enabled, desc="train", dynamic_ncols=True)
     shown = warnings.showwarning
 

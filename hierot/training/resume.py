@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from hierot.errors import CheckpointError, HierotError, RunChangedError
-from hierot.training.rundir import RunDir, read_checkpoint
 from hierot.spec.schema import Spec
+from hierot.training.rundir import RunDir, read_checkpoint
 
 RESUMABLE = (
     "train.steps",
@@ -73,7 +73,8 @@ def _show(value: Any, width: int = 60) -> str:
 def _diff(old: Any, new: Any, path: str, out: list[Change]) -> None:
     if isinstance(old, dict) and isinstance(new, dict):
         for key in [*old, *(k for k in new if k not in old)]:
-            _diff(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else key, out)
+            where = f"{path}.{key}" if path else key
+            _diff(old.get(key, _ABSENT), new.get(key, _ABSENT), where, out)
     elif (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
           and any(isinstance(v, (dict, list)) for v in [*old, *new])):  # layers, penalties
         for i, (a, b) in enumerate(zip(old, new)):
@@ -156,7 +157,8 @@ def check_state(state: dict[str, Any], path: Path, expected_format: int) -> None
     if missing:
         raise CheckpointError(f"{path}: not a hierot training checkpoint (no {', '.join(missing)})")
     if state["format"] != expected_format:
-        raise CheckpointError(f"{path}: checkpoint format {state['format']!r}, expected {expected_format}")
+        raise CheckpointError(f"{path}: checkpoint format {state['format']!r}, "
+                              f"expected {expected_format}")
     name_step = int(path.name.removeprefix("step-").removesuffix(".pt"))
     if state["step"] != name_step:
         raise CheckpointError(f"{path}: holds step {state['step']!r}, its name says {name_step}")

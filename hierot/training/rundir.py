@@ -27,8 +27,9 @@ import platform
 import re
 import tempfile
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 
@@ -50,7 +51,10 @@ BEST = f"{BEST_NAME}.pt"
 
 def _step_of(path: Path) -> int:
     """The training step in a checkpoint's file name (``step-00000100.pt`` -> 100)."""
-    return int(_STEP_FILE.search(path.name).group(1))
+    match = _STEP_FILE.search(path.name)
+    if match is None:
+        raise ValueError(f"{path.name} is not a checkpoint's file name (step-NNNNNNNN.pt)")
+    return int(match.group(1))
 
 
 class RunDir:
@@ -154,7 +158,8 @@ class RunDir:
         path = self.checkpoint_dir / f"step-{step:08d}.pt"
         if path not in found:
             steps = ", ".join(str(_step_of(p)) for p in found)
-            raise HierotError(f"no checkpoint of step {step} in {self.checkpoint_dir}; steps: {steps}")
+            raise HierotError(f"no checkpoint of step {step} in {self.checkpoint_dir}; "
+                              f"steps: {steps}")
         return path
 
     def save_checkpoint(self, state: dict[str, Any], step: int, keep: int) -> Path:
@@ -164,7 +169,8 @@ class RunDir:
             old.unlink(missing_ok=True)
         return path
 
-    def load_checkpoint(self, step: int | str | None = None, map_location: Any = "cpu") -> dict[str, Any]:
+    def load_checkpoint(self, step: int | str | None = None,
+                        map_location: Any = "cpu") -> dict[str, Any]:
         """The checkpoint of ``step`` (default: the last; ``"best"``: ``best.pt``);
         :class:`CheckpointError` names a bad file, what is wrong with it, and the other steps to
         choose from."""
@@ -173,7 +179,8 @@ class RunDir:
             return read_checkpoint(path, map_location)
         except CheckpointError as exc:
             others = [str(_step_of(p)) for p in self.checkpoint_files() if p != path]
-            hint = f"; other checkpoints: steps {', '.join(others)} (--checkpoint STEP)" if others else ""
+            hint = (f"; other checkpoints: steps {', '.join(others)} (--checkpoint STEP)"
+                    if others else "")
             raise CheckpointError(f"{exc}{hint}") from None
 
     def relative(self, path: Path) -> str:
@@ -216,24 +223,25 @@ class MetricsWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self._file = None
+        self._file: TextIO | None = None
         self._writer: csv.DictWriter | None = None
 
     def write(self, row: dict[str, float]) -> None:
-        self._open(row)
-        new = [k for k in row if k not in self._writer.fieldnames]
+        file, writer = self._open(row)
+        new = [k for k in row if k not in writer.fieldnames]
         if new:
-            self._extend_header(new)
-            self._open(row)
+            self._extend_header(new, writer.fieldnames)
+            file, writer = self._open(row)
         try:
-            self._writer.writerow(row)
-            self._file.flush()
+            writer.writerow(row)
+            file.flush()
         except OSError as error:
             _name(error, self.path)
             raise
 
-    def _open(self, row: dict[str, float]) -> None:
-        if self._writer is None:
+    def _open(self, row: dict[str, float]) -> tuple[TextIO, csv.DictWriter]:
+        """The open file and its writer (opened with the file's header, or ``row``'s keys)."""
+        if self._file is None or self._writer is None:
             exists = self.path.exists() and self.path.stat().st_size > 0
             if exists:
                 with self.path.open(newline="") as f:
@@ -244,9 +252,10 @@ class MetricsWriter:
             self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
             if not exists:
                 self._writer.writeheader()
+        return self._file, self._writer
 
-    def _extend_header(self, new: list[str]) -> None:
-        fields = [*self._writer.fieldnames, *new]
+    def _extend_header(self, new: list[str], old: Collection[str]) -> None:
+        fields = [*old, *new]
         self.close()
         with self.path.open(newline="") as f:
             rows = list(csv.DictReader(f))
@@ -306,7 +315,8 @@ def read_checkpoint(path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         if "weights_only" in first:
             first = type(exc).__name__
         raise CheckpointError(f"{path}: truncated or corrupt ({size} bytes; {first})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or "step" not in state:
+    if (not isinstance(state, dict) or not isinstance(state.get("model"), dict)
+            or "step" not in state):
         raise CheckpointError(f"{path}: not a hierot checkpoint (no step and model weights in it)")
     return state
 

@@ -23,9 +23,11 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise HierotError(f"device: {name!r} asked for, but CUDA is not available here (use cpu or auto)")
+        raise HierotError(f"device: {name!r} asked for, but CUDA is not available here "
+                          f"(use cpu or auto)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise HierotError(f"device: {name!r} asked for, but MPS is not available here (use cpu or auto)")
+        raise HierotError(f"device: {name!r} asked for, but MPS is not available here "
+                          f"(use cpu or auto)")
     return device
 
 

@@ -14,7 +14,8 @@ logged or saved). Every ``log_every`` steps the
 running means of every term and of the gradient norm, the learning rate, the seconds per step and
 the count of skipped updates go to metrics.csv and the
 callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
-(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every`` steps (and at
+(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every``
+steps (and at
 the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
 optimiser, schedule, loss scale, data order, RNG state and the running sums of the next
 metrics row.
@@ -29,11 +30,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hierot.training.batches import BatchOrder, gather_rows
 from hierot.builder import Built, build_optimizer
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.precision import Precision
 from hierot.schedules import build_scheduler
+from hierot.training.batches import BatchOrder, gather_rows
 from hierot.training.callbacks import Callback, Callbacks
 from hierot.training.ema import WeightEMA
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
@@ -94,7 +95,8 @@ class Trainer:
         self.ema = WeightEMA(train.ema, self.model) if train.ema is not None else None
         self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
         self.total_steps = total_steps(built, self.order)
-        self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer, self.total_steps)
+        self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer,
+                                         self.total_steps)
         self.train_x = built.data.train_x.to(device)  # a streamed set stays in its file
         self.step = 0
         self.wall_time = 0.0
@@ -130,7 +132,8 @@ class Trainer:
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "runtime": self.runtime.state(),  # world size (resume needs the same)
-            "log_sums": {name: torch.as_tensor(s).detach().clone() for name, s in self._sums.items()},
+            "log_sums": {name: torch.as_tensor(s).detach().clone()
+                         for name, s in self._sums.items()},
             "log_count": self._count,
             "updates": self.updates.state(),
             **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
@@ -229,7 +232,8 @@ class Trainer:
 
     def learning_rate(self) -> float:
         """The learning rate of the step just taken (the schedule's factor times optimizer.lr)."""
-        return self.spec.optimizer.lr * self.spec.optimizer.schedule.factor(self.step, self.total_steps)
+        schedule = self.spec.optimizer.schedule
+        return self.spec.optimizer.lr * schedule.factor(self.step, self.total_steps)
 
     # -- the loop ------------------------------------------------------------------------------
     def _train_step(self) -> dict[str, torch.Tensor] | None:
@@ -304,7 +308,8 @@ class Trainer:
         self.callbacks.on_train_start(self.spec, self.step)
         since = (time.perf_counter(), self.step)  # start of the logging interval: time, step
         try:
-            with progress_bar(steps, self.step, enabled=train.progress and self.runtime.is_main) as bar:
+            with progress_bar(steps, self.step,
+                              enabled=train.progress and self.runtime.is_main) as bar:
                 while self.step < steps:
                     values = self._train_step()
                     self.step += 1
@@ -316,7 +321,8 @@ class Trainer:
                             self._sums[name] = self._sums.get(name, 0.0) + value
                     bar.update(1)
                     done = self.step == steps
-                    evaluate = train.eval_every is not None and (self.step % train.eval_every == 0 or done)
+                    evaluate = train.eval_every is not None and (
+                        self.step % train.eval_every == 0 or done)
                     if self.step % train.log_every == 0 or done or evaluate:
                         last = self._log(writer, started, since, evaluate)
                         bar.set_postfix_str(progress_text(last), refresh=False)

@@ -45,9 +45,11 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.track_running_stats:
-            self.num_batches_tracked.add_(1)
+            tracked = self.num_batches_tracked
+            assert tracked is not None  # a buffer wherever track_running_stats
+            tracked.add_(1)
             if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(self.num_batches_tracked)
+                factor = 1.0 / float(tracked)
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         count = input.new_tensor([input.numel() // input.shape[1]])
@@ -62,9 +64,11 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:
+            running_mean, running_var = self.running_mean, self.running_var
+            assert running_mean is not None and running_var is not None  # as tracked, above
             with torch.no_grad():
-                self.running_mean.mul_(1 - factor).add_(factor * mean)
-                self.running_var.mul_(1 - factor).add_(factor * var * n / (n - 1))
+                running_mean.mul_(1 - factor).add_(factor * mean)
+                running_var.mul_(1 - factor).add_(factor * var * n / (n - 1))
         return out
 
 

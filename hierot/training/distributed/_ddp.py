@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -51,11 +51,12 @@ class DataParallelObjective(nn.Module):
         sync_buffers = not runtime.options.sync_batchnorm
         buffers = ("forward_sync_buffers" if "forward_sync_buffers" in _DDP_PARAMETERS
                    else "broadcast_buffers")  # torch < 2.14: broadcast_buffers
+        buffer_option: dict[str, Any] = {buffers: sync_buffers}
         self.ddp = DistributedDataParallel(
             _LossTerms(objective),
             device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None,
             static_graph=True,
-            **{buffers: sync_buffers},
+            **buffer_option,
         )
 
     @property
