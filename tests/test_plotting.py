@@ -39,3 +39,16 @@ def test_training_curves_are_saved_in_full_colour(tmp_path):
     for style in curve_styles(len(names)):
         rgb = tuple(round(255 * c) for c in style["color"])
         assert rgb in drawn, to_hex(style["color"])
+
+
+def test_training_curves_draw_the_terms_not_the_step_statistics(tmp_path):
+    """grad_norm and skipped (train.skip_update's columns) are not objective terms: not drawn."""
+    names = ["rec_x", *(f"rec_z{n}" for n in range(1, 8)), "match_z8"]
+    rows = [{"step": s, **{k: 1.0 / (s + i + 1) for i, k in enumerate(names)},
+             "grad_norm": 3.0 + s, "skipped": 0.0, "total": 2.0 / (s + 1)}
+            for s in range(1, 20)]
+    path = training_curves(rows, tmp_path / "curves.png")
+    with Image.open(path) as image:
+        drawn = {tuple(p) for p in np.asarray(image.convert("RGB")).reshape(-1, 3)}
+    tenth = tuple(round(255 * c) for c in curve_styles(len(names) + 1)[len(names)]["color"])
+    assert tenth not in drawn  # a tenth curve (grad_norm) would take the tenth colour

@@ -130,7 +130,7 @@ def training_curves(rows: list[dict[str, float]], path: Path) -> Path:
             ax.text(0.5, 0.5, "no metrics logged", ha="center", va="center", transform=ax.transAxes)
         return save(figure, path)
     steps = [r["step"] for r in rows]
-    skip = {"step", "epoch", "wall_time", "total", "lr", "step_time"}
+    skip = {"step", "epoch", "wall_time", "total", "lr", "step_time", "grad_norm", "skipped"}
     names = [k for k in rows[-1] if k not in skip and not k.startswith(("w_", "val_"))]
     for ax, keys, title in (
         (left, names, "unweighted terms"),
