@@ -66,10 +66,12 @@ def fresh_dir(path: Path) -> Path:
 
 
 def train_overrides(steps: int, log_every: int, batch_size: int = 128) -> list[str]:
-    """A step budget replacing the preset's (one checkpoint, at the end)."""
+    """A step budget replacing the preset's (one checkpoint, at the end); the preset's other
+    ``train`` fields (``prior_samples``, ``eval_every``, ...) are kept."""
     log_every = min(log_every, steps)
-    return [(f"train={{batch_size: {batch_size}, steps: {steps}, log_every: {log_every}, "
-            f"checkpoint_every: {steps}, progress: false}}")]
+    return [f"train.batch_size={batch_size}", f"train.steps={steps}", "train.epochs=null",
+            f"train.log_every={log_every}", f"train.checkpoint_every={steps}",
+            "train.progress=false"]
 
 
 def width_overrides(preset: str, shrink: int) -> list[str]:

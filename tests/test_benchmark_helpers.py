@@ -151,3 +151,15 @@ def test_workers_die_with_a_killed_benchmark():
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_step_budget_keeps_the_presets_other_train_fields():
+    """The benchmarks' budget override replaced the whole ``train`` mapping and so dropped the
+    z8 preset's 512 prior samples; it sets the budget's fields only."""
+    from benchmarks._runs import train_overrides
+    from hierot.spec.loading import load_spec
+
+    spec = load_spec("mnist-stackedwae-z8.v1", train_overrides(steps=40, log_every=10))
+    assert spec.train.prior_samples == 512
+    assert (spec.train.steps, spec.train.epochs, spec.train.checkpoint_every) == (40, None, 40)
+    assert (spec.train.log_every, spec.train.progress) == (10, False)
