@@ -15,6 +15,7 @@ from the run directories (``heldout.json``, ``eval.json``) where they are on thi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ from hierot.training.rundir import atomic_write_text
 REPORT, TRIALS = "report.md", "trials.json"
 
 
-def _mean(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def _eval_numbers(run: Path) -> dict[str, float]:
@@ -212,10 +213,12 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
     from hierot.evaluation.plotting import new_figure, save
 
     (row_name, rows), (col_name, cols) = list(sweep.params.items())
+    assert isinstance(rows, list) and isinstance(cols, list)  # called for two grid parameters
     done = ranked(sweep, records)
     match = _match_key(records)
-    panels = [("heatmap.png", sweep.resolved_metric, lambda r: r["value"]),
-              ("heatmap-rec_x.png", "held-out rec_x", lambda r: r.get("heldout", {}).get("rec_x"))]
+    panels: list[tuple[str, str, Callable[[dict], float | None]]] = [
+        ("heatmap.png", sweep.resolved_metric, lambda r: r["value"]),
+        ("heatmap-rec_x.png", "held-out rec_x", lambda r: r.get("heldout", {}).get("rec_x"))]
     if match:
         panels.append((f"heatmap-{match}.png", f"held-out {match} (unweighted)",
                        lambda r: r.get("heldout", {}).get(match)))
@@ -240,13 +243,14 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
         for i in range(len(rows)):
             for j in range(len(cols)):
                 if np.isfinite(grid[i, j]):
-                    r, g, b, _ = image.cmap(image.norm(shown[i, j]))
+                    red, green, blue, _ = image.cmap(image.norm(shown[i, j]))
+                    light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
                     ax.text(j, i, labels[i, j], ha="center", va="center", fontsize=8,
-                            color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+                            color="black" if light else "white")
         if done and file == "heatmap.png":
-            b = done[0]["params"]
+            best = done[0]["params"]
             ax.add_patch(Rectangle(
-                (cols.index(b[col_name]) - 0.5, rows.index(b[row_name]) - 0.5), 1, 1,
+                (cols.index(best[col_name]) - 0.5, rows.index(best[row_name]) - 0.5), 1, 1,
                 fill=False, edgecolor="red", linewidth=2.5))
         ax.set_xticks(range(len(cols)), [_fmt(v) for v in cols])
         ax.set_yticks(range(len(rows)), [_fmt(v) for v in rows])

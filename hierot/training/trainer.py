@@ -58,7 +58,10 @@ class TrainResult:
 
 def total_steps(built: Built, order: BatchOrder) -> int:
     train = built.spec.train
-    return train.steps if train.steps is not None else train.epochs * order.batches_per_epoch
+    if train.steps is not None:
+        return train.steps
+    assert train.epochs is not None  # the spec holds exactly one of steps and epochs
+    return train.epochs * order.batches_per_epoch
 
 
 class Trainer:
@@ -87,7 +90,9 @@ class Trainer:
             compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
         if self.trained is not self.objective and train.skip_update is not None:
-            self.trained.skip_nonfinite = train.skip_update.nonfinite  # every rank skips
+            # every rank skips (an attribute of the DDP wrapper, which torch's stubs type as
+            # a tensor or module)
+            self.trained.skip_nonfinite = train.skip_update.nonfinite  # type: ignore[assignment]
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
         self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
                                    self.precision, list(self.model.parameters()), device,
@@ -220,6 +225,7 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, float]:
         """The held-out terms (logged and sent to the callbacks); keeps ``best.pt`` up to date."""
+        assert self.heldout is not None  # called only when there is a held-out evaluation
         with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
             metrics = self.heldout()  # with the averaged weights, when there are some
         self.callbacks.on_eval(self.step, metrics)
@@ -252,8 +258,9 @@ class Trainer:
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
             if self.updates.skips_loss():
                 where = (f": {', '.join(bad)}" if not torch.isfinite(loss) else
-                         f" on rank(s) {', '.join(map(str, elsewhere))}")
-                return self._skip(f"non-finite loss{where}")
+                         f" on rank(s) {', '.join(map(str, elsewhere or []))}")
+                self._skip(f"non-finite loss{where}")
+                return None
             raise NonFiniteLossError(
                 f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
                 f"{self._kept()}"
@@ -266,7 +273,8 @@ class Trainer:
             self._check_finite(each, parameters=False)  # names the bad gradients and stops
             reason = None  # a norm overflowed on finite values: clipping scales them down
         if reason is not None:
-            return self._skip(reason)
+            self._skip(reason)
+            return None
         self.updates.clip_(norm)
         self.precision.step(self.optimizer)
         self.scheduler.step()
