@@ -110,12 +110,9 @@ def _match_key(records: list[dict]) -> str | None:
     return None
 
 
-def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_yaml: str,
-              sweep_dir: Path) -> str:
-    best = ranked(sweep, records)
-    names = list(sweep.params)
-    match = _match_key(records)
-    eval_keys = sorted({k for r in records for k in r.get("eval", {})})
+def _summary(sweep: SweepSpec, records: list[dict], best: list[dict],
+             sweep_dir: Path) -> list[str]:
+    """The report's opening lines: the sweep's set-up, its trials and time, the best point."""
     counts: dict[str, int] = {}
     for r in records:
         key = r["state"] if r["counted"] else "superseded/duplicate"
@@ -149,13 +146,20 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
                   "parameters: where the parameters are weights (λ), comparing totals compares "
                   "different objectives (as the paper's selection by Eq. (10) does). The held-out "
                   "reconstruction `rec_x` and the top divergence are the unweighted terms."), ""]
+    return lines
+
+
+def _table(sweep: SweepSpec, records: list[dict], best: list[dict], match: str | None,
+           eval_keys: list[str]) -> list[str]:
+    """The report's table: every counted trial, the ranked (completed) ones first, best first."""
+    names = list(sweep.params)
     header = ["rank", "trial", *[n.rsplit(".", 1)[-1] for n in names],
               f"{sweep.resolved_metric} (mean ± sd, {sweep.seeds} seeds)" if sweep.seeds > 1
               else f"{sweep.resolved_metric} (one seed: no sd)", "rec_x"]
     if match:
         header.append(match)
     header += eval_keys + ["state", "ran on", "run directory"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = best + [r for r in records if r not in best and r["counted"]]
     for rank, r in enumerate(order, 1):
         value = _fmt(r["value"], 5)
@@ -172,6 +176,16 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
                    if "pruned" in r else ""),
                 r.get("host") or "-", location(r)]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_yaml: str,
+              sweep_dir: Path) -> str:
+    best = ranked(sweep, records)
+    match = _match_key(records)
+    eval_keys = sorted({k for r in records for k in r.get("eval", {})})
+    lines = _summary(sweep, records, best, sweep_dir)
+    lines += _table(sweep, records, best, match, eval_keys)
     failed = [r for r in records if r["state"] == "FAIL" and r["counted"]]
     if failed:
         lines += ["", "## Failed trials", ""]
