@@ -52,6 +52,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
 MAX_LINES = 400
 """No module of the package or of the benchmarks is longer (one job per module)."""
 
+MAX_FUNCTION_LINES = 60
+"""No function of the package has more lines of code (see :func:`code_lines`)."""
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
@@ -212,6 +215,39 @@ def test_modules_are_short(folder):
         str(path.relative_to(ROOT)): n
         for path in sorted((ROOT / folder).rglob("*.py"))
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def code_lines(source: str, function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """The lines of code of ``function`` in ``source``: its whole extent (nested functions
+    included) less blank lines, comment lines and docstrings (its own and nested ones)."""
+    lines = set(range(function.lineno, (function.end_lineno or function.lineno) + 1))
+    for node in ast.walk(function):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                lines -= set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    text = source.splitlines()
+    return sum(1 for n in lines if text[n - 1].strip() and not text[n - 1].strip().startswith("#"))
+
+
+def test_code_lines_leaves_out_docstrings_comments_and_blank_lines():
+    source = ('def f(x):\n    """Doc,\n    two lines."""\n    # a comment\n\n    y = x\n'
+              '    def g():\n        """Nested doc."""\n        return 1\n    return y  # kept\n')
+    (function,) = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+    assert code_lines(source, function) == 5  # def f, y = x, def g, return 1, return y
+
+
+def test_functions_are_short():
+    long = {
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name}": n
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for source in [path.read_text(encoding="utf-8")]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (n := code_lines(source, node)) > MAX_FUNCTION_LINES
     }
     assert long == {}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterable
 from typing import Any, Literal
 from urllib.parse import urlparse
 
@@ -33,6 +34,7 @@ from hierot.registry import ComponentOptions, callbacks
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     """Nested mappings and lists as ``a.b.0`` -> string (MLflow parameters)."""
+    items: Iterable[tuple[Any, Any]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list)) for v in value):
@@ -121,6 +123,11 @@ class MLflow(Callback):
     skipped = False
     """Whether the tracking server was unreachable and ``unreachable: skip`` left it out."""
 
+    def _run(self) -> str:
+        """The run's id, which :meth:`on_train_start` sets before any other hook is called."""
+        assert self.run_id is not None, "on_train_start did not run"
+        return self.run_id
+
     def _metrics(self, step: int, metrics: dict[str, float]) -> None:
         if self.skipped:
             return
@@ -130,7 +137,7 @@ class MLflow(Callback):
 
         now = int(time.time() * 1000)
         self.client.log_batch(
-            self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+            self._run(), metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
         )
 
     on_log = _metrics
@@ -141,8 +148,8 @@ class MLflow(Callback):
             return
         if self.options.figures:
             for path in figures(self.run_dir):
-                self.client.log_artifact(self.run_id, str(path), artifact_path="figures")
-        self.client.set_terminated(self.run_id, status="FINISHED")
+                self.client.log_artifact(self._run(), str(path), artifact_path="figures")
+        self.client.set_terminated(self._run(), status="FINISHED")
         self.run_id = None
 
     def close(self) -> None:

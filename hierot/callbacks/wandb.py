@@ -9,12 +9,15 @@ so ``hierot train --resume`` continues the same W&B run.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from hierot.callbacks.base import Callback, figures, require_package, tracker_id_file
 from hierot.registry import ComponentOptions, callbacks
+
+if TYPE_CHECKING:
+    from wandb.sdk.wandb_run import Run
 
 
 class WandBOptions(ComponentOptions):
@@ -40,7 +43,7 @@ class WandB(Callback):
 
     def __init__(self, options: WandBOptions, *, run_dir, spec=None):
         self.options, self.run_dir = options, run_dir
-        self.run = None
+        self.run: Run | None = None
 
     def on_train_start(self, spec, step: int) -> None:
         import wandb
@@ -57,8 +60,13 @@ class WandB(Callback):
         )
         self.run.define_metric("*", step_metric="step")
 
+    def _started(self) -> Run:
+        """The W&B run, which :meth:`on_train_start` makes before any other hook is called."""
+        assert self.run is not None, "on_train_start did not run"
+        return self.run
+
     def _metrics(self, step: int, metrics: dict[str, float]) -> None:
-        self.run.log({**metrics, "step": step})
+        self._started().log({**metrics, "step": step})
 
     on_log = _metrics
     on_eval = _metrics
@@ -68,7 +76,7 @@ class WandB(Callback):
             import wandb
 
             images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in figures(self.run_dir)}
-            self.run.log({**images, "step": result.steps})
+            self._started().log({**images, "step": result.steps})
         self.close()
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 import yaml
 
@@ -77,8 +78,8 @@ def sweep(args: argparse.Namespace) -> int:
         from hierot.registry import sweeps
 
         for entry in sweeps.entries():
-            source = "" if entry.source == "hierot" else f"  [{entry.source}]"
-            print(f"  {entry.name:<24}{entry.summary}{source}")
+            plugin = "" if entry.source == "hierot" else f"  [{entry.source}]"
+            print(f"  {entry.name:<24}{entry.summary}{plugin}")
         return 0
     if args.report:
         from hierot.sweeps.report import evaluate_top, write_report
@@ -93,6 +94,7 @@ def sweep(args: argparse.Namespace) -> int:
                           "--out DIR; or --report DIR; or --list")
     updates = {k: getattr(args, k) for k in ("seeds", "metric", "direction", "sampler", "trials")
                if getattr(args, k) is not None}
+    source: str | dict[str, Any]
     if args.grid:
         if args.base:
             raise HierotError("sweep: with --grid, SWEEP is the base; --base is for sweep files")
@@ -129,5 +131,5 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-sweep.arguments = _arguments
-command("sweep", "run a hyperparameter sweep on Optuna (grid, TPE, random), resumable")(sweep)
+command("sweep", "run a hyperparameter sweep on Optuna (grid, TPE, random), resumable",
+        arguments=_arguments)(sweep)

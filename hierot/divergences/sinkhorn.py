@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import warnings
+from collections.abc import Callable
 from typing import Literal
 
 import ot
@@ -151,7 +152,7 @@ class Sinkhorn:
         self.options = options
         self.not_converged = 0
         """How many POT solves reached ``max_iter`` (warned about once, at the first)."""
-        self._online = None
+        self._online: Callable[[Tensor, Tensor], Tensor] | None = None
         if options.backend in ("online", "auto"):
             self._online = functools.partial(
                 sinkhorn_online, p=options.p, blur=options.blur, scaling=options.scaling,
@@ -183,6 +184,8 @@ class Sinkhorn:
         x, y = flatten_pair(samples, prior_samples)
         backend = self.options.resolved_backend(len(x), len(y))
         if backend == "online":
+            # resolved_backend gives "online" only for backend "online" or "auto", set up above
+            assert self._online is not None
             with oom_guard("sinkhorn", len(x), len(y), backend, "use a smaller tile_size"):
                 return self._online(x, y)
         # GeomLoss ends with torch.autograd.set_grad_enabled(True), which would switch gradients

@@ -103,7 +103,7 @@ def evaluate(
             objective, data.test_x, n=divergence_samples, device=where, seed=seed)
     with timed("whole_set_divergence"):  # the run's divergence, every training point (online)
         result["whole_set_divergence"] = whole_set_divergence(
-            objective, data.train_x, spec.divergence, device=where, seed=seed)
+            objective, run.train_x, spec.divergence, device=where, seed=seed)
     with timed("active_units"):
         result["active_units"] = metrics.active_units(
             objective, data.test_x, device=where, seed=seed)

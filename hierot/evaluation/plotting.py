@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,8 +31,11 @@ def curve_styles(n: int) -> list[dict[str, object]]:
     palette.
     """
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
-    table = colormaps["tab20"].colors
+    tab20 = colormaps["tab20"]
+    assert isinstance(tab20, ListedColormap)  # a qualitative map: a list of 20 colours
+    table = cast("list[tuple[float, float, float]]", tab20.colors)  # RGB tuples
     colours = [table[2 * k] for k in range(10)] + [table[2 * k + 1] for k in range(10)]
     return [{"color": colours[i % 20], "ls": LINE_STYLES[(i + i // 20) % len(LINE_STYLES)]}
             for i in range(n)]

@@ -187,7 +187,10 @@ def _pending(study, sweep: SweepSpec) -> bool:
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.WAITING for t in trials):
         return True
-    return sweep.resolved_sampler != "grid" and sum(counted(t) for t in trials) < sweep.trials
+    if sweep.resolved_sampler == "grid":
+        return False
+    assert sweep.trials is not None  # the spec requires it of tpe and random sweeps
+    return sum(counted(t) for t in trials) < sweep.trials
 
 
 def counts(study) -> dict[str, int]:

@@ -20,8 +20,8 @@ def where(sweep_dir: Path, attrs: dict) -> dict[str, Any]:
     one sharing the folder, and the folder is there; trials recorded before ``sweep_dir`` was
     kept count as here when their folder is)."""
     run_dir, ran_in = attrs.get("run_dir"), attrs.get("sweep_dir")
-    here = (bool(run_dir) and (sweep_dir / "trials" / run_dir).is_dir()
-            and ran_in in (None, str(sweep_dir.resolve())))
+    here = bool(run_dir and (sweep_dir / "trials" / run_dir).is_dir()
+                and ran_in in (None, str(sweep_dir.resolve())))
     return {"host": (attrs.get("worker") or {}).get("host"), "sweep_dir": ran_in, "here": here}
 
 

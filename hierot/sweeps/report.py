@@ -15,6 +15,7 @@ from the run directories (``heldout.json``, ``eval.json``) where they are on thi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ from hierot.training.rundir import atomic_write_text
 REPORT, TRIALS = "report.md", "trials.json"
 
 
-def _mean(values: list[float]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
 
 
 def _eval_numbers(run: Path) -> dict[str, float]:
@@ -109,12 +110,9 @@ def _match_key(records: list[dict]) -> str | None:
     return None
 
 
-def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_yaml: str,
-              sweep_dir: Path) -> str:
-    best = ranked(sweep, records)
-    names = list(sweep.params)
-    match = _match_key(records)
-    eval_keys = sorted({k for r in records for k in r.get("eval", {})})
+def _summary(sweep: SweepSpec, records: list[dict], best: list[dict],
+             sweep_dir: Path) -> list[str]:
+    """The report's opening lines: the sweep's set-up, its trials and time, the best point."""
     counts: dict[str, int] = {}
     for r in records:
         key = r["state"] if r["counted"] else "superseded/duplicate"
@@ -148,13 +146,20 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
                   "parameters: where the parameters are weights (λ), comparing totals compares "
                   "different objectives (as the paper's selection by Eq. (10) does). The held-out "
                   "reconstruction `rec_x` and the top divergence are the unweighted terms."), ""]
+    return lines
+
+
+def _table(sweep: SweepSpec, records: list[dict], best: list[dict], match: str | None,
+           eval_keys: list[str]) -> list[str]:
+    """The report's table: every counted trial, the ranked (completed) ones first, best first."""
+    names = list(sweep.params)
     header = ["rank", "trial", *[n.rsplit(".", 1)[-1] for n in names],
               f"{sweep.resolved_metric} (mean ± sd, {sweep.seeds} seeds)" if sweep.seeds > 1
               else f"{sweep.resolved_metric} (one seed: no sd)", "rec_x"]
     if match:
         header.append(match)
     header += eval_keys + ["state", "ran on", "run directory"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = best + [r for r in records if r not in best and r["counted"]]
     for rank, r in enumerate(order, 1):
         value = _fmt(r["value"], 5)
@@ -171,6 +176,16 @@ def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_ya
                    if "pruned" in r else ""),
                 r.get("host") or "-", location(r)]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _markdown(sweep: SweepSpec, records: list[dict], figures: list[str], base_yaml: str,
+              sweep_dir: Path) -> str:
+    best = ranked(sweep, records)
+    match = _match_key(records)
+    eval_keys = sorted({k for r in records for k in r.get("eval", {})})
+    lines = _summary(sweep, records, best, sweep_dir)
+    lines += _table(sweep, records, best, match, eval_keys)
     failed = [r for r in records if r["state"] == "FAIL" and r["counted"]]
     if failed:
         lines += ["", "## Failed trials", ""]
@@ -212,10 +227,12 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
     from hierot.evaluation.plotting import new_figure, save
 
     (row_name, rows), (col_name, cols) = list(sweep.params.items())
+    assert isinstance(rows, list) and isinstance(cols, list)  # called for two grid parameters
     done = ranked(sweep, records)
     match = _match_key(records)
-    panels = [("heatmap.png", sweep.resolved_metric, lambda r: r["value"]),
-              ("heatmap-rec_x.png", "held-out rec_x", lambda r: r.get("heldout", {}).get("rec_x"))]
+    panels: list[tuple[str, str, Callable[[dict], float | None]]] = [
+        ("heatmap.png", sweep.resolved_metric, lambda r: r["value"]),
+        ("heatmap-rec_x.png", "held-out rec_x", lambda r: r.get("heldout", {}).get("rec_x"))]
     if match:
         panels.append((f"heatmap-{match}.png", f"held-out {match} (unweighted)",
                        lambda r: r.get("heldout", {}).get(match)))
@@ -240,13 +257,14 @@ def _heatmaps(sweep: SweepSpec, records: list[dict], sweep_dir: Path) -> list[st
         for i in range(len(rows)):
             for j in range(len(cols)):
                 if np.isfinite(grid[i, j]):
-                    r, g, b, _ = image.cmap(image.norm(shown[i, j]))
+                    red, green, blue, _ = image.cmap(image.norm(shown[i, j]))
+                    light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
                     ax.text(j, i, labels[i, j], ha="center", va="center", fontsize=8,
-                            color="black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white")
+                            color="black" if light else "white")
         if done and file == "heatmap.png":
-            b = done[0]["params"]
+            best = done[0]["params"]
             ax.add_patch(Rectangle(
-                (cols.index(b[col_name]) - 0.5, rows.index(b[row_name]) - 0.5), 1, 1,
+                (cols.index(best[col_name]) - 0.5, rows.index(best[row_name]) - 0.5), 1, 1,
                 fill=False, edgecolor="red", linewidth=2.5))
         ax.set_xticks(range(len(cols)), [_fmt(v) for v in cols])
         ax.set_yticks(range(len(rows)), [_fmt(v) for v in rows])

@@ -233,9 +233,11 @@ class SweepSpec(_Strict):
 
     def decode(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """A trial's parameters as Optuna stores them -> the sweep's values (list choices)."""
-        return {path: self.params[path].from_optuna(value)
-                if isinstance(self.params.get(path), ChoicesParam) else value
-                for path, value in params.items()}
+        decoded = {}
+        for path, value in params.items():
+            param = self.params.get(path)
+            decoded[path] = param.from_optuna(value) if isinstance(param, ChoicesParam) else value
+        return decoded
 
     def budget_overrides(self) -> list[str]:
         return [override(path, value) for path, value in self.budget.items()]
@@ -262,7 +264,7 @@ _TAGS = {"grid", "range", "choices"}
 
 def _format(error: ValidationError, raw: Any) -> list[str]:
     """One ``path: message`` line per error, without pydantic's union tags."""
-    lines = []
+    lines: list[str] = []
     for err in error.errors():
         parts, node = [], raw
         for item in err["loc"]:

@@ -151,6 +151,7 @@ class Worker:
             return True
         if self.grid is not None:
             return False  # every point was enqueued up front
+        assert self.sweep.trials is not None  # the spec requires it of tpe and random sweeps
         return sum(counted(t) for t in trials) < self.sweep.trials
 
     def run(self) -> int:
@@ -199,37 +200,47 @@ class Worker:
             return trial_dir_name(keys.index(point_key(trial.params)), trial.params)
         return trial_dir_name(trial.number, trial.params)
 
-    def run_trial(self, trial) -> None:
-        import optuna
-        from optuna.trial import TrialState
-
+    def _prepare(self, trial) -> tuple[dict[str, Any], str, list[str]]:
+        """A trial's parameters (decoded), run directory name and extra overrides (the pruner's
+        ``train.eval_every``, if needed); records the name, this worker, the sweep directory and
+        the trial's whole spec as its user attributes."""
         from hierot._yaml import parse_yaml
         from hierot.spec.loading import load_spec
-        from hierot.sweeps.pruning import Pruned, PruneOnEval, eval_overrides
+        from hierot.sweeps.pruning import eval_overrides
         from hierot.sweeps.schema import point_overrides
-        from hierot.sweeps.trial import run_point
 
         params = self.sweep.decode(trial.params)
         name = self.run_dir_name(trial)
-        trial_dir = self.dir / "trials" / name
         spec = load_spec(parse_yaml(self.base_yaml), point_overrides(params))
         extra = eval_overrides(self.sweep, spec)  # the pruner's train.eval_every, if needed
         if extra:
             spec = load_spec(parse_yaml(self.base_yaml), [*point_overrides(params), *extra])
-        for key, value in (("run_dir", name), ("worker", this_process()),
-                           ("sweep_dir", str(self.dir.resolve())),
-                           ("spec", spec.model_dump(mode="json"))):
-            trial.set_user_attr(key, value)
+        for key, attr in (("run_dir", name), ("worker", this_process()),
+                          ("sweep_dir", str(self.dir.resolve())),
+                          ("spec", spec.model_dump(mode="json"))):
+            trial.set_user_attr(key, attr)
+        return params, name, extra
+
+    def run_trial(self, trial) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        from hierot.sweeps.pruning import Pruned, PruneOnEval
+        from hierot.sweeps.trial import run_point
+
+        params, name, extra = self._prepare(trial)
+        trial_dir = self.dir / "trials" / name
         record = {"sweep": self.sweep.name, "trial": trial.number,
                   "sweep_dir": str(self.dir.resolve())}
         retry = trial.user_attrs.get("retry_of")
         self.log(f"trial {trial.number} {name}: started"
                  + (f" (retry of trial {retry})" if retry is not None else ""))
 
-        in_training = self.sweep.prunes_in_training
+        val_metric = self.sweep.val_metric if self.sweep.prunes_in_training else None
+        in_training = val_metric is not None
 
         def prune_on_eval(run: Path, offset: int) -> list[PruneOnEval]:
-            return [PruneOnEval(trial, self.sweep.val_metric, run, offset)] if in_training else []
+            return [PruneOnEval(trial, val_metric, run, offset)] if val_metric is not None else []
 
         def report(value: float, step: int) -> None:  # between seeds, for an eval.* metric
             if self.sweep.pruner != "none" and not in_training and step < self.sweep.seeds - 1:

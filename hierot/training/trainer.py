@@ -1,24 +1,21 @@
 """The training loop. It only trains: the spec is already valid and the modules already built.
 
 One step: take the next global batch of indices (this rank's share of it), convert its rows to
-float (``DataSplits.to_float``: images stay uint8 on the device), evaluate the
-objective (under autocast with ``train.precision`` bf16/fp16, see :mod:`hierot.precision`), stop on
-a non-finite term, back-propagate, take the gradient norm in one fused pass and stop if a gradient
-is not finite, clip it (``optimizer.clip_grad_norm``), step the optimiser and the learning-rate
-schedule (:mod:`hierot.schedules`); with ``train.skip_update`` a bad update is skipped instead
+float (``DataSplits.to_float``: images stay uint8 on the device), evaluate the objective (under
+autocast with ``train.precision`` bf16/fp16, see :mod:`hierot.precision`), stop on a non-finite
+term, back-propagate, take the gradient norm in one fused pass and stop if a gradient is not
+finite, clip it (``optimizer.clip_grad_norm``), step the optimiser and the learning-rate schedule
+(:mod:`hierot.schedules`); with ``train.skip_update`` a bad update is skipped instead
 (:mod:`hierot.training.updates`); with ``train.ema`` the average of the weights is updated
-(:mod:`hierot.training.ema`); before every checkpoint the parameters and the optimiser's state
-are checked too
-(:meth:`Trainer._check_finite`: one fused reduction, one device sync; nothing non-finite is ever
-logged or saved). Every ``log_every`` steps the
-running means of every term and of the gradient norm, the learning rate, the seconds per step and
-the count of skipped updates go to metrics.csv and the
-callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on the test split too
-(:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every ``checkpoint_every``
-steps (and at
-the end) a checkpoint is written, holding all that a resume needs to continue exactly: weights,
-optimiser, schedule, loss scale, data order, RNG state and the running sums of the next
-metrics row.
+(:mod:`hierot.training.ema`); before every checkpoint the parameters and the optimiser's state are
+checked too (:meth:`Trainer._check_finite`: one fused reduction, one device sync; nothing
+non-finite is ever logged or saved). Every ``log_every`` steps the running means of every term and
+of the gradient norm, the learning rate, the seconds per step and the count of skipped updates go
+to metrics.csv and the callbacks (:mod:`hierot.callbacks`); every ``eval_every`` steps the terms on
+the test split too (:mod:`hierot.training.heldout`), keeping ``checkpoints/best.pt``; every
+``checkpoint_every`` steps (and at the end) a checkpoint is written, holding all that a resume
+needs to continue exactly: weights, optimiser, schedule, loss scale, data order, RNG state and the
+running sums of the next metrics row.
 """
 
 from __future__ import annotations
@@ -58,7 +55,10 @@ class TrainResult:
 
 def total_steps(built: Built, order: BatchOrder) -> int:
     train = built.spec.train
-    return train.steps if train.steps is not None else train.epochs * order.batches_per_epoch
+    if train.steps is not None:
+        return train.steps
+    assert train.epochs is not None  # the spec holds exactly one of steps and epochs
+    return train.epochs * order.batches_per_epoch
 
 
 class Trainer:
@@ -87,7 +87,8 @@ class Trainer:
             compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
         if self.trained is not self.objective and train.skip_update is not None:
-            self.trained.skip_nonfinite = train.skip_update.nonfinite  # every rank skips
+            # every rank skips (the DDP wrapper's attribute; torch types it Tensor | Module)
+            self.trained.skip_nonfinite = train.skip_update.nonfinite  # type: ignore[assignment]
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
         self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
                                    self.precision, list(self.model.parameters()), device,
@@ -218,10 +219,10 @@ class Trainer:
             return "training stopped, no checkpoint was written"
         return f"training stopped, the last finite checkpoint (step {self.saved_step}) is kept"
 
-    def _evaluate(self) -> dict[str, float]:
+    def _evaluate(self, heldout: HeldOutEvaluation) -> dict[str, float]:
         """The held-out terms (logged and sent to the callbacks); keeps ``best.pt`` up to date."""
         with self.ema.swapped() if self.ema is not None else contextlib.nullcontext():
-            metrics = self.heldout()  # with the averaged weights, when there are some
+            metrics = heldout()  # with the averaged weights, when there are some
         self.callbacks.on_eval(self.step, metrics)
         if self.best.improved(self.step, metrics) and self.run_dir is not None:
             self._check_finite(self._no_norms(), step=self.step)
@@ -252,8 +253,9 @@ class Trainer:
             bad = [n for n, v in terms.weighted.items() if not torch.isfinite(v)] or ["total"]
             if self.updates.skips_loss():
                 where = (f": {', '.join(bad)}" if not torch.isfinite(loss) else
-                         f" on rank(s) {', '.join(map(str, elsewhere))}")
-                return self._skip(f"non-finite loss{where}")
+                         f" on rank(s) {', '.join(map(str, elsewhere or []))}")
+                self._skip(f"non-finite loss{where}")
+                return None
             raise NonFiniteLossError(
                 f"step {self.step + 1}: non-finite objective term(s) {', '.join(bad)}; "
                 f"{self._kept()}"
@@ -266,7 +268,8 @@ class Trainer:
             self._check_finite(each, parameters=False)  # names the bad gradients and stops
             reason = None  # a norm overflowed on finite values: clipping scales them down
         if reason is not None:
-            return self._skip(reason)
+            self._skip(reason)
+            return None
         self.updates.clip_(norm)
         self.precision.step(self.optimizer)
         self.scheduler.step()
@@ -292,7 +295,7 @@ class Trainer:
                  "step_time": (now - since[0]) / max(self.step - since[1], 1),
                  "skipped": self.updates.skipped}
         self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
-        held_out = self._evaluate() if evaluate and self.heldout is not None else {}
+        held_out = self._evaluate(self.heldout) if evaluate and self.heldout is not None else {}
         if writer:
             writer.write({**row, **last, **extra, **held_out})
         self._sums, self._count = {}, 0

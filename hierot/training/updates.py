@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -75,7 +76,7 @@ class UpdateGuard:
 
     def __init__(self, skip: Any, clip: float | None, precision: Precision,
                  parameters: list[torch.nn.Parameter], device: torch.device,
-                 buffers: list[Tensor] = ()):
+                 buffers: Sequence[Tensor] = ()):
         self.skip, self.clip, self.precision = skip, clip, precision
         self.parameters, self.device = parameters, device
         skips = skip is not None or precision.scaler is not None
