@@ -130,6 +130,20 @@ def fixed_split(n: int, test_size: int) -> tuple[np.ndarray, np.ndarray]:
     return order[test_size:], order[:test_size]
 
 
+def fraction_split(
+    n: int, fraction: float, limit: int | None, noun: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fixed_split` holding out ``fraction`` of ``n`` (at least one), the training indices
+    cut to ``limit``; ``noun`` (singular, plural) names the items in the error when no training
+    item would be left."""
+    n_test = max(1, round(fraction * n))
+    if n_test >= n:
+        raise HierotError(f"data.test_fraction: {fraction} of {n} {noun[1]} leaves no training "
+                          f"{noun[0]}")
+    train, test = fixed_split(n, n_test)
+    return train[:limit], test
+
+
 def not_found(
     what: str, looked: Iterable[str | os.PathLike], how: Iterable[str]
 ) -> DataNotFoundError:

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from hierot.components import DataSplits
 from hierot.datasets._cache import Storage, StreamedRows, cache_dir_field, hold, storage_field
-from hierot.datasets._common import Limit, fixed_split, int_labels, limit_field
+from hierot.datasets._common import Limit, fraction_split, int_labels, limit_field
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, datasets
 
@@ -181,12 +181,8 @@ def arrays(options: ArraysOptions, *, seed: int) -> DataSplits:
                               "neither")
         train = np.arange(len(x))[: options.limit]
     else:
-        n_test = max(1, round(options.test_fraction * len(x)))
-        if n_test >= len(x):
-            raise HierotError(f"data.test_fraction: {options.test_fraction} of {len(x)} "
-                              "examples leaves no training example")
-        train, test = fixed_split(len(x), n_test)
-        train = train[: options.limit]
+        train, test = fraction_split(len(x), options.test_fraction, options.limit,
+                                     ("example", "examples"))
         test_x, test_y = x[np.sort(test)], None if y is None else y[np.sort(test)]
     dtype = np.uint8 if x.dtype == np.uint8 else np.float32
     whole = options.test is not None and len(train) == len(x)

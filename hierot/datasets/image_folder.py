@@ -19,7 +19,13 @@ from pydantic import Field
 
 from hierot.components import DataSplits
 from hierot.datasets._cache import Storage, cache_dir_field, hold, storage_field, streams
-from hierot.datasets._common import Limit, as_uint8, fixed_split, int_labels, limit_field
+from hierot.datasets._common import (
+    Limit,
+    as_uint8,
+    fraction_split,
+    int_labels,
+    limit_field,
+)
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, datasets
 
@@ -177,12 +183,8 @@ def image_folder(options: ImageFolderOptions, *, seed: int) -> DataSplits:
         raise HierotError("data.root: required: the folder of images")
     root = Path(options.root).expanduser()
     files, labels, class_names = list_images(root, options.labels)
-    n_test = max(1, round(options.test_fraction * len(files)))
-    if n_test >= len(files):
-        raise HierotError(f"data.test_fraction: {options.test_fraction} of {len(files)} images "
-                          "leaves no training image")
-    train, test = fixed_split(len(files), n_test)
-    train = train[: options.limit]
+    train, test = fraction_split(len(files), options.test_fraction, options.limit,
+                                 ("image", "images"))
     train_files = [files[i] for i in train]
     shape: tuple[int, int, int] = options.shape
 
