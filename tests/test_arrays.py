@@ -115,3 +115,12 @@ def test_bad_arrays_are_named_and_exit_2_writing_nothing(tmp_path, capsys, case)
     err = capsys.readouterr().err
     assert "Traceback" not in err and "train.npz" in err and message.split("(")[0] in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_test_fraction_that_leaves_no_training_example_is_named(tmp_path):
+    np.save(tmp_path / "x.npy", pixels(3)[0])
+    with pytest.raises(HierotError, match=r"data\.test_fraction: 0\.9 of 3 examples leaves no "
+                                          r"training example"):
+        load(train=str(tmp_path / "x.npy"), test_fraction=0.9)
+    held_out = load(train=str(tmp_path / "x.npy"), test_fraction=0.4)  # round(1.2) = 1
+    assert (len(held_out.train_x), len(held_out.test_x)) == (2, 1)
