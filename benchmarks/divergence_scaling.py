@@ -80,18 +80,8 @@ def worker(args: argparse.Namespace) -> dict:
         step()
     times = [step() for _ in range(args.repeats - 1)]
     # the last timed run also gives the peak memory (one evaluation fewer at large N)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        times.append(step())
-        peak = torch.cuda.max_memory_allocated(device) - before
-    else:
-        memory._release_freed_memory()
-        memory._reset_peak_rss()
-        before = memory._rss_bytes()
-        times.append(step())
-        peak = max(0, memory._peak_rss_bytes() - before)
+    peak, seconds, _ = memory.measured_peak(step, device)
+    times.append(seconds)
     return {"status": "ok", "median_s": statistics.median(times), "times_s": times,
             "peak_bytes": peak, "input_bytes": 2 * x.numel() * x.element_size()}
 

@@ -99,6 +99,28 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def measured_peak(step, device) -> tuple[int, float, str]:
+    """One measured run of ``step`` (which returns its seconds): the bytes it took above what was
+    held before it (CUDA's allocator peak; on the CPU the peak resident size, with freed blocks
+    handed back to the system), its seconds, and how the memory was measured."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        seconds = step()
+        peak = torch.cuda.max_memory_allocated(device) - before
+        return peak, seconds, "cuda max_memory_allocated"
+    released = _release_freed_memory()
+    reset = _reset_peak_rss()
+    before = _rss_bytes()
+    seconds = step()
+    method = "peak RSS delta, " + ("VmHWM reset" if reset else "ru_maxrss")
+    method += ", glibc mmap threshold 64 KiB" if released else ""
+    return max(0, _peak_rss_bytes() - before), seconds, method
+
+
 def worker(args: argparse.Namespace) -> dict:
     import torch
 
@@ -123,22 +145,10 @@ def worker(args: argparse.Namespace) -> dict:
             return {"status": "skipped", "reason": reason}
     times = [step() for _ in range(args.repeats)]
 
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        step()
-        peak, method = torch.cuda.max_memory_allocated(device) - before, "cuda max_memory_allocated"
-    else:
-        released = _release_freed_memory()
-        step()  # once with the new allocator settings before measuring
+    if device.type != "cuda":
         _release_freed_memory()
-        reset = _reset_peak_rss()
-        before = _rss_bytes()
-        step()
-        peak = max(0, _peak_rss_bytes() - before)
-        method = "peak RSS delta, " + ("VmHWM reset" if reset else "ru_maxrss")
-        method += ", glibc mmap threshold 64 KiB" if released else ""
+        step()  # once with the new allocator settings before measuring
+    peak, _, method = measured_peak(step, device)
     return {
         "status": "ok",
         "median_s": statistics.median(times),
