@@ -99,6 +99,8 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     record = json.loads(second.read_text())
     assert record["arm"] == "mnist-5k/wae" and record["step_time"]["steps"] == 4
     assert record["where"] == "smoke/mnist-5k/wae/seed-0"
+    protocol = record["eval_json"]["sample_quality"]["protocol"]  # eval.json kept whole
+    assert protocol["version"] == "hierot-eval/2" and protocol["samples"] == 100
     assert str(tmp_path) not in second.read_text()  # records are committed: no local paths
     assert set(record["eval"]["probe"]) == {f"z{i}" for i in range(1, 6)}
     report = json.loads((tmp_path / "smoke.json").read_text())
