@@ -100,3 +100,68 @@ def test_compare_is_in_the_api(runs):
     root, _ = runs
     report = hierot.api.compare([root / "base-*"])
     assert list(report["groups"]) == ["all runs"] and report["warnings"] == []
+
+
+def _result(values: dict[str, float], version: str = "hierot-eval/2", sampler: str = "prior"):
+    """A synthetic ``eval.json``: one sampler's ancestral block with ``values`` and intervals."""
+    block = {**values, "intervals": {m: [v - 0.01, v + 0.01] for m, v in values.items()}}
+    protocol = {"version": version, "samples": 100, "features": {"name": "classifier",
+                                                                  "sha256": "ab" * 32}}
+    return {"sample_quality": {"protocol": protocol, "samplers": {sampler: {"ancestral": block}}}}
+
+
+def _seeds(**columns: list[float]) -> list[dict]:
+    """One synthetic result per seed from per-metric columns of values."""
+    count = len(next(iter(columns.values())))
+    return [_result({m: v[i] for m, v in columns.items()}) for i in range(count)]
+
+
+def test_compare_results_gives_known_verdicts_on_synthetic_evaluations():
+    from hierot.evaluation.compare import compare_results
+
+    paper = _seeds(fcd=[30.0, 32.0, 34.0], kid=[0.02, 0.03, 0.04], precision=[0.5, 0.52, 0.54],
+                   recall=[0.3, 0.31, 0.32], density=[0.8, 0.9, 1.0], coverage=[0.4, 0.5, 0.6])
+    z8 = _seeds(fcd=[20.0, 21.0, 22.0], kid=[0.025, 0.03, 0.035], precision=[0.7, 0.71, 0.72],
+                recall=[0.5, 0.5, 0.5], density=[0.7, 0.9, 1.1], coverage=[0.2, 0.25, 0.3])
+    report = compare_results({"paper": paper, "z8": z8, "one": [_result({"fcd": 50.0})]},
+                             baseline="paper")
+    assert report["baseline"] == "paper" and report["warnings"] == []
+    assert report["protocols"] == ["hierot-eval/2, classifier abababababab, N = 100"]
+    z8_group = report["groups"]["z8"]
+    precision = z8_group["metrics"]["precision"]
+    assert precision["mean"] == pytest.approx(0.71) and precision["std"] == pytest.approx(0.01)
+    ci = stats.t.interval(0.95, 2, loc=0.71, scale=0.01 / np.sqrt(3))
+    assert precision["interval"] == pytest.approx(ci)
+    v = z8_group["against_baseline"]
+    # fcd: 21 ± 1 against 32 ± 2, lower is better; precision 0.71 ± 0.01 against 0.52 ± 0.02;
+    # kid and density: the same means; coverage 0.25 ± 0.05 against 0.5 ± 0.1: worse
+    assert (v["fcd"], v["precision"], v["recall"]) == ("better", "better", "better")
+    assert (v["kid"], v["density"], v["coverage"]) == ("tie", "tie", "worse")
+    assert not v["wins_on_both"]  # worse on coverage
+    assert v["welch_p"]["precision"] == pytest.approx(stats.ttest_ind(
+        [0.7, 0.71, 0.72], [0.5, 0.52, 0.54], equal_var=False).pvalue)
+    single = report["groups"]["one"]["metrics"]
+    assert single["fcd"]["interval"] == [49.99, 50.01] and single["precision"]["mean"] is None
+    assert report["groups"]["one"]["against_baseline"]["precision"] == "-"
+    assert "against_baseline" not in report["groups"]["paper"]
+
+    # without the coverage loss, z8 wins on both; the baseline may be given by its number
+    z8_wins = _seeds(precision=[0.7, 0.71, 0.72], recall=[0.5, 0.5, 0.5],
+                     density=[0.8, 0.9, 1.0], coverage=[0.4, 0.5, 0.6], fcd=[20.0, 21.0, 22.0],
+                     kid=[0.02, 0.03, 0.04])
+    again = compare_results({"z8": z8_wins, "paper": paper}, baseline="2")
+    assert again["baseline"] == "paper" and again["groups"]["z8"]["against_baseline"][
+        "wins_on_both"]
+
+
+def test_compare_results_bad_baseline_sampler_and_mixed_protocols():
+    from hierot.errors import HierotError
+    from hierot.evaluation.compare import compare_results
+
+    groups = {"a": [_result({"fcd": 1.0})], "b": [_result({"fcd": 2.0}, "hierot-eval/1")]}
+    with pytest.raises(HierotError, match=r"--baseline 'c' is no group.*\['a', 'b'\]"):
+        compare_results(groups, baseline="c")
+    with pytest.raises(HierotError, match=r"--sampler 'gmm' is not in .*there: \['prior'\]"):
+        compare_results(groups, sampler="gmm")
+    report = compare_results(groups)
+    assert report["baseline"] == "a" and "2 protocols, not comparable" in report["warnings"][0]

@@ -143,15 +143,16 @@ def group_runs(runs: list[Path]) -> dict[str, list[Path]]:
     return labelled
 
 
-def _headline(result: dict, sampler: str | None) -> dict:
+def _headline(result: dict, sampler: str | None, path: str = "ancestral") -> dict:
     quality = result.get("sample_quality", {})
     if "samplers" not in quality:
         return {}
     name = sampler or next(iter(quality["samplers"]))
     if name not in quality["samplers"]:
-        raise HierotError(f"compare: --sampler {name!r} is not in {result['run']}'s eval.json "
+        where = result.get("run", "a run")
+        raise HierotError(f"compare: --sampler {name!r} is not in {where}'s eval.json "
                           f"(there: {list(quality['samplers'])})")
-    return quality["samplers"][name]["ancestral"]
+    return quality["samplers"][name][path]
 
 
 def _protocol(result: dict) -> str:
@@ -162,9 +163,65 @@ def _protocol(result: dict) -> str:
     return f"{p['version']}, {f['name']} {str(f.get('sha256'))[:12]}, N = {p['samples']}"
 
 
+def summarise_metric(blocks: list[dict], metric: str) -> dict:
+    """:func:`mean_std` of ``metric`` over ``blocks`` (one metrics block of ``eval.json`` per run:
+    a sampler's path, or a depth of ``per_layer``) with its 95 % ``interval``: Student-t of the
+    mean (:func:`t_interval`) for two runs or more, the run's own bootstrap interval for one."""
+    stat = mean_std([b.get(metric) for b in blocks])
+    stat["interval"] = (t_interval(stat) if stat["n"] > 1 else
+                        (blocks[0].get("intervals", {}).get(metric) if blocks else None))
+    return stat
+
+
+def compare_results(groups: dict[str, list[dict]], *, baseline: str | None = None,
+                    sampler: str | None = None, path: str = "ancestral",
+                    names: dict[str, list[str]] | None = None) -> dict:
+    """The comparison of already-loaded evaluations (module docstring): the core of
+    :func:`compare`, for results kept elsewhere than in run directories.
+
+    Parameters
+    ----------
+    groups:
+        ``{label: [eval.json result, ...]}``: the runs of each group (e.g. the seeds of one arm).
+    baseline:
+        The group the others are tested against: its label or its number ``1``, ``2``, ... in
+        ``groups`` (default: the first group).
+    sampler:
+        The sampler whose samples are compared (default: each run's first).
+    path:
+        The decoding path of the samples, ``ancestral`` (the model) or ``mean``.
+    names:
+        ``{label: [name of each run]}`` for the report's ``runs`` (default: each result's ``run``).
+
+    Returns
+    -------
+    dict
+        ``baseline``, ``sampler``, ``path``, ``protocols``, ``warnings`` and ``groups``: for each
+        label its ``runs``, ``metrics`` (:func:`summarise_metric` of every metric of
+        :data:`METRICS`) and, but the baseline, ``against_baseline`` (:func:`verdict`).
+    """
+    base_label = _baseline_label(baseline, list(groups))
+    table: dict[str, dict] = {}
+    for label, results in groups.items():
+        blocks = [_headline(r, sampler, path) for r in results]
+        run_names = (names or {}).get(label) or [str(r.get("run", "?")) for r in results]
+        table[label] = {"runs": list(run_names),
+                        "metrics": {m: summarise_metric(blocks, m) for m in METRICS}}
+    base = table[base_label]["metrics"]
+    for label in groups:
+        if label != base_label:
+            table[label]["against_baseline"] = verdict(table[label]["metrics"], base, METRICS)
+    protocols = sorted({_protocol(r) for results in groups.values() for r in results})
+    warnings = ([f"the runs were measured under {len(protocols)} protocols, not comparable: "
+                 + "; ".join(protocols)] if len(protocols) > 1 else [])
+    return {"baseline": base_label, "sampler": sampler or "first of each run",
+            "path": path, "protocols": protocols, "warnings": warnings, "groups": table}
+
+
 def compare(patterns: list[str], *, baseline: str | None = None,
             sampler: str | None = None) -> dict:
-    """The comparison of the runs named by ``patterns`` (module docstring).
+    """The comparison of the runs named by ``patterns`` (module docstring): their ``eval.json``
+    grouped by spec (:func:`group_runs`), then :func:`compare_results`.
 
     Parameters
     ----------
@@ -179,51 +236,44 @@ def compare(patterns: list[str], *, baseline: str | None = None,
     runs = find_runs(patterns)
     results = {run: json.loads((run / "eval.json").read_text()) for run in runs}
     groups = group_runs(runs)
-    labels = list(groups)
-    base_label = _baseline(baseline, groups)
-    table: dict[str, dict] = {}
-    for label, members in groups.items():
-        blocks = [_headline(results[r], sampler) for r in members]
-        stats = {m: mean_std([b.get(m) for b in blocks]) for m in METRICS}
-        for m, stat in stats.items():
-            stat["interval"] = (t_interval(stat) if stat["n"] > 1 else
-                                (blocks[0].get("intervals", {}).get(m) if blocks else None))
-        table[label] = {"runs": [str(r) for r in members], "metrics": stats}
-    base = table[base_label]["metrics"]
-    for label in labels:
-        if label != base_label:
-            table[label]["against_baseline"] = verdict(table[label]["metrics"], base, METRICS)
-    protocols = sorted({_protocol(r) for r in results.values()})
-    warnings = ([f"the runs were measured under {len(protocols)} protocols, not comparable: "
-                 + "; ".join(protocols)] if len(protocols) > 1 else [])
-    return {"baseline": base_label, "sampler": sampler or "first of each run",
-            "path": "ancestral", "protocols": protocols, "warnings": warnings, "groups": table}
+    return compare_results(
+        {label: [results[r] for r in members] for label, members in groups.items()},
+        baseline=_baseline(baseline, groups), sampler=sampler,
+        names={label: [str(r) for r in members] for label, members in groups.items()})
 
 
-def _baseline(baseline: str | None, groups: dict[str, list[Path]]) -> str:
-    labels = list(groups)
-    if baseline is None:
-        return labels[0]
-    if baseline in groups:
+def _baseline(baseline: str | None, groups: dict[str, list[Path]]) -> str | None:
+    """The label of the group holding the run directory ``baseline``, else ``baseline``."""
+    if baseline is None or baseline in groups or baseline.isdigit():
         return baseline
-    if baseline.isdigit() and 1 <= int(baseline) <= len(labels):
-        return labels[int(baseline) - 1]
     for label, members in groups.items():
         if any(Path(baseline).resolve() == m.resolve() for m in members):
             return label
+    return baseline
+
+
+def _baseline_label(baseline: str | None, labels: list[str]) -> str:
+    if baseline is None:
+        return labels[0]
+    if baseline in labels:
+        return baseline
+    if baseline.isdigit() and 1 <= int(baseline) <= len(labels):
+        return labels[int(baseline) - 1]
     raise HierotError(f"compare: --baseline {baseline!r} is no group; give a run directory, a "
                       f"number 1..{len(labels)} or a label: {labels}")
 
 
+def format_stat(stat: dict) -> str:
+    """A :func:`summarise_metric` dict as ``mean ± sd [low, high]`` (``-`` when missing)."""
+    if stat["mean"] is None:
+        return "-"
+    text = f"{stat['mean']:.4g}" + (f" ± {stat['std']:.2g}" if stat["std"] else "")
+    ci = stat.get("interval")
+    return text + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+
+
 def markdown(report: dict) -> str:
     """The comparison as a Markdown table (``mean ± sd [95 % interval]``, Welch's p)."""
-    def cell(stat: dict) -> str:
-        if stat["mean"] is None:
-            return "-"
-        text = f"{stat['mean']:.4g}" + (f" ± {stat['std']:.2g}" if stat["std"] else "")
-        ci = stat.get("interval")
-        return text + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
-
     intro = (f"Runs grouped by spec (less seed, device, logging); samples along the "
              f"{report['path']} path of {report['sampler']}; mean ± sd over runs [95 % interval: "
              "Student-t of the mean, or the run's bootstrap interval for one run]; against the "
@@ -236,7 +286,7 @@ def markdown(report: dict) -> str:
     for i, (label, g) in enumerate(report["groups"].items(), 1):
         cells = []
         for m in METRICS:
-            text = cell(g["metrics"][m])
+            text = format_stat(g["metrics"][m])
             v = g.get("against_baseline")
             if v:
                 p = v["welch_p"][m]
@@ -247,5 +297,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["METRICS", "compare", "compare_means", "find_runs", "group_runs", "markdown",
-           "mean_std", "t_interval", "verdict", "welch_p"]
+__all__ = ["METRICS", "compare", "compare_means", "compare_results", "find_runs", "format_stat",
+           "group_runs", "markdown", "mean_std", "summarise_metric", "t_interval", "verdict",
+           "welch_p"]
