@@ -1,41 +1,119 @@
-"""The results table's report: one table per data set and the verdicts, from the run records.
+"""The results page: one table per data set, the per-layer fidelity, the grids and the verdicts.
 
-A thin layer over the other benchmarks' aggregation (:func:`benchmarks.objectives.summarise`:
-mean ± sample sd over seeds of probes, active units, KL, reconstructions, sample metrics, s/step)
-and verdict (:func:`benchmarks.stacked_coverage.verdict`), so that both can move to the package's
-``hierot compare`` (issue 22) by replacing :func:`summarise_arm` and :func:`verdicts`.
+Everything is computed from the run records of ``python -m benchmarks results_table`` (each
+keeps ``hierot eval``'s ``eval.json`` whole under ``eval_json``), so the page is rebuilt from the
+committed records without the run directories (but for the sample grids, drawn from them):
+
+* the per-layer rows (reconstruction, probe, active units, KL) and s/step: mean ± sample sd over
+  seeds (:func:`benchmarks.objectives.summarise`, rendered by :mod:`benchmarks._layer_rows`);
+* the protocol's sample metrics (FD, KID, precision, recall, density, coverage) of every sampler
+  and their 95 % intervals, and the verdicts against the paper's StackedWAE (``stackedwae-mmd``)
+  and the flat WAE (``wae``): the package's ``hierot compare``
+  (:func:`hierot.evaluation.compare.compare_results`), with each arm's seeds as one group;
+* the fidelity and coverage of held-out data regenerated from every depth (the quantitative
+  Fig. 3b of Gaujac et al.; :mod:`hierot.evaluation.per_layer`), aggregated the same way
+  (:func:`hierot.evaluation.compare.summarise_metric`).
+
+The Markdown is :mod:`benchmarks._results_markdown`.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 from benchmarks import _common as common
 from benchmarks import _runs as runs
-from benchmarks import _samples as samples
+from hierot.evaluation.compare import compare_results, summarise_metric
+from hierot.evaluation.per_layer import METRICS as LAYER_METRICS
 
-KEY = "prior / ancestral"
-"""The samples the verdicts compare: the model's prior, decoded with each layer's noise."""
+REFERENCES = ("stackedwae-mmd", "wae")
+"""The arms every other arm is judged against: the paper's StackedWAE and the flat WAE."""
+VAE_OBJECTIVES = ("hvae", "lvae")
+"""Objectives whose KL terms are their ELBO's (a WAE's encoders are near-deterministic)."""
 
 
 def summarise_arm(records: list[dict]) -> dict:
-    """Mean ± sd over the seeds of one arm's records (empty when none has an evaluation)."""
+    """Mean ± sd over the seeds of one arm's per-layer numbers and s/step (empty when none has
+    an evaluation), with the arm's ``objective`` (``eval.json``'s ``objective_name``)."""
     from benchmarks.objectives import summarise
 
-    return summarise(records)
+    summary = summarise(records)
+    if summary:
+        first = next(r for r in records if "eval" in r)
+        summary["objective"] = first.get("eval_json", {}).get("objective_name")
+    return summary
 
 
-def verdicts(summary: dict[str, dict], data: str, reference: str) -> dict[str, dict]:
-    """``{arm: verdict}`` of every arm of ``data`` against its ``reference`` arm (``wae``: the flat
-    WAE, ``stackedwae-mmd``: the paper's), the hierarchy judged against the paper's."""
-    from benchmarks.stacked_coverage import verdict
+def evaluations(by_arm: dict[str, list[dict]], data: str) -> dict[str, list[dict]]:
+    """``{MODEL: [eval.json, ...]}`` of the arms of ``data`` whose records keep ``eval.json``."""
+    out = {}
+    for arm, records in by_arm.items():
+        kept = [r["eval_json"] for r in records if "eval_json" in r]
+        if arm.startswith(f"{data}/") and kept:
+            out[arm.split("/", 1)[1]] = kept
+    return out
 
-    ref, paper = summary.get(f"{data}/{reference}"), summary.get(f"{data}/stackedwae-mmd")
-    if not ref or KEY not in ref.get("samples", {}):
-        return {}
-    return {arm: verdict(s, ref, paper, key=KEY) for arm, s in summary.items()
-            if arm.startswith(f"{data}/") and arm != f"{data}/{reference}"
-            and KEY in s.get("samples", {})}
+
+def samplers(groups: dict[str, list[dict]]) -> list[str]:
+    """The samplers in every ``eval.json`` of ``groups``, the benchmarks' order first."""
+    sets = [set(r["sample_quality"].get("samplers", {})) for rs in groups.values() for r in rs]
+    common_ = set.intersection(*sets) if sets else set()
+    return [s for s in runs.SAMPLERS if s in common_] + sorted(common_ - set(runs.SAMPLERS))
+
+
+def sample_metrics(groups: dict[str, list[dict]]) -> dict:
+    """``{"samplers": {SAMPLER: compare_results}, "verdicts": {REFERENCE: {SAMPLER: {MODEL:
+    verdict}}}}``: the protocol's metrics of every arm, then every arm against each reference
+    arm that has results (:data:`REFERENCES`)."""
+    out: dict = {"samplers": {}, "verdicts": {}}
+    for sampler in samplers(groups):
+        out["samplers"][sampler] = compare_results(groups, sampler=sampler)
+        for reference in REFERENCES:
+            if reference in groups and len(groups) > 1:
+                found = compare_results(groups, baseline=reference, sampler=sampler)
+                out["verdicts"].setdefault(reference, {})[sampler] = {
+                    arm: g["against_baseline"] for arm, g in found["groups"].items()
+                    if arm != reference}
+    return out
+
+
+def per_layer(groups: dict[str, list[dict]], path: str = "ancestral") -> dict:
+    """``{MODEL: {"z5": {metric: stat}, ..., "data": {...}}}``: held-out data regenerated from
+    each depth (deepest first) along ``path``, and the held-out data themselves, over seeds."""
+    out = {}
+    for arm, results in groups.items():
+        blocks = [r["sample_quality"]["per_layer"] for r in results
+                  if "per_layer" in r["sample_quality"]]
+        if not blocks:
+            continue
+        depths = list(blocks[0]["layers"])[::-1]
+        rows = {z: [b["layers"][z][path] for b in blocks] for z in depths}
+        rows["data"] = [b["data"] for b in blocks]
+        out[arm] = {z: {m: summarise_metric(bs, m) for m in LAYER_METRICS}
+                    for z, bs in rows.items()}
+    return out
+
+
+def floor(groups: dict[str, list[dict]]) -> dict:
+    """The protocol's floor (its held-out split against the reference set) over every run."""
+    blocks = [r["sample_quality"]["floor"] for rs in groups.values() for r in rs
+              if "floor" in r["sample_quality"]]
+    return {m: summarise_metric(blocks, m) for m in ("fcd", "kid", *LAYER_METRICS[1:])}
+
+
+def protocol_line(result: dict) -> str:
+    """The protocol of one ``eval.json`` in words: version, features, N and reference set."""
+    p = result.get("sample_quality", {}).get("protocol")
+    if not p:
+        return "hierot-eval/1 (no protocol record)"
+    f, ref = p["features"], p["reference"]
+    return (f"`{p['version']}`: features `{f['name']}` ({f.get('source', '?')}, sha256 "
+            f"`{str(f.get('sha256'))[:12]}`), N = {p['samples']:,} samples per sampler and "
+            f"path, reference set {ref['points']:,} points of the {ref['split']} split, "
+            f"floor {p['floor']['points']:,} {p['floor']['split']} points, "
+            f"{p['intervals']['resamples']} bootstrap resamples")
 
 
 def missing(planned: list[tuple[str, int]], kept: list[dict]) -> list[str]:
@@ -50,19 +128,23 @@ def missing(planned: list[tuple[str, int]], kept: list[dict]) -> list[str]:
 
 
 def summarise(records: list[dict], planned: list[dict]) -> dict:
-    """The report's ``runs``, ``summary``, ``verdicts`` and ``progress`` from every record."""
+    """The report's ``runs``, ``summary``, ``datasets`` (per data set: sample metrics,
+    verdicts, per-layer fidelity, floor), ``protocols``, ``commits`` and ``progress``."""
     wanted = {(job["arm"], job["seed"]) for job in planned}
     kept = [r for r in records if (r["arm"], r["seed"]) in wanted]
     by_arm: dict[str, list[dict]] = {}
     for record in kept:
         by_arm.setdefault(record["arm"], []).append(record)
     summary = {arm: summarise_arm(rs) for arm, rs in by_arm.items()}
-    datasets = list(dict.fromkeys(arm.split("/")[0] for arm in summary))
+    datasets = {}
+    for data in dict.fromkeys(arm.split("/")[0] for arm in summary):
+        groups = evaluations(by_arm, data)
+        datasets[data] = {**sample_metrics(groups), "per_layer": per_layer(groups),
+                          "floor": floor(groups)}
     return {
-        "runs": by_arm, "summary": summary,
+        "runs": by_arm, "summary": summary, "datasets": datasets,
+        "protocols": sorted({protocol_line(r["eval_json"]) for r in kept if "eval_json" in r}),
         "commits": sorted({r.get("commit", "unknown") for r in kept}),
-        "verdicts": {data: {ref: verdicts(summary, data, ref) for ref in ("wae", "stackedwae-mmd")}
-                     for data in datasets},
         "progress": {"done": len(kept), "planned": len(wanted), "missing": missing(
             [(job["arm"], job["seed"]) for job in planned], kept)},
     }
@@ -95,85 +177,21 @@ def sample_grid(report: dict, run_root: Path, data: str, path: Path, n: int = 12
 def draw_grids(report: dict, run_root: Path, out: Path) -> None:
     """One sample grid per data set, ``OUT/MODE-samples-DATA.png``, named in ``report["grids"]``."""
     report["grids"] = {}
-    for data in report["verdicts"]:
+    for data in report["datasets"]:
         path = sample_grid(report, run_root, data, out / f"{report['mode']}-samples-{data}.png")
         if path:
             report["grids"][data] = path.name
 
 
-def dataset_table(summary: dict[str, dict]) -> list[str]:
-    """Markdown rows of one data set's arms (columns) and metrics (rows)."""
-    fmt, first = runs.fmt, next(iter(summary.values()))
-    layers = list(first["probe"])
-    columns = [arm.split("/", 1)[1] for arm in summary]
-    lines = ["| metric | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
-
-    def row(label: str, pick) -> None:
-        lines.append(f"| {label} | " + " | ".join(pick(s) for s in summary.values()) + " |")
-
-    row("seeds", lambda s: str(s["seeds"]))
-    for z in layers:
-        row(f"rec MSE/pixel from {z}", lambda s, z=z: fmt(s["rec_mse"][z]))
-    for z in layers:
-        row(f"probe accuracy {z}", lambda s, z=z: fmt(s["probe"][z]))
-    for z in layers:
-        row(f"active units {z} (of {first['active_dims'][z]})",
-            lambda s, z=z: fmt(s["active"][z], 2))
-    for z in layers:
-        row(f"KL {z} (nats)", lambda s, z=z: fmt(s["kl"][z]))
-    row("FCD of samples", lambda s: fmt(s["fcd"]))
-    for metric in ("precision", "recall", "density", "coverage"):
-        row(f"{metric} ({KEY})", lambda s, m=metric: fmt(s["samples"].get(KEY, {}).get(
-            m, {"mean": None})))
-    row("MMD(top latent, N(0, I))", lambda s: fmt(s["top_mmd"]))
-    row("log p(x), IW K=100 (nats)", lambda s: fmt(s["log_px"], 4))
-    row("s/step", lambda s: fmt(s["step_s"]))
-    return lines
-
-
-def verdict_table(found: dict[str, dict], reference: str) -> list[str]:
-    names = ("precision", "density", "recall", "coverage", "class_tv")
-    lines = [f"Against `{reference}`:", "",
-             "| arm | " + " | ".join(names) + " | wins on both | keeps hierarchy |",
-             "| --- |" + " --- |" * (len(names) + 2)]
-    for arm, v in found.items():
-        lines.append(f"| {arm.split('/', 1)[1]} | " + " | ".join(v[m] for m in names) + " | "
-                     + ("**yes**" if v["wins_on_both"] else "no") + " | "
-                     + ("yes" if v["keeps_hierarchy"] else "no") + " |")
-    return lines + [""]
-
-
-def markdown(report: dict) -> str:
-    b, progress = report["budget"], report["progress"]
-    complete = progress["done"] == progress["planned"]
-    lines = common.report_intro(report, "Results table", (
-        f"{b['steps']} steps of batch 128 per run, seeds {b['seeds']}, "
-        + ("the paper's widths" if b["shrink"] == 1 else
-           f"hidden widths of the presets divided by {b['shrink']}")
-        + "; the VAEs' KL warm-up over a third of the steps. "
-        f"Metrics of `hierot eval` ({b['eval_samples']} samples) on each data set's test split, "
-        "mean ± sample sd over seeds."))
-    made = ", ".join(f"`{c}`" for c in report["commits"]) or "none yet"
-    lines += [f"Table written by commit `{report['commit']}` of hierot; runs made by {made}.", ""]
-    lines += [("Complete" if complete else "**Partial**") + f": {progress['done']} of "
-              f"{progress['planned']} runs done" + ("." if complete else
-                                                    " (missing: " + ", ".join(progress["missing"])
-                                                    + ")."), ""]
-    for data in report["verdicts"]:
-        arms = {a: s for a, s in report["summary"].items() if a.startswith(f"{data}/") and s}
-        if not arms:
-            continue
-        lines += [f"## {data}", "", *dataset_table(arms), ""]
-        if report.get("grids", {}).get(data):
-            lines += [f"![samples of {data}]({report['grids'][data]})", "",
-                      "Prior samples, ancestral path, of each arm's first seed.", ""]
-        lines += samples.table({a.split("/", 1)[1]: s.get("samples", {}) for a, s in arms.items()})
-        lines += ["", "### Verdicts", "", ("Prior samples, ancestral path: *better* / *worse* when "
-                  "the means differ by more than the sum of the standard deviations; **wins on "
-                  "both**: better on a fidelity and a coverage measure and worse on none; keeps "
-                  "the hierarchy: top probe at least 0.45 and no depth reconstructing worse than "
-                  "the paper's `stackedwae-mmd`."), ""]
-        for reference, found in report["verdicts"][data].items():
-            if found:
-                lines += verdict_table(found, reference)
-    return "\n".join(lines) + "\n"
+def publish(report: dict, text: str, out: Path, docs: Path, images: str = "img/results") -> Path:
+    """Copy the page into the docs: ``DOCS/results-table.md`` (``text`` with every heading one
+    level down, as ``docs/results.md`` includes it under its own title, and the grids' links
+    pointing to ``DOCS/IMAGES/``, where the grids are copied). Returns the Markdown file."""
+    (docs / images).mkdir(parents=True, exist_ok=True)
+    for name in report.get("grids", {}).values():
+        shutil.copyfile(out / name, docs / images / name)
+        text = text.replace(f"]({name})", f"]({images}/{name})")
+    text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.MULTILINE)
+    target = docs / "results-table.md"
+    target.write_text(text)
+    return target

@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import _common as common
 from benchmarks import _runs as runs
+from benchmarks._layer_rows import layer_rows, table
 
 NAME = "objectives"
 PRESETS = {"stacked-wae": "mnist-stackedwae.v1", "wae": "mnist-wae.v1",
@@ -89,26 +90,14 @@ def markdown(report: dict) -> str:
         lines += ["Some runs failed; see the JSON.", ""]
     if not done:
         return "\n".join(lines) + "\n"
-    layers = list(next(iter(done.values()))["probe"])
-    lines += ["| metric | " + " | ".join(done) + " |", "| --- |" + " ---: |" * len(done)]
-
-    def row(label: str, pick) -> None:
-        lines.append(f"| {label} | " + " | ".join(pick(s) for s in done.values()) + " |")
-
-    for z in layers:
-        row(f"probe accuracy {z}", lambda s, z=z: fmt(s["probe"][z]))
-    for z in layers:
-        row(f"active units {z} (of {next(iter(done.values()))['active_dims'][z]})",
-            lambda s, z=z: fmt(s["active"][z], 2))
-    for z in layers:
-        row(f"KL {z} (nats)", lambda s, z=z: fmt(s["kl"][z]))
-    for z in layers:
-        row(f"rec MSE/pixel from {z}", lambda s, z=z: fmt(s["rec_mse"][z]))
-    row("FCD of samples", lambda s: fmt(s["fcd"]))
-    row("MMD(top latent, N(0, I))", lambda s: fmt(s["top_mmd"]))
-    row("log p(x), IW K=100 (nats)", lambda s: fmt(s["log_px"], 4))
-    row("ELBO (nats)", lambda s: fmt(s["elbo"], 4))
-    row("s/step", lambda s: fmt(s["step_s"]))
+    lines += table(done, [
+        *layer_rows(done),
+        ("FCD of samples", lambda s: fmt(s["fcd"])),
+        ("MMD(top latent, N(0, I))", lambda s: fmt(s["top_mmd"])),
+        ("log p(x), IW K=100 (nats)", lambda s: fmt(s["log_px"], 4)),
+        ("ELBO (nats)", lambda s: fmt(s["elbo"], 4)),
+        ("s/step", lambda s: fmt(s["step_s"])),
+    ])
     some = next(iter(done.values()))
     lines += ["", (f"Probe chance level {some['probe_chance']:.3g}; FCD floor (train vs test) "
               f"{fmt(some['fcd_floor'])}. Active: units whose posterior mean varies across test "

@@ -21,7 +21,10 @@ The benchmark is resumable, so that the table can be trained over several sessio
   invocation (``--table`` rebuilds it without training), labelled partial until it is complete.
 
 Evaluation is one function, :func:`measure` (``hierot eval``'s metrics through
-:func:`hierot.evaluate`); the table and the verdicts are :mod:`benchmarks._results_page`.
+:func:`hierot.evaluate`); the page (its numbers and ``hierot compare``'s verdicts) is
+:mod:`benchmarks._results_page`, its Markdown :mod:`benchmarks._results_markdown`. In the full
+mode with the default ``OUT`` the page is also copied to ``docs/results-table.md`` (its grids to
+``docs/img/results/``), which ``docs/results.md`` includes (``--docs DIR`` elsewhere).
 
     python -m benchmarks results_table --smoke          # 2 tiny arms, 1 seed, a few steps
     python -m benchmarks results_table --time-steps 40  # s/step of each family: the budget's size
@@ -57,6 +60,8 @@ DATASETS = {"mnist-5k": ("mnist", ["data={name: mnist-5k}"]), "fashion-mnist": (
 DIVERGENCES = {"mmd": [], "sinkhorn": ["divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]}
 """Top divergences of the StackedWAE families (``mmd``: the presets' own)."""
 STACKED, VAES = ("stackedwae", "stackedwae-z8"), ("hvae", "lvae")
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+"""Where the full mode's page is copied (``results-table.md``, included by ``results.md``)."""
 FULL_STEPS = 1000
 """The full mode's budget per run: 28 epochs of ``mnist-5k``, 2.1 of Fashion-MNIST; about 2 hours of
 the whole table (training and evaluation) on two free cores; see ``benchmarks/README.md``,
@@ -250,6 +255,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--nice", type=int, default=10, help="niceness increment (default 10)")
     parser.add_argument("--table", action="store_true",
                         help="only rebuild the table from the records")
+    parser.add_argument("--docs", type=Path, metavar="DIR",
+                        help="also write the page to DIR/results-table.md, its grids to "
+                        "DIR/img/results/ (default: the repository's docs/ in the full mode "
+                        "with the default --out, else nowhere)")
     parser.add_argument("--time-steps", type=int, metavar="N",
                         help="instead: time N training steps of each family at the paper's widths")
     args = parser.parse_args(argv)
@@ -271,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import _results_sizing
 
         return _results_sizing.main(args, argv, threads)
+    from benchmarks import _results_markdown as page_markdown
     from benchmarks import _results_page as page
 
     mode = "smoke" if args.smoke or args.quick else "full"
@@ -291,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     report.update(page.summarise(records(args.out, mode), plan(mode, budget, args.out,
                                                                 select(budget["arms"]))))
     page.draw_grids(report, args.out / "runs" / mode, args.out)
-    for path in common.write(report, args.out, page.markdown):
+    for path in common.write(report, args.out, page_markdown.markdown):
         print(f"wrote {path}")
+    docs = args.docs or (DOCS if mode == "full" and args.out == common.RESULTS / NAME else None)
+    if docs:
+        text = (args.out / f"{mode}.md").read_text()
+        print(f"wrote {page.publish(report, text, args.out, docs)}")
     return 0
 
 

@@ -263,13 +263,14 @@ def _baseline_label(baseline: str | None, labels: list[str]) -> str:
                       f"number 1..{len(labels)} or a label: {labels}")
 
 
-def format_stat(stat: dict) -> str:
-    """A :func:`summarise_metric` dict as ``mean ± sd [low, high]`` (``-`` when missing)."""
+def format_stat(stat: dict, interval_digits: int = 3) -> str:
+    """A :func:`summarise_metric` dict as ``mean ± sd [low, high]`` (``-`` when missing), the
+    mean to 4 significant digits, the sd to 2, the interval's ends to ``interval_digits``."""
     if stat["mean"] is None:
         return "-"
     text = f"{stat['mean']:.4g}" + (f" ± {stat['std']:.2g}" if stat["std"] else "")
-    ci = stat.get("interval")
-    return text + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+    ci, d = stat.get("interval"), interval_digits
+    return text + (f" [{ci[0]:.{d}g}, {ci[1]:.{d}g}]" if ci else "")
 
 
 def markdown(report: dict) -> str:
