@@ -86,17 +86,17 @@ def table_note(arms: dict[str, dict], found: dict) -> str:
     some = next(iter(arms.values()))
     floor = ", ".join(f"{NAMES[m]} {format_stat(s)}" for m, s in found["floor"].items()
                       if s["mean"] is not None)
-    return (f"Cells: {INTERVALS}. FD: the Fréchet distance in the protocol's features; KID: the "
-            "kernel inception distance in the same features; precision and recall (k = 3), "
+    return (f"Cells: {INTERVALS}. FD: the Fréchet distance in the protocol's features; KID: "
+            "the kernel inception distance in the same features; precision and recall (k = 3), "
             "density and coverage (k = 5) of the ancestral samples (the model) of each sampler "
             "of the top latent: `prior` is the model's prior, `gmm` a 10-component Gaussian "
-            "mixture fitted post hoc to the encoded training set. Floor (the protocol's held-out "
-            f"split against the reference set): {floor or '-'}. Probe chance level "
-            f"{some['probe_chance']:.3g}. Active: units whose posterior mean varies across test "
-            "points with variance > 0.01. KL: the hierarchical ELBO's term of each layer, shown "
-            "for the VAE family only (`n/a`: a WAE's near-deterministic encoders make its "
-            "Monte-Carlo KL meaningless). s/step: the median wall time of a training step, "
-            "two runs at a time on the machine named above.")
+            "mixture fitted post hoc to the encoded training set. Floor (data against data: "
+            f"the protocol's floor points against the reference set): {floor or '-'}. Probe "
+            f"chance level {some['probe_chance']:.3g}. Active: units whose posterior mean "
+            "varies across test points with variance > 0.01. KL: the hierarchical ELBO's term "
+            "of each layer, shown for the VAE family only (`n/a`: a WAE's near-deterministic "
+            "encoders make its Monte-Carlo KL meaningless). s/step: the median wall time of a "
+            "training step, two runs at a time on the machine named above.")
 
 
 def per_layer_table(found: dict) -> list[str]:

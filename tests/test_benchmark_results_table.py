@@ -93,7 +93,7 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     two, four = sorted(checkpoints)  # step-00000002.pt, step-00000004.pt
     assert (two, four) == ("step-00000002.pt", "step-00000004.pt")
 
-    assert table.main(args) == 0  # the rerun trains only the other arm
+    assert table.main([*args, "--docs", str(tmp_path / "docs")]) == 0  # trains the other arm
     assert first.read_text() == kept
     assert {p.name: p.stat().st_mtime_ns for p in (run / "checkpoints").glob("*.pt")} == checkpoints
     record = json.loads(second.read_text())
@@ -114,6 +114,7 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     with Image.open(tmp_path / "smoke-samples-mnist-5k.png") as grid:
         assert grid.width > 12 * 28 and grid.height > 2 * 28  # 12 samples a row, 2 arms
     assert report["commits"] == [record["commit"]] and record["commit"] == table.commit()
+    check_page(tmp_path, report, {"stackedwae-mmd": json.loads(kept), "wae": record})
 
     # Killed in training after its step-2 checkpoint: continued from there, not from step 0.
     first.unlink()
@@ -123,3 +124,78 @@ def test_smoke_run_resumes_where_it_stopped(tmp_path, one_thread):
     assert (run / "checkpoints" / two).stat().st_mtime_ns == checkpoints[two]
     assert (run / "checkpoints" / four).is_file()
     assert json.loads(second.read_text()) == record  # the finished arm is left alone
+
+
+def check_page(out: Path, report: dict, records: dict[str, dict]) -> None:
+    """The smoke run's page: the protocol's metrics with their intervals, KID, and verdicts that
+    are ``hierot compare``'s on the records' own ``eval.json``; its copy in the docs."""
+    from benchmarks._layer_rows import layer_rows
+    from benchmarks._layer_rows import table as render
+    from benchmarks._results_markdown import format_stat
+    from hierot.evaluation.compare import compare_results
+
+    text = (out / "smoke.md").read_text()
+    groups = {arm: [r["eval_json"] for r in [record]] for arm, record in records.items()}
+    expected = compare_results(groups, baseline="wae", sampler="prior")
+    found = report["datasets"]["mnist-5k"]
+    verdict = expected["groups"]["stackedwae-mmd"]["against_baseline"]
+    assert found["verdicts"]["wae"]["prior"] == {"stackedwae-mmd": verdict}
+    assert found["verdicts"]["stackedwae-mmd"]["prior"]["wae"] == compare_results(
+        groups, baseline="stackedwae-mmd", sampler="prior")["groups"]["wae"]["against_baseline"]
+    assert "### Verdicts" in text and "Against `wae`, sampler `prior`:" in text
+    assert f"| stackedwae-mmd | {verdict['fcd']} | {verdict['kid']} | " in text
+    protocol = records["wae"]["eval_json"]["sample_quality"]["protocol"]
+    assert f"Protocol `hierot-eval/2`: features `classifier` (shipped, sha256 " \
+           f"`{protocol['features']['sha256'][:12]}`), N = 100 samples" in text
+    for metric, name in (("kid", "KID"), ("precision", "precision"), ("fcd", "FD")):
+        block = records["wae"]["eval_json"]["sample_quality"]["samplers"]["prior"]["ancestral"]
+        low, high = block["intervals"][metric]  # one seed: the run's own bootstrap interval
+        cell = format_stat(expected["groups"]["wae"]["metrics"][metric])
+        assert cell.endswith(f" [{low:.4g}, {high:.4g}]")
+        assert f"| {name} (prior) | " in text and f" | {cell} |" in text
+    per_layer = records["wae"]["eval_json"]["sample_quality"]["per_layer"]["layers"]
+    assert f"| wae | z5 | {per_layer['z5']['ancestral']['fcd']:.4g} [" in text
+    # the per-layer rows are the shared renderer's, the WAEs' KL left out
+    arms = {a.split("/")[1]: s for a, s in report["summary"].items()}
+    rows = render(arms, layer_rows(arms))[2:]
+    assert len(rows) == 4 * 5 and all(line in text for line in rows if not line.startswith("| KL"))
+    assert "| KL z1 (nats; VAE family) | n/a | n/a |" in text
+    docs = (out / "docs" / "results-table.md").read_text()  # --docs: a heading level down
+    assert docs.startswith("## Results table (smoke mode)") and "\n### mnist-5k\n" in docs
+    assert "](img/results/smoke-samples-mnist-5k.png)" in docs
+    assert (out / "docs" / "img" / "results" / "smoke-samples-mnist-5k.png").is_file()
+
+
+def test_objectives_and_the_page_render_the_same_per_layer_rows():
+    """One renderer: the same summary gives the same rows in both reports; a WAE's KL hidden
+    on the page (its callback), shown by ``objectives`` (which explains how to read it)."""
+    from benchmarks import _results_markdown as page
+    from benchmarks import objectives
+
+    stat = lambda mean, std=None: {"mean": mean, "std": std}
+    summary = {"rec_mse": {"z1": stat(0.01, 0.001), "z2": stat(0.05)},
+               "probe": {"z1": stat(0.9, 0.01), "z2": stat(0.6, 0.02)},
+               "active": {"z1": stat(12.0, 1.0), "z2": stat(3.0, 0.0)},
+               "active_dims": {"z1": 16, "z2": 4}, "kl": {"z1": stat(5.5, 0.2), "z2": stat(0.01)},
+               "seeds": 2, "fcd": stat(30.0), "top_mmd": stat(0.1), "log_px": stat(None),
+               "elbo": stat(None), "step_s": stat(0.2), "probe_chance": 0.11,
+               "fcd_floor": stat(1.0)}
+    report = {"mode": "quick", "created": "now", "wall_time_s": 1, "command": "python -m x",
+              "machine": {"packages": {}, "plugins": {}, "load_average_at_start": (1, 1, 1),
+                          "torch_threads": 1, "processor": "x", "platform": "p",
+                          "cpu_count": 2, "gpu": None, "cuda": None, "python": "3"},
+              "presets": {"wae": "mnist-wae.v1", "hvae": "mnist-hvae.v1"},
+              "budget": {"data": {"name": "mnist-5k"}, "shrink": 4, "steps": 10,
+                         "batch_size": 128, "seeds": [0, 1], "warmup": 3},
+              "summary": {"wae": {**summary, "objective": "wae"},
+                          "hvae": {**summary, "objective": "hvae"}}}
+    text = objectives.markdown(report)
+    page_lines = page.dataset_table(
+        {k: {**s, "model": k} for k, s in report["summary"].items()},
+        {"samplers": {}, "floor": {}})
+    assert "| rec MSE/pixel from z1 | 0.01 ± 0.001 | 0.01 ± 0.001 |" in page_lines
+    assert "| active units z2 (of 4) | 3 ± 0 | 3 ± 0 |" in page_lines
+    assert "| KL z1 (nats; VAE family) | n/a | 5.5 ± 0.2 |" in page_lines
+    assert "| KL z1 (nats) | 5.5 ± 0.2 | 5.5 ± 0.2 |" in text
+    shared = [line for line in page_lines if line.startswith(("| rec", "| probe", "| active"))]
+    assert len(shared) == 6 and all(line in text.splitlines() for line in shared)
