@@ -96,7 +96,7 @@ def table_note(arms: dict[str, dict], found: dict) -> str:
             "varies across test points with variance > 0.01. KL: the hierarchical ELBO's term "
             "of each layer, shown for the VAE family only (`n/a`: a WAE's near-deterministic "
             "encoders make its Monte-Carlo KL meaningless). s/step: the median wall time of a "
-            "training step, two runs at a time on the machine named above.")
+            "training step, on the machine and under the load named above.")
 
 
 def per_layer_table(found: dict) -> list[str]:
