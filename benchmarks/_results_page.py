@@ -47,11 +47,17 @@ def summarise_arm(records: list[dict]) -> dict:
 
 def evaluations(by_arm: dict[str, list[dict]], data: str) -> dict[str, list[dict]]:
     """``{MODEL: [eval.json, ...]}`` of the arms of ``data`` whose records keep ``eval.json``."""
+    return {arm.split("/", 1)[1]: [r["eval_json"] for r in records]
+            for arm, records in with_evaluation(by_arm, data).items()}
+
+
+def with_evaluation(by_arm: dict[str, list[dict]], data: str) -> dict[str, list[dict]]:
+    """The records of the arms of ``data`` that keep ``eval.json`` (older records do not)."""
     out = {}
     for arm, records in by_arm.items():
-        kept = [r["eval_json"] for r in records if "eval_json" in r]
+        kept = [r for r in records if "eval_json" in r]
         if arm.startswith(f"{data}/") and kept:
-            out[arm.split("/", 1)[1]] = kept
+            out[arm] = kept
     return out
 
 
@@ -62,13 +68,14 @@ def samplers(groups: dict[str, list[dict]]) -> list[str]:
     return [s for s in runs.SAMPLERS if s in common_] + sorted(common_ - set(runs.SAMPLERS))
 
 
-def sample_metrics(groups: dict[str, list[dict]]) -> dict:
+def sample_metrics(groups: dict[str, list[dict]],
+                   names: dict[str, list[str]] | None = None) -> dict:
     """``{"samplers": {SAMPLER: compare_results}, "verdicts": {REFERENCE: {SAMPLER: {MODEL:
     verdict}}}}``: the protocol's metrics of every arm, then every arm against each reference
-    arm that has results (:data:`REFERENCES`)."""
+    arm that has results (:data:`REFERENCES`); ``names``: each run's name in the JSON."""
     out: dict = {"samplers": {}, "verdicts": {}}
     for sampler in samplers(groups):
-        out["samplers"][sampler] = compare_results(groups, sampler=sampler)
+        out["samplers"][sampler] = compare_results(groups, sampler=sampler, names=names)
         for reference in REFERENCES:
             if reference in groups and len(groups) > 1:
                 found = compare_results(groups, baseline=reference, sampler=sampler)
@@ -139,7 +146,9 @@ def summarise(records: list[dict], planned: list[dict]) -> dict:
     datasets = {}
     for data in dict.fromkeys(arm.split("/")[0] for arm in summary):
         groups = evaluations(by_arm, data)
-        datasets[data] = {**sample_metrics(groups), "per_layer": per_layer(groups),
+        names = {arm.split("/", 1)[1]: [r["where"] for r in records]
+                 for arm, records in with_evaluation(by_arm, data).items()}
+        datasets[data] = {**sample_metrics(groups, names), "per_layer": per_layer(groups),
                           "floor": floor(groups)}
     return {
         "runs": by_arm, "summary": summary, "datasets": datasets,
