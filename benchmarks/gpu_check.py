@@ -23,7 +23,7 @@ any failed. The report is ``benchmarks/results/gpu/<device name>.json`` and ``.m
 On a machine without CUDA there is nothing to check: the command says so and exits 0.
 ``--device cpu`` is the dry run: the same checks on the CPU (fp16, CUDA-only, is skipped with its
 reason; ``gloo`` stands in for ``nccl``), so that the command's own logic is tested where no GPU
-is (``tests/test_gpu_check.py``)::
+is (``tests/benchmarks/test_gpu_check.py``)::
 
     python -m benchmarks gpu_check                         # on a CUDA machine
     python -m benchmarks gpu_check --device cpu --skip compile --skip train-step-ratios

@@ -27,7 +27,7 @@ distances computed with equal N only).
   happens with probability about :math:`e^{-32}`), and a resample covers the point when it draws
   one of them. The balls' radii are those of the full sets, which makes recall's interval
   conservative: about twice as wide as the spread of recall over independent sample sets in
-  the synthetic check of ``tests/test_protocol.py`` (the other metrics' match that spread).
+  the synthetic check of ``tests/evaluation/test_protocol.py`` (the other metrics' match that spread).
 * The Fréchet distance is resampled by groups: the samples are cut into :data:`FD_GROUPS`
   groups whose sums and sums of outer products are kept, and a resample draws groups with
   replacement (a bootstrap of i.i.d. blocks; exact in the mean and covariance it resamples up to

@@ -1,8 +1,9 @@
 """The energy plug-in: known answers, options, and registration through its entry point.
 
 Needs the package installed (``pip install -e plugins/hierot-energy``). The generic divergence
-properties (D >= 0, finite gradients, ...) are checked by hierot's ``tests/test_divergences.py``,
-which sweeps every registered divergence, plug-ins included.
+properties (D >= 0, finite gradients, ...) are checked by hierot's
+``tests/divergences/test_divergences.py``, which sweeps every registered divergence, plug-ins
+included.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Data-parallel training: 2 CPU processes (gloo, loopback) against one process on the same batches.
 
-One torchrun launch (``tests/_distributed_worker.py``) runs every distributed scenario; the test
+One torchrun launch (``tests/training/_distributed_worker.py``) runs every distributed scenario; the test
 compares its run directories with single-process runs made here.
 """
 

@@ -25,7 +25,7 @@ import yaml
 import hierot
 from hierot.training.rundir import RunDir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEC = {
     "data": {"name": "toy-hierarchy", "n_train": 128, "n_test": 16, "dims": [8, 4, 2]},
     "layers": [

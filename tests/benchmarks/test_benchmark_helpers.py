@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's `benchmarks`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's `benchmarks`
 
 from benchmarks import stacked_coverage as coverage
 
@@ -121,7 +121,7 @@ def alive(pid: int) -> bool:
                     reason="prctl(PR_SET_PDEATHSIG) is Linux's")
 def test_workers_die_with_a_killed_benchmark():
     """`kill -9` of a benchmark must not leave its workers training (into folders reused later)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     script = ("import sys, time; sys.path.insert(0, sys.argv[1]); "
               "from benchmarks._runs import run_parallel; "
               "run_parallel(time.sleep, [(300,), (300,)], 2, 1)")

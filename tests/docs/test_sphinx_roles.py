@@ -9,7 +9,7 @@ import pytest
 
 griffe = pytest.importorskip("griffe", reason="the docs extra (CI's second stage runs this)")
 
-PATH = Path(__file__).resolve().parent.parent / "docs" / "_ext" / "sphinx_roles.py"
+PATH = Path(__file__).resolve().parents[2] / "docs" / "_ext" / "sphinx_roles.py"
 spec = importlib.util.spec_from_file_location("sphinx_roles", PATH)
 sphinx_roles = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sphinx_roles)

@@ -12,7 +12,7 @@ one, up to three times) and requires one of:
 
 Anything else (a traceback from deep inside torch, pydantic or the builder) fails the test.
 The default run tries ``HIEROT_FUZZ_EXAMPLES`` cases (200), derandomised so CI is repeatable;
-``HIEROT_FUZZ_EXAMPLES=5000 python -m pytest tests/test_spec_fuzz.py --hypothesis-show-statistics``
+``HIEROT_FUZZ_EXAMPLES=5000 python -m pytest tests/spec/test_fuzz.py --hypothesis-show-statistics``
 explores afresh and tallies the outcomes (see ``docs/rundir.md`` for the last long run).
 """
 

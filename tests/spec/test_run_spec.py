@@ -22,7 +22,7 @@ from hierot.registry import presets
 from hierot.spec.run_spec import load_run_spec, upgrade
 from hierot.training.rundir import RunDir
 
-OLD_RUN = Path(__file__).parent / "data" / "run-0.1.0"
+OLD_RUN = Path(__file__).parents[1] / "data" / "run-0.1.0"
 
 
 def test_the_old_form_is_refused_by_the_loader_and_converted_at_the_run_directory():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's `benchmarks`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository's `benchmarks`
 
 import hierot
 from benchmarks import results_table as table

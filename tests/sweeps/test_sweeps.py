@@ -137,7 +137,7 @@ def test_threads_below_one_are_refused(tmp_path, capsys, threads):
 
 
 def test_the_documented_sweep_file_is_valid():
-    docs = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "sweeps.md").read_text()
     block = docs.split("## The sweep file", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     sweep = load_sweep(yaml.safe_load(block))[0]
     assert sweep.params["layers.0.encoder.hidden"].choices == [[256, 256], [512, 512]]
@@ -215,7 +215,7 @@ def test_the_shipped_sweep_is_the_papers_grid(capsys):
 def test_the_sweep_the_many_machines_docs_run_is_shipped():
     import re
 
-    docs = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    docs = (Path(__file__).parents[2] / "docs" / "sweeps.md").read_text()
     names = set(re.findall(r"^hierot sweep (\S+) --out machine\d", docs, re.MULTILINE))
     assert names == {"tiny-sweep.v1"}
     sweep, label = load_sweep("tiny-sweep.v1")
@@ -371,7 +371,7 @@ def test_a_sweep_killed_mid_trial_continues_when_run_again(tmp_path):
                                              "train.checkpoint_every": 10}), tmp_path / "out"
     command = [sys.executable, "-m", "hierot", "sweep", str(path), "--out", str(out),
                "--workers", "2", "--threads", "1"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(command, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -495,7 +495,7 @@ def test_two_machines_share_a_postgresql_study(tmp_path, postgres_url):
     url = postgres_url
     name = f"tiny-{os.getpid()}-{int(time.time())}"
     path = tiny_sweep(tmp_path, name=name)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     machines = [tmp_path / f"machine{i}" for i in (1, 2)]
     commands = [  # two "machines": separate sweep directories, one database
         subprocess.Popen([sys.executable, "-m", "hierot", "sweep", str(path), "--out", str(out),

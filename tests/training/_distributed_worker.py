@@ -1,8 +1,8 @@
-"""Run by ``tests/test_distributed.py`` under torchrun (2 CPU processes, gloo): every distributed
+"""Run by ``tests/training/test_distributed.py`` under torchrun (2 CPU processes, gloo): every distributed
 scenario in one launch, each rank writing what it saw to ``ROOT/rank<r>.json``.
 
     torchrun --nproc_per_node 2 --master_addr 127.0.0.1 --master_port PORT \
-        tests/_distributed_worker.py ROOT
+        tests/training/_distributed_worker.py ROOT
 
 Importing this module (the test does too) registers the tiny ``dist-blobs`` data set.
 """

@@ -8,7 +8,7 @@ from pathlib import Path
 from hierot.cli import main
 from hierot.registry import ALL
 
-CLI_DOCS = Path(__file__).parents[1] / "docs" / "cli.md"
+CLI_DOCS = Path(__file__).parents[2] / "docs" / "cli.md"
 
 
 def test_the_list_synopsis_names_every_kind():
