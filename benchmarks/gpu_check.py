@@ -83,7 +83,7 @@ def _fit(device: str, out: Path, *overrides: str, resume: Path | None = None):
 
 
 def _checkpoint(run: Path, which: int | str | None = None) -> dict:
-    from hierot.training.rundir import RunDir
+    from hierot.training import RunDir
 
     return RunDir(run).load_checkpoint(which)
 
@@ -101,7 +101,7 @@ def _max_difference(a: dict, b: dict) -> float:
 
 
 def _last(run: Path) -> dict[str, float]:
-    from hierot.training.rundir import RunDir
+    from hierot.training import RunDir
 
     return RunDir(run).read_metrics()[-1]
 
@@ -164,7 +164,7 @@ def _fp16_skip_keeps_scale(device: str) -> bool:
 
 
 def check_compile(device: str, work: Path) -> dict:
-    from hierot.training.compiling import cpp_compiler
+    from hierot.training import cpp_compiler
 
     if device == "cpu" and cpp_compiler() is None:
         raise Skipped("torch.compile on the CPU needs a C++ compiler")

@@ -27,9 +27,9 @@ from hierot.evaluation import (
     plot_run,
     write_report,
 )
+from hierot.evaluation._frechet import frechet_from_stats
 from hierot.evaluation.classifier import CACHE_ENV
 from hierot.evaluation.figures import CAPTIONS
-from hierot.evaluation.frechet import frechet_from_stats
 
 SAMPLES, FAST = 300, ["--samples", "300", "--resamples", "20"]
 """A small protocol for tests (the default is 10,000 samples, 200 resamples)."""

@@ -15,10 +15,10 @@ from _fixtures import two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.errors import HierotError
-from hierot.evaluation import bootstrap as bs
-from hierot.evaluation.frechet import frechet_distance
-from hierot.evaluation.kid import kid, mmd2_unbiased
-from hierot.evaluation.per_layer import regenerate
+from hierot.evaluation import _bootstrap as bs
+from hierot.evaluation._frechet import frechet_distance
+from hierot.evaluation._kid import kid, mmd2_unbiased
+from hierot.evaluation._per_layer import regenerate
 from hierot.evaluation.protocol import check_samples, reference_split
 from hierot.evaluation.sample_quality import fidelity_coverage
 from hierot.evaluation.trained import load_run

@@ -1,4 +1,4 @@
-"""hierot.evaluation.whole_set: the run's own divergence on the whole encoded training set against
+"""hierot.evaluation._whole_set: the run's own divergence on the whole encoded training set against
 as many prior samples, with the online backend, equal to the dense computation."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 import hierot
 from hierot._utils import seeded
 from hierot.evaluation import load_run
+from hierot.evaluation._whole_set import online_options, whole_set_divergence
 from hierot.evaluation.trained import encode
-from hierot.evaluation.whole_set import online_options, whole_set_divergence
 from hierot.registry import divergences
 
 SPEC = {

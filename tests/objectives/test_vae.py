@@ -12,7 +12,7 @@ import torch
 import hierot
 from hierot.components import DataSplits
 from hierot.distributions import Gaussian
-from hierot.evaluation.metrics import importance_weighted_log_likelihood, kl_per_layer
+from hierot.evaluation._metrics import importance_weighted_log_likelihood, kl_per_layer
 from hierot.objectives.base import gaussian_kl
 from hierot.objectives.ladder import precision_weighted
 from hierot.objectives.vae import pixel_log_likelihood

@@ -1,4 +1,4 @@
-"""hierot.spec.checks: ``validate`` refuses what ``train`` would refuse later (issue 27,
+"""hierot.spec._checks: ``validate`` refuses what ``train`` would refuse later (issue 27,
 defect 8)."""
 
 from __future__ import annotations

@@ -26,10 +26,10 @@ from hierot.sweeps import (
     _optuna,
     load_sweep,
 )
+from hierot.sweeps._directory import read_sweep_dir
 from hierot.sweeps._optuna import open_storage, open_study
-from hierot.sweeps.directory import read_sweep_dir
+from hierot.sweeps._worker import recover
 from hierot.sweeps.schema import check_against_base, override
-from hierot.sweeps.worker import recover
 
 TINY_SPEC = {
     "seed": 0,

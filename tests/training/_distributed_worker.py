@@ -1,5 +1,5 @@
-"""Run by ``tests/training/test_distributed.py`` under torchrun (2 CPU processes, gloo): every distributed
-scenario in one launch, each rank writing what it saw to ``ROOT/rank<r>.json``.
+"""Run by ``tests/training/test_distributed.py`` under torchrun (2 CPU processes, gloo): every
+distributed scenario in one launch, each rank writing what it saw to ``ROOT/rank<r>.json``.
 
     torchrun --nproc_per_node 2 --master_addr 127.0.0.1 --master_port PORT \
         tests/training/_distributed_worker.py ROOT

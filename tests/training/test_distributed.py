@@ -1,7 +1,7 @@
 """Data-parallel training: 2 CPU processes (gloo, loopback) against one process on the same batches.
 
-One torchrun launch (``tests/training/_distributed_worker.py``) runs every distributed scenario; the test
-compares its run directories with single-process runs made here.
+One torchrun launch (``tests/training/_distributed_worker.py``) runs every distributed scenario;
+the test compares its run directories with single-process runs made here.
 """
 
 from __future__ import annotations

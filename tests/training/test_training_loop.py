@@ -330,7 +330,7 @@ def test_callbacks_are_a_registry_with_spec_options(tmp_path):
 
 
 def test_missing_tracker_package_is_a_spec_error(monkeypatch):
-    from hierot.callbacks import base
+    from hierot.callbacks import _base as base
 
     real = base.importlib.util.find_spec
     monkeypatch.setattr(base.importlib.util, "find_spec",

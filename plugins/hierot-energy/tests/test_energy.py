@@ -13,11 +13,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from hierot_energy import EnergyDistance, EnergyOptions
 from pydantic import TypeAdapter, ValidationError
 from scipy.stats import energy_distance, norm
 
 from hierot.registry import divergences
-from hierot_energy import EnergyDistance, EnergyOptions
 
 
 def energy(**options):

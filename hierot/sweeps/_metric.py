@@ -1,6 +1,6 @@
 """Checking a sweep's ``heldout.*`` metric against the base spec's objective, before training.
 
-``RUN/heldout.json`` (written by :func:`hierot.sweeps.trial.heldout`) holds the run's objective on
+``RUN/heldout.json`` (written by :func:`hierot.sweeps._trial.heldout`) holds the run's objective on
 its test split: ``total``, ``step``, ``test_points``, ``batch_size``, ``batches`` and every term
 under ``unweighted`` and ``weighted``. The terms are those the objective returns (``rec_x``,
 ``rec_z1`` ... ``match_zN`` for Eq. 10, the penalties), found by one forward pass on a test batch,

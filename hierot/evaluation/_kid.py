@@ -14,7 +14,7 @@ the estimate may then be negative), unlike the Fréchet distance, whose bias dep
 number of samples. As in clean-fid and torch-fidelity, KID is the mean of the estimate over
 :data:`SUBSETS` random pairs of subsets of :data:`SUBSET_SIZE` points each (fewer when a set is
 smaller), reported with the standard deviation over subsets and a percentile bootstrap interval
-of the mean (:mod:`hierot.evaluation.bootstrap`). Named after Inception features, computed here in
+of the mean (:mod:`hierot.evaluation._bootstrap`). Named after Inception features, computed here in
 whichever extractor the run uses.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hierot.evaluation.bootstrap import CONFIDENCE, RESAMPLES, interval
+from hierot.evaluation._bootstrap import CONFIDENCE, RESAMPLES, interval
 
 SUBSETS = 100
 SUBSET_SIZE = 1000

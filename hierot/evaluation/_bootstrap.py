@@ -2,7 +2,7 @@ r"""Sample metrics against a fixed reference set, each with a bootstrap confiden
 
 The metrics are those of :mod:`hierot.evaluation.sample_quality` (precision and recall with
 :math:`k = 3`, density and coverage with :math:`k = 5`) and the Fréchet distance of
-:mod:`hierot.evaluation.frechet`, computed so that 10,000 samples against 10,000 reference
+:mod:`hierot.evaluation._frechet`, computed so that 10,000 samples against 10,000 reference
 points never hold a 10,000 x 10,000 matrix: every distance is computed in tiles of
 ``chunk`` generated rows (:data:`CHUNK` x N float64 at a time).
 
@@ -27,7 +27,8 @@ distances computed with equal N only).
   happens with probability about :math:`e^{-32}`), and a resample covers the point when it draws
   one of them. The balls' radii are those of the full sets, which makes recall's interval
   conservative: about twice as wide as the spread of recall over independent sample sets in
-  the synthetic check of ``tests/evaluation/test_protocol.py`` (the other metrics' match that spread).
+  the synthetic check of ``tests/evaluation/test_protocol.py`` (the other metrics' match that
+  spread).
 * The Fréchet distance is resampled by groups: the samples are cut into :data:`FD_GROUPS`
   groups whose sums and sums of outer products are kept, and a resample draws groups with
   replacement (a bootstrap of i.i.d. blocks; exact in the mean and covariance it resamples up to
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hierot.evaluation.frechet import _sqrt_psd
+from hierot.evaluation._frechet import _sqrt_psd
 from hierot.evaluation.sample_quality import (
     CHUNK,
     DENSITY_COVERAGE_K,
@@ -91,7 +92,7 @@ class Reference:
     cov: np.ndarray = field(repr=False)
     root: np.ndarray = field(repr=False)
     kid_cache: dict = field(default_factory=dict, repr=False)
-    """Kernel sums of the reference's KID subsets (:func:`hierot.evaluation.kid.kid`)."""
+    """Kernel sums of the reference's KID subsets (:func:`hierot.evaluation._kid.kid`)."""
 
     def __len__(self) -> int:
         return len(self.features)

@@ -8,7 +8,7 @@ the mean).
 
 The default metric is the held-out objective: every term of the run's own objective (Eq. 10 for
 ``stacked``, Eq. 7 for ``flat``) on the test split, model in eval mode, averaged over full
-batches of the training batch size (:func:`hierot.evaluation.metrics.objective_terms`), written
+batches of the training batch size (:func:`hierot.evaluation._metrics.objective_terms`), written
 to ``RUN/heldout.json``. An ``eval.<key>`` metric runs the whole of ``hierot eval`` and reads
 ``<key>`` from ``RUN/eval.json``.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hierot.errors import HierotError
-from hierot.sweeps.metric import HELDOUT_FILE
+from hierot.sweeps._metric import HELDOUT_FILE
 from hierot.sweeps.schema import SweepSpec, override, point_overrides
 from hierot.training.rundir import RunDir, atomic_write_text
 
@@ -63,7 +63,7 @@ def lookup(tree: Mapping[str, Any], path: str, what: str) -> float:
 
 def heldout(run: Path) -> dict:
     """The run's objective on its test split (eval mode, full batches): ``RUN/heldout.json``."""
-    from hierot.evaluation.metrics import objective_terms
+    from hierot.evaluation._metrics import objective_terms
     from hierot.evaluation.trained import load_run
 
     loaded = load_run(run)

@@ -16,7 +16,7 @@ study) and records where in the ``pruned`` user attribute and in the run's ``swe
 Seeds: a trial trains its seed replicates one after another and reports them on one step axis,
 seed ``r`` at ``offset + step`` where ``offset`` is the sum of the steps of the seeds before it,
 so the reports stay monotone and every trial is compared with the others at the same point of the
-same seed. (The between-seeds running mean of :func:`hierot.sweeps.trial.run_point` is not
+same seed. (The between-seeds running mean of :func:`hierot.sweeps._trial.run_point` is not
 reported then: its steps would collide with the training steps.)
 """
 
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from hierot.errors import HierotError
+from hierot.sweeps._trial import SWEEP_FILE
 from hierot.sweeps.schema import SweepSpec, override
-from hierot.sweeps.trial import SWEEP_FILE
 from hierot.training.callbacks import Callback
 from hierot.training.rundir import atomic_write_text
 

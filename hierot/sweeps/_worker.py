@@ -129,7 +129,7 @@ class Worker:
     def __init__(self, sweep_dir: Path, storage_url: str | None = None, *, name: str = "w",
                  stale_after: float = STALE_AFTER_S, heartbeat: float = HEARTBEAT_S):
         from hierot.sweeps import _optuna
-        from hierot.sweeps.directory import read_sweep_dir
+        from hierot.sweeps._directory import read_sweep_dir
 
         self.dir = Path(sweep_dir)
         self.sweep, self.base_yaml = read_sweep_dir(self.dir)
@@ -189,7 +189,7 @@ class Worker:
         return False
 
     def run_dir_name(self, trial) -> str:
-        from hierot.sweeps.trial import trial_dir_name
+        from hierot.sweeps._trial import trial_dir_name
 
         if "run_dir" in trial.user_attrs:
             return trial.user_attrs["run_dir"]
@@ -206,7 +206,7 @@ class Worker:
         the trial's whole spec as its user attributes."""
         from hierot._yaml import parse_yaml
         from hierot.spec.loading import load_spec
-        from hierot.sweeps.pruning import eval_overrides
+        from hierot.sweeps._pruning import eval_overrides
         from hierot.sweeps.schema import point_overrides
 
         params = self.sweep.decode(trial.params)
@@ -225,8 +225,8 @@ class Worker:
         import optuna
         from optuna.trial import TrialState
 
-        from hierot.sweeps.pruning import Pruned, PruneOnEval
-        from hierot.sweeps.trial import run_point
+        from hierot.sweeps._pruning import Pruned, PruneOnEval
+        from hierot.sweeps._trial import run_point
 
         params, name, extra = self._prepare(trial)
         trial_dir = self.dir / "trials" / name
@@ -282,8 +282,8 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hierot.sweeps.worker SWEEP_DIR``: one worker (``hierot sweep`` starts them)."""
-    parser = argparse.ArgumentParser(prog="python -m hierot.sweeps.worker")
+    """``python -m hierot.sweeps._worker SWEEP_DIR``: one worker (``hierot sweep`` starts them)."""
+    parser = argparse.ArgumentParser(prog="python -m hierot.sweeps._worker")
     parser.add_argument("sweep_dir")
     parser.add_argument("--name", default="w")
     parser.add_argument("--threads", type=int, default=1)

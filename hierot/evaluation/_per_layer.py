@@ -14,7 +14,7 @@ For each depth :math:`k = 1..N`, held-out points :math:`x` are encoded to the me
 
 The regenerated set is measured against the protocol's reference set
 (:mod:`hierot.evaluation.protocol`) like any samples: Fréchet distance, precision and recall,
-density and coverage, each with its bootstrap interval (:mod:`hierot.evaluation.bootstrap`).
+density and coverage, each with its bootstrap interval (:mod:`hierot.evaluation._bootstrap`).
 A row ``data`` measures the held-out points themselves (the floor). Fidelity (precision,
 density) staying high while coverage (recall, coverage) falls with k says the upper layers
 forget which data they came from but still draw plausible data; both falling says they draw
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from hierot._utils import seeded
-from hierot.evaluation import bootstrap
+from hierot.evaluation import _bootstrap as bootstrap
 from hierot.evaluation.trained import chunks, encode, subset
 
 PATHS = ("ancestral", "mean")

@@ -6,7 +6,7 @@
     DIR/base.yaml      the resolved base spec, budget applied (every trial starts from it)
     DIR/study.json     the study's name and storage (a database URL without its password)
     DIR/journal.log    the Optuna journal (the default storage)
-    DIR/trials/        one folder per point (see :mod:`hierot.sweeps.trial`)
+    DIR/trials/        one folder per point (see :mod:`hierot.sweeps._trial`)
 """
 
 from __future__ import annotations
