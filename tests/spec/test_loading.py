@@ -1,4 +1,5 @@
-"""Bad specs get a clean error: exit status 2, the field or the line named, no traceback.
+"""Loading a spec (``hierot.spec.loading``): bad specs get a clean error, exit status 2, the
+field or the line named, no traceback; ``--set`` switching a component by name.
 
 Values validation accepted and training then choked on, YAML that is not a spec (duplicate keys,
 not UTF-8, too big, an alias bomb), and thousands of errors counted. Each case stands for a fault
@@ -7,6 +8,7 @@ found by probing hierot with hand-written bad specs (issue 11, section 3).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from _fixtures import TOY_SPEC as VALID  # tests/_fixtures.py
 
 from hierot.cli import main
 from hierot.errors import SpecError
-from hierot.spec.loading import MAX_SPEC_BYTES, load_spec, parse_yaml
+from hierot.spec.loading import MAX_SPEC_BYTES, dump_spec, load_spec, parse_yaml
 
 
 def validate(tmp_path: Path, capsys, text: str | bytes) -> str:
@@ -139,3 +141,26 @@ def test_an_alias_bomb_is_refused(tmp_path, capsys):
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
     err = validate(tmp_path, capsys, "\n".join(lines) + "\n")
     assert "<spec>: expands to more than 1,000,000 values" in err
+
+
+def test_switching_a_component_by_name_drops_its_old_options(caplog):
+    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
+        spec = load_spec("quickstart", ["divergence.name=sinkhorn", "divergence.blur=0.5"])
+    assert spec.divergence.name == "sinkhorn" and spec.divergence.blur == 0.5
+    (notice,) = caplog.messages
+    assert notice == ("--set divergence.name=sinkhorn: switches divergence from 'mmd' to "
+                      "'sinkhorn' and drops the old options (estimator, kernel, scales)")
+
+
+def test_switching_networks_data_and_penalties_by_name(caplog):
+    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
+        spec = load_spec("quickstart", ["layers.1.encoder.name=mlp",  # same name: options kept
+                                        "data.name=digits", "layers.4.cost.name=l1"])
+    assert tuple(spec.layers[1].encoder.hidden) == (256, 256)
+    assert spec.data.name == "digits" and spec.layers[4].cost.name == "l1"
+    assert caplog.messages == []  # {name: mnist-5k} and {name: l2sq} had no options to drop
+    raw = yaml.safe_load(dump_spec(load_spec("quickstart", ["penalties=[{name: abs-log-var}]"])))
+    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
+        spec = load_spec(raw, ["penalties.0.name=sq-log-var"])
+    assert spec.penalties[0].name == "sq-log-var"
+    assert "switches penalties.0 from 'abs-log-var' to 'sq-log-var'" in caplog.messages[0]

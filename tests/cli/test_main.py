@@ -1,22 +1,19 @@
-"""The command line as a new user meets it: versions, typos, shorthands, switching a component by
-name, plain-text listings, a run whose plug-in is gone, and a fast ``--help``."""
+"""``hierot.cli.main`` as a new user meets it: versions, typos, shorthands, plain-text listings, a
+run whose plug-in is gone, a closed pipe, and a fast ``--help``."""
 
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from hierot._docstrings import plain_text
 from hierot.cli import main, make_parser
 from hierot.cli._command import overrides_of
-from hierot.registry import ALL, costs, penalties
+from hierot.registry import costs, penalties
 from hierot.spec.loading import dump_spec, load_spec
-from hierot.training.progress import progress_text
 
 
 def test_version_names_hierot_and_torch(capsys):
@@ -85,29 +82,6 @@ def test_seed_does_not_apply_to_resume(tmp_path, capsys):
     assert "--seed does not apply to --resume" in capsys.readouterr().err
 
 
-def test_switching_a_component_by_name_drops_its_old_options(caplog):
-    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
-        spec = load_spec("quickstart", ["divergence.name=sinkhorn", "divergence.blur=0.5"])
-    assert spec.divergence.name == "sinkhorn" and spec.divergence.blur == 0.5
-    (notice,) = caplog.messages
-    assert notice == ("--set divergence.name=sinkhorn: switches divergence from 'mmd' to "
-                      "'sinkhorn' and drops the old options (estimator, kernel, scales)")
-
-
-def test_switching_networks_data_and_penalties_by_name(caplog):
-    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
-        spec = load_spec("quickstart", ["layers.1.encoder.name=mlp",  # same name: options kept
-                                        "data.name=digits", "layers.4.cost.name=l1"])
-    assert tuple(spec.layers[1].encoder.hidden) == (256, 256)
-    assert spec.data.name == "digits" and spec.layers[4].cost.name == "l1"
-    assert caplog.messages == []  # {name: mnist-5k} and {name: l2sq} had no options to drop
-    raw = yaml.safe_load(dump_spec(load_spec("quickstart", ["penalties=[{name: abs-log-var}]"])))
-    with caplog.at_level(logging.WARNING, logger="hierot.spec.loading"):
-        spec = load_spec(raw, ["penalties.0.name=sq-log-var"])
-    assert spec.penalties[0].name == "sq-log-var"
-    assert "switches penalties.0 from 'abs-log-var' to 'sq-log-var'" in caplog.messages[0]
-
-
 def test_list_prints_plain_text(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
@@ -116,17 +90,6 @@ def test_list_prints_plain_text(capsys):
         "Eq. (12): Σ_i λ_i^Σ Σ_m |log Σ_i[m]| (Rubenstein et al., 2018).")
     assert costs.get("l2sq").summary == (
         "Squared Euclidean cost c(z, z̃) = ‖z - z̃‖_2^2 (the paper's choice).")
-
-
-def test_plain_text_rewrites_roles():
-    assert plain_text("See :class:`~hierot.spec.Spec` and ``fit``: :math:`\\frac{a}{b}`.") == (
-        "See Spec and fit: frac ab.")
-
-
-def test_every_summary_is_plain_text():
-    for registry in ALL.values():
-        for entry in registry.entries():
-            assert ":math:" not in entry.summary and "``" not in entry.summary, entry.name
 
 
 def fake_run(tmp_path, environment: dict | None):
@@ -160,34 +123,6 @@ def test_run_without_environment_record_lists_the_valid_names(tmp_path, capsys):
     assert main(["eval", str(run)]) == 2
     err = capsys.readouterr().err
     assert "unknown divergence 'moments'. Valid: " in err and "pip install" not in err
-
-
-def test_progress_text_shows_every_unweighted_term():
-    last = {"rec_x": 9.58341, "rec_z1": 2.0, "match_z5": 0.0018123, "pen_abs-log-var": 12.345,
-            "w_rec_x": 9.58341, "w_match_z5": 1.8e-7, "total": 9.6234}
-    assert progress_text(last) == "loss 9.62 | x 9.58 z1 2 D5 0.00181 abs-log-var 12.3"
-
-
-def test_a_warning_during_training_gets_its_own_line_above_the_bar(capsys):
-    import warnings
-
-    from hierot.training.progress import progress_bar
-
-    def plain(message, category, filename, lineno, file=None, line=None):  # Python's default
-        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = shown = plain
-        with progress_bar(10, 0, enabled=True) as bar:
-            bar.update(3)
-            bar.refresh()
-            warnings.warn("Sinkhorn did not converge", UserWarning)
-            bar.update(7)
-        assert warnings.showwarning is shown
-    lines = capsys.readouterr().err.replace("\r", "\n").split("\n")
-    warned = [line for line in lines if "UserWarning: Sinkhorn did not converge" in line]
-    assert len(warned) == 1 and "train:" not in warned[0] and "%" not in warned[0]
 
 
 def test_a_reader_that_closes_the_pipe_stops_the_listing_quietly():
