@@ -16,7 +16,7 @@ from PIL import Image
 
 from hierot.cli import main
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "datasets.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "datasets.md"
 
 
 def docs_spec() -> dict:
