@@ -103,7 +103,7 @@ def machine_info(device: str | None = None) -> dict:
     memory, the device benchmarked and the load average at the start."""
     import torch
 
-    from hierot.training.rundir import environment
+    from hierot.training import environment
 
     gpu = None
     if device and device.startswith("cuda"):
@@ -257,8 +257,8 @@ def first_seed_grid(report: dict, run_root: Path, columns: dict[str, str],
     """
     import matplotlib.image as mpimg
 
+    from hierot.evaluation import load_run
     from hierot.evaluation.plotting import new_figure, save
-    from hierot.evaluation.trained import load_run
 
     seed = report["budget"]["seeds"][0]
     panels = {}

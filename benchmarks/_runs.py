@@ -76,7 +76,7 @@ def train_overrides(steps: int, log_every: int, batch_size: int = 128) -> list[s
 
 def width_overrides(preset: str, shrink: int) -> list[str]:
     """Every hidden width of ``preset`` divided by ``shrink`` (none when 1)."""
-    from hierot.spec.loading import load_spec
+    from hierot.spec import load_spec
 
     if shrink == 1:
         return []
@@ -137,7 +137,7 @@ def time_divergence(run_dir: Path, *, device: str | None, warmup: int = 3, repea
     """
     import torch
 
-    from hierot.evaluation.trained import encode, load_run
+    from hierot.evaluation import encode, load_run
 
     run = load_run(run_dir, device=device)
     batch = run.spec.train.batch_size
@@ -232,7 +232,7 @@ def run_one(source: str, overrides: list[str], out: Path, device: str | None,
             with_divergence: bool = True) -> dict:
     """Train, time and evaluate one run directory."""
     import hierot
-    from hierot.evaluation.evaluator import evaluate
+    from hierot.evaluation import evaluate
 
     log(f"train {out}")
     result = hierot.fit(source, out=out, overrides=overrides)

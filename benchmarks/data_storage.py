@@ -43,8 +43,7 @@ import torch
 
 import hierot
 from benchmarks import _common as common
-from hierot.training.runtime import single_process
-from hierot.training.trainer import Trainer
+from hierot.training import Trainer, single_process
 
 NAME = "data_storage"
 PARTS = ("dtype", "stream", "rss")
@@ -118,8 +117,7 @@ def stream_part(args, device, cache_dir: Path) -> dict:
 RSS_CHILD = r"""
 import json, sys, numpy as np
 import hierot
-from hierot.training.runtime import single_process
-from hierot.training.trainer import Trainer
+from hierot.training import Trainer, single_process
 
 def status():
     fields = dict(line.split(':', 1) for line in open('/proc/self/status'))

@@ -23,7 +23,7 @@ any failed. The report is ``benchmarks/results/gpu/<device name>.json`` and ``.m
 On a machine without CUDA there is nothing to check: the command says so and exits 0.
 ``--device cpu`` is the dry run: the same checks on the CPU (fp16, CUDA-only, is skipped with its
 reason; ``gloo`` stands in for ``nccl``), so that the command's own logic is tested where no GPU
-is (``tests/test_gpu_check.py``)::
+is (``tests/benchmarks/test_gpu_check.py``)::
 
     python -m benchmarks gpu_check                         # on a CUDA machine
     python -m benchmarks gpu_check --device cpu --skip compile --skip train-step-ratios
@@ -83,7 +83,7 @@ def _fit(device: str, out: Path, *overrides: str, resume: Path | None = None):
 
 
 def _checkpoint(run: Path, which: int | str | None = None) -> dict:
-    from hierot.training.rundir import RunDir
+    from hierot.training import RunDir
 
     return RunDir(run).load_checkpoint(which)
 
@@ -101,7 +101,7 @@ def _max_difference(a: dict, b: dict) -> float:
 
 
 def _last(run: Path) -> dict[str, float]:
-    from hierot.training.rundir import RunDir
+    from hierot.training import RunDir
 
     return RunDir(run).read_metrics()[-1]
 
@@ -164,7 +164,7 @@ def _fp16_skip_keeps_scale(device: str) -> bool:
 
 
 def check_compile(device: str, work: Path) -> dict:
-    from hierot.training.compiling import cpp_compiler
+    from hierot.training import cpp_compiler
 
     if device == "cpu" and cpp_compiler() is None:
         raise Skipped("torch.compile on the CPU needs a C++ compiler")

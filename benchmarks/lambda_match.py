@@ -53,7 +53,7 @@ MODES = {
 def run_one(overrides: list[str], out: Path) -> dict:
     """Train and evaluate one run directory; a failure is recorded, not raised."""
     import hierot
-    from hierot.evaluation.evaluator import evaluate
+    from hierot.evaluation import evaluate
 
     common.log(f"train {out}")
     try:

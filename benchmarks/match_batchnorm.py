@@ -35,7 +35,7 @@ def _mean_se(values: list[float]) -> dict:
 
 def measure(run: str, repeats: int = 5) -> dict:
     """Paired MMD estimates on every full training batch, ``repeats`` shuffles of the data."""
-    from hierot.evaluation.trained import load_run
+    from hierot.evaluation import load_run
 
     loaded = load_run(run, device="cpu")
     objective, x, batch = loaded.built.objective, loaded.data.train_x, loaded.spec.train.batch_size

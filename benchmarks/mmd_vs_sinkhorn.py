@@ -74,7 +74,7 @@ MODES = {
 def parse_divergences(items: list[str] | None) -> dict[str, dict]:
     from hierot.errors import HierotError
     from hierot.registry import divergences
-    from hierot.spec.loading import parse_yaml
+    from hierot.spec import parse_yaml
 
     if not items:
         return dict(DIVERGENCES)

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objectives", nargs="+", choices=list(PRESETS), default=list(PRESETS))
     args = parser.parse_args(argv)
 
-    from hierot.spec.loading import parse_yaml
+    from hierot.spec import parse_yaml
 
     mode = "quick" if args.quick else "small" if args.small else "full"
     budget = dict(MODES[mode])

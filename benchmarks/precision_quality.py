@@ -3,7 +3,7 @@
 Each seed trains the preset in fp32 and in bf16 (autocast; costs and divergence in fp32) for the
 same steps on ``mnist-5k``, then is evaluated on the test split, in fp32 and eval mode:
 
-* the objective's terms (``hierot.evaluation.metrics.objective_terms``, batches of 128, seed 0):
+* the objective's terms (``hierot.evaluation.objective_terms``, batches of 128, seed 0):
   every reconstruction term c_n and the top divergence;
 * the squared error of x reconstructed from every encoding depth z_1 ... z_N;
 * the linear-probe accuracy of the labels from every latent layer (``linear_probe``).
@@ -41,9 +41,14 @@ def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: 
     import torch
 
     import hierot
-    from hierot.evaluation import linear_probe, load_run
-    from hierot.evaluation.metrics import objective_terms, reconstruction_errors
-    from hierot.evaluation.trained import encode, subset
+    from hierot.evaluation import (
+        encode,
+        linear_probe,
+        load_run,
+        objective_terms,
+        reconstruction_errors,
+        subset,
+    )
 
     run_dir = out / f"{precision}-seed{seed}"
     overrides = [*runs.train_overrides(steps, 100), f"seed={seed}", "data={name: mnist-5k}",

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="take matching runs from this earlier report instead of training them")
     args = parser.parse_args(argv)
 
-    from hierot.spec.loading import parse_yaml
+    from hierot.spec import parse_yaml
 
     budget = {"steps": args.steps, "seeds": args.seeds, "shrink": args.shrink,
               "log_every": DEFAULT["log_every"], "batch_size": 128, "data": parse_yaml(args.data)}

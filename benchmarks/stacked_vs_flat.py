@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shrink", type=int, help="divide every hidden width by this")
     args = parser.parse_args(argv)
 
-    from hierot.spec.loading import parse_yaml
+    from hierot.spec import parse_yaml
 
     mode, budget = common.budget(MODES, args, "steps", "seeds", "shrink")
     budget.update(batch_size=128, data=parse_yaml(args.data))

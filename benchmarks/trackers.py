@@ -32,8 +32,7 @@ NAME = "trackers"
 def time_tracker(name: str, root: Path, rows: int) -> dict:
     import hierot
     from hierot.registry import callbacks
-    from hierot.training.rundir import RunDir
-    from hierot.training.trainer import TrainResult
+    from hierot.training import RunDir, TrainResult
 
     spec = hierot.load_spec("quickstart")
     extra = {"mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},

@@ -53,8 +53,7 @@ from benchmarks import _common as common
 from benchmarks._plain import PlainModel, copy_parameters, penalty_weights, plain_loss
 from hierot.components import DataSplits, KnowsShape
 from hierot.spec import dump_spec
-from hierot.training.runtime import single_process
-from hierot.training.trainer import Trainer
+from hierot.training import Trainer, single_process
 
 NAME = "train_step"
 CASES = (("mnist-stackedwae.v1", 128), ("mnist-stackedwae.v1", 512), ("svhn-stackedwae.v1", 100))

@@ -85,8 +85,7 @@ def _median_time(fn, device, repeats: int, barrier=lambda: None, cpu: list | Non
 def _worker(rank: int, world: int, port: int, config: dict, results: str) -> None:
     torch.set_num_threads(config["threads"])
     import hierot
-    from hierot.training.runtime import single_process
-    from hierot.training.trainer import Trainer
+    from hierot.training import Trainer, single_process
 
     device_name = config["device"]
     spec = _spec(config["preset"], config["batch"], device_name, config["divergence"],

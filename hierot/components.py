@@ -339,3 +339,10 @@ class DatasetFactory(Protocol):
     """
 
     def __call__(self, options, *, seed: int) -> DataSplits: ...
+
+__all__ = [
+    "STREAMED_EVAL_ROWS", "ChecksShapes", "ChecksSizes", "ComponentOptions", "Cost", "DataSplits",
+    "DatasetFactory", "DescribesObjective", "Divergence", "Head", "KnowsShape", "KnowsSize",
+    "LayerOutputs", "NetworkFactory", "NoOptions", "ObjectiveHooks", "Penalty", "Shape",
+    "StreamedSplit", "StrictModel", "WeighsLayers",
+]

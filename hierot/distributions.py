@@ -47,3 +47,5 @@ class Gaussian:
 
     def sample_or_mean(self, sample: bool) -> Tensor:
         return self.rsample() if sample else self.mean
+
+__all__ = ["Gaussian"]

@@ -79,3 +79,7 @@ def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
     choices = ", ".join(valid) if valid else "(none registered)"
     return f"unknown {kind} {name!r}{hint} Valid: {choices}"
+
+__all__ = ["MAX_REPORTED", "CheckpointError", "DataNotFoundError", "DuplicateNameError",
+           "HierotError", "NonFiniteLossError", "PluginError", "RunChangedError", "SpecError",
+           "UnknownNameError", "unknown_name_message"]

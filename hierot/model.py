@@ -93,3 +93,5 @@ class Hierarchy(nn.Module):
     def generate(self, n: int) -> Tensor:
         """n samples of x from the generative model (the mean of p(x | z_1) for the last step)."""
         return self.ancestral_sample(n, down_to=0)
+
+__all__ = ["Hierarchy"]

@@ -1,4 +1,5 @@
-"""Plain data shared by several test files: the tiny digits hierarchy and fake plug-in metadata.
+"""Plain data shared by several test files: the tiny digits hierarchy, a valid toy spec and fake
+plug-in metadata.
 
 Imported as ``from _fixtures import ...`` (pytest puts this folder on ``sys.path``).
 """
@@ -21,6 +22,20 @@ def two_layers() -> list[dict]:
     """A fresh copy of the two-layer hierarchy (8-D then 2-D latents, narrow MLPs) on 8x8 digits
     that the quick training tests share."""
     return copy.deepcopy(_TWO_LAYERS)
+
+
+TOY_SPEC = {
+    "data": {"name": "toy-hierarchy", "n_train": 64, "n_test": 16, "dims": [6, 3, 2]},
+    "layers": [
+        {"latent_shape": [3], "encoder": {"name": "mlp", "hidden": [8]},
+         "decoder": {"name": "mlp", "hidden": [8]}},
+        {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [8]},
+         "decoder": {"name": "mlp", "hidden": [8]}},
+    ],
+    "train": {"batch_size": 16, "steps": 1, "progress": False},
+}
+"""A small valid spec (toy hierarchy, one step) that the user-error tests break one field of.
+Treat it as read-only: ``dict(TOY_SPEC, ...)`` or a deep copy to change it."""
 
 
 @dataclass

@@ -11,7 +11,7 @@ the entry-point group ``hierot.callbacks``.
 """
 
 from hierot.callbacks import mlflow, tensorboard, wandb  # noqa: F401  (registers them)
-from hierot.callbacks.base import build_callbacks
+from hierot.callbacks._base import build_callbacks
 from hierot.training.callbacks import Callback, Callbacks
 
 __all__ = ["Callback", "Callbacks", "build_callbacks"]

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
 
-from hierot.callbacks.base import Callback, figures, require_package, tracker_id_file
+from hierot.callbacks._base import Callback, figures, require_package, tracker_id_file
 from hierot.errors import HierotError
 from hierot.registry import ComponentOptions, callbacks
 

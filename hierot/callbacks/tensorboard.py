@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from hierot.callbacks.base import Callback, figures, require_package
+from hierot.callbacks._base import Callback, figures, require_package
 from hierot.registry import ComponentOptions, callbacks
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from hierot.callbacks.base import Callback, figures, require_package, tracker_id_file
+from hierot.callbacks._base import Callback, figures, require_package, tracker_id_file
 from hierot.registry import ComponentOptions, callbacks
 
 if TYPE_CHECKING:

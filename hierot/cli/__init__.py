@@ -2,9 +2,9 @@
 
 ================ ==================================================================================
 ``_command``     the sub-command table and the ``@command`` decorator
-``commands``     ``train``, ``validate``, ``show``, ``list``
-``evaluation``   ``eval``, ``plot``, ``sample``, ``report`` (calling :mod:`hierot.evaluation`)
-``sweep``        ``sweep`` (calling :mod:`hierot.sweeps`)
+``_commands``    ``train``, ``validate``, ``show``, ``list``
+``_evaluation``  ``eval``, ``plot``, ``sample``, ``report``, ``compare`` (calling the API)
+``_sweep``       ``sweep`` (calling :mod:`hierot.sweeps`)
 ================ ==================================================================================
 
 The command line sits on top: it imports the API and the evaluation package (inside each
@@ -21,7 +21,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hierot.cli import commands, evaluation, sweep  # noqa: F401  (importing registers them)
+from hierot.cli import _commands, _evaluation, _sweep  # noqa: F401  (importing registers them)
 
 # ``command`` is re-exported for code outside hierot; a sub-command module of hierot imports it
 # from hierot.cli._command (importing hierot.cli from one would be a loop)

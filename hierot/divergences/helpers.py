@@ -90,3 +90,5 @@ def distance_power(squared: Tensor, beta: float) -> Tensor:
     positive = squared > tiny
     powered = squared.clamp_min(tiny) ** (beta / 2)
     return torch.where(positive, powered, torch.zeros_like(squared))
+
+__all__ = ["distance_power", "flatten_pair", "ground_cost", "squared_distances"]

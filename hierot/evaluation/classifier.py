@@ -183,10 +183,22 @@ def train_classifier(
     seed: int, device="cpu",
 ) -> Classifier:
     """Train a :class:`Classifier` on the training split: Adam, ``epochs`` epochs clipped to
-    ``min_steps .. max_steps`` steps (:func:`feature_classifier` passes :data:`RECIPE`)."""
+    ``min_steps .. max_steps`` steps (:func:`feature_classifier` passes :data:`RECIPE`).
+
+    On the CPU it trains with one intra-op thread, as the shipped weights were trained, so the
+    result does not depend on the machine's thread count.
+    """
     x, y = data.train_x, data.train_y
     if not isinstance(x, Tensor) or y is None:
         raise TypeError("train_classifier needs labelled training data in memory (as_float)")
+    with one_thread(device):
+        return _train(x, y, data, epochs=epochs, batch_size=batch_size, min_steps=min_steps,
+                      max_steps=max_steps, lr=lr, seed=seed, device=device)
+
+
+def _train(x: Tensor, y: Tensor, data: DataSplits, *, epochs: int, batch_size: int,
+           min_steps: int, max_steps: int, lr: float, seed: int, device) -> Classifier:
+    """The loop of :func:`train_classifier`, on checked inputs."""
     with seeded(seed):
         network = Classifier(data.shape, num_classes(data))
     network.standardize.fit(x, per_coordinate=not network.image)
@@ -245,8 +257,7 @@ def feature_classifier(
             network.to(device).eval()
             return FeatureClassifier(network, float(state["test_accuracy"]), path, True, 0.0)
     started = time.perf_counter()
-    with one_thread(device):
-        network = train_classifier(data, device=device, **RECIPE)
+    network = train_classifier(data, device=device, **RECIPE)
     seconds = time.perf_counter() - started
     test_accuracy = accuracy(network, data.test_x, data.test_y)
     state = {"model": {k: v.cpu() for k, v in network.state_dict().items()},
@@ -254,3 +265,7 @@ def feature_classifier(
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(state, path)
     return FeatureClassifier(network, test_accuracy, path, False, seconds)
+
+__all__ = ["CACHE_ENV", "FEATURES", "RECIPE", "VERSION", "Classifier", "FeatureClassifier",
+           "Standardize", "accuracy", "cache_file", "cache_root", "feature_classifier",
+           "num_classes", "train_classifier"]

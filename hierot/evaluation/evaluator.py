@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from hierot.evaluation import metrics
-from hierot.evaluation.bootstrap import RESAMPLES
+from hierot.evaluation import _metrics as metrics
+from hierot.evaluation._bootstrap import RESAMPLES
+from hierot.evaluation._whole_set import whole_set_divergence
 from hierot.evaluation.protocol import SAMPLES, check_samples, reference_split
 from hierot.evaluation.trained import LoadedRun, encode, load_run, subset
-from hierot.evaluation.whole_set import whole_set_divergence
 from hierot.training.rundir import atomic_write_text
 
 FCD_NAME = "Fréchet classifier distance (FCD)"
@@ -175,7 +175,7 @@ def _extractor(run: LoadedRun, features: str | dict, seed: int):
 
 
 def _probes(run: LoadedRun, probe_train: int, seed: int) -> dict:
-    from hierot.evaluation.probe import chance_accuracy, linear_probe
+    from hierot.evaluation._probe import chance_accuracy, linear_probe
 
     data = run.data
     rows = subset(len(data.train_x), probe_train, seed)
@@ -197,7 +197,7 @@ def _sample_quality(run: LoadedRun, samples: int, seed: int, samplers: Sequence,
                     resamples: int, per_layer: bool) -> dict:
     """The protocol's sample metrics (:mod:`hierot.evaluation.protocol`) and, when
     ``per_layer``, those of held-out data regenerated from every depth."""
-    from hierot.evaluation.per_layer import per_layer_quality
+    from hierot.evaluation._per_layer import per_layer_quality
     from hierot.evaluation.protocol import sample_quality
 
     quality, (ref, _) = sample_quality(run, samples, seed, samplers, extractor,
@@ -314,7 +314,7 @@ def format_table(result: dict) -> str:
             *_table(HEADER, rows(quality, number)),
         ]
         if "per_layer" in quality:
-            from hierot.evaluation.per_layer import table
+            from hierot.evaluation._per_layer import table
 
             header, body = table(quality["per_layer"], number)
             lines += [(f"held-out data regenerated from each depth "

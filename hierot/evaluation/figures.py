@@ -109,7 +109,7 @@ def plot_run(
     if evaluated.is_file():
         import json
 
-        from hierot.evaluation.per_layer import figure
+        from hierot.evaluation._per_layer import figure
 
         block = json.loads(evaluated.read_text()).get("sample_quality", {}).get("per_layer")
         if block:
@@ -390,3 +390,6 @@ def interpolations(
                  fontsize="medium")
     ax.legend(fontsize="small")
     return save(figure, path)
+
+__all__ = ["CAPTIONS", "embeddings", "interpolations", "plot_run", "project", "reconstructions",
+           "samples", "top_grid", "top_latent", "training_curves"]

@@ -154,3 +154,7 @@ def cycled_colour(cmap: str, k: int, count: int):
 
     colours = colormaps[cmap]
     return colours(k % colours.N) if count <= colours.N else colours(k / max(count - 1, 1))
+
+__all__ = ["DPI", "LINE_STYLES", "Display", "cell_centres", "curve_styles", "cycled_colour",
+           "is_image", "label_axes_xy", "log_or_symlog_scale", "mosaic", "new_figure",
+           "samples_figure", "save", "show_mosaic", "xy", "xy_columns"]

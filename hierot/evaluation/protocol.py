@@ -12,7 +12,7 @@ The recipe (``docs/evaluation.md`` states it for citing; ``eval.json`` records i
    else the larger of the two splits (the training split when the test split is smaller);
    ``min(N, size)`` points of it, a seeded uniform choice. The other split, at most as many
    points, is compared with the reference the same way: the *floor* (what data itself scores).
-4. **Metrics** (:mod:`hierot.evaluation.bootstrap`, :mod:`hierot.evaluation.kid`): Fréchet
+4. **Metrics** (:mod:`hierot.evaluation._bootstrap`, :mod:`hierot.evaluation._kid`): Fréchet
    distance, KID (100 subsets of 1,000), precision/recall (k = 3), density/coverage (k = 5) and
    the predicted-class histogram (extractors with classes), each with a 95 % bootstrap interval
    from 200 resamples of the samples.
@@ -26,7 +26,8 @@ import os
 from torch import Tensor
 
 from hierot.errors import HierotError
-from hierot.evaluation import bootstrap, kid
+from hierot.evaluation import _bootstrap as bootstrap
+from hierot.evaluation import _kid as kid
 from hierot.evaluation.sample_quality import DENSITY_COVERAGE_K, PRECISION_RECALL_K
 from hierot.evaluation.trained import subset
 
@@ -115,8 +116,8 @@ def sample_quality(run, samples: int, seed: int, samplers, extractor, *,
     -------
     tuple
         The ``sample_quality`` block of ``eval.json``, and the reference (a
-        :class:`~hierot.evaluation.bootstrap.Reference` and its predicted classes) for
-        :func:`~hierot.evaluation.per_layer.per_layer_quality`.
+        :class:`~hierot.evaluation._bootstrap.Reference` and its predicted classes) for
+        :func:`~hierot.evaluation._per_layer.per_layer_quality`.
     """
     from hierot.evaluation.samplers import PATHS, draw, fitted, label, parse_sampler, top_codes
 

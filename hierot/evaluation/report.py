@@ -162,7 +162,7 @@ def sample_quality_section(quality: dict) -> list[str]:
         "",
     ]
     if "per_layer" in quality:
-        from hierot.evaluation.per_layer import table
+        from hierot.evaluation._per_layer import table
 
         block = quality["per_layer"]
         header, body = table(block, number)

@@ -1,6 +1,6 @@
 r"""Fidelity and coverage of generated samples, measured apart, in a classifier's feature space.
 
-A single distance between Gaussian fits (the Fréchet distance, :mod:`hierot.evaluation.frechet`)
+A single distance between Gaussian fits (the Fréchet distance, :mod:`hierot.evaluation._frechet`)
 mixes two failures: samples that look like no data point (poor *fidelity*) and data that no sample
 looks like (poor *coverage*, e.g. a digit the model never draws). This module measures them apart,
 in the same features (the cached classifier of :mod:`hierot.evaluation.classifier`).

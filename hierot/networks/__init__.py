@@ -4,6 +4,6 @@ from hierot.networks import (
     mlp,  # noqa: F401
     resnet,  # noqa: F401
 )
-from hierot.networks.heads import GaussianHead, numel
+from hierot.networks._heads import GaussianHead, numel
 
 __all__ = ["GaussianHead", "numel"]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from hierot.components import Head, Shape
 from hierot.distributions import Gaussian
-from hierot.networks.heads import GaussianHead, numel
+from hierot.networks._heads import GaussianHead, numel
 from hierot.registry import ComponentOptions, networks
 
 _ACTIVATIONS = {"relu": nn.ReLU, "leaky-relu": nn.LeakyReLU, "gelu": nn.GELU, "tanh": nn.Tanh}

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from hierot.components import Head, Shape
 from hierot.distributions import Gaussian
 from hierot.errors import HierotError
-from hierot.networks.heads import GaussianHead
+from hierot.networks._heads import GaussianHead
 from hierot.registry import ComponentOptions, networks
 
 Size = tuple[int, int]

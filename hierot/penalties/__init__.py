@@ -106,3 +106,5 @@ class SquaredLogVariance(_LogVariancePenalty):
     @staticmethod
     def elementwise(log_var: Tensor) -> Tensor:
         return log_var.square()
+
+__all__ = ["AbsLogVariance", "LogVarianceOptions", "SquaredLogVariance"]

@@ -24,7 +24,7 @@ from hierot._yaml import DuplicateKeyError, RefusedTagError, parse_yaml
 from hierot.errors import MAX_REPORTED, HierotError, SpecError, unknown_name_message
 from hierot.registry import ALL, presets
 from hierot.spec import _messages
-from hierot.spec.checks import spec_warnings
+from hierot.spec._checks import spec_warnings
 from hierot.spec.schema import Spec, validate_spec
 
 _log = logging.getLogger(__name__)

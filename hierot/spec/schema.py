@@ -214,7 +214,7 @@ class Spec(StrictModel):
         errors += self._weight_errors()
         errors += self.shape_errors()
         errors += self.size_errors()
-        from hierot.spec.checks import run_errors  # the spec's own package: no cycle
+        from hierot.spec._checks import run_errors  # the spec's own package: no cycle
 
         return errors + run_errors(self)
 

@@ -4,8 +4,8 @@ A sweep file names a base spec, the fields to vary (grids, ranges, choices), see
 the metric to select by and a budget (:mod:`hierot.sweeps.schema`). The driver
 (:mod:`hierot.sweeps.driver`) keeps the study in an Optuna storage (a journal file in the sweep
 directory by default, a database server for many machines) and runs worker processes
-(:mod:`hierot.sweeps.worker`) that pull trials; each trial trains its point with every seed as
-ordinary run directories (:mod:`hierot.sweeps.trial`). :mod:`hierot.sweeps.report` writes the
+(:mod:`hierot.sweeps._worker`) that pull trials; each trial trains its point with every seed as
+ordinary run directories (:mod:`hierot.sweeps._trial`). :mod:`hierot.sweeps.report` writes the
 table, the best point and the figures. See ``docs/sweeps.md``.
 """
 

@@ -29,9 +29,9 @@ import yaml
 from hierot._yaml import parse_yaml
 from hierot.errors import HierotError
 from hierot.sweeps import _optuna
-from hierot.sweeps.directory import BASE_YAML, STUDY_JSON, SWEEP_YAML
+from hierot.sweeps._directory import BASE_YAML, STUDY_JSON, SWEEP_YAML
+from hierot.sweeps._worker import STALE_AFTER_S, STORAGE_ENV, Worker, counted, recover
 from hierot.sweeps.schema import SweepSpec, check_against_base, load_sweep, point_key
-from hierot.sweeps.worker import STALE_AFTER_S, STORAGE_ENV, Worker, counted, recover
 from hierot.training.rundir import atomic_write_text
 
 MAX_ROUNDS = 5
@@ -77,7 +77,7 @@ def enqueue_grid(study, sweep: SweepSpec, retry_failed: bool = False) -> int:
     """Enqueue every grid point that has no trial yet (and, with ``retry_failed``, failed ones)."""
     from optuna.trial import TrialState
 
-    from hierot.sweeps.trial import trial_dir_name
+    from hierot.sweeps._trial import trial_dir_name
 
     by_point: dict[str, list] = {}
     for trial in study.get_trials(deepcopy=False):
@@ -106,7 +106,7 @@ def _spawn(out: Path, k: int, threads: int, storage_url: str | None, stale_after
         env[STORAGE_ENV] = storage_url
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "hierot.sweeps.worker", str(out), "--name", f"w{i + 1}",
+            [sys.executable, "-m", "hierot.sweeps._worker", str(out), "--name", f"w{i + 1}",
              "--threads", str(threads), "--stale-after", str(stale_after),
              "--heartbeat", str(heartbeat)],
             env=env)

@@ -21,10 +21,10 @@ from typing import Any
 
 from hierot.errors import HierotError
 from hierot.sweeps import _optuna
-from hierot.sweeps.directory import read_sweep_dir, study_info
-from hierot.sweeps.locations import location, partial_note, situation, where
+from hierot.sweeps._directory import read_sweep_dir, study_info
+from hierot.sweeps._locations import location, partial_note, situation, where
+from hierot.sweeps._worker import counted
 from hierot.sweeps.schema import SweepSpec, override
-from hierot.sweeps.worker import counted
 from hierot.training.rundir import atomic_write_text
 
 REPORT, TRIALS = "report.md", "trials.json"

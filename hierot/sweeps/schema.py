@@ -366,7 +366,7 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
     except HierotError as exc:
         raise SweepError([f"base: {exc}"], label) from None
     raw = base.model_dump(mode="json")
-    from hierot.sweeps.metric import metric_errors
+    from hierot.sweeps._metric import metric_errors
 
     try:
         problems: list[str] = metric_errors(sweep, base)

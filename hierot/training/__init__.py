@@ -9,6 +9,40 @@
                  BatchNorm, the differentiable gather)
 ================ ==================================================================================
 
-Import the modules themselves (``from hierot.training.trainer import Trainer``); this package
-imports nothing, so the run directory can be read without loading the trainer.
+The public names are exported here (``from hierot.training import Trainer``) and imported on
+first use: importing the package imports none of its modules, so the run directory can be read
+without loading the trainer.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names for type checkers; at run time: __getattr__
+    from hierot.training.callbacks import Callback
+    from hierot.training.compiling import cpp_compiler
+    from hierot.training.rundir import RunDir, environment
+    from hierot.training.runtime import Runtime, single_process
+    from hierot.training.trainer import Trainer, TrainResult
+
+_EXPORTS = {
+    "Callback": "hierot.training.callbacks",
+    "cpp_compiler": "hierot.training.compiling",
+    "RunDir": "hierot.training.rundir",
+    "environment": "hierot.training.rundir",
+    "Runtime": "hierot.training.runtime",
+    "single_process": "hierot.training.runtime",
+    "Trainer": "hierot.training.trainer",
+    "TrainResult": "hierot.training.trainer",
+}
+"""Public name -> the module defining it (imported on first use)."""
+
+__all__ = ["Callback", "RunDir", "Runtime", "TrainResult", "Trainer", "cpp_compiler",
+           "environment", "single_process"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,3 +8,5 @@ entry-point group with a callable returning the YAML text.
 from hierot.registry import presets
 
 presets.add_yaml_files(__name__)
+
+__all__: list[str] = []  # a package of YAML files: nothing to import

@@ -8,3 +8,5 @@ entry-point group with a callable returning the YAML text. ``hierot list sweeps`
 from hierot.registry import sweeps
 
 sweeps.add_yaml_files(__name__)
+
+__all__: list[str] = []  # a package of YAML files: nothing to import

@@ -1,8 +1,9 @@
 """The energy plug-in: known answers, options, and registration through its entry point.
 
 Needs the package installed (``pip install -e plugins/hierot-energy``). The generic divergence
-properties (D >= 0, finite gradients, ...) are checked by hierot's ``tests/test_divergences.py``,
-which sweeps every registered divergence, plug-ins included.
+properties (D >= 0, finite gradients, ...) are checked by hierot's
+``tests/divergences/test_divergences.py``, which sweeps every registered divergence, plug-ins
+included.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from hierot_energy import EnergyDistance, EnergyOptions
 from pydantic import TypeAdapter, ValidationError
 from scipy.stats import energy_distance, norm
 
 from hierot.registry import divergences
-from hierot_energy import EnergyDistance, EnergyOptions
 
 
 def energy(**options):
