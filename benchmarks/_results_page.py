@@ -11,7 +11,7 @@ committed records without the run directories (but for the sample grids, drawn f
   and the flat WAE (``wae``): the package's ``hierot compare``
   (:func:`hierot.evaluation.compare.compare_results`), with each arm's seeds as one group;
 * the fidelity and coverage of held-out data regenerated from every depth (the quantitative
-  Fig. 3b of Gaujac et al.; :mod:`hierot.evaluation.per_layer`), aggregated the same way
+  Fig. 3b of Gaujac et al.; :mod:`hierot.evaluation._per_layer`), aggregated the same way
   (:func:`hierot.evaluation.compare.summarise_metric`).
 
 The Markdown is :mod:`benchmarks._results_markdown`.
