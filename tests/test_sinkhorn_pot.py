@@ -97,3 +97,24 @@ def test_pot_default_tolerance_converges_at_default_blur():
     reference = tight(x, y).item()
     assert tight.iterations[0] > 2 * cross
     assert value == pytest.approx(reference, rel=0.03)
+
+
+def test_share_benchmark_says_why_pot_is_over_the_target():
+    """``divergence_scaling --share``: a divergence over 5 % of the step gets a reason with the
+    numbers, from what the solver did (POT's iterations of its last call); one under gets none."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's benchmarks
+    from benchmarks.divergence_scaling import share_methods, why_over
+
+    divergence = build(backend="pot", blur=0.5)
+    divergence(*clouds(32, 32, 2))
+    cross, *selves = divergence.iterations
+    why = why_over(divergence, div_s=0.010, step_s=0.100)
+    assert why is not None and f"{cross} iterations on OT(x, y)" in why
+    assert f"+ {sum(selves)} on the self-terms" in why and "tolerance 0.001" in why
+    assert why_over(divergence, div_s=0.004, step_s=0.100) is None
+    assert "ms > 5 % of 100 ms" in why_over(build(), 0.010, 0.1)
+    built_ins = {options["name"] for options in share_methods().values()}
+    assert {"mmd", "sinkhorn", "wasserstein", "sliced-wasserstein"} <= built_ins
