@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -123,7 +124,7 @@ def predicted_skip(label: str, previous: dict | None, n: int, args) -> str | Non
     return None
 
 
-SHARE_METHODS = {
+SHARE_METHODS: dict[str, dict[str, Any]] = {
     "mmd[auto]": {"name": "mmd"},
     "mmd[online]": {"name": "mmd", "backend": "online"},
     "sinkhorn[geomloss]": {"name": "sinkhorn"},
