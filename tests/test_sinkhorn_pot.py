@@ -118,3 +118,27 @@ def test_share_benchmark_says_why_pot_is_over_the_target():
     assert "ms > 5 % of 100 ms" in why_over(build(), 0.010, 0.1)
     built_ins = {options["name"] for options in share_methods().values()}
     assert {"mmd", "sinkhorn", "wasserstein", "sliced-wasserstein"} <= built_ins
+
+
+def test_carried_potentials_are_the_fixed_point_on_the_same_batch():
+    """``sinkhorn_solves``' warm start carried across steps extrapolates the old potentials by
+    soft c-transforms; on the very batch they were solved for, that is one more Sinkhorn update
+    from the solution, so the plan it gives has (near) exact marginals and POT stops at once."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's benchmarks
+    from benchmarks.sinkhorn_solves import carried_start
+
+    x, y = clouds(48, 48, 2)
+    eps, cost = 0.25, torch.cdist(x, y) ** 2 / 2
+    u, v = carried_start(x, y, x, y, eps, tolerance=1e-10)
+    plan = torch.exp(-cost / eps + u[:, None] + v[None, :])
+    uniform = torch.full((48,), 1 / 48, dtype=torch.float64)
+    assert torch.allclose(plan.sum(0), uniform, atol=1e-12)  # g is the c-transform of f
+    assert torch.allclose(plan.sum(1), uniform, atol=1e-8)
+    _, log = ot.bregman.sinkhorn_log(uniform, uniform, cost, reg=eps, stopThr=1e-8,
+                                     warmstart=(u, v), log=True)
+    assert log["niter"] == 0
+    _, cold = ot.bregman.sinkhorn_log(uniform, uniform, cost, reg=eps, stopThr=1e-8, log=True)
+    assert cold["niter"] > 0
