@@ -39,9 +39,9 @@ POT_TOLERANCE = 1e-3
 marginal's error). Measured at batch 128, d = 2, blur 0.05 (``python -m benchmarks
 sinkhorn_solves``, 3 seeds): the value within 2 % of a solve to 1e-6 and the gradient within
 3-4 %, about a tenth of the batch-to-batch spread of the value (16 %), in a median of 1,241
-iterations of the cross term (at most 1,471: POT's default ``max_iter`` of 1,000 may stop it
-first, at a similar error); 1e-2 was 19-21 % off in both, and 1e-6 needs 50,000-64,000
-iterations, so it always ran to ``max_iter``."""
+iterations of the cross term (at most 1,471: POT's default ``max_iter`` of 1,000 may stop it a
+little short of the tolerance, with a warning); 1e-2 was 19-26 % off, and 1e-6 needs
+50,000-64,000 iterations, so it always ran to ``max_iter``."""
 
 
 class SinkhornOptions(ComponentOptions):
