@@ -158,6 +158,8 @@ def worker(args: argparse.Namespace) -> dict:
         "times_s": times,
         "peak_bytes": peak,
         "memory_method": method,
+        # POT's Sinkhorn: its iterations (cross term, self-terms), the why of a large share
+        "iterations": getattr(divergence, "iterations", None) or None,
     }
 
 
@@ -255,6 +257,10 @@ def markdown(report: dict) -> str:
             ms, mib, note = f"{1e3 * r['median_s']:.2f}", f"{r['peak_bytes'] / 2**20:.1f}", ""
             if step.get("status") == "ok" and r["n"] == step["batch"]:
                 share = f"{100 * r['median_s'] / step['median_s']:.1f} %"
+                if r.get("iterations") and r["median_s"] > 0.05 * step["median_s"]:
+                    note = (f"over 5 %: POT's Sinkhorn took {r['iterations'][0]} iterations on "
+                            "OT(x, y) (to its tolerance or max_iter), "
+                            f"{sum(r['iterations'][1:])} on the self-terms")
         else:
             ms, mib, note = "-", "-", f"{r['status']}: {r['reason']}"
         rows.append((r["divergence"], r["n"], r["d"], ms, share, mib, note))
