@@ -15,6 +15,7 @@ from pathlib import Path
 BENCHMARKS = {
     "divergences": "time and memory of every registered divergence, forward + backward",
     "divergence_scaling": "mmd and sinkhorn as N grows: tensorized against online, time and memory",
+    "sinkhorn_solves": "Sinkhorn at batch 128: tolerance against accuracy and time, warm starts",
     "train_step": "time of one training step of the presets against a plain PyTorch loop",
     "train_step_distributed": "data-parallel training step under torchrun-like process groups",
     "mmd_vs_sinkhorn": "one hierarchy trained with each top divergence, same budget, several seeds",

@@ -19,7 +19,9 @@ Peak memory of one more evaluation, above what was allocated before it:
 For scale, a worker also times one training step of ``--step PRESET:BATCH`` (default
 ``mnist-stackedwae.v1:128``, the paper's model and batch: the Trainer's own step on random data of
 the preset's shape, median after warm-up, same threads), and every row with N equal to that batch
-gets the divergence's share of the step. The issue's target is under 10 % at the paper's batch.
+gets the divergence's share of the step (the target: at most 5 % at the paper's batch). The step
+runs in another process here; ``python -m benchmarks divergence_scaling --share`` pairs the two in
+one process, which is steadier on a loaded machine, and says why a divergence is over 5 %.
 
 Combinations predicted (from the previous N, assuming O(N^2) time and memory) to exceed
 ``--time-cap`` seconds per evaluation or half the memory are skipped, as are those whose warm-up
@@ -156,6 +158,8 @@ def worker(args: argparse.Namespace) -> dict:
         "times_s": times,
         "peak_bytes": peak,
         "memory_method": method,
+        # POT's Sinkhorn: its iterations (cross term, self-terms), the why of a large share
+        "iterations": getattr(divergence, "iterations", None) or None,
     }
 
 
@@ -243,7 +247,7 @@ def markdown(report: dict) -> str:
         lines += [(f"Training step of `{step['preset']}` at batch {step['batch']} (Trainer step, "
                   f"random data, same threads): median {1e3 * step['median_s']:.1f} ms. "
                   f"Share = divergence / step, for the rows with N = {step['batch']} "
-                  "(target: under 10 %)."), ""]
+                  "(target: at most 5 %)."), ""]
     elif step:
         lines += [f"Training step not timed: {step.get('reason')}.", ""]
     rows = []
@@ -253,6 +257,10 @@ def markdown(report: dict) -> str:
             ms, mib, note = f"{1e3 * r['median_s']:.2f}", f"{r['peak_bytes'] / 2**20:.1f}", ""
             if step.get("status") == "ok" and r["n"] == step["batch"]:
                 share = f"{100 * r['median_s'] / step['median_s']:.1f} %"
+                if r.get("iterations") and r["median_s"] > 0.05 * step["median_s"]:
+                    note = (f"over 5 %: POT's Sinkhorn took {r['iterations'][0]} iterations on "
+                            "OT(x, y) (to its tolerance or max_iter), "
+                            f"{sum(r['iterations'][1:])} on the self-terms")
         else:
             ms, mib, note = "-", "-", f"{r['status']}: {r['reason']}"
         rows.append((r["divergence"], r["n"], r["d"], ms, share, mib, note))

@@ -208,3 +208,6 @@ def _mean_within(gram: Tensor, unbiased: bool) -> Tensor:
         return gram.mean()
     n = gram.shape[0]
     return (gram.sum() - gram.diagonal().sum()) / (n * (n - 1))
+
+
+__all__ = ["MMD", "WAE_SCALES", "KernelSum", "MMDOptions"]

@@ -150,3 +150,7 @@ class SlicedWasserstein:
     def __repr__(self) -> str:
         o = self.options
         return f"SlicedWasserstein(n_projections={o.n_projections}, p={o.p}, seed={o.seed})"
+
+
+__all__ = ["EXACT_LIMIT", "SlicedWasserstein", "SlicedWassersteinOptions", "Wasserstein",
+           "WassersteinOptions"]
