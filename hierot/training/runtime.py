@@ -6,7 +6,8 @@ here and nowhere else, so the trainer works unchanged on one CPU, one GPU or man
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,12 @@ class Runtime:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model as this runtime trains it (unchanged on one process)."""
         return model
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """One forward of the objective (nothing to arrange on one process; the data-parallel
+        runtime switches between each rank's noise and the shared one)."""
+        yield
 
     def barrier(self) -> None:
         """Wait for every rank (nothing to wait for on one process)."""
