@@ -1,4 +1,6 @@
-"""The training loop. It only trains: the spec is already valid and the modules already built.
+"""The training loop. It only trains: the spec is already valid, the modules already built
+(:func:`hierot.builder.build`) and everything the loop uses too
+(:func:`hierot.training.parts.build_training`); the run directory is a :class:`hierot.run.Run`.
 
 One step: take the next global batch of indices (this rank's share of it), convert its rows to
 float (``DataSplits.to_float``: images stay uint8 on the device), evaluate the objective (under
@@ -52,8 +54,8 @@ class TrainResult:
 class Trainer:
     """Trains ``built`` on ``runtime``, writing to ``run_dir`` (rank 0 only; ``None``: nowhere).
 
-    ``callbacks`` are called on the main process only (the API builds those of the spec's
-    ``callbacks`` list, see :func:`hierot.callbacks.build_callbacks`).
+    ``callbacks`` are called on the main process only
+    (:func:`~hierot.training.parts.build_training` builds those of the spec's ``callbacks``).
     """
 
     def __init__(self, built: Built | TrainingParts, run_dir: Run | None = None,
