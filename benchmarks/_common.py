@@ -99,11 +99,11 @@ def _quote(arg: str) -> str:
 
 
 def machine_info(device: str | None = None) -> dict:
-    """Versions, plug-ins and machine (:func:`hierot.training.rundir.environment`), the processor,
+    """Versions, plug-ins and machine (:func:`hierot.run.environment`), the processor,
     memory, the device benchmarked and the load average at the start."""
     import torch
 
-    from hierot.training import environment
+    from hierot.run import environment
 
     gpu = None
     if device and device.startswith("cuda"):

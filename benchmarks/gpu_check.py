@@ -83,9 +83,9 @@ def _fit(device: str, out: Path, *overrides: str, resume: Path | None = None):
 
 
 def _checkpoint(run: Path, which: int | str | None = None) -> dict:
-    from hierot.training import RunDir
+    from hierot.run import Run
 
-    return RunDir(run).load_checkpoint(which)
+    return Run(run).load_checkpoint(which)
 
 
 def _finite(state: dict) -> bool:
@@ -101,9 +101,9 @@ def _max_difference(a: dict, b: dict) -> float:
 
 
 def _last(run: Path) -> dict[str, float]:
-    from hierot.training import RunDir
+    from hierot.run import Run
 
-    return RunDir(run).read_metrics()[-1]
+    return Run(run).read_metrics()[-1]
 
 
 # -- the checks ----------------------------------------------------------------------------------

@@ -32,12 +32,13 @@ NAME = "trackers"
 def time_tracker(name: str, root: Path, rows: int) -> dict:
     import hierot
     from hierot.registry import callbacks
-    from hierot.training import RunDir, TrainResult
+    from hierot.run import Run
+    from hierot.training.trainer import TrainResult
 
     spec = hierot.load_spec("quickstart")
     extra = {"mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
              "wandb": {"mode": "offline"}}.get(name, {})
-    run_dir = RunDir(root / name)
+    run_dir = Run(root / name)
     run_dir.path.mkdir(parents=True)
     options = callbacks.tagged_options(name)(name=name, figures=False, **extra)
     metrics = {f"term_{i}": float(i) for i in range(30)}

@@ -28,7 +28,7 @@ _EXPORTS = {
     "plot": "hierot.api",
     "sample": "hierot.api",
     "compare": "hierot.api",
-    "sweep": "hierot.sweeps.driver:run_sweep",
+    "sweep": "hierot.api",
     "Built": "hierot.builder",
     "build": "hierot.builder",
     "load_spec": "hierot.spec.loading",

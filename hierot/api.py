@@ -6,8 +6,8 @@
 ``hierot eval RUN``             :func:`evaluate`
 ``hierot plot RUN``             :func:`plot`
 ``hierot sample RUN``           :func:`sample`
-``hierot sweep SWEEP``          ``hierot.sweep`` (:func:`hierot.sweeps.driver.run_sweep`; sweeps
-                                stand on :func:`fit`, so they live a layer above this module)
+``hierot sweep SWEEP``          :func:`sweep` (:func:`hierot.sweeps.driver.run_sweep`, then the
+                                report; the sweeps train with :func:`fit`)
 =============================== =============================================================
 
 Each command of :mod:`hierot.cli` parses its arguments, calls the function here and prints what
@@ -16,25 +16,15 @@ it returns; a notebook gets what a terminal gets.
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from hierot.builder import Built, build
-from hierot.callbacks import Callback, build_callbacks
+from hierot.builder import build
 from hierot.errors import HierotError
-from hierot.spec.loading import dump_spec, load_spec
-from hierot.spec.run_spec import load_run_spec
-from hierot.spec.schema import Spec
-from hierot.training import resume as resuming
-from hierot.training.distributed import from_environment
-from hierot.training.rundir import RunDir, atomic_write_text
-from hierot.training.runtime import Runtime
-from hierot.training.trainer import CHECKPOINT_FORMAT, Trainer, TrainResult, total_steps
+from hierot.spec.loading import load_spec
+from hierot.training.session import default_run_dir, fit, validate
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -48,156 +38,6 @@ class Samples:
     x: Tensor
     step: int
     how: str
-
-
-def _say(message: str) -> None:
-    print(f"hierot: {message}", file=sys.stderr)
-
-
-def default_run_dir(source: Any, root: str | Path = "runs") -> Path:
-    """``runs/<spec or preset name>-<YYYYmmdd-HHMMSS>``."""
-    name = Path(str(source)).stem if isinstance(source, (str, Path)) else "run"
-    return Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def validate(
-    spec: Spec | str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
-) -> Spec:
-    """The validated spec of ``hierot validate``: a file, a preset, a mapping or a :class:`Spec`.
-
-    A :class:`Spec` is validated again (one changed with pydantic's ``model_copy`` skipped
-    validation). Nothing is built or written.
-
-    Raises
-    ------
-    SpecError
-        Every problem, one ``path: message`` line each.
-    """
-    if isinstance(spec, Spec):
-        return load_spec(spec.model_dump(mode="json"), overrides, label="<Spec>")
-    return load_spec(spec, overrides)
-
-
-def fit(
-    spec: Spec | str | Path | Mapping[str, Any] | None = None,
-    *,
-    out: str | Path | None = None,
-    save: bool = True,
-    overrides: Iterable[str] = (),
-    resume: str | Path | None = None,
-    runtime: Runtime | None = None,
-    built: Built | None = None,
-    callbacks: Iterable[Callback] = (),
-    init_from: str | Path | None = None,
-) -> TrainResult:
-    """Train a hierarchy.
-
-    Parameters
-    ----------
-    spec:
-        A :class:`Spec` (validated again, see :func:`validate`), a YAML file, a preset name or a
-        mapping (ignored with ``resume``).
-    out:
-        Run directory to create; ``None``: ``runs/NAME-TIME`` as ``hierot train`` makes it
-        (:func:`default_run_dir`).
-    save:
-        ``False`` trains without writing anything (``out`` must then be ``None``).
-    overrides:
-        ``"a.b=value"`` strings applied before validation (with ``resume`` too, e.g. to extend
-        ``train.steps``).
-    resume:
-        A run directory to continue from its newest intact checkpoint, exactly as if never
-        stopped (from step 0 when it has none). ``overrides`` may change only the fields of
-        :data:`hierot.training.resume.RESUMABLE`; they are recorded in ``RUN/changes.jsonl``.
-        Anything else raises :class:`~hierot.errors.RunChangedError` and nothing in the run is
-        changed.
-    runtime:
-        Device and data-parallel rank (default: one process on ``spec.device``).
-    built:
-        Already built modules for ``spec`` (skips the builder).
-    callbacks:
-        :class:`~hierot.callbacks.Callback` objects called beside the spec's ``callbacks``.
-    init_from:
-        A run directory whose newest intact checkpoint's model weights start this new run (the
-        optimiser, data order and step start afresh); the architectures must match. Recorded
-        in ``OUT/origin.json``.
-    """
-    overrides = list(overrides)
-    changes: list[resuming.Change] = []
-    if not save and (out is not None or resume is not None):
-        raise HierotError("fit: save=False writes nothing; it cannot take out= or resume=")
-    if save and out is None and resume is None:
-        out = default_run_dir(spec)
-    run_dir: RunDir | None
-    if resume is not None:
-        if init_from is not None:
-            raise HierotError("--init-from starts a new run; it cannot be combined with --resume")
-        run_dir = RunDir(resume)
-        run_dir.require()
-        run_dir.read_metrics()  # a damaged metrics.csv is named before anything is written
-        spec = load_run_spec(run_dir.path, overrides)
-        changes = resuming.check_resume(run_dir, load_run_spec(run_dir.path), spec)
-    elif spec is None:
-        raise HierotError("fit: give a spec (a preset name, a file, a mapping or a Spec), "
-                          "or resume= a run directory")
-    else:
-        spec = validate(spec, overrides)
-    runtime = runtime or from_environment(spec.device, spec.distributed)
-    if resume is None:
-        out = runtime.broadcast(out)  # rank 0's choice (a default name holds a timestamp)
-        run_dir = RunDir(out) if out is not None else None
-        if run_dir is not None:
-            run_dir.ensure_new()
-    runtime.barrier()  # every rank has read and checked the run directory before rank 0 writes
-    if run_dir is not None and runtime.is_main:  # trackers: the main process of a run only
-        callbacks = [*build_callbacks(spec, run_dir), *callbacks]
-    trainer = Trainer(built or build(spec, gather=runtime.gather), run_dir, runtime,
-                      callbacks=tuple(callbacks))
-    if resume is not None:
-        assert run_dir is not None  # RunDir(resume), above
-        _resume(trainer, run_dir, changes)
-    else:
-        origin = None
-        if init_from is not None:
-            origin, skipped = resuming.init_from(trainer.model, init_from, CHECKPOINT_FORMAT)
-            if trainer.run_dir is not None:
-                for problem in skipped:
-                    _say(f"skipped {problem}")
-        if trainer.run_dir is not None:
-            trainer.run_dir.create(dump_spec(spec))
-            if origin is not None:
-                atomic_write_text(trainer.run_dir.origin_file, json.dumps(origin, indent=2))
-    return trainer.fit()
-
-
-def _resume(trainer: Trainer, run_dir: RunDir, changes: list[resuming.Change]) -> None:
-    """Load the newest intact checkpoint (reading only), then, on the main process, tidy the run
-    directory and record what changed: only after everything that can fail has passed."""
-    used, skipped = resuming.restore(trainer, run_dir, CHECKPOINT_FORMAT)
-    budget = total_steps(trainer.built, trainer.order)
-    if budget < trainer.step:
-        raise HierotError(
-            f"--resume {run_dir.path}: the run has reached step {trainer.step}; a budget of "
-            f"{budget} steps would end before it (nothing was changed)"
-        )
-    if trainer.run_dir is None:
-        return
-    run_dir.remove_temporaries()
-    for problem in skipped:
-        _say(f"skipped {problem}")
-    if used is None:
-        _say(f"{run_dir.path} holds no checkpoint yet: training it again from step 0 "
-             f"(seed {trainer.spec.seed})")
-        run_dir.metrics_file.unlink(missing_ok=True)  # rows of steps that no checkpoint kept
-    elif skipped:
-        _say(f"resuming from {run_dir.relative(used)} (step {trainer.step}), "
-             f"the newest intact checkpoint")
-    if changes or skipped:
-        notes = {"skipped": skipped} if skipped else {}
-        resuming.record(run_dir, trainer.step, changes, **notes)
-    if changes:
-        atomic_write_text(run_dir.spec_file, dump_spec(trainer.spec))
-    run_dir.truncate_metrics(trainer.step)
 
 
 def evaluate(
@@ -356,6 +196,79 @@ def compare(runs: Iterable[str | Path], *, baseline: str | None = None,
     return compare_runs([str(r) for r in runs], baseline=baseline, sampler=sampler)
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`sweep` leaves: trials counted by state, the report written, the best trial
+    (``number``, ``params``, ``value``; ``None`` before one completes) and its metric's name, and
+    a note when trials are still running or waiting elsewhere."""
 
-__all__ = ["Samples", "build", "compare", "default_run_dir", "evaluate", "fit", "load_spec",
-           "plot", "sample", "validate"]
+    counts: dict[str, int]
+    report: Path
+    best: dict[str, Any] | None
+    metric: str
+    note: str | None
+
+
+def sweep(
+    source: str | Path | Mapping[str, Any], out: str | Path, *,
+    grid: Mapping[str, Sequence[Any]] | None = None, base: str | None = None,
+    overrides: Iterable[str] = (), seeds: int | None = None, metric: str | None = None,
+    direction: Literal["minimize", "maximize"] | None = None,
+    sampler: Literal["auto", "grid", "tpe", "random"] | None = None, trials: int | None = None,
+    workers: int = 1, threads: int | None = None, storage: str | None = None,
+    retry_failed: bool = False, stale_after: float = 120.0,
+) -> SweepResult:
+    """``hierot sweep``: run (or continue) a hyperparameter sweep into ``out``, then its report.
+
+    Parameters
+    ----------
+    source:
+        A sweep file, a sweep preset name or a mapping of the sweep file's fields; with
+        ``grid``, the base spec or preset instead (an inline sweep named after ``out``).
+    out:
+        The sweep directory (created, or continued when it holds the same sweep).
+    grid:
+        An inline sweep: ``{"a.b": [v1, v2]}``, a grid over each spec field.
+    base:
+        Replaces the sweep file's base spec or preset (not with ``grid``).
+    overrides:
+        ``"a.b=value"`` spec overrides for every trial (the budget).
+    seeds, metric, direction, sampler, trials:
+        Replace the sweep file's fields: seed replicates per point, ``heldout.<key>`` or
+        ``eval.<key>``, ``minimize``/``maximize``, the Optuna sampler, points to try (tpe,
+        random).
+    workers, threads, storage, retry_failed, stale_after:
+        As :func:`hierot.sweeps.driver.run_sweep`: worker processes here, torch threads each,
+        an Optuna database shared by many machines, retry failed grid points, seconds without a
+        heartbeat before another machine's trial counts as dead.
+
+    Returns
+    -------
+    SweepResult
+        Also written: ``out/report.md``, ``trials.json`` and the figures
+        (:func:`hierot.sweeps.report.write_report`).
+    """
+    from hierot.sweeps._locations import partial_note
+    from hierot.sweeps.driver import run_sweep
+    from hierot.sweeps.report import collect, ranked, write_report
+
+    updates = {k: v for k, v in (("seeds", seeds), ("metric", metric), ("direction", direction),
+                                 ("sampler", sampler), ("trials", trials)) if v is not None}
+    if grid:
+        if base is not None:
+            raise HierotError("sweep: with --grid, SWEEP is the base; --base is for sweep files")
+        source = {"name": Path(out).name, "base": source,
+                  "params": {k: list(v) for k, v in grid.items()}, **updates}
+        updates = {}
+    counts = run_sweep(source, out, overrides=list(overrides), updates=updates, base=base,
+                       workers=workers, threads=threads, storage=storage,
+                       retry_failed=retry_failed, stale_after=stale_after)
+    report = write_report(out, storage)
+    swept, records = collect(Path(out), storage)
+    best = ranked(swept, records)
+    return SweepResult(counts, report, best[0] if best else None, swept.resolved_metric,
+                       partial_note(records))
+
+
+__all__ = ["Samples", "SweepResult", "build", "compare", "default_run_dir", "evaluate", "fit",
+           "load_spec", "plot", "sample", "sweep", "validate"]

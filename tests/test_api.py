@@ -31,6 +31,9 @@ def cli_defaults(command: str, *required: str) -> dict:
     ("sample", api.sample, ["RUN", "--out", "x.pt"],
      ["checkpoint", "device", "n", "seed", "sampler", "path", "weights"]),
     ("compare", api.compare, ["RUN"], ["baseline", "sampler"]),
+    ("sweep", api.sweep, ["SWEEP", "--out", "DIR"],
+     ["base", "seeds", "metric", "direction", "sampler", "trials", "workers", "threads", "storage",
+      "retry_failed", "stale_after"]),
 ])
 def test_each_command_has_an_api_function_with_its_defaults(command, function, required, options):
     parameters = inspect.signature(function).parameters
@@ -38,6 +41,18 @@ def test_each_command_has_an_api_function_with_its_defaults(command, function, r
     for option in options:
         assert parameters[option].default == defaults[option], (command, option)
     assert getattr(hierot, function.__name__) is function
+
+
+def test_sweep_takes_no_grid_and_no_overrides_unless_told():
+    defaults, parameters = cli_defaults("sweep", "S"), inspect.signature(api.sweep).parameters
+    assert defaults["grid"] == [] and parameters["grid"].default is None
+    assert defaults["overrides"] == [] and parameters["overrides"].default == ()
+
+
+def test_sweep_refuses_a_base_beside_a_grid_before_anything_is_written(tmp_path):
+    with pytest.raises(HierotError, match="with --grid, SWEEP is the base"):
+        hierot.sweep("quickstart", tmp_path / "s", grid={"seed": [0, 1]}, base="quickstart")
+    assert not (tmp_path / "s").exists()
 
 
 def test_eval_measures_the_prior_unless_told_otherwise():

@@ -38,12 +38,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "hierot.optimizers", "hierot.samplers",
     ),
     "spec": ("hierot.spec",),
+    "run directory": ("hierot.run",),
     "build": ("hierot.builder",),
     "training": ("hierot.training",),
     "evaluation": ("hierot.evaluation",),
     "trackers": ("hierot.callbacks",),
-    "api": ("hierot.api",),
     "sweeps": ("hierot.sweeps",),
+    "api": ("hierot.api",),
     "cli": ("hierot.cli", "hierot.__main__"),
     "package": ("hierot",),
 }
@@ -82,12 +83,14 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def imports_of(module: str, tree: ast.AST, is_package: bool) -> list[tuple[str, int]]:
-    """(imported hierot module, line) for every import statement that runs."""
+def imports_of(module: str, tree: ast.AST, is_package: bool,
+               type_only: bool = False) -> list[tuple[str, int]]:
+    """(imported hierot module, line) for every import statement that runs (``type_only``: and
+    those under ``if TYPE_CHECKING:``)."""
     found: list[tuple[str, int]] = []
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not type_only:
             for child in node.orelse:
                 visit(child)
             return
@@ -124,11 +127,12 @@ def with_packages(module: str, edges: list[tuple[str, int]]) -> list[tuple[str, 
     return result
 
 
-def import_graph() -> dict[str, list[tuple[str, int]]]:
+def import_graph(type_only: bool = False) -> dict[str, list[tuple[str, int]]]:
     graph = {}
     for name, path in MODULES.items():
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        edges = with_packages(name, imports_of(name, tree, path.name == "__init__.py"))
+        found = imports_of(name, tree, path.name == "__init__.py", type_only)
+        edges = with_packages(name, found)
         graph[name] = [(target, line) for target, line in edges if target != name]
     return graph
 
@@ -190,6 +194,15 @@ def test_every_module_has_a_layer():
 
 def test_no_import_cycles():
     assert find_cycles(import_graph()) == []
+
+
+def test_no_import_cycles_through_annotations_in_training():
+    """A cycle that only ``if TYPE_CHECKING:`` hides is still two modules that need each other
+    (``distributed._ddp`` named ``_runtime``'s class, which wraps with it). Checked in the
+    training layer; ``spec.checks``/``spec.schema`` and ``sweeps.metric``/``sweeps.schema``
+    still have one each (validators typed with the model they validate)."""
+    cycles = find_cycles(import_graph(type_only=True))
+    assert [c for c in cycles if any(m.startswith("hierot.training") for m in c)] == []
 
 
 def test_imports_point_down_the_layers():

@@ -14,7 +14,7 @@ from hierot.cli._command import COMMANDS, command
 from hierot.distributions import Gaussian
 from hierot.objectives.base import gaussian_kl
 from hierot.registry import ALL, Registry, samplers
-from hierot.training.rundir import _step_of
+from hierot.run import step_of
 
 
 def test_summary_is_the_first_paragraph_on_one_line():
@@ -79,9 +79,9 @@ def test_a_sampler_refuses_to_sample_before_fit(name):
 
 
 def test_step_of_reads_a_checkpoint_name_and_names_a_bad_one(tmp_path):
-    assert _step_of(tmp_path / "step-00000100.pt") == 100
+    assert step_of(tmp_path / "step-00000100.pt") == 100
     with pytest.raises(ValueError, match="notes.txt is not a checkpoint"):
-        _step_of(tmp_path / "notes.txt")
+        step_of(tmp_path / "notes.txt")
 
 
 def test_fit_without_spec_or_resume_is_a_clear_error():

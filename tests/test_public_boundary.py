@@ -191,7 +191,7 @@ def test_the_checker_sees_private_modules_names_and_unexported_names():
 import hierot
 import hierot._utils
 from hierot.evaluation._metrics import objective_terms
-from hierot.training.rundir import RunDir
+from hierot.training.trainer import Trainer as T
 from hierot.registry import _private_name
 from hierot.evaluation import figures, load_run
 from hierot.training import Trainer
@@ -207,7 +207,7 @@ def shadows(figures):
     assert found == [
         "hierot._utils is private",
         "hierot.evaluation._metrics is private",
-        "hierot.training.rundir has no __all__: import RunDir from the package that exports it",
+        "hierot.training.trainer has no __all__: import Trainer from the package that exports it",
         "hierot.registry._private_name is private",
         "not_exported is not in hierot.evaluation.figures.__all__",
         "hierot.spec.schema has no __all__: import Spec from the package that exports it",

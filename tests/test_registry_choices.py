@@ -23,9 +23,9 @@ from hierot.errors import HierotError, SpecError
 from hierot.objectives.weights import LambdaScheduleOptions
 from hierot.optimizers import OptimizerOptions
 from hierot.registry import ALL, lambda_schedules, lr_schedules, optimizers, presets, samplers
+from hierot.run import environment
 from hierot.samplers import parse_sampler
 from hierot.schedules import LRSchedule, ScheduleOptions, build_scheduler
-from hierot.training.rundir import environment
 
 DATA = Path(__file__).parent / "data"
 TINY = {

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from hierot.training.callbacks import Callback, Callbacks
 
 if TYPE_CHECKING:
+    from hierot.run import Run
     from hierot.spec.schema import Spec
-    from hierot.training.rundir import RunDir
 
 
-def build_callbacks(spec: Spec, run_dir: RunDir) -> list[Callback]:
+def build_callbacks(spec: Spec, run_dir: Run) -> list[Callback]:
     """The spec's callbacks, built by their registry entries."""
     from hierot.registry import callbacks
 
@@ -32,12 +32,12 @@ def require_package(module: str, extra: str) -> None:
         )
 
 
-def tracker_id_file(run_dir: RunDir, tracker: str) -> Path:
+def tracker_id_file(run_dir: Run, tracker: str) -> Path:
     """Where a tracker keeps its run id, so that a resumed run logs into the same tracker run."""
     return run_dir.path / "trackers" / f"{tracker}.id"
 
 
-def figures(run_dir: RunDir) -> list[Path]:
+def figures(run_dir: Run) -> list[Path]:
     """The figures of ``hierot plot`` for the run's last checkpoint (PCA embeddings: fast)."""
     from hierot.evaluation.figures import plot_run
 

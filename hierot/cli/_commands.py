@@ -35,8 +35,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train(args: argparse.Namespace) -> int:
     from hierot.api import default_run_dir, fit
-    from hierot.training.rundir import RunDir
-    from hierot.training.trainer import summary_table
+    from hierot.run import Run, summary_table
 
     if (args.spec is None) == (args.resume is None):
         raise HierotError("train: give a SPEC_OR_PRESET, or --resume DIR (not both)")
@@ -54,7 +53,7 @@ def train(args: argparse.Namespace) -> int:
         print(f"\ninterrupted; resume with: hierot train --resume {out}", file=sys.stderr)
         return 130
     if result.run_dir is not None:  # the main process
-        print(summary_table(RunDir(out)))
+        print(summary_table(Run(out)))
     return 0
 
 

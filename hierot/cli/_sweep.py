@@ -7,14 +7,15 @@
     hierot sweep --report DIR [--eval-top N] [--storage URL]
     hierot sweep --list
 
-Optuna and the training stack are imported inside the command, so registering it costs nothing.
+The command is a shell over :func:`hierot.api.sweep` (``--report`` and ``--list`` over
+:mod:`hierot.sweeps`); Optuna and the training stack are imported inside it, so registering it
+costs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import yaml
 
@@ -92,42 +93,25 @@ def sweep(args: argparse.Namespace) -> int:
     if args.sweep is None or args.out is None:
         raise HierotError("sweep: give SWEEP (a sweep file or preset, or a base with --grid) and "
                           "--out DIR; or --report DIR; or --list")
-    updates = {k: getattr(args, k) for k in ("seeds", "metric", "direction", "sampler", "trials")
-               if getattr(args, k) is not None}
-    source: str | dict[str, Any]
-    if args.grid:
-        if args.base:
-            raise HierotError("sweep: with --grid, SWEEP is the base; --base is for sweep files")
-        source = {"name": Path(args.out).name, "base": args.sweep,
-                  "params": dict(_grid(g) for g in args.grid), **updates}
-        updates = {}
-    else:
-        source = args.sweep
-    from hierot.sweeps.driver import run_sweep
-    from hierot.sweeps.report import ranked, write_report
+    from hierot.api import sweep as run
 
     try:
-        counts = run_sweep(source, args.out, overrides=args.overrides, updates=updates,
-                           base=args.base, workers=args.workers, threads=args.threads,
-                           storage=args.storage, retry_failed=args.retry_failed,
-                           stale_after=args.stale_after)
+        done = run(args.sweep, args.out, grid=dict(_grid(g) for g in args.grid), base=args.base,
+                   overrides=args.overrides, seeds=args.seeds, metric=args.metric,
+                   direction=args.direction, sampler=args.sampler, trials=args.trials,
+                   workers=args.workers, threads=args.threads, storage=args.storage,
+                   retry_failed=args.retry_failed, stale_after=args.stale_after)
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue the sweep", file=sys.stderr)
         return 130
-    print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-    path = write_report(args.out, args.storage)
-    from hierot.sweeps.report import collect, partial_note
-
-    swept, records = collect(Path(args.out), args.storage)
-    note = partial_note(records)
-    if note:
-        print(note)
-    best = ranked(swept, records)
-    if best:
-        point = ", ".join(f"{k}={v}" for k, v in best[0]["params"].items())
-        print(f"best: trial {best[0]['number']} ({point}): "
-              f"{swept.resolved_metric} = {best[0]['value']:.6g}")
-    print(f"written {path}")
+    print("trials: " + ", ".join(f"{n} {state}" for state, n in sorted(done.counts.items())))
+    if done.note:
+        print(done.note)
+    if done.best:
+        point = ", ".join(f"{k}={v}" for k, v in done.best["params"].items())
+        print(f"best: trial {done.best['number']} ({point}): "
+              f"{done.metric} = {done.best['value']:.6g}")
+    print(f"written {done.report}")
     return 0
 
 

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from hierot._utils import one_thread, seeded
 from hierot.components import DataSplits
-from hierot.training.rundir import atomic_torch_save
+from hierot.run import atomic_torch_save
 
 CACHE_ENV = "HIEROT_CACHE"
 """Environment variable naming hierot's cache directory (default ``~/.cache/hierot``)."""

@@ -17,10 +17,10 @@ from hierot.evaluation._bootstrap import RESAMPLES
 from hierot.evaluation._whole_set import whole_set_divergence
 from hierot.evaluation.protocol import SAMPLES, check_samples, reference_split
 from hierot.evaluation.trained import LoadedRun, encode, load_run, subset
-from hierot.training.rundir import atomic_write_text
+from hierot.run import atomic_write_text, layout
 
 FCD_NAME = "Fréchet classifier distance (FCD)"
-EVAL_FILE = "eval.json"
+EVAL_FILE = layout.EVAL
 
 
 def evaluate(
@@ -124,7 +124,7 @@ def evaluate(
     result["wall_time_s"] = round(time.perf_counter() - started, 3)
     if write:
         text = json.dumps(result, indent=2, ensure_ascii=False)
-        atomic_write_text(run.run_dir.path / EVAL_FILE, text)
+        atomic_write_text(run.run_dir.eval_file, text)
     return result
 
 

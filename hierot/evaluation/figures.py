@@ -105,7 +105,7 @@ def plot_run(
         reconstructions(run, out / "reconstructions.png", seed=seed),
         interpolations(run, out / "interpolations.png", seed=seed),
     ]
-    evaluated = run.run_dir.path / "eval.json"
+    evaluated = run.run_dir.eval_file
     if evaluated.is_file():
         import json
 

@@ -14,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from hierot.evaluation.evaluator import (
-    EVAL_FILE,
     likelihood_line,
     number,
     per_layer_header,
     per_layer_rows,
 )
 from hierot.evaluation.figures import CAPTIONS
-from hierot.spec.run_spec import load_run_spec
-from hierot.training.rundir import RunDir, atomic_write_text
+from hierot.run import Run, atomic_write_text, layout, load_run_spec
 
-REPORT_FILE = "report.md"
+REPORT_FILE = layout.REPORT
 
 
 def _component(options: Any) -> str:
@@ -179,9 +177,9 @@ def sample_quality_section(quality: dict) -> list[str]:
     return lines
 
 
-def write_report(path: str | Path | RunDir) -> Path:
+def write_report(path: str | Path | Run) -> Path:
     """Write ``RUN/report.md`` from what the run directory holds; returns its path."""
-    run_dir = path if isinstance(path, RunDir) else RunDir(path)
+    run_dir = path if isinstance(path, Run) else Run(path)
     run_dir.require()
     spec = load_run_spec(run_dir.path)
     summary = _read_json(run_dir.summary_file)
@@ -192,7 +190,7 @@ def write_report(path: str | Path | RunDir) -> Path:
         lines += [(f"Trained {summary['steps']} steps in {summary['wall_time_s']:.1f} s; "
                   f"last checkpoint `{summary['checkpoint']}`."), ""]
     lines += spec_section(spec)
-    lines += metrics_section(_read_json(run_dir.path / EVAL_FILE))
+    lines += metrics_section(_read_json(run_dir.eval_file))
     lines += ["## Figures", ""]
     present = [(name, caption) for name, caption in CAPTIONS.items()
                if (run_dir.figures_dir / name).is_file()]
@@ -201,6 +199,6 @@ def write_report(path: str | Path | RunDir) -> Path:
     for name, caption in present:
         lines += [f"![{caption}](figures/{name})", "", f"*{caption}*", ""]
     lines += [f"<sub>Written by `hierot` on {time.strftime('%Y-%m-%d %H:%M')}.</sub>", ""]
-    out = run_dir.path / "report.md"
+    out = run_dir.report_file
     atomic_write_text(out, "\n".join(lines))
     return out

@@ -21,11 +21,8 @@ from hierot.components import DataSplits
 from hierot.errors import HierotError
 from hierot.model import Hierarchy
 from hierot.objectives import Objective
-from hierot.spec.run_spec import load_run_spec
+from hierot.run import Run, check_architecture, load_run_spec, resolve_device
 from hierot.spec.schema import Spec
-from hierot.training.resume import check_architecture
-from hierot.training.rundir import RunDir
-from hierot.training.runtime import resolve_device
 
 EVAL_BATCH = 500
 """Batch size of encoding, decoding and generation (the objective uses the training batch)."""
@@ -53,7 +50,7 @@ class LoadedRun:
         ``"ema"`` (the moving average of ``train.ema``) or ``"raw"`` (the trained weights).
     """
 
-    run_dir: RunDir
+    run_dir: Run
     spec: Spec
     built: Built
     step: int
@@ -120,7 +117,7 @@ def load_run(
     """
     if weights not in (None, "ema", "raw"):
         raise HierotError(f"--weights: {weights!r} is not one of ema, raw")
-    run_dir = RunDir(path)
+    run_dir = Run(path)
     run_dir.require()
     spec = load_run_spec(run_dir.path)
     file = run_dir.checkpoint(checkpoint)

@@ -227,7 +227,7 @@ def legacy_form_errors(raw: dict[str, Any]) -> list[str]:
     """Lines saying what to write instead of the spec form removed in 0.2.0 (none if canonical).
 
     ``objective: stacked`` (a bare name) and a top-level ``weights:`` were hierot 0.1's form;
-    run directories written in it still load, converted by :func:`hierot.spec.run_spec.upgrade`.
+    run directories written in it still load, converted by :func:`hierot.run.upgrade`.
     """
     objective, lines = raw.get("objective"), []
     if isinstance(objective, str):

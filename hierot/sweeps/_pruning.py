@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from hierot.errors import HierotError
+from hierot.run import atomic_write_text
 from hierot.sweeps._trial import SWEEP_FILE
 from hierot.sweeps.schema import SweepSpec, override
 from hierot.training.callbacks import Callback
-from hierot.training.rundir import atomic_write_text
 
 if TYPE_CHECKING:
     from hierot.spec.schema import Spec

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hierot.errors import HierotError
+from hierot.run import Run, atomic_write_text
 from hierot.sweeps._metric import HELDOUT_FILE
 from hierot.sweeps.schema import SweepSpec, override, point_overrides
-from hierot.training.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
     from hierot.training.callbacks import Callback
@@ -92,9 +92,9 @@ def train_seed(base_yaml: str, overrides: list[str], run: Path, record: Mapping[
     """Train (or finish training) one seed replicate in ``run``, recording ``record`` in it;
     ``callbacks`` go to :func:`hierot.api.fit` beside the spec's own."""
     from hierot._yaml import parse_yaml
-    from hierot.api import fit
+    from hierot.training.session import fit
 
-    run_dir = RunDir(run)
+    run_dir = Run(run)
     if run_dir.spec_file.exists() and run_dir.checkpoints():
         fit(resume=run, callbacks=callbacks)  # the steps left, exactly as if never stopped
         return

@@ -28,11 +28,11 @@ import yaml
 
 from hierot._yaml import parse_yaml
 from hierot.errors import HierotError
+from hierot.run import atomic_write_text
 from hierot.sweeps import _optuna
 from hierot.sweeps._directory import BASE_YAML, STUDY_JSON, SWEEP_YAML
 from hierot.sweeps._worker import STALE_AFTER_S, STORAGE_ENV, Worker, counted, recover
 from hierot.sweeps.schema import SweepSpec, check_against_base, load_sweep, point_key
-from hierot.training.rundir import atomic_write_text
 
 MAX_ROUNDS = 5
 """Rounds of workers a command starts at most (a round after a worker died retries its trial)."""

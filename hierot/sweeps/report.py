@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from hierot.errors import HierotError
+from hierot.run import atomic_write_text
 from hierot.sweeps import _optuna
 from hierot.sweeps._directory import read_sweep_dir, study_info
 from hierot.sweeps._locations import location, partial_note, situation, where
 from hierot.sweeps._worker import counted
 from hierot.sweeps.schema import SweepSpec, override
-from hierot.training.rundir import atomic_write_text
 
 REPORT, TRIALS = "report.md", "trials.json"
 

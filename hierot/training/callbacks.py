@@ -2,8 +2,8 @@
 
 A callback is built from its options in the spec's ``callbacks`` list (``{name: tensorboard}``)
 by its registry entry's factory, ``factory(options, run_dir=..., spec=...)``, on the main process
-of a run that writes a run directory (:func:`hierot.callbacks.build_callbacks`, called by
-:func:`hierot.api.fit`), or passed to the trainer directly. The trainer then calls, in order:
+of a run that writes a run directory (:func:`hierot.training.parts.build_training`, called by
+:func:`hierot.api.fit`), or passed to it beside them. The trainer then calls, in order:
 
 =============================== ================================================================
 ``on_train_start(spec, step)``  once, before the first step (``step`` > 0 when resuming)

@@ -6,7 +6,8 @@ here and nowhere else, so the trainer works unchanged on one CPU, one GPU or man
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,20 +16,7 @@ from torch import Tensor
 
 from hierot._utils import identity
 from hierot.errors import HierotError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; an unavailable device is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HierotError(f"device: {name!r} asked for, but CUDA is not available here "
-                          f"(use cpu or auto)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise HierotError(f"device: {name!r} asked for, but MPS is not available here "
-                          f"(use cpu or auto)")
-    return device
+from hierot.run import resolve_device
 
 
 @dataclass
@@ -54,6 +42,12 @@ class Runtime:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model as this runtime trains it (unchanged on one process)."""
         return model
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """One forward of the objective (nothing to arrange on one process; the data-parallel
+        runtime switches between each rank's noise and the shared one)."""
+        yield
 
     def barrier(self) -> None:
         """Wait for every rank (nothing to wait for on one process)."""

@@ -1,4 +1,6 @@
-"""The training loop. It only trains: the spec is already valid and the modules already built.
+"""The training loop. It only trains: the spec is already valid, the modules already built
+(:func:`hierot.builder.build`) and everything the loop uses too
+(:func:`hierot.training.parts.build_training`); the run directory is a :class:`hierot.run.Run`.
 
 One step: take the next global batch of indices (this rank's share of it), convert its rows to
 float (``DataSplits.to_float``: images stay uint8 on the device), evaluate the objective (under
@@ -27,20 +29,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from hierot.builder import Built, build_optimizer
+from hierot.builder import Built
 from hierot.errors import HierotError, NonFiniteLossError
-from hierot.precision import Precision
-from hierot.schedules import build_scheduler
-from hierot.training.batches import BatchOrder, gather_rows
-from hierot.training.callbacks import Callback, Callbacks
-from hierot.training.ema import WeightEMA
-from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
+from hierot.run import CHECKPOINT_FORMAT, MetricsWriter, Run
+from hierot.training.batches import gather_rows
+from hierot.training.callbacks import Callback
+from hierot.training.heldout import HeldOutEvaluation
+from hierot.training.parts import TrainingParts, build_training
 from hierot.training.progress import progress_bar, progress_text
-from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
-from hierot.training.runtime import Runtime, single_process
-from hierot.training.updates import UpdateGuard, norms
-
-CHECKPOINT_FORMAT = 1
+from hierot.training.runtime import Runtime
+from hierot.training.updates import norms
 
 
 @dataclass
@@ -50,73 +48,38 @@ class TrainResult:
     steps: int
     wall_time: float
     last_metrics: dict[str, float] = field(default_factory=dict)
-    run_dir: RunDir | None = None
-
-
-def total_steps(built: Built, order: BatchOrder) -> int:
-    train = built.spec.train
-    if train.steps is not None:
-        return train.steps
-    assert train.epochs is not None  # the spec holds exactly one of steps and epochs
-    return train.epochs * order.batches_per_epoch
+    run_dir: Run | None = None
 
 
 class Trainer:
     """Trains ``built`` on ``runtime``, writing to ``run_dir`` (rank 0 only; ``None``: nowhere).
 
-    ``callbacks`` are called on the main process only (the API builds those of the spec's
-    ``callbacks`` list, see :func:`hierot.callbacks.build_callbacks`).
+    ``callbacks`` are called on the main process only
+    (:func:`~hierot.training.parts.build_training` builds those of the spec's ``callbacks``).
     """
 
-    def __init__(self, built: Built, run_dir: RunDir | None = None, runtime: Runtime | None = None,
-                 keep_checkpoints: int = 2, callbacks: list[Callback] | tuple[Callback, ...] = ()):
-        self.built = built
-        self.spec = built.spec
-        self.runtime = runtime or single_process(built.spec.device)
+    def __init__(self, built: Built | TrainingParts, run_dir: Run | None = None,
+                 runtime: Runtime | None = None, keep_checkpoints: int = 2,
+                 callbacks: list[Callback] | tuple[Callback, ...] = ()):
+        """``built``: the parts of :func:`~hierot.training.parts.build_training`, or the
+        builder's modules, from which they are built here (with ``runtime`` and ``callbacks``)."""
+        parts = (built if isinstance(built, TrainingParts)
+                 else build_training(built, runtime, callbacks=callbacks))
+        self.built, self.spec, self.runtime = parts.built, parts.built.spec, parts.runtime
         self.run_dir = run_dir if self.runtime.is_main else None
         self.keep_checkpoints = keep_checkpoints
-        device = self.runtime.device
-        train = self.spec.train
-        self.precision = Precision(train.precision, device)
-        self.model = built.model.to(device)
-        self.objective = built.objective
-        self.objective.to(device)
-        if train.compile:
-            from hierot.training.compiling import compile_networks
-
-            compile_networks(self.model, device)
-        self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
-        if self.trained is not self.objective and train.skip_update is not None:
-            # every rank skips (the DDP wrapper's attribute; torch types it Tensor | Module)
-            self.trained.skip_nonfinite = train.skip_update.nonfinite  # type: ignore[assignment]
-        self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
-        self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
-                                   self.precision, list(self.model.parameters()), device,
-                                   list(self.model.buffers()))
-        self.ema = WeightEMA(train.ema, self.model) if train.ema is not None else None
-        self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
-        self.total_steps = total_steps(built, self.order)
-        self.scheduler = build_scheduler(self.spec.optimizer.schedule, self.optimizer,
-                                         self.total_steps)
-        self.train_x = built.data.train_x.to(device)  # a streamed set stays in its file
+        self.precision, self.model, self.objective = parts.precision, parts.model, parts.objective
+        self.trained = parts.trained  # what computes the loss (DDP-wrapped)
+        self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
+        self.updates, self.ema, self.order = parts.updates, parts.ema, parts.order
+        self.total_steps, self.train_x = parts.total_steps, parts.train_x
+        self.heldout, self.best, self.callbacks = parts.heldout, parts.best, parts.callbacks
         self.step = 0
         self.wall_time = 0.0
-        self.heldout = self._heldout()
-        self.best = BestCheckpoint(train.best_metric, train.best_mode)
-        self.callbacks = Callbacks(list(callbacks) if self.runtime.is_main else [])
         self.saved_step: int | None = None
         """Step of the last checkpoint written or loaded (``None``: none yet)."""
         self._sums: dict[str, torch.Tensor] = {}  # running sums of the next metrics row
         self._count = 0
-
-    def _heldout(self) -> HeldOutEvaluation | None:
-        """The held-out evaluation of ``train.eval_every`` (main process only; else ``None``)."""
-        if self.spec.train.eval_every is None or not self.runtime.is_main:
-            return None
-        objective = getattr(self.trained, "objective", self.objective)  # inside DDP's wrapper
-        return HeldOutEvaluation(objective, self.built.data.test_x, self.spec.train.batch_size,
-                                 self.runtime.device, self.precision.autocast, self.spec.seed,
-                                 to_float=self.built.data.to_float)
 
     # -- state ---------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -226,8 +189,7 @@ class Trainer:
         self.callbacks.on_eval(self.step, metrics)
         if self.best.improved(self.step, metrics) and self.run_dir is not None:
             self._check_finite(self._no_norms(), step=self.step)
-            path = self.run_dir.best_file
-            atomic_torch_save(self.state(), path)
+            path = self.run_dir.save_best(self.state())
             self.callbacks.on_checkpoint(self.step, path)
         return metrics
 
@@ -305,7 +267,7 @@ class Trainer:
         train = self.spec.train
         steps = self.total_steps
         self.model.train()
-        writer = MetricsWriter(self.run_dir.metrics_file) if self.run_dir else None
+        writer = self.run_dir.metrics_writer() if self.run_dir else None
         last: dict[str, float] = {}
         started = time.perf_counter() - self.wall_time
         self.callbacks.on_train_start(self.spec, self.step)
@@ -341,7 +303,7 @@ class Trainer:
                 writer.close()
         result = TrainResult(self.step, self.wall_time, last, self.run_dir)
         if self.run_dir is not None:
-            write_summary(self.run_dir, result)
+            self.run_dir.write_summary(result.steps, result.wall_time)
         try:
             self.callbacks.on_train_end(result)
         finally:
@@ -351,50 +313,3 @@ class Trainer:
 
 def _some(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def write_summary(run_dir: RunDir, result: TrainResult) -> None:
-    import json
-
-    metrics = run_dir.read_metrics()
-    first = metrics[0] if metrics else {}
-    summary = {
-        "steps": result.steps,
-        "wall_time_s": round(result.wall_time, 2),
-        "first_logged": first,
-        "last_logged": metrics[-1] if metrics else {},
-        "checkpoint": str(run_dir.checkpoint().relative_to(run_dir.path)),
-    }
-    atomic_write_text(run_dir.summary_file, json.dumps(summary, indent=2))
-
-
-def summary_table(run_dir: RunDir) -> str:
-    """A human-readable table of the first and last logged value of every term."""
-    metrics = run_dir.read_metrics()
-    if not metrics:
-        return "no metrics logged"
-    last = metrics[-1]
-    held_out = [row for row in metrics if any(k.startswith("val_") for k in row)]
-    lines = _first_and_last("term", [r for r in metrics if any(not k.startswith("val_") and k
-                                                                not in _NOT_TERMS for k in r)])
-    if held_out:  # logged at train.eval_every only: their own first and last evaluations
-        lines += _first_and_last("held-out", held_out)
-    lines.append(f"wall time {last['wall_time']:.1f} s, run directory {run_dir.path}")
-    return "\n".join(lines)
-
-
-_NOT_TERMS = ("step", "epoch", "wall_time")
-
-
-def _first_and_last(title: str, rows: list[dict[str, float]]) -> list[str]:
-    """Rows ``name  first  last`` of the terms the ``title`` block holds (held-out: ``val_*``)."""
-    if not rows:
-        return []
-    first, last = rows[0], rows[-1]
-    held = title == "held-out"
-    names = [k for k in last if k not in _NOT_TERMS and k.startswith("val_") == held]
-    width = max([len(title), *map(len, names)])
-    steps = [f"step {int(r['step'])}" for r in (first, last)]
-    return [f"{title:<{width}}  {steps[0]:>14}  {steps[1]:>14}",
-            *(f"{n:<{width}}  {first.get(n, float('nan')):>14.6g}  {last[n]:>14.6g}"
-              for n in names)]

@@ -11,8 +11,8 @@ from _fixtures import two_layers  # tests/_fixtures.py
 import hierot
 from hierot.cli import main
 from hierot.errors import HierotError, SpecError
+from hierot.run import Run
 from hierot.spec.loading import dump_spec
-from hierot.training.rundir import RunDir
 
 pytest.importorskip("mlflow")
 
@@ -58,7 +58,7 @@ def start(uri: str, tmp_path, **options):
     from hierot.registry import callbacks
 
     spec = hierot.load_spec(TINY, [tracker(uri, **options)])
-    callback = callbacks.build(spec.callbacks[0], run_dir=RunDir(tmp_path / "r"), spec=spec)
+    callback = callbacks.build(spec.callbacks[0], run_dir=Run(tmp_path / "r"), spec=spec)
     callback.on_train_start(spec, 0)
     return callback
 
@@ -81,7 +81,7 @@ def test_an_unreachable_server_is_skipped_with_a_warning_when_asked(tmp_path):
                       match=r"127.0.0.1:1 could not be reached.*training without MLflow"):
         hierot.fit(hierot.load_spec(TINY, [tracker("http://127.0.0.1:1", unreachable="skip",
                                                    connect_timeout=2)]), out=run)
-    assert len(RunDir(run).read_metrics()) == 2
+    assert len(Run(run).read_metrics()) == 2
     assert not (run / "trackers" / "mlflow.id").exists()
 
 

@@ -13,8 +13,8 @@ import hierot
 from hierot.datasets import _cache
 from hierot.evaluation.trained import load_run
 from hierot.registry import datasets
+from hierot.run import Run
 from hierot.training.batches import BatchOrder
-from hierot.training.rundir import RunDir
 from hierot.training.runtime import Runtime
 from hierot.training.trainer import Trainer
 
@@ -108,7 +108,7 @@ def test_auto_streams_only_what_exceeds_the_memory(monkeypatch):
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return RunDir(run).load_checkpoint()["model"]
+    return Run(run).load_checkpoint()["model"]
 
 
 def test_streamed_training_equals_in_memory_and_resumes_exactly(tmp_path):

@@ -20,8 +20,8 @@ from hierot.components import DataSplits
 from hierot.errors import SpecError
 from hierot.objectives import Objective, ObjectiveOptions, Terms
 from hierot.registry import objectives
+from hierot.run import load_run_spec, upgrade
 from hierot.spec.loading import dump_spec, load_spec
-from hierot.spec.run_spec import load_run_spec, upgrade
 
 LAYERS = [
     {"latent_shape": [4], "encoder": {"name": "mlp", "hidden": [8]},
@@ -109,7 +109,7 @@ NEW = {**TINY, "objective": {"name": "wae", "weights": {
 
 def test_the_old_form_loads_from_run_directories_only(tmp_path):
     """0.1's ``objective: flat`` + top-level ``weights:``: converted at the run-directory
-    boundary (:func:`hierot.spec.run_spec.upgrade`), refused by the spec loader."""
+    boundary (:func:`hierot.run.upgrade`), refused by the spec loader."""
     new = load_spec(NEW)
     with pytest.raises(SpecError) as info:
         load_spec(OLD)

@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError, SpecError
+from hierot.run import Run
 from hierot.spec.loading import apply_overrides, load_spec
-from hierot.training.rundir import RunDir
 
 EXAMPLES = int(os.environ.get("HIEROT_FUZZ_EXAMPLES", "200"))
 LONG = "HIEROT_FUZZ_EXAMPLES" in os.environ
@@ -148,13 +148,13 @@ def train_one_step(spec: hierot.Spec) -> str:
         except NonFiniteLossError as exc:
             assert re.match(r"step 1: non-finite (objective term|gradient|parameter|optimiser)",
                             str(exc)), exc
-            assert not RunDir(out).checkpoint_files()
+            assert not Run(out).checkpoint_files()
             return "stopped by the non-finite guard"
         except HierotError as exc:  # clean: a data set not installed, batch > data, ...
             assert "Traceback" not in str(exc) and str(exc).strip()
             return f"clean error while building: {type(exc).__name__}"
         assert all(math.isfinite(v) for v in result.last_metrics.values()), result.last_metrics
-        state = RunDir(out).load_checkpoint()
+        state = Run(out).load_checkpoint()
         assert all(bool(torch.isfinite(t).all()) for t in state["model"].values()
                    if t.is_floating_point())
         return "trained one step"

@@ -20,7 +20,7 @@ import torch
 
 import hierot
 from hierot.errors import HierotError
-from hierot.training.rundir import RunDir
+from hierot.run import Run
 from hierot.training.runtime import Runtime, single_process
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -74,7 +74,7 @@ def single(runs) -> Path:
 
 
 def state(path: Path) -> dict[str, torch.Tensor]:
-    return RunDir(path).load_checkpoint()["model"]
+    return Run(path).load_checkpoint()["model"]
 
 
 def assert_same(a: dict, b: dict, **tolerance) -> None:
@@ -98,8 +98,8 @@ def test_two_processes_equal_one_on_the_global_batch(launched, single):
 
 
 def test_logged_metrics_are_global_batch_means(launched, single):
-    ours = RunDir(cli_run(launched)).read_metrics()
-    theirs = RunDir(single / "deterministic").read_metrics()
+    ours = Run(cli_run(launched)).read_metrics()
+    theirs = Run(single / "deterministic").read_metrics()
     assert [r["step"] for r in ours] == [1, 2, 3, 4]
     for a, b in zip(ours, theirs):
         for name in ("rec_x", "rec_z1", "match_z2", "total"):
@@ -108,8 +108,8 @@ def test_logged_metrics_are_global_batch_means(launched, single):
 
 def test_resume_continues_exactly(launched):
     assert_same(state(launched / "stopped"), state(cli_run(launched)), rtol=0, atol=0)
-    assert [r["step"] for r in RunDir(launched / "stopped").read_metrics()] == [1, 2, 3, 4]
-    assert RunDir(launched / "stopped").load_checkpoint()["runtime"]["world_size"] == 2
+    assert [r["step"] for r in Run(launched / "stopped").read_metrics()] == [1, 2, 3, 4]
+    assert Run(launched / "stopped").load_checkpoint()["runtime"]["world_size"] == 2
 
 
 def test_resume_with_own_noise_continues_exactly(launched):

@@ -13,9 +13,9 @@ import hierot
 from hierot.cli import main
 from hierot.errors import HierotError, RunChangedError, SpecError
 from hierot.evaluation.trained import load_run
+from hierot.run import Run
 from hierot.spec.schema import EMASpec
 from hierot.training.ema import WeightEMA
-from hierot.training.rundir import RunDir
 
 TINY = {
     "data": {"name": "digits"},
@@ -78,12 +78,12 @@ def test_compiled_networks_keep_the_names_the_average_uses():
 def test_checkpoints_hold_the_average_and_resume_exactly(tmp_path):
     hierot.fit(TINY, out=tmp_path / "straight", overrides=[EMA])
     hierot.fit(TINY, out=tmp_path / "stopped", overrides=[EMA, "train.steps=2"])
-    at_2 = RunDir(tmp_path / "stopped").load_checkpoint()
+    at_2 = Run(tmp_path / "stopped").load_checkpoint()
     for name, value in at_2["model"].items():  # up to start_step: the weights themselves
         assert torch.equal(at_2["ema"][name], value), name
     hierot.fit(resume=tmp_path / "stopped", overrides=["train.steps=4"])
-    a = RunDir(tmp_path / "straight").load_checkpoint()
-    b = RunDir(tmp_path / "stopped").load_checkpoint()
+    a = Run(tmp_path / "straight").load_checkpoint()
+    b = Run(tmp_path / "stopped").load_checkpoint()
     for key in ("model", "ema"):
         for name in a[key]:
             torch.testing.assert_close(a[key][name], b[key][name], rtol=0, atol=0, msg=name)
@@ -97,7 +97,7 @@ def test_the_held_out_evaluation_uses_the_average_and_training_is_unchanged(tmp_
     trace), different held-out terms (they were taken with the averages)."""
     hierot.fit(TINY, out=tmp_path / "raw", overrides=["train.eval_every=4"])
     hierot.fit(TINY, out=tmp_path / "ema", overrides=[EMA, "train.eval_every=4"])
-    raw, ema = RunDir(tmp_path / "raw"), RunDir(tmp_path / "ema")
+    raw, ema = Run(tmp_path / "raw"), Run(tmp_path / "ema")
     for name, value in raw.load_checkpoint()["model"].items():
         assert torch.equal(ema.load_checkpoint()["model"][name], value), name
     assert raw.read_metrics()[-1]["total"] == ema.read_metrics()[-1]["total"]
@@ -109,7 +109,7 @@ def test_the_held_out_evaluation_uses_the_average_and_training_is_unchanged(tmp_
 def test_load_run_uses_the_average_when_present_and_weights_chooses(tmp_path):
     hierot.fit(TINY, out=tmp_path / "ema", overrides=[EMA])
     hierot.fit(TINY, out=tmp_path / "raw")
-    state = RunDir(tmp_path / "ema").load_checkpoint()
+    state = Run(tmp_path / "ema").load_checkpoint()
     default, raw = load_run(tmp_path / "ema"), load_run(tmp_path / "ema", weights="raw")
     assert (default.weights, raw.weights) == ("ema", "raw")
     name = "encoders.0.body.1.weight"
@@ -139,7 +139,7 @@ def test_sample_weights_flag(tmp_path, capsys):
 
 def test_bf16_training_keeps_float32_averages(tmp_path):
     hierot.fit(TINY, out=tmp_path / "run", overrides=[EMA, "train.precision=bf16"])
-    state = RunDir(tmp_path / "run").load_checkpoint()
+    state = Run(tmp_path / "run").load_checkpoint()
     for name, value in state["ema"].items():
         assert value.dtype == state["model"][name].dtype, name
         if value.is_floating_point():

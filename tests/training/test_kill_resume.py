@@ -23,7 +23,7 @@ import torch
 import yaml
 
 import hierot
-from hierot.training.rundir import RunDir
+from hierot.run import Run
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = {
@@ -44,7 +44,7 @@ KILLS = ["during a checkpoint write", "at a random moment", "during a checkpoint
 
 def terms(run: Path) -> list[dict[str, float]]:
     timing = ("wall_time", "step_time")
-    return [{k: v for k, v in row.items() if k not in timing} for row in RunDir(run).read_metrics()]
+    return [{k: v for k, v in row.items() if k not in timing} for row in Run(run).read_metrics()]
 
 
 def temporaries(run: Path) -> list[Path]:
@@ -92,7 +92,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_exact(tmp_path):
         process = start(args)
         if kill_when(process, run, how, rng):
             killed.append(how)
-            for path in RunDir(run).checkpoint_files():  # atomic: none is ever cut short
+            for path in Run(run).checkpoint_files():  # atomic: none is ever cut short
                 torch.load(path, weights_only=True)
         else:
             assert process.returncode == 0, process.stderr.read()
@@ -111,7 +111,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_exact(tmp_path):
     finally:
         torch.set_num_threads(threads)
 
-    a, b = RunDir(run).load_checkpoint(), RunDir(tmp_path / "straight").load_checkpoint()
+    a, b = Run(run).load_checkpoint(), Run(tmp_path / "straight").load_checkpoint()
     assert a["step"] == b["step"] == SPEC["train"]["steps"]
     for name in b["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
@@ -119,5 +119,5 @@ def test_kill_9_at_random_moments_then_resume_is_bit_exact(tmp_path):
         for key, value in state.items():
             assert torch.equal(a["optimizer"]["state"][index][key], value), (index, key)
     assert terms(run) == terms(tmp_path / "straight")
-    assert [int(r["step"]) for r in RunDir(run).read_metrics()] == list(range(3, 241, 3))
+    assert [int(r["step"]) for r in Run(run).read_metrics()] == list(range(3, 241, 3))
     assert temporaries(run) == []

@@ -19,10 +19,7 @@ import hierot
 from hierot.cli import main
 from hierot.errors import CheckpointError, HierotError, NonFiniteLossError, RunChangedError
 from hierot.registry import ComponentOptions, divergences
-from hierot.spec.loading import dump_spec
-from hierot.training.resume import init_from, read_changes
-from hierot.training.rundir import RunDir
-from hierot.training.trainer import CHECKPOINT_FORMAT
+from hierot.run import Run
 
 TINY = {
     "data": {"name": "toy-hierarchy", "n_train": 128, "n_test": 32, "dims": [8, 4, 2]},
@@ -44,7 +41,7 @@ def snapshot(path: Path) -> dict[str, str]:
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
-    return RunDir(run).load_checkpoint()["model"]
+    return Run(run).load_checkpoint()["model"]
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
@@ -57,7 +54,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
 def terms(run: Path) -> list[dict[str, float]]:
     """metrics.csv without its timings (the only columns a resume may change)."""
     timing = ("wall_time", "step_time")
-    return [{k: v for k, v in row.items() if k not in timing} for row in RunDir(run).read_metrics()]
+    return [{k: v for k, v in row.items() if k not in timing} for row in Run(run).read_metrics()]
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +94,7 @@ def test_resume_refuses_another_experiment_and_changes_nothing(tmp_path, overrid
     assert f"--init-from {run}" in message
     assert snapshot(run) == before
     hierot.fit(resume=run)  # the run still resumes as it was
-    assert RunDir(run).load_checkpoint()["step"] == 4
+    assert Run(run).load_checkpoint()["step"] == 4
 
 
 def test_refusal_through_the_cli_exits_2_listing_every_field(tmp_path, capsys):
@@ -111,7 +108,7 @@ def test_refusal_through_the_cli_exits_2_listing_every_field(tmp_path, capsys):
 def test_allowed_changes_are_recorded_with_their_step(tmp_path, straight):
     run = stopped_at(tmp_path)
     hierot.fit(resume=run, overrides=["train.steps=6", "train.checkpoint_every=3"])
-    (entry,) = read_changes(RunDir(run))
+    (entry,) = Run(run).read_changes()
     assert entry["step"] == 4
     assert entry["changes"] == {"train.steps": [4, 6], "train.checkpoint_every": [2, 3]}
     saved = yaml.safe_load((run / "spec.yaml").read_text())
@@ -131,7 +128,7 @@ def test_init_from_loads_the_weights_into_a_new_run(tmp_path, straight):
     assert origin["checkpoint"] == "checkpoints/step-00000006.pt" and origin["step"] == 6
     # one step from the loaded weights, not from a fresh initialisation
     model = hierot.build(hierot.load_spec(TINY)).model
-    init_from(model, straight, CHECKPOINT_FORMAT)
+    Run(straight).init_weights(model)
     start = {k: v.detach().clone() for k, v in model.named_parameters()}  # not BatchNorm's buffers
     after = weights(other)
     moved = max(float((after[k] - v).abs().max()) for k, v in start.items())
@@ -160,8 +157,8 @@ def test_init_from_another_architecture_names_the_parameters_and_writes_nothing(
 def killed_before_first_checkpoint(tmp_path: Path) -> Path:
     """What a kill before the first checkpoint leaves: spec, environment, some metrics, and a
     checkpoint temporary cut short."""
-    run = RunDir(tmp_path / "run")
-    run.create(dump_spec(hierot.load_spec(TINY)))
+    run = Run(tmp_path / "run")
+    run.create(hierot.load_spec(TINY))
     run.metrics_file.write_text("step,epoch,wall_time,total\n1,0,0.1,3.0\n2,0,0.2,2.")
     (run.checkpoint_dir / ".step-00000002.pt.k1ll3d").write_bytes(b"PK\x03\x04 partial")
     (run.path / ".metrics.csv.x9y8z7").write_text("step\n")
@@ -239,7 +236,7 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, straight, c
     assert "weights_only=False" not in err
     assert_same_weights(run, straight)
     assert terms(run) == terms(straight)
-    (entry,) = read_changes(RunDir(run))
+    (entry,) = Run(run).read_changes()
     assert entry["step"] == 2 and said in entry["skipped"][0]
 
 
@@ -298,7 +295,7 @@ def test_a_non_finite_gradient_stops_before_anything_is_saved(tmp_path, nan_grad
     message = str(info.value)
     assert message.startswith("step 4: non-finite gradient of encoders.")
     assert "the last finite checkpoint (step 3) is kept" in message
-    run = RunDir(tmp_path / "run")
+    run = Run(tmp_path / "run")
     assert [p.name for p in run.checkpoints()][-1] == "step-00000003.pt"
     assert [int(r["step"]) for r in run.read_metrics()] == [1, 2, 3]
 
@@ -309,7 +306,7 @@ def test_parameters_that_overflow_stop_the_run_and_are_never_saved(tmp_path):
                             ["optimizer={name: sgd, lr: 3.0e+38}", "train.checkpoint_every=1"])
     with pytest.raises(NonFiniteLossError, match=r"step \d+: non-finite (parameter|gradient)"):
         hierot.fit(spec, out=tmp_path / "run")
-    run = RunDir(tmp_path / "run")
+    run = Run(tmp_path / "run")
     for path in run.checkpoints():
         state = torch.load(path, weights_only=True)
         tensors = [*state["model"].values()] + [
@@ -324,7 +321,7 @@ def test_parameters_that_overflow_between_checkpoints_stop_the_next_step(tmp_pat
                                    "train.checkpoint_every=10"])
     with pytest.raises(NonFiniteLossError, match=r"^step 2: non-finite objective term"):
         hierot.fit(spec, out=tmp_path / "run")
-    assert RunDir(tmp_path / "run").checkpoints() == []
+    assert Run(tmp_path / "run").checkpoints() == []
 
 
 def test_infinite_optimizer_state_is_caught(tmp_path):
@@ -333,7 +330,7 @@ def test_infinite_optimizer_state_is_caught(tmp_path):
                                    " match: 1}"), "train.checkpoint_every=1"])
     with pytest.raises(NonFiniteLossError, match="non-finite (optimiser state|gradient|parameter)"):
         hierot.fit(spec, out=tmp_path / "run")
-    for path in RunDir(tmp_path / "run").checkpoints():
+    for path in Run(tmp_path / "run").checkpoints():
         state = torch.load(path, weights_only=True)
         for s in state["optimizer"]["state"].values():
             assert all(torch.isfinite(v).all() for v in s.values()), path
@@ -373,7 +370,7 @@ def test_a_full_disk_during_a_checkpoint_write_loses_nothing(tmp_path, capsys, f
     assert after["checkpoints/step-00000002.pt"] == before["checkpoints/step-00000002.pt"]
     assert not [p for p in run.rglob(".*") if p.is_file()]
     hierot.fit(resume=run, overrides=["train.steps=4"])
-    assert RunDir(run).load_checkpoint()["step"] == 4
+    assert Run(run).load_checkpoint()["step"] == 4
 
 
 def test_a_budget_below_the_step_reached_is_refused(tmp_path):
@@ -403,7 +400,7 @@ def test_huge_finite_values_are_not_mistaken_for_non_finite_ones():
 def test_the_device_may_change_on_resume_and_is_recorded(tmp_path):
     run = stopped_at(tmp_path)
     assert main(["train", "--resume", str(run), "--device", "cpu", "--steps", "6"]) == 0
-    (entry,) = read_changes(RunDir(run))
+    (entry,) = Run(run).read_changes()
     assert entry["changes"] == {"train.steps": [4, 6], "device": ["auto", "cpu"]}
 
 
@@ -420,7 +417,7 @@ DAMAGES = {
 @pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
 def test_resume_with_a_damaged_metrics_file_changes_nothing(tmp_path, capsys, damage):
     run = stopped_at(tmp_path)
-    metrics = RunDir(run).metrics_file
+    metrics = Run(run).metrics_file
     metrics.write_bytes(DAMAGES[damage](metrics.read_bytes()))
     before = snapshot(run)
     assert main(["train", "--resume", str(run), "--set", "train.steps=6",
@@ -436,10 +433,10 @@ def test_resume_with_a_damaged_metrics_file_changes_nothing(tmp_path, capsys, da
 
 def test_a_last_line_cut_short_by_a_crash_is_dropped_not_refused(tmp_path, straight):
     run = stopped_at(tmp_path)
-    metrics = RunDir(run).metrics_file
+    metrics = Run(run).metrics_file
     text = metrics.read_bytes()
     metrics.write_bytes(text + text.splitlines()[-1][:5])  # step 5's row, cut short mid-write
-    assert [r["step"] for r in RunDir(run).read_metrics()] == [1, 2, 3, 4]
+    assert [r["step"] for r in Run(run).read_metrics()] == [1, 2, 3, 4]
     hierot.fit(resume=run, overrides=["train.steps=6"])
     assert terms(run) == terms(straight)
 

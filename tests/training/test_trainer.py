@@ -12,7 +12,7 @@ from _fixtures import two_layers  # tests/_fixtures.py
 import hierot
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.registry import ComponentOptions, divergences
-from hierot.training.rundir import RunDir, atomic_torch_save
+from hierot.run import Run, atomic_torch_save
 
 TINY = {
     "data": {"name": "digits"},
@@ -22,13 +22,13 @@ TINY = {
 }
 
 
-def weights(run: RunDir) -> dict[str, torch.Tensor]:
+def weights(run: Run) -> dict[str, torch.Tensor]:
     return run.load_checkpoint()["model"]
 
 
 def test_run_directory_contents(tmp_path):
     result = hierot.fit(TINY, out=tmp_path / "run")
-    run = RunDir(tmp_path / "run")
+    run = Run(tmp_path / "run")
     assert result.steps == 4
     assert hierot.load_spec(run.spec_file) == hierot.load_spec(TINY)
     rows = list(csv.DictReader(run.metrics_file.open()))
@@ -43,7 +43,7 @@ def test_resume_continues_exactly(tmp_path):
     hierot.fit(TINY, out=tmp_path / "straight")
     hierot.fit(TINY, out=tmp_path / "stopped", overrides=["train.steps=2"])
     hierot.fit(resume=tmp_path / "stopped", overrides=["train.steps=4"])
-    straight, resumed = RunDir(tmp_path / "straight"), RunDir(tmp_path / "stopped")
+    straight, resumed = Run(tmp_path / "straight"), Run(tmp_path / "stopped")
     a, b = weights(straight), weights(resumed)
     assert a.keys() == b.keys()
     for name in a:
@@ -88,7 +88,7 @@ def test_non_finite_loss_stops_with_term_and_step_and_keeps_checkpoint(tmp_path,
     with pytest.raises(NonFiniteLossError,
                        match=r"step 3: non-finite objective term\(s\) match_z2"):
         hierot.fit(spec, out=tmp_path / "run")
-    run = RunDir(tmp_path / "run")
+    run = Run(tmp_path / "run")
     assert run.load_checkpoint()["step"] == 2
     assert all(torch.isfinite(v).all() for v in weights(run).values() if v.is_floating_point())
 
@@ -111,7 +111,7 @@ def test_training_reduces_reconstruction(tmp_path):
     spec = hierot.load_spec(TINY,
                             ["train.steps=150", "train.log_every=10", "train.checkpoint_every=150"])
     hierot.fit(spec, out=tmp_path / "run")
-    rows = RunDir(tmp_path / "run").read_metrics()
+    rows = Run(tmp_path / "run").read_metrics()
     assert all(torch.isfinite(torch.tensor(list(r.values()))).all() for r in rows)
     assert rows[-1]["rec_x"] < 0.6 * rows[0]["rec_x"]
     assert rows[-1]["rec_z1"] < rows[0]["rec_z1"]

@@ -15,7 +15,7 @@ from hierot.builder import build_optimizer
 from hierot.callbacks import Callback
 from hierot.errors import HierotError, SpecError
 from hierot.registry import ComponentOptions, callbacks, divergences, lr_schedules, optimizers
-from hierot.training.rundir import MetricsWriter, RunDir
+from hierot.run import MetricsWriter, Run
 
 
 def schedule(name: str, **options):
@@ -46,7 +46,7 @@ def spec(device: str = "cpu", *overrides: str):
     return hierot.load_spec(TINY, [f"device={device}", *overrides])
 
 
-def weights(run: RunDir) -> dict[str, torch.Tensor]:
+def weights(run: Run) -> dict[str, torch.Tensor]:
     return run.load_checkpoint()["model"]
 
 
@@ -76,7 +76,7 @@ def test_schedule_options_are_validated():
 def test_learning_rate_follows_the_schedule(tmp_path):
     hierot.fit(spec("cpu", "optimizer.schedule={name: linear, warmup_steps: 2}"),
                out=tmp_path / "r")
-    lrs = [row["lr"] for row in RunDir(tmp_path / "r").read_metrics()]
+    lrs = [row["lr"] for row in Run(tmp_path / "r").read_metrics()]
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 2 / 3 * 1e-3, 1 / 3 * 1e-3, 0.0])
 
 
@@ -96,15 +96,15 @@ def test_schedule_clipping_and_evaluation_resume_exactly(tmp_path, device):
     hierot.fit(spec(device, *SCHEDULED), out=straight)
     with pytest.raises(KeyboardInterrupt):
         hierot.fit(spec(device, *SCHEDULED), out=stopped, callbacks=[StopAt(3)])
-    assert RunDir(stopped).load_checkpoint()["step"] == 3
+    assert Run(stopped).load_checkpoint()["step"] == 3
     hierot.fit(resume=stopped)
-    a, b = weights(RunDir(straight)), weights(RunDir(stopped))
+    a, b = weights(Run(straight)), weights(Run(stopped))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
-    sa, sb = RunDir(straight).load_checkpoint(), RunDir(stopped).load_checkpoint()
+    sa, sb = Run(straight).load_checkpoint(), Run(stopped).load_checkpoint()
     assert sa["scheduler"]["last_epoch"] == sb["scheduler"]["last_epoch"] == 6
     assert sa["best"] == sb["best"]
-    rows_a, rows_b = RunDir(straight).read_metrics(), RunDir(stopped).read_metrics()
+    rows_a, rows_b = Run(straight).read_metrics(), Run(stopped).read_metrics()
     assert [r["step"] for r in rows_b] == [1, 2, 3, 4, 5, 6]
     for key in ("lr", "total", "val_total"):
         assert [r.get(key) for r in rows_a] == pytest.approx([r.get(key) for r in rows_b])
@@ -193,14 +193,14 @@ def test_mixed_precision_keeps_costs_and_divergence_in_float32(device, dtype_spy
 def test_bf16_training_reduces_reconstruction(tmp_path):
     hierot.fit(spec("cpu", "train.precision=bf16", "train.steps=60", "train.log_every=10",
                     "train.checkpoint_every=60"), out=tmp_path / "r")
-    rows = RunDir(tmp_path / "r").read_metrics()
+    rows = Run(tmp_path / "r").read_metrics()
     assert rows[-1]["rec_x"] < 0.7 * rows[0]["rec_x"]
 
 
 # -- held-out evaluation -------------------------------------------------------------------------
 def test_evaluation_logs_val_terms_and_keeps_best_checkpoint(tmp_path):
     hierot.fit(spec("cpu", "train.eval_every=2", "train.log_every=3"), out=tmp_path / "r")
-    run = RunDir(tmp_path / "r")
+    run = Run(tmp_path / "r")
     with run.metrics_file.open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [2, 3, 4, 6]  # logged at evaluations too
@@ -243,7 +243,7 @@ def test_best_checkpoint_loads_by_name_and_its_absence_is_named(tmp_path, capsys
 def test_evaluation_does_not_change_training(tmp_path):
     hierot.fit(spec("cpu"), out=tmp_path / "plain")
     hierot.fit(spec("cpu", "train.eval_every=1"), out=tmp_path / "evaluated")
-    a, b = weights(RunDir(tmp_path / "plain")), weights(RunDir(tmp_path / "evaluated"))
+    a, b = weights(Run(tmp_path / "plain")), weights(Run(tmp_path / "evaluated"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
 
@@ -261,7 +261,7 @@ def test_metrics_writer_extends_its_header(tmp_path):
     writer.write({"step": 2, "a": 2.0, "val_a": 3.0})
     writer.close()
     MetricsWriter(path).write({"step": 3, "a": 4.0, "val_b": 5.0})
-    rows = RunDir(tmp_path).read_metrics()
+    rows = Run(tmp_path).read_metrics()
     assert rows == [{"step": 1, "a": 1}, {"step": 2, "a": 2, "val_a": 3},
                     {"step": 3, "a": 4, "val_b": 5}]
 
@@ -353,7 +353,7 @@ def test_tensorboard_writes_scalars_and_figures(tmp_path):
     assert {"unweighted/rec_x", "weighted/rec_x", "total", "lr", "step_time",
             "val_unweighted/rec_x", "val_total"} <= scalars
     rec_x = [e.value for e in events.Scalars("unweighted/rec_x")]
-    logged = [r["rec_x"] for r in RunDir(tmp_path / "r").read_metrics()]
+    logged = [r["rec_x"] for r in Run(tmp_path / "r").read_metrics()]
     assert rec_x == pytest.approx(logged)
     assert [e.step for e in events.Scalars("val_total")] == [3, 6]
     assert "figures/samples" in events.Tags()["images"]
@@ -374,7 +374,7 @@ def test_mlflow_logs_params_metrics_and_resumes_the_same_run(tmp_path):
     assert found.data.params["train.batch_size"] == "64"
     history = client.get_metric_history(found.info.run_id, "w_rec_x")
     assert [m.step for m in history] == [1, 2, 3, 4]
-    logged = [row["w_rec_x"] for row in RunDir(run).read_metrics()]
+    logged = [row["w_rec_x"] for row in Run(run).read_metrics()]
     assert [m.value for m in history] == pytest.approx(logged)
     assert [m.step for m in client.get_metric_history(found.info.run_id, "val_total")] == [4]
 
@@ -427,7 +427,7 @@ def test_wandb_offline_run(tmp_path, monkeypatch):
                for r in parsed() if r.WhichOneof("record_type") == "history"]
     steps = [int(h["step"]) for h in history if "rec_x" in h]
     assert steps == [1, 2, 3], (steps, history, wandb.__version__)
-    logged = [row["rec_x"] for row in RunDir(run).read_metrics()]
+    logged = [row["rec_x"] for row in Run(run).read_metrics()]
     assert [float(h["rec_x"]) for h in history if "rec_x" in h] == pytest.approx(logged)
 
 
@@ -497,18 +497,18 @@ def test_a_callback_factory_gets_a_path_like_run_dir(tmp_path):
     finally:
         callbacks.remove("jsonl")
     rows = [json.loads(line) for line in (tmp_path / "r" / "totals.jsonl").read_text().splitlines()]
-    logged = RunDir(tmp_path / "r").read_metrics()
+    logged = Run(tmp_path / "r").read_metrics()
     assert [r["step"] for r in rows] == [1, 2]
     assert [r["total"] for r in rows] == pytest.approx([r["total"] for r in logged])
-    assert os.fspath(RunDir(tmp_path / "r")) == str(tmp_path / "r")
+    assert os.fspath(Run(tmp_path / "r")) == str(tmp_path / "r")
 
 
 def test_the_end_of_training_table_shows_held_out_terms_at_their_own_steps(tmp_path):
     """``val_*`` are logged at train.eval_every only: no ``nan`` for the first logged step."""
-    from hierot.training.trainer import summary_table
+    from hierot.run import summary_table
 
     hierot.fit(spec("cpu", "train.steps=4", "train.eval_every=3"), out=tmp_path / "r")
-    table = summary_table(RunDir(tmp_path / "r"))
+    table = summary_table(Run(tmp_path / "r"))
     assert "nan" not in table
     lines = table.splitlines()
     assert lines[0].split() == ["term", "step", "1", "step", "4"]

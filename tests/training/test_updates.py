@@ -14,8 +14,8 @@ import hierot
 from hierot.cli import main
 from hierot.errors import NonFiniteLossError, SpecError
 from hierot.registry import ComponentOptions, divergences
+from hierot.run import Run
 from hierot.training.callbacks import Callback
-from hierot.training.rundir import RunDir
 from hierot.training.runtime import single_process
 from hierot.training.trainer import Trainer
 
@@ -154,7 +154,7 @@ def test_max_consecutive_skips_stop_the_run_with_the_parameters_untouched(tmp_pa
     with pytest.raises(NonFiniteLossError, match=r"^step 3: 3 updates skipped in a row \(train"
                        r"\.skip_update\.max_consecutive=3; the last: gradient norm .* above"):
         hierot.fit(spec, out=tmp_path / "run")
-    run = RunDir(tmp_path / "run")
+    run = Run(tmp_path / "run")
     initial = hierot.build(spec).model.state_dict()
     state = run.load_checkpoint()
     assert state["step"] == 2 and state["optimizer"]["state"] == {}  # Adam never stepped
@@ -173,7 +173,7 @@ def test_skip_counts_resume_exactly_and_skip_update_may_change_on_resume(tmp_pat
     # a run that hit its limit may be resumed with another policy: no experiment changes
     hierot.fit(resume=tmp_path / "stopped", overrides=[
         "train.steps=6", "train.skip_update={nonfinite: true, max_consecutive: 4}"])
-    straight, resumed = RunDir(tmp_path / "straight"), RunDir(tmp_path / "stopped")
+    straight, resumed = Run(tmp_path / "straight"), Run(tmp_path / "stopped")
     a, b = straight.load_checkpoint(), resumed.load_checkpoint()
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=0, atol=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -12,9 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hierot.errors import NonFiniteLossError
 from hierot.objectives.terms import Terms
-
-if TYPE_CHECKING:
-    from hierot.training.distributed._runtime import DistributedRuntime
+from hierot.training.runtime import Runtime
 
 _DDP_PARAMETERS = inspect.signature(DistributedDataParallel).parameters
 
@@ -44,11 +42,12 @@ class DataParallelObjective(nn.Module):
     that never do (the encoders above z_1 in the flat objective, Eq. 7).
     """
 
-    def __init__(self, objective: nn.Module, runtime: DistributedRuntime):
+    def __init__(self, objective: nn.Module, runtime: Runtime, *, sync_buffers: bool = True):
+        """``runtime``: this process's place (its :meth:`~Runtime.step` brackets each forward);
+        ``sync_buffers``: broadcast rank 0's buffers each step (off under synchronised
+        BatchNorm, which keeps them equal)."""
         super().__init__()
         self.runtime = runtime
-        # synchronised BatchNorm keeps the buffers equal; else rank 0's are broadcast each step
-        sync_buffers = not runtime.options.sync_batchnorm
         buffers = ("forward_sync_buffers" if "forward_sync_buffers" in _DDP_PARAMETERS
                    else "broadcast_buffers")  # torch < 2.14: broadcast_buffers
         buffer_option: dict[str, Any] = {buffers: sync_buffers}

@@ -10,9 +10,10 @@ import torch
 import torch.distributed as dist
 
 from hierot.errors import HierotError
+from hierot.run import resolve_device
 from hierot.spec.schema import DistributedSpec
 from hierot.training.distributed._runtime import DistributedRuntime
-from hierot.training.runtime import Runtime, resolve_device, single_process
+from hierot.training.runtime import Runtime, single_process
 
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

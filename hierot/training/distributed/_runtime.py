@@ -43,7 +43,7 @@ class DistributedRuntime(Runtime):
         """The objective under DDP, its BatchNorm layers synchronised if the spec asks."""
         if self.options.sync_batchnorm:
             model = convert_sync_batchnorm(model, self.device)
-        return DataParallelObjective(model, self)
+        return DataParallelObjective(model, self, sync_buffers=not self.options.sync_batchnorm)
 
     def barrier(self) -> None:
         if dist.get_backend() == "nccl":

@@ -3,7 +3,7 @@
 ``tests/data/run-0.1.0/spec.yaml`` is a resolved spec in the form of hierot 0.1 (``objective:
 flat`` and a top-level ``weights:``). The spec loader refuses that form, naming what to write
 instead; a run directory holding it is converted by the one converter,
-:func:`hierot.spec.run_spec.upgrade`, for eval, plot, sample and resume alike.
+:func:`hierot.run.upgrade`, for eval, plot, sample and resume alike.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import hierot
 from hierot.cli import main
 from hierot.errors import SpecError
 from hierot.registry import presets
-from hierot.spec.run_spec import load_run_spec, upgrade
-from hierot.training.rundir import RunDir
+from hierot.run import Run, load_run_spec, upgrade
 
 OLD_RUN = Path(__file__).parents[1] / "data" / "run-0.1.0"
 
@@ -52,7 +51,7 @@ def test_an_old_run_directory_evaluates_plots_samples_and_resumes(tmp_path):
     assert torch.load(tmp_path / "x.pt").shape[0] == 5
     assert (run / "spec.yaml").read_text() == (OLD_RUN / "spec.yaml").read_text()
     hierot.fit(resume=run)
-    assert RunDir(run).load_checkpoint()["step"] == 4
+    assert Run(run).load_checkpoint()["step"] == 4
     assert load_run_spec(run) == load_run_spec(OLD_RUN)
 
 

@@ -1,6 +1,6 @@
 """Reading ``RUN/metrics.csv`` back, and telling a damaged file from a crash's cut-short last line.
 
-The file is written by :class:`hierot.training.rundir.MetricsWriter`: a header of column names
+The file is written by :class:`MetricsWriter`: a header of column names
 (``step`` among them), then one row of numbers per logged step, each row flushed as it is
 written. A crash mid-write (a kill, a full disk) can leave the *last* line cut short; that line is
 dropped and rewritten when the run resumes. Anything else (bytes that are not UTF-8 text, a
@@ -14,9 +14,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Collection
 from pathlib import Path
+from typing import TextIO
 
 from hierot.errors import HierotError
+from hierot.run._atomic import _name, atomic_open
 
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 """A column name: ``step``, ``rec_x``, ``w_match_z5``, ``val_total``, ``lr``."""
@@ -91,3 +94,60 @@ def read_metrics_file(path: Path) -> tuple[list[str], list[dict[str, float]]]:
         else:
             rows.append(row)
     return header, rows
+
+
+class MetricsWriter:
+    """Appends rows to metrics.csv, flushing each so a crash loses nothing logged.
+
+    A row with columns the header lacks (held-out ``val_*`` terms first logged after some
+    training rows) rewrites the file atomically with the header extended; earlier rows leave
+    those cells empty.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file: TextIO | None = None
+        self._writer: csv.DictWriter | None = None
+
+    def write(self, row: dict[str, float]) -> None:
+        file, writer = self._open(row)
+        new = [k for k in row if k not in writer.fieldnames]
+        if new:
+            self._extend_header(new, writer.fieldnames)
+            file, writer = self._open(row)
+        try:
+            writer.writerow(row)
+            file.flush()
+        except OSError as error:
+            _name(error, self.path)
+            raise
+
+    def _open(self, row: dict[str, float]) -> tuple[TextIO, csv.DictWriter]:
+        """The open file and its writer (opened with the file's header, or ``row``'s keys)."""
+        if self._file is None or self._writer is None:
+            exists = self.path.exists() and self.path.stat().st_size > 0
+            if exists:
+                with self.path.open(newline="") as f:
+                    fields = next(csv.reader(f))
+            else:
+                fields = list(row)
+            self._file = self.path.open("a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+            if not exists:
+                self._writer.writeheader()
+        return self._file, self._writer
+
+    def _extend_header(self, new: list[str], old: Collection[str]) -> None:
+        fields = [*old, *new]
+        self.close()
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        with atomic_open(self.path) as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file, self._writer = None, None

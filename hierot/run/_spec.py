@@ -20,16 +20,15 @@ from typing import Any
 
 from hierot.errors import SpecError
 from hierot.registry import ALL
+from hierot.run._layout import ENVIRONMENT, SPEC
 from hierot.spec.loading import LEGACY_OBJECTIVES, load_spec, read_raw
 from hierot.spec.schema import Spec
-
-ENVIRONMENT_FILE = "environment.json"
 
 
 def recorded_plugins(run: str | Path) -> dict[str, dict[str, str]]:
     """``{kind: {name: "package version"}}`` from ``RUN/environment.json`` (empty when absent)."""
     try:
-        recorded = json.loads((Path(run) / ENVIRONMENT_FILE).read_text(encoding="utf-8"))
+        recorded = json.loads((Path(run) / ENVIRONMENT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     plugins = recorded.get("plugins") if isinstance(recorded, dict) else None
@@ -39,7 +38,7 @@ def recorded_plugins(run: str | Path) -> dict[str, dict[str, str]]:
 def install_hint(source: str) -> str:
     """``the run used it from P V (environment.json); install it with `pip install P==V```."""
     package, _, version = source.rpartition(" ")
-    where = f"the run used it from {source} ({ENVIRONMENT_FILE})"
+    where = f"the run used it from {source} ({ENVIRONMENT})"
     if not package or package == "unknown":
         return where
     return f"{where}; install it with `pip install {package}=={version}`"
@@ -101,7 +100,7 @@ def load_run_spec(run: str | Path, overrides: Iterable[str] = ()) -> Spec:
         As :func:`hierot.load_spec`; a name supplied by a plug-in that is no longer installed is
         reported with the package and version recorded in ``RUN/environment.json``.
     """
-    raw, label = read_raw(Path(run) / "spec.yaml")
+    raw, label = read_raw(Path(run) / SPEC)
     try:
         return load_spec(upgrade(raw), overrides, label=label)
     except SpecError as exc:

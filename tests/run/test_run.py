@@ -1,0 +1,104 @@
+"""hierot.run: one object owns the run directory, below training and evaluation.
+
+``tests/data/run-0.2.0`` was written by ``hierot train`` at commit 96458a8 (before the run layer),
+``train.steps=4``, ``checkpoint_every=2``, ``eval_every=2``, ``ema.decay=0.9``, on the ``digits``
+set (its ``step-00000002.pt`` left out); it must still load, resume and evaluate.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import hierot
+from hierot.evaluation.trained import load_run
+from hierot.run import CHECKPOINT_FORMAT, REQUIRED_KEYS, Run, layout
+
+OLD_RUN = Path(__file__).resolve().parents[1] / "data" / "run-0.2.0"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def old_run(tmp_path) -> Path:
+    copy = tmp_path / "old"
+    shutil.copytree(OLD_RUN, copy)
+    return copy
+
+
+def test_a_checkpoint_written_before_the_run_layer_still_loads(old_run):
+    state = Run(old_run).load_checkpoint()
+    assert state["format"] == CHECKPOINT_FORMAT and state["step"] == 4
+    assert set(REQUIRED_KEYS) <= set(state) and "ema" in state
+    best = load_run(old_run, "best", weights="ema")
+    assert best.weights == "ema" and best.step in (2, 4)
+
+
+def test_a_run_written_before_the_run_layer_resumes_as_if_never_stopped(old_run, tmp_path):
+    """Resumed to step 6, it matches a run of 6 steps trained straight by the current code."""
+    hierot.fit(resume=old_run, overrides=["train.steps=6", "device=cpu"])
+    spec = Run(old_run).spec(["train.steps=6", "device=cpu"])
+    straight = hierot.fit(spec, out=tmp_path / "straight").run_dir
+    assert straight is not None
+    resumed, fresh = Run(old_run).load_checkpoint(), straight.load_checkpoint()
+    assert resumed["step"] == fresh["step"] == 6
+    for name, tensor in fresh["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, rtol=1e-4, atol=1e-6)
+    steps = [int(r["step"]) for r in Run(old_run).read_metrics()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    (entry,) = Run(old_run).read_changes()
+    assert entry["step"] == 4 and entry["changes"]["train.steps"] == [4, 6]
+
+
+def test_create_writes_the_spec_environment_and_origin_it_names(tmp_path):
+    spec = Run(OLD_RUN).spec()
+    run = Run(tmp_path / "new")
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / ".spec.yaml.abc123").write_text("a crash's temporary")
+    run.create(spec, origin={"init_from": "elsewhere", "step": 3})
+    assert hierot.load_spec(run.spec_file) == spec
+    assert json.loads(run.environment_file.read_text())["packages"]["hierot"]
+    assert json.loads(run.origin_file.read_text())["step"] == 3
+    assert sorted(p.name for p in run.path.iterdir()) == [
+        layout.CHECKPOINTS, layout.ENVIRONMENT, layout.ORIGIN, layout.SPEC]
+
+
+def test_every_file_a_run_writes_atomically_has_its_temporary_removed():
+    """A temporary of each file written with atomic_open is recognised (and only those)."""
+    for name in (layout.SPEC, layout.METRICS, layout.SUMMARY, layout.ENVIRONMENT, layout.ORIGIN,
+                 layout.EVAL, layout.REPORT, layout.BEST, layout.step_file(12)):
+        assert layout.TEMPORARY.match(f".{name}.k2j3h4_x"), name
+    for name in ("notes.txt", ".notes.txt.k2j3h4", layout.SPEC, f".{layout.CHANGES}.k2j3h4"):
+        assert not layout.TEMPORARY.match(name), name
+
+
+def _string_constants(path: Path) -> set[str]:
+    return {node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_the_file_names_are_known_in_one_place():
+    """No module of the training or run layers but ``_layout`` spells a run directory's file."""
+    names = {layout.SPEC, layout.METRICS, layout.SUMMARY, layout.ENVIRONMENT, layout.CHANGES,
+             layout.ORIGIN, layout.BEST}
+    modules = [*(ROOT / "hierot" / "training").rglob("*.py"),
+               *(ROOT / "hierot" / "run").glob("*.py"), ROOT / "hierot" / "api.py",
+               ROOT / "hierot" / "builder.py"]
+    spelled = {str(p.relative_to(ROOT)): sorted(names & _string_constants(p)) for p in modules
+               if p.name != "_layout.py"}
+    assert {p: n for p, n in spelled.items() if n} == {}
+
+
+def test_evaluation_reads_runs_through_the_run_layer_not_training():
+    from test_architecture import import_graph
+
+    graph = import_graph()
+    borrowed = {(module, target) for module, edges in graph.items()
+                if module.startswith("hierot.evaluation") for target, _ in edges
+                if target.startswith("hierot.training")}
+    assert borrowed == set()
+    assert any(t.startswith("hierot.run") for t, _ in graph["hierot.evaluation.trained"])
