@@ -33,7 +33,7 @@ def time_tracker(name: str, root: Path, rows: int) -> dict:
     import hierot
     from hierot.registry import callbacks
     from hierot.run import Run
-    from hierot.training.trainer import TrainResult
+    from hierot.training import TrainResult
 
     spec = hierot.load_spec("quickstart")
     extra = {"mlflow": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}"},
