@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import _common as common
@@ -26,11 +27,10 @@ TRAIN_SIZES = {"mnist-5k": 4500, "fashion-mnist": 60000}
 """Training points of each data set (an epoch is ``size / 128`` steps)."""
 
 
-def configurations() -> dict[str, tuple[str, list[str]]]:
-    """One arm of ``mnist-5k`` per distinct step cost: ``{key: (preset, overrides)}``."""
-    from benchmarks.results_table import arms
-
-    return {arm.split("/", 1)[1]: spec for arm, spec in arms().items()
+def configurations(table: dict[str, tuple[str, list[str]]]) -> dict[str, tuple[str, list[str]]]:
+    """One arm of ``mnist-5k`` per distinct step cost, of the table's arms ``{arm: (preset,
+    overrides)}``: ``{key: (preset, overrides)}``."""
+    return {arm.split("/", 1)[1]: spec for arm, spec in table.items()
             if arm.startswith("mnist-5k/")}
 
 
@@ -98,22 +98,24 @@ def time_one(key: str, preset: str, overrides: list[str], run_dir: Path, steps: 
     return timing
 
 
-def main(args: argparse.Namespace, argv: list[str], threads: int) -> int:
-    from benchmarks.results_table import MODES, arms, overrides
-
-    budget = {**MODES["full"], "steps": args.time_steps, "log_every": max(1, args.time_steps // 10),
+def main(args: argparse.Namespace, argv: list[str], threads: int, *, arms: dict,
+         overrides: Callable[..., list[str]], full: dict) -> int:
+    """Time ``args.time_steps`` steps of each configuration of the table's ``arms`` (its
+    :func:`~benchmarks.results_table.arms`), run with the table's ``overrides`` function under its
+    ``full`` budget (passed in, so that this module imports nothing of the table's)."""
+    budget = {**full, "steps": args.time_steps, "log_every": max(1, args.time_steps // 10),
               "checkpoint_every": args.time_steps}
     report = common.header("results_table", "sizing", argv, device=args.device,
                            torch_threads=threads, jobs=args.jobs, nice=args.nice,
                            steps=args.time_steps, step_s={})
     with tempfile.TemporaryDirectory(prefix="results-sizing-") as tmp:
         jobs = [(key, preset, overrides(preset, extra, budget, 0), Path(tmp) / key, args.time_steps)
-                for key, (preset, extra) in configurations().items()]
-        for key, timing in zip(configurations(), runs.run_parallel(time_one, jobs, args.jobs,
+                for key, (preset, extra) in configurations(arms).items()]
+        for key, timing in zip(configurations(arms), runs.run_parallel(time_one, jobs, args.jobs,
                                                                     threads)):
             report["step_s"][key] = timing
-    table = list(arms())
-    seeds = len(MODES["full"]["seeds"])
+    table = list(arms)
+    seeds = len(full["seeds"])
     report.update(arms=len(table), seeds=seeds, afford={
         "wall": afford({k: v["median_s"] for k, v in report["step_s"].items()}, table, seeds,
                        args.jobs),

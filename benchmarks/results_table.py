@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_steps:
         from benchmarks import _results_sizing
 
-        return _results_sizing.main(args, argv, threads)
+        return _results_sizing.main(args, argv, threads, arms=arms(), overrides=overrides,
+                                    full=MODES["full"])
     from benchmarks import _results_markdown as page_markdown
     from benchmarks import _results_page as page
 
