@@ -39,6 +39,7 @@ from hierot.training.progress import progress_bar, progress_text
 from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
 from hierot.training.runtime import Runtime, single_process
 from hierot.training.updates import UpdateGuard, norms
+from hierot.training.weight_copies import low_precision_weights
 
 CHECKPOINT_FORMAT = 1
 
@@ -90,9 +91,11 @@ class Trainer:
             # every rank skips (the DDP wrapper's attribute; torch types it Tensor | Module)
             self.trained.skip_nonfinite = train.skip_update.nonfinite  # type: ignore[assignment]
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
+        # bf16: the forward pass on bfloat16 copies of the weights cast once per update
+        self.copies = low_precision_weights(self.precision, self.trained, self.objective)
         self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
                                    self.precision, list(self.model.parameters()), device,
-                                   list(self.model.buffers()))
+                                   list(self.model.buffers()), copies=self.copies)
         self.ema = WeightEMA(train.ema, self.model) if train.ema is not None else None
         self.order = BatchOrder(len(built.data.train_x), train.batch_size, self.spec.seed)
         self.total_steps = total_steps(built, self.order)
@@ -243,8 +246,9 @@ class Trainer:
         rows = gather_rows(self.train_x, indices, self.runtime.device)  # uint8 images stay uint8
         self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
         self.updates.remember()
+        forward = self.trained if self.copies is None else self.copies
         with self.precision.autocast():
-            terms = self.trained(self.built.data.to_float(rows))
+            terms = forward(self.built.data.to_float(rows))
         loss = terms.total
         self.optimizer.zero_grad(set_to_none=True)
         # under DDP every rank learns which ranks' objectives are not finite: all skip together
