@@ -117,18 +117,17 @@ class LowPrecisionWeights:
         """Copy the copies' gradients (left by the backward pass) into the masters' float32
         gradient buffers, in one fused pass, and clear them; a master that already holds a
         gradient (used directly as well) gets the sum."""
-        moved = [(c, g, p) for c, g, p in zip(self.copies, self.grads, self.masters)
+        moved = [(c, c.grad, g, p) for c, g, p in zip(self.copies, self.grads, self.masters)
                  if c.grad is not None]
         if not moved:
             return
-        torch._foreach_copy_([g for _, g, _ in moved], [c.grad for c, _, _ in moved])
-        for copy, grad, master in moved:
+        torch._foreach_copy_([g for _, _, g, _ in moved], [low for _, low, _, _ in moved])
+        for copy, _, grad, master in moved:
             if master.grad is None:
                 master.grad = grad
             else:
                 master.grad.add_(grad)
             copy.grad = None
-
 
 
 def low_precision_weights(precision: Any, trained: nn.Module,
