@@ -38,8 +38,7 @@ from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.training.progress import progress_bar, progress_text
 from hierot.training.rundir import MetricsWriter, RunDir, atomic_torch_save, atomic_write_text
 from hierot.training.runtime import Runtime, single_process
-from hierot.training.updates import UpdateGuard, norms
-from hierot.training.weight_copies import low_precision_weights
+from hierot.training.updates import UpdateGuard, low_precision_weights, norms
 
 CHECKPOINT_FORMAT = 1
 
@@ -84,15 +83,13 @@ class Trainer:
         self.objective.to(device)
         if train.compile:
             from hierot.training.compiling import compile_networks
-
             compile_networks(self.model, device)
         self.trained = self.runtime.wrap(self.objective)  # what computes the loss (DDP-wrapped)
         if self.trained is not self.objective and train.skip_update is not None:
             # every rank skips (the DDP wrapper's attribute; torch types it Tensor | Module)
             self.trained.skip_nonfinite = train.skip_update.nonfinite  # type: ignore[assignment]
         self.optimizer = build_optimizer(self.spec.optimizer, self.model.parameters())
-        # bf16: the forward pass on bfloat16 copies of the weights cast once per update
-        self.copies = low_precision_weights(self.precision, self.trained, self.objective)
+        self.copies = low_precision_weights(self.precision, self.trained, self.objective, train)
         self.updates = UpdateGuard(train.skip_update, self.spec.optimizer.clip_grad_norm,
                                    self.precision, list(self.model.parameters()), device,
                                    list(self.model.buffers()), copies=self.copies)
@@ -246,9 +243,8 @@ class Trainer:
         rows = gather_rows(self.train_x, indices, self.runtime.device)  # uint8 images stay uint8
         self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
         self.updates.remember()
-        forward = self.trained if self.copies is None else self.copies
-        with self.precision.autocast():
-            terms = forward(self.built.data.to_float(rows))
+        with self.precision.autocast():  # bf16: on copies of the weights cast once per update
+            terms = (self.copies or self.trained)(self.built.data.to_float(rows))
         loss = terms.total
         self.optimizer.zero_grad(set_to_none=True)
         # under DDP every rank learns which ranks' objectives are not finite: all skip together

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from hierot.errors import NonFiniteLossError
 from hierot.precision import Precision
-from hierot.training.weight_copies import LowPrecisionWeights
+from hierot.training.weight_copies import LowPrecisionWeights, low_precision_weights
 
 _log = logging.getLogger("hierot.training")
 
@@ -177,4 +177,4 @@ class UpdateGuard:
         self.consecutive = int(state.get("consecutive", 0))
 
 
-__all__ = ["UpdateGuard", "norms"]
+__all__ = ["UpdateGuard", "low_precision_weights", "norms"]  # the copies a trainer uses
