@@ -229,3 +229,34 @@ def test_the_gradient_norm_is_the_norm_of_the_float32_gradients(precision):
     grads = [p.grad for p in t.model.parameters()]
     expected = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
     torch.testing.assert_close(values["grad_norm"], expected, rtol=1e-6, atol=0)
+
+
+def test_convolutions_train_on_copies_through_autograd():
+    """resnet layers: their convolutions' copies get their gradients from autograd (no custom
+    function); the forward pass is autocast's, the gradients agree to bf16 rounding."""
+    layers = [{"latent_shape": [2, 4, 4], "encoder": {"name": "resnet", "filters": 4},
+               "decoder": {"name": "resnet", "filters": 4}, "decoder_head": "deterministic"},
+              {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [16]},
+               "decoder": {"name": "mlp", "hidden": [16]}}]
+    layers_override = f"layers={layers}"
+    ours, theirs = trainer(layers_override), trainer(layers_override, copies=False)
+    convs = [n for n, p in zip(ours.copies.names, ours.copies.masters) if p.ndim == 4]
+    assert convs and len(ours.copies.linears) == 6  # the top layer's MLPs
+    for t in (ours, theirs):
+        torch.manual_seed(0)
+        t._train_step()
+    loss = []
+    for t in (ours, theirs):
+        for p in t.model.parameters():
+            p.grad = None
+        torch.manual_seed(1)
+        with t.precision.autocast():
+            terms = (t.copies or t.trained)(t.built.data.to_float(t.train_x[:64]))
+        terms.total.backward()
+        t.updates.grad_norms(t.optimizer)
+        loss.append(terms.total.detach())
+    assert torch.equal(loss[0], loss[1])
+    for (name, a), b in zip(ours.model.named_parameters(), theirs.model.parameters()):
+        assert a.grad is not None and a.grad.dtype == torch.float32, name
+        torch.testing.assert_close(a.grad, b.grad, rtol=0,
+                                   atol=0.02 * float(b.grad.abs().max()) + 1e-8, msg=name)
