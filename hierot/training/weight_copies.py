@@ -13,13 +13,13 @@ keeps the copies instead, NVIDIA apex's "O2" with the master weights in the opti
 * the forward pass runs on them (:func:`torch.func.functional_call`, under autocast as before:
   the activations are cast as before, the copies are already bfloat16 and are used as they are;
   BatchNorm's parameters, the costs and the divergence stay float32);
-* the backward pass leaves their gradients (bfloat16, the product autocast's step computes) in
-  buffers allocated once, which are widened into float32 gradient buffers allocated once and
-  summed there over a weight's uses, as autocast's step sums them: for ``nn.Linear`` its
-  own autograd function (:class:`_LinearOnCopies`: ``torch.mm(..., out=buffer)``), for the
-  other layers the copies' ``.grad`` copied over in one fused pass. The buffers become the
-  masters' ``.grad``: the optimiser, clipping, EMA, checkpoints and held-out evaluation see
-  float32 masters only;
+* the gradients reach float32 buffers allocated once, which become the masters' ``.grad``:
+  for ``nn.Linear`` through its own autograd function (:class:`_LinearOnCopies`), whose
+  backward pass writes the bfloat16 weight and bias gradients into buffers allocated once
+  (``torch.mm(..., out=buffer)``) and widens them into the float32 ones, summing a weight's
+  uses there; for the other layers autograd leaves them on the copies' ``.grad``, copied over in one
+  fused pass. The optimiser, clipping, EMA, checkpoints and held-out evaluation see float32
+  masters only;
 * the copies are refreshed (in place, one fused ``_foreach_copy_``) before the forward pass
   that follows a taken update (:meth:`LowPrecisionWeights.invalidate`, called by the update
   guard), or any other change of a master (a checkpoint loaded, the EMA's swap, a user's edit:
