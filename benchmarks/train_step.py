@@ -115,14 +115,14 @@ def plain_optimizer(spec, parameters) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def profile_table(step, rows: int = 12) -> str:
-    """The operators taking the most self CPU time over three steps (torch.profiler)."""
+def profile_table(step, rows: int = 12, steps: int = 3) -> str:
+    """The operators taking the most self CPU time over ``steps`` steps (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + (
         [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof:
-        for _ in range(3):
+        for _ in range(steps):
             step()
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
@@ -205,8 +205,11 @@ def run_case(
     paired = sorted(a / b for a, b in zip(ours_t, plain_t))
     profiles = {}
     if args.profile:
-        profiles = {"hierot": profile_table(trainer._train_step),
-                    "plain": profile_table(lambda: plain_step(0))}
+        n = args.profile_steps
+        profiles = {"hierot": profile_table(trainer._train_step, steps=n),
+                    "plain": profile_table(lambda: plain_step(0), steps=n)}
+        if autocast is not None:
+            profiles["hierot, autocast's casts"] = profile_table(autocast._train_step, steps=n)
     return {
         "preset": preset,
         "batch": batch,
@@ -296,8 +299,10 @@ def markdown(report: dict) -> str:
                       f"{r['copies_over_autocast_quartiles'][1]:.3f}).")]
     for r in report["results"]:
         for who, table in r.get("profiles", {}).items():
+            steps = report.get("profile_steps", 3)
             lines += ["", (f"### Profile: {who}, {r['preset']} batch {r['batch']} "
-                      f"({r.get('variant', 'fp32')}), 3 steps"), "", "```", table.rstrip(), "```"]
+                      f"({r.get('variant', 'fp32')}), {steps} steps"), "", "```",
+                      table.rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -323,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="add a torch.profiler table of 3 steps of each variant and the "
                              "plain loop")
+    parser.add_argument("--profile-steps", type=int, default=3,
+                        help="steps each --profile trace covers")
     parser.add_argument("--against-autocast", action="store_true",
                         help="bf16: also time the step with autocast's casts instead of the "
                              "weight copies, in the same rotation")
@@ -342,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     matmul_size = 4096 if device.type == "cuda" else 2048
     report = common.header(
         NAME, mode, argv, device=str(device), warmup=args.warmup, repeats=args.repeats,
-        matmul_size=matmul_size,
+        matmul_size=matmul_size, profile_steps=args.profile_steps,
         matmul_gflops=matmul_gflops(device, matmul_size, 5 if args.quick else 11), results=[],
     )
     print(f"matmul {matmul_size}^2: {report['matmul_gflops']:.1f} GFLOP/s", flush=True)
