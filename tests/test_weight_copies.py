@@ -185,7 +185,7 @@ def test_ddp_keeps_autocasts_casts_and_all_reduces_as_before(tmp_path):
     import torch.distributed as dist
 
     from hierot.spec.schema import DistributedSpec
-    from hierot.training.distributed._runtime import DistributedRuntime
+    from hierot.training.distributed import DistributedRuntime
 
     deterministic = [f"layers.{i}.encoder_head=deterministic" for i in range(2)]
     deterministic.append("optimizer={name: sgd, lr: 0.01}")  # updates in proportion to grads
