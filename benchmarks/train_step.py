@@ -30,6 +30,8 @@ networks following the same order.
     python -m benchmarks train_step --case quickstart-conv:100 --threads 1
     python -m benchmarks train_step --case mnist-stackedwae.v1:128 --variant fp32 --variant bf16 \
         --profile            # adds the top operators of a torch.profiler trace of each step
+    python -m benchmarks train_step --case mnist-stackedwae.v1:128 --variant bf16 \
+        --against-autocast   # bf16 also with autocast's casts instead of the weight copies
 
 The plain networks and loss are in ``benchmarks/_plain.py``.
 
@@ -112,14 +114,14 @@ def plain_optimizer(spec, parameters) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def profile_table(step, rows: int = 12) -> str:
-    """The operators taking the most self CPU time over three steps (torch.profiler)."""
+def profile_table(step, rows: int = 12, steps: int = 3) -> str:
+    """The operators taking the most self CPU time over ``steps`` steps (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + (
         [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as prof:
-        for _ in range(3):
+        for _ in range(steps):
             step()
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
@@ -171,19 +173,26 @@ def run_case(
     def timed(fn) -> float:
         return common.timed(fn, device)
 
+    # bf16 with --against-autocast: a second trainer, the weight copies off (autocast's casts,
+    # the step before them), timed in the same rotation
+    autocast = None
+    if args.against_autocast and trainer.copies is not None:
+        autocast = random_data_trainer(preset, batch, device, overrides)
+        autocast.copies = autocast.updates.copies = None
     warmup_s = []
     for i in range(args.warmup):
         warmup_s.append(timed(trainer._train_step))
         plain_step(i)
-    ours_t, plain_t = [], []
+        if autocast is not None:
+            autocast._train_step()
+    ours_t, plain_t, autocast_t = [], [], []
     for i in range(args.repeats):
-        # alternate which goes first, so neither always follows the other
-        if i % 2 == 0:
-            ours_t.append(timed(trainer._train_step))
-            plain_t.append(timed(lambda i=i: plain_step(i)))
-        else:
-            plain_t.append(timed(lambda i=i: plain_step(i)))
-            ours_t.append(timed(trainer._train_step))
+        steps = [(ours_t, trainer._train_step), (plain_t, lambda i=i: plain_step(i))]
+        if autocast is not None:
+            steps.append((autocast_t, autocast._train_step))
+        # rotate which goes first, so none always follows another
+        for times, step in steps[i % len(steps):] + steps[:i % len(steps)]:
+            times.append(timed(step))
 
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -195,8 +204,11 @@ def run_case(
     paired = sorted(a / b for a, b in zip(ours_t, plain_t))
     profiles = {}
     if args.profile:
-        profiles = {"hierot": profile_table(trainer._train_step),
-                    "plain": profile_table(lambda: plain_step(0))}
+        n = args.profile_steps
+        profiles = {"hierot": profile_table(trainer._train_step, steps=n),
+                    "plain": profile_table(lambda: plain_step(0), steps=n)}
+        if autocast is not None:
+            profiles["hierot, autocast's casts"] = profile_table(autocast._train_step, steps=n)
     return {
         "preset": preset,
         "batch": batch,
@@ -214,12 +226,25 @@ def run_case(
         "first_forward_s": first_forward_s,
         "warmup_times_s": warmup_s,
         "profiles": profiles,
+        **(against_autocast(ours_t, plain_t, autocast_t) if autocast_t else {}),
         "hierot_times_s": ours_t,
         "plain_times_s": plain_t,
         "flops_per_step": flops,
         "gflops_per_s": flops / hierot_s / 1e9,
         "spec": dump_spec(spec),
     }
+
+
+def against_autocast(ours_t: list[float], plain_t: list[float], autocast_t: list[float]) -> dict:
+    """The autocast step's times and ratios beside the weight copies' (``--against-autocast``)."""
+    to_plain = sorted(a / b for a, b in zip(autocast_t, plain_t))
+    to_copies = sorted(a / b for a, b in zip(ours_t, autocast_t))
+    return {"autocast_median_s": statistics.median(autocast_t),
+            "autocast_paired_ratio": statistics.median(to_plain),
+            "copies_over_autocast_paired": statistics.median(to_copies),
+            "copies_over_autocast_quartiles": [to_copies[len(to_copies) // 4],
+                                               to_copies[(3 * len(to_copies)) // 4]],
+            "autocast_times_s": autocast_t}
 
 
 def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
@@ -263,9 +288,20 @@ def markdown(report: dict) -> str:
         "first forward (the loss check) plus the first training step, compilation included."),
     ]
     for r in report["results"]:
+        if "autocast_median_s" in r:
+            lines += ["", (f"{r['preset']} batch {r['batch']} ({r['variant']}), timed in the same "
+                      f"rotation with autocast's casts instead of the weight copies: "
+                      f"{1e3 * r['autocast_median_s']:.1f} ms, paired ratio to plain "
+                      f"{r['autocast_paired_ratio']:.3f}; copies / autocast paired "
+                      f"{r['copies_over_autocast_paired']:.3f} (quartiles "
+                      f"{r['copies_over_autocast_quartiles'][0]:.3f}-"
+                      f"{r['copies_over_autocast_quartiles'][1]:.3f}).")]
+    for r in report["results"]:
         for who, table in r.get("profiles", {}).items():
+            steps = report.get("profile_steps", 3)
             lines += ["", (f"### Profile: {who}, {r['preset']} batch {r['batch']} "
-                      f"({r.get('variant', 'fp32')}), 3 steps"), "", "```", table.rstrip(), "```"]
+                      f"({r.get('variant', 'fp32')}), {steps} steps"), "", "```",
+                      table.rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -291,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="add a torch.profiler table of 3 steps of each variant and the "
                              "plain loop")
+    parser.add_argument("--profile-steps", type=int, default=3,
+                        help="steps each --profile trace covers")
+    parser.add_argument("--against-autocast", action="store_true",
+                        help="bf16: also time the step with autocast's casts instead of the "
+                             "weight copies, in the same rotation")
     parser.add_argument("--tag", default="", help="suffix of the result files' names")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
@@ -307,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     matmul_size = 4096 if device.type == "cuda" else 2048
     report = common.header(
         NAME, mode, argv, device=str(device), warmup=args.warmup, repeats=args.repeats,
-        matmul_size=matmul_size,
+        matmul_size=matmul_size, profile_steps=args.profile_steps,
         matmul_gflops=matmul_gflops(device, matmul_size, 5 if args.quick else 11), results=[],
     )
     print(f"matmul {matmul_size}^2: {report['matmul_gflops']:.1f} GFLOP/s", flush=True)
@@ -330,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['gflops_per_s']:.1f} GFLOP/s",
                 flush=True,
             )
+            if "autocast_median_s" in r:
+                print(f"{'':<22} autocast casts: {1e3 * r['autocast_median_s']:.1f} ms, paired "
+                      f"ratio to plain {r['autocast_paired_ratio']:.3f}; copies / autocast "
+                      f"{r['copies_over_autocast_paired']:.3f} (quartiles "
+                      f"{r['copies_over_autocast_quartiles'][0]:.3f}-"
+                      f"{r['copies_over_autocast_quartiles'][1]:.3f})", flush=True)
     for path in common.write(report, args.out, markdown, stem=f"{mode}-{device.type}{args.tag}"):
         print(f"wrote {path}")
     return 0

@@ -43,6 +43,7 @@ from hierot.training.ema import WeightEMA
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.training.runtime import Runtime, single_process
 from hierot.training.updates import UpdateGuard
+from hierot.training.weight_copies import LowPrecisionWeights, low_precision_weights
 
 
 @dataclass
@@ -55,6 +56,9 @@ class TrainingParts:
     model: Hierarchy
     objective: Objective
     trained: nn.Module
+    copies: LowPrecisionWeights | None
+    """bf16 on one process: the objective on persistent bf16 copies of the weights (refreshed
+    once per update, :mod:`hierot.training.weight_copies`); else ``None`` (use ``trained``)."""
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     updates: UpdateGuard
@@ -97,12 +101,14 @@ def build_training(built: Built, runtime: Runtime | None = None, *, run: Run | N
     optimizer = build_optimizer(spec.optimizer, model.parameters())
     order = BatchOrder(len(built.data.train_x), train.batch_size, spec.seed)
     steps = total_steps(built, order)
+    copies = low_precision_weights(precision, trained, built.objective, train)
     return TrainingParts(
         built=built, runtime=runtime, precision=precision, model=model,
-        objective=built.objective, trained=trained, optimizer=optimizer,
+        objective=built.objective, trained=trained, copies=copies, optimizer=optimizer,
         scheduler=build_scheduler(spec.optimizer.schedule, optimizer, steps),
         updates=UpdateGuard(train.skip_update, spec.optimizer.clip_grad_norm, precision,
-                            list(model.parameters()), device, list(model.buffers())),
+                            list(model.parameters()), device, list(model.buffers()),
+                            copies=copies),
         ema=WeightEMA(train.ema, model) if train.ema is not None else None,
         order=order, total_steps=steps,
         train_x=built.data.train_x.to(device),  # a streamed set stays in its file

@@ -70,6 +70,7 @@ class Trainer:
         self.keep_checkpoints = keep_checkpoints
         self.precision, self.model, self.objective = parts.precision, parts.model, parts.objective
         self.trained = parts.trained  # what computes the loss (DDP-wrapped)
+        self.copies = parts.copies  # bf16: the objective on weight copies cast once per update
         self.optimizer, self.scheduler = parts.optimizer, parts.scheduler
         self.updates, self.ema, self.order = parts.updates, parts.ema, parts.order
         self.total_steps, self.train_x = parts.total_steps, parts.train_x
@@ -205,8 +206,8 @@ class Trainer:
         rows = gather_rows(self.train_x, indices, self.runtime.device)  # uint8 images stay uint8
         self.objective.set_step(self.step)  # schedules inside the objective (KL warm-up)
         self.updates.remember()
-        with self.precision.autocast():
-            terms = self.trained(self.built.data.to_float(rows))
+        with self.precision.autocast():  # bf16: on copies of the weights cast once per update
+            terms = (self.copies or self.trained)(self.built.data.to_float(rows))
         loss = terms.total
         self.optimizer.zero_grad(set_to_none=True)
         # under DDP every rank learns which ranks' objectives are not finite: all skip together

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from hierot.errors import NonFiniteLossError
 from hierot.precision import Precision
+from hierot.training.weight_copies import LowPrecisionWeights, low_precision_weights
 
 _log = logging.getLogger("hierot.training")
 
@@ -72,13 +73,18 @@ class UpdateGuard:
         The parameters whose gradients are checked, in the optimiser's order.
     device:
         Where the norms are reduced.
+    buffers:
+        The model's buffers, put back as they were when an update is skipped.
+    copies:
+        The bf16 copies the forward pass ran on (:mod:`hierot.training.weight_copies`), whose
+        gradients are moved to the parameters before the norm is taken (``None``: none).
     """
 
     def __init__(self, skip: Any, clip: float | None, precision: Precision,
                  parameters: list[torch.nn.Parameter], device: torch.device,
-                 buffers: Sequence[Tensor] = ()):
+                 buffers: Sequence[Tensor] = (), copies: LowPrecisionWeights | None = None):
         self.skip, self.clip, self.precision = skip, clip, precision
-        self.parameters, self.device = parameters, device
+        self.parameters, self.device, self.copies = parameters, device, copies
         skips = skip is not None or precision.scaler is not None
         self.buffers = list(buffers) if skips else []
         self._saved = [b.clone() for b in self.buffers]  # allocated once, refreshed each step
@@ -100,7 +106,9 @@ class UpdateGuard:
     # -- the gradient ----------------------------------------------------------------------------
     def grad_norms(self, optimizer: torch.optim.Optimizer) -> tuple[Tensor, Tensor]:
         """Per-parameter gradient norms and the global norm (a 0-d tensor, not yet read back),
-        the gradients unscaled first under fp16."""
+        the gradients unscaled first under fp16 (moved from the bf16 copies under bf16)."""
+        if self.copies is not None:
+            self.copies.gradients_to_masters()
         self.precision.unscale(optimizer)
         grads = [p.grad for p in self.parameters if p.grad is not None]
         each = norms(grads, self.device)
@@ -134,8 +142,11 @@ class UpdateGuard:
 
     # -- counting --------------------------------------------------------------------------------
     def taken(self) -> None:
-        """An update was taken: the run of consecutive skips ends."""
+        """An update was taken: the run of consecutive skips ends (and the bf16 copies of the
+        weights are out of date)."""
         self.consecutive = 0
+        if self.copies is not None:
+            self.copies.invalidate()
 
     def skipped_update(self, step: int, reason: str, optimizer: torch.optim.Optimizer,
                        kept: str) -> None:
@@ -166,4 +177,4 @@ class UpdateGuard:
         self.consecutive = int(state.get("consecutive", 0))
 
 
-__all__ = ["UpdateGuard", "norms"]
+__all__ = ["UpdateGuard", "low_precision_weights", "norms"]  # the copies a trainer uses
