@@ -1,18 +1,5 @@
-"""The run directory's file names: the one place that knows them.
-
-::
-
-    RUN/spec.yaml              the resolved spec (every default filled in)
-    RUN/metrics.csv            every objective term per logged step, plus wall time
-    RUN/checkpoints/step-*.pt  model, optimiser, data order and RNG state (atomic writes)
-    RUN/checkpoints/best.pt    the best held-out evaluation so far (train.eval_every)
-    RUN/summary.json           final numbers, written when training ends
-    RUN/environment.json       versions, device, plug-ins
-    RUN/changes.jsonl          changes made on resume (budget, cadence), with their step
-    RUN/origin.json            the run whose weights started this one (``--init-from``)
-    RUN/eval.json              ``hierot eval``'s metrics
-    RUN/figures/, report.md    ``hierot plot``'s figures and one-page report
-"""
+"""The run directory's file names: the one place that knows them (what each file holds: the
+package's docstring, :mod:`hierot.run`)."""
 
 from __future__ import annotations
 
