@@ -64,15 +64,24 @@ def missing_plugin_lines(lines: Iterable[str], plugins: dict[str, dict[str, str]
     return out
 
 
+STALE_OPTIONS = {"sinkhorn": ("backend", "pot", ("tolerance",))}
+"""Options that earlier versions wrote into every resolved spec whatever the backend, and that the
+current ``sinkhorn`` refuses away from the backend they belong to when not at their (since changed)
+default: ``{name: (selector, its value that uses them, options)}``. ``tolerance`` was written at
+``1e-06`` for every backend until its default became ``1e-3`` (POT only)."""
+
+
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """A run's spec in the current form: the one converter from earlier versions' forms.
 
     hierot 0.1 (before objectives were a registry) wrote ``objective: stacked`` (or ``flat``, or
     another registered name) and the lambda weights as a top-level ``weights:``; they become
     ``objective: {name: stacked-wae, weights: ...}`` (``wae`` for ``flat``). No ``objective``
-    with a top-level ``weights:`` was the default ``stacked-wae``. Other specs are returned as
-    they are.
+    with a top-level ``weights:`` was the default ``stacked-wae``. Options that an earlier
+    version wrote for a backend that does not use them (:data:`STALE_OPTIONS`) are dropped: they
+    never took part in the run. Other specs are returned as they are.
     """
+    raw = _without_stale_options(raw)
     objective = raw.get("objective")
     if not (isinstance(objective, str) or "weights" in raw):
         return raw
@@ -87,6 +96,23 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         upgraded["weights"] = weights
     raw["objective"] = upgraded
     return raw
+
+
+def _without_stale_options(value: Any) -> Any:
+    """``value`` (a spec or a part of it) with :data:`STALE_OPTIONS` removed from every component
+    mapping that names a component listed there and selects another backend."""
+    if isinstance(value, list):
+        return [_without_stale_options(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _without_stale_options(v) for k, v in value.items()}
+    name = out.get("name")
+    stale = STALE_OPTIONS.get(name) if isinstance(name, str) else None
+    if stale is not None:
+        selector, using, options = stale
+        if out.get(selector, using) != using:
+            out = {k: v for k, v in out.items() if k not in options}
+    return out
 
 
 def load_run_spec(run: str | Path, overrides: Iterable[str] = ()) -> Spec:

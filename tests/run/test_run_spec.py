@@ -72,3 +72,20 @@ def test_objective_overrides_work_on_every_shipped_preset(name):
         node = node[key]
     assert node == value * 2 + 1
     assert hierot.load_spec(name, [f"objective.name={spec.objective.name}"]) == spec
+
+
+def test_options_written_for_a_backend_that_ignores_them_are_dropped_at_the_run_directory(
+        tmp_path):
+    """Until the POT tolerance's default changed, every resolved ``sinkhorn`` spec carried
+    ``tolerance: 1e-06`` whatever the backend: such a run directory still loads, with the same
+    experiment, while a spec that sets it on another backend is still refused."""
+    raw = hierot.load_spec("quickstart").model_dump(mode="json")
+    raw["divergence"] = {"name": "sinkhorn", "backend": "geomloss", "blur": 0.5,
+                         "max_iter": 1000, "tolerance": 1e-6}
+    with pytest.raises(SpecError, match="tolerance only applies to backend 'pot'"):
+        hierot.load_spec(raw)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_run_spec(tmp_path)
+    assert spec.divergence.backend == "geomloss" and spec.divergence.blur == 0.5
+    pot = {**raw, "divergence": {**raw["divergence"], "backend": "pot"}}
+    assert upgrade(pot) == pot  # the POT backend's own tolerance is the run's: kept
