@@ -11,6 +11,7 @@
     RUN/changes.jsonl          changes made on resume (budget, cadence), with their step
     RUN/origin.json            the run whose weights started this one (``--init-from``)
     RUN/eval.json              ``hierot eval``'s metrics
+    RUN/heldout.json           a sweep trial's objective on the test split (``hierot sweep``)
     RUN/figures/, report.md    ``hierot plot``'s figures and one-page report
 """
 
@@ -27,6 +28,7 @@ ENVIRONMENT = "environment.json"
 CHANGES = "changes.jsonl"
 ORIGIN = "origin.json"
 EVAL = "eval.json"
+HELDOUT = "heldout.json"
 REPORT = "report.md"
 FIGURES = "figures"
 BEST_NAME = "best"

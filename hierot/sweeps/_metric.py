@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hierot.errors import HierotError
+from hierot.run import layout
 
 if TYPE_CHECKING:
     from hierot.spec import Spec
 
-HELDOUT_FILE = "heldout.json"
+HELDOUT_FILE = layout.HELDOUT
 HELDOUT_NUMBERS = ("total", "step", "test_points", "batch_size", "batches")
 """The numbers at the top level of ``heldout.json``; the terms are under ``unweighted`` and
 ``weighted``."""
