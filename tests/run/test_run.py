@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _fixtures import TRAIN_SPEC  # tests/_fixtures.py
 
 import hierot
+from hierot.errors import HierotError
 from hierot.evaluation.trained import load_run
 from hierot.run import CHECKPOINT_FORMAT, REQUIRED_KEYS, Run, layout
 
@@ -100,3 +102,11 @@ def test_evaluation_reads_runs_through_the_run_layer_not_training():
                 if target.startswith("hierot.training")}
     assert borrowed == set()
     assert any(t.startswith("hierot.run") for t, _ in graph["hierot.evaluation.trained"])
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    hierot.fit(TRAIN_SPEC, out=tmp_path / "run", overrides=["train.steps=1"])
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    with pytest.raises(HierotError, match="already holds a run"):
+        hierot.fit(TRAIN_SPEC, out=tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before
