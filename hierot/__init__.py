@@ -7,7 +7,8 @@
 
 Every ``hierot`` command is a function here with the same name and defaults (:mod:`hierot.api`):
 ``validate``, ``fit`` (``hierot train``), ``evaluate`` (``hierot eval``), ``plot``, ``sample``,
-``compare`` and ``sweep``.
+``report``, ``compare``, ``sweep``, ``sweep_report`` (``hierot sweep --report``) and
+``list_components`` (``hierot list``).
 
 The names below are imported on first use, so ``import hierot`` (and ``hierot --help``) does not
 import torch.
@@ -29,6 +30,9 @@ _EXPORTS = {
     "sample": "hierot.api",
     "compare": "hierot.api",
     "sweep": "hierot.api",
+    "sweep_report": "hierot.api",
+    "report": "hierot.api",
+    "list_components": "hierot.api",
     "Built": "hierot.builder",
     "build": "hierot.builder",
     "load_spec": "hierot.spec.loading",
@@ -37,7 +41,8 @@ _EXPORTS = {
 """Public name -> the module defining it (``module:attribute`` where the names differ)."""
 
 __all__ = ["Built", "HierotError", "Spec", "SpecError", "build", "compare", "evaluate", "fit",
-           "load_spec", "plot", "sample", "sweep", "validate"]
+           "list_components", "load_spec", "plot", "report", "sample", "sweep", "sweep_report",
+           "validate"]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,12 +6,18 @@
 ``hierot eval RUN``             :func:`evaluate`
 ``hierot plot RUN``             :func:`plot`
 ``hierot sample RUN``           :func:`sample`
+``hierot report RUN``           :func:`report`
+``hierot compare RUN ...``      :func:`compare`
 ``hierot sweep SWEEP``          :func:`sweep` (:func:`hierot.sweeps.driver.run_sweep`, then the
                                 report; the sweeps train with :func:`fit`)
+``hierot sweep --report DIR``   :func:`sweep_report`
+``hierot list [KIND]``          :func:`list_components` (``sweep --list``: its ``sweeps``)
 =============================== =============================================================
 
 Each command of :mod:`hierot.cli` parses its arguments, calls the function here and prints what
-it returns; a notebook gets what a terminal gets.
+it returns; a notebook gets what a terminal gets. ``hierot show PRESET`` has no function of its
+own: it prints :func:`hierot.spec.read_text` of the preset, or with ``--resolved``
+:func:`hierot.spec.dump_spec` of :func:`load_spec`, which a script calls directly.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hierot.builder import build
-from hierot.errors import HierotError
+from hierot.errors import HierotError, unknown_name_message
+from hierot.registry import ALL, Entry
 from hierot.spec.loading import load_spec
 from hierot.training.session import default_run_dir, fit, validate
 
@@ -171,6 +178,14 @@ def sample(
     return Samples(drawn, run.step, f"{label(options)} / {path}")
 
 
+def report(run_dir: str | Path) -> Path:
+    """``hierot report``: write ``RUN/report.md`` from the run's spec, ``eval.json`` and figures
+    (those present); returns its path. :func:`plot` writes it too, after the figures."""
+    from hierot.evaluation.report import write_report
+
+    return write_report(run_dir)
+
+
 def compare(runs: Iterable[str | Path], *, baseline: str | None = None,
             sampler: str | None = None) -> dict:
     """Compare evaluated runs: groups by spec, mean ± sd, intervals, Welch's t-test.
@@ -270,5 +285,57 @@ def sweep(
                        partial_note(records))
 
 
-__all__ = ["Samples", "SweepResult", "build", "compare", "default_run_dir", "evaluate", "fit",
-           "load_spec", "plot", "sample", "sweep", "validate"]
+def sweep_report(out: str | Path, *, eval_top: int = 0, eval_samples: int = 5000,
+                 storage: str | None = None) -> Path:
+    """``hierot sweep --report DIR``: write a sweep's ``report.md``, ``trials.json`` and figures.
+
+    Parameters
+    ----------
+    out:
+        The sweep directory (:func:`sweep`'s ``out``); the sweep may still be running.
+    eval_top:
+        First run :func:`evaluate` on the ``eval_top`` best points (0: none), so the report
+        shows their FCD and probe accuracy.
+    eval_samples:
+        Samples of each of those evaluations' FCD.
+    storage:
+        The Optuna database of a sweep run with ``storage=`` (default ``out/journal.log``).
+
+    Returns
+    -------
+    Path
+        The report (:func:`hierot.sweeps.report.write_report`).
+    """
+    from hierot.sweeps.report import evaluate_top, write_report
+
+    if eval_top:
+        evaluate_top(Path(out), eval_top, storage, samples=eval_samples)
+    return write_report(out, storage)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What :func:`list_components` finds of one kind: its entries (``name``, ``summary`` and
+    ``source``: ``"hierot"`` or the plug-in's package) and the plug-ins that failed to load."""
+
+    kind: str
+    entries: list[Entry]
+    plugin_errors: list[str]
+
+
+def list_components(kind: str | None = None) -> dict[str, Listing]:
+    """``hierot list [KIND]``: the registered components (plug-ins too) of ``kind``, or of every
+    kind (``networks``, ``costs``, ..., ``samplers``, ``sweeps``: :data:`hierot.registry.ALL`).
+
+    Named so as not to hide Python's ``list``; a :class:`HierotError` names an unknown kind with
+    the valid ones.
+    """
+    if kind is not None and kind not in ALL:
+        raise HierotError(unknown_name_message("kind", kind, ALL))
+    kinds = [kind] if kind is not None else list(ALL)
+    return {k: Listing(k, ALL[k].entries(), list(ALL[k].plugin_errors)) for k in kinds}
+
+
+__all__ = ["Listing", "Samples", "SweepResult", "build", "compare", "default_run_dir", "evaluate",
+           "fit", "list_components", "load_spec", "plot", "report", "sample", "sweep",
+           "sweep_report", "validate"]

@@ -1,5 +1,5 @@
-"""Plain data shared by several test files: the tiny digits hierarchy, a valid toy spec and fake
-plug-in metadata.
+"""Plain data shared by several test files: the tiny digits hierarchy and run, a valid toy spec
+and fake plug-in metadata.
 
 Imported as ``from _fixtures import ...`` (pytest puts this folder on ``sys.path``).
 """
@@ -22,6 +22,23 @@ def two_layers() -> list[dict]:
     """A fresh copy of the two-layer hierarchy (8-D then 2-D latents, narrow MLPs) on 8x8 digits
     that the quick training tests share."""
     return copy.deepcopy(_TWO_LAYERS)
+
+
+TRAIN_SPEC = {
+    "data": {"name": "digits"},
+    "layers": two_layers(),
+    "train": {"batch_size": 64, "steps": 6, "log_every": 1, "checkpoint_every": 3,
+              "progress": False},
+}
+"""The tiny digits run the training tests share: six steps, a row of metrics.csv each step,
+checkpoints at steps 3 and 6. Read-only: :func:`train_spec` changes it."""
+
+
+def train_spec(device: str = "cpu", *overrides: str):
+    """:data:`TRAIN_SPEC` on ``device`` with ``overrides`` (``"a.b=value"``), validated."""
+    import hierot
+
+    return hierot.load_spec(TRAIN_SPEC, [f"device={device}", *overrides])
 
 
 TOY_SPEC = {

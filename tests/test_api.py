@@ -31,6 +31,9 @@ def cli_defaults(command: str, *required: str) -> dict:
     ("sample", api.sample, ["RUN", "--out", "x.pt"],
      ["checkpoint", "device", "n", "seed", "sampler", "path", "weights"]),
     ("compare", api.compare, ["RUN"], ["baseline", "sampler"]),
+    ("report", api.report, ["RUN"], []),
+    ("list", api.list_components, [], ["kind"]),
+    ("sweep", api.sweep_report, ["--report", "DIR"], ["eval_top", "eval_samples", "storage"]),
     ("sweep", api.sweep, ["SWEEP", "--out", "DIR"],
      ["base", "seeds", "metric", "direction", "sampler", "trials", "workers", "threads", "storage",
       "retry_failed", "stale_after"]),
@@ -96,6 +99,25 @@ def test_sample_and_evaluate_check_their_options_before_any_work(tmp_path):
     with pytest.raises(HierotError, match="must end in .png"):
         hierot.sample(run, 2, out=tmp_path / "x.txt")
     assert not (run / "eval.json").exists()
+
+
+def test_report_writes_the_report_of_a_run(tmp_path):
+    run = tmp_path / "run"
+    hierot.fit(TINY, out=run)
+    path = hierot.report(run)
+    assert path == run / "report.md" and "## Spec" in path.read_text()
+
+
+def test_list_components_lists_each_kind_of_the_registries_or_names_the_valid_kinds():
+    from hierot.registry import ALL
+
+    every = hierot.list_components()
+    assert list(every) == list(ALL) and every["divergences"].kind == "divergences"
+    names = [entry.name for entry in hierot.list_components("divergences")["divergences"].entries]
+    assert names == ALL["divergences"].names() and "mmd" in names
+    with pytest.raises(HierotError, match=r"unknown kind 'divergence'; did you mean "
+                                          r"'divergences'\? Valid: callbacks"):
+        hierot.list_components("divergence")
 
 
 def test_the_version_is_one_and_has_its_changelog_entry():

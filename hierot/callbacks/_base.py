@@ -1,6 +1,6 @@
-"""What the built-in trackers share: building the spec's callbacks, package checks, tracker ids,
-and the figures logged at the end. The hooks themselves are
-:class:`hierot.training.callbacks.Callback`.
+"""What the built-in trackers share: package checks, tracker ids, and the figures logged at the
+end. The hooks themselves are :class:`hierot.training.callbacks.Callback`; the spec's callbacks
+are built by :func:`hierot.training.callbacks.build_callbacks` (exported by ``hierot.callbacks``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,6 @@ from hierot.training.callbacks import Callback, Callbacks
 
 if TYPE_CHECKING:
     from hierot.run import Run
-    from hierot.spec.schema import Spec
-
-
-def build_callbacks(spec: Spec, run_dir: Run) -> list[Callback]:
-    """The spec's callbacks, built by their registry entries."""
-    from hierot.registry import callbacks
-
-    return [callbacks.build(options, run_dir=run_dir, spec=spec) for options in spec.callbacks]
 
 
 def require_package(module: str, extra: str) -> None:
@@ -44,5 +36,4 @@ def figures(run_dir: Run) -> list[Path]:
     return plot_run(run_dir.path, embedding="pca")
 
 
-__all__ = ["Callback", "Callbacks", "build_callbacks", "figures", "require_package",
-           "tracker_id_file"]
+__all__ = ["Callback", "Callbacks", "figures", "require_package", "tracker_id_file"]

@@ -97,20 +97,14 @@ command("show", "print a preset's YAML", arguments=_show_arguments)(show)
 
 
 def list_components(args: argparse.Namespace) -> int:
-    from hierot.registry import ALL
+    from hierot.api import list_components as listed
 
-    kinds = [args.kind] if args.kind else list(ALL)
-    for kind in kinds:
-        if kind not in ALL:
-            from hierot.errors import unknown_name_message
-
-            raise HierotError(unknown_name_message("kind", kind, ALL))
-        registry = ALL[kind]
+    for kind, listing in listed(args.kind).items():
         print(f"{kind}:")
-        for entry in registry.entries():
+        for entry in listing.entries:
             source = "" if entry.source == "hierot" else f"  [{entry.source}]"
             print(f"  {entry.name:<22}{entry.summary}{source}")
-        for problem in registry.plugin_errors:
+        for problem in listing.plugin_errors:
             print(f"  ! {problem}")
     return 0
 

@@ -161,9 +161,9 @@ command("sample", "draw samples of a trained run into a PNG grid or a .pt tensor
 
 # -- report ------------------------------------------------------------------------------------
 def report(args: argparse.Namespace) -> int:
-    from hierot.evaluation.report import write_report
+    from hierot import api
 
-    print(f"written {write_report(args.run_dir)}")
+    print(f"written {api.report(args.run_dir)}")
     return 0
 
 

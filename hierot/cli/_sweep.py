@@ -7,9 +7,9 @@
     hierot sweep --report DIR [--eval-top N] [--storage URL]
     hierot sweep --list
 
-The command is a shell over :func:`hierot.api.sweep` (``--report`` and ``--list`` over
-:mod:`hierot.sweeps`); Optuna and the training stack are imported inside it, so registering it
-costs nothing.
+The command is a shell over :func:`hierot.api.sweep` (``--report`` over
+:func:`hierot.api.sweep_report`, ``--list`` over :func:`hierot.api.list_components`); Optuna
+and the training stack are imported inside it, so registering it costs nothing.
 """
 
 from __future__ import annotations
@@ -73,34 +73,28 @@ def _grid(item: str) -> tuple[str, list]:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from hierot import api
 
     if args.list:
-        from hierot.registry import sweeps
-
-        for entry in sweeps.entries():
+        for entry in api.list_components("sweeps")["sweeps"].entries:
             plugin = "" if entry.source == "hierot" else f"  [{entry.source}]"
             print(f"  {entry.name:<24}{entry.summary}{plugin}")
         return 0
     if args.report:
-        from hierot.sweeps.report import evaluate_top, write_report
-
-        if args.eval_top:
-            evaluate_top(Path(args.report), args.eval_top, args.storage, samples=args.eval_samples)
-        path = write_report(args.report, args.storage)
+        path = api.sweep_report(args.report, eval_top=args.eval_top,
+                                eval_samples=args.eval_samples, storage=args.storage)
         print(f"written {path}")
         return 0
     if args.sweep is None or args.out is None:
         raise HierotError("sweep: give SWEEP (a sweep file or preset, or a base with --grid) and "
                           "--out DIR; or --report DIR; or --list")
-    from hierot.api import sweep as run
-
     try:
-        done = run(args.sweep, args.out, grid=dict(_grid(g) for g in args.grid), base=args.base,
-                   overrides=args.overrides, seeds=args.seeds, metric=args.metric,
-                   direction=args.direction, sampler=args.sampler, trials=args.trials,
-                   workers=args.workers, threads=args.threads, storage=args.storage,
-                   retry_failed=args.retry_failed, stale_after=args.stale_after)
+        done = api.sweep(args.sweep, args.out, grid=dict(_grid(g) for g in args.grid),
+                         base=args.base, overrides=args.overrides, seeds=args.seeds,
+                         metric=args.metric, direction=args.direction, sampler=args.sampler,
+                         trials=args.trials, workers=args.workers, threads=args.threads,
+                         storage=args.storage, retry_failed=args.retry_failed,
+                         stale_after=args.stale_after)
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue the sweep", file=sys.stderr)
         return 130

@@ -26,6 +26,7 @@ import statistics
 from pathlib import Path
 
 from hierot.errors import HierotError
+from hierot.run import layout
 
 METRICS = {"fcd": -1, "kid": -1, "precision": +1, "recall": +1, "density": +1, "coverage": +1}
 """Metric -> which way is better (+1: higher)."""
@@ -97,7 +98,7 @@ def find_runs(patterns: list[str]) -> list[Path]:
         if not matches:
             raise HierotError(f"compare: {pattern!r} matches no run directory")
         found += [Path(m) for m in matches if Path(m).is_dir()]
-    missing = [str(p) for p in found if not (p / "eval.json").is_file()]
+    missing = [str(p) for p in found if not (p / layout.EVAL).is_file()]
     if missing:
         raise HierotError(f"compare: no eval.json in {', '.join(missing)}: run `hierot eval` "
                           "on them first")
@@ -123,7 +124,7 @@ def _flatten(value, prefix: str = "") -> dict[str, str]:
 def _spec(run: Path) -> dict[str, str]:
     from hierot._yaml import parse_yaml
 
-    flat = _flatten(parse_yaml((run / "spec.yaml").read_text()) or {})
+    flat = _flatten(parse_yaml((run / layout.SPEC).read_text()) or {})
     return {k: v for k, v in flat.items() if k not in IGNORED}
 
 
@@ -234,7 +235,7 @@ def compare(patterns: list[str], *, baseline: str | None = None,
         The sampler whose ancestral samples are compared (default: each run's first).
     """
     runs = find_runs(patterns)
-    results = {run: json.loads((run / "eval.json").read_text()) for run in runs}
+    results = {run: json.loads((run / layout.EVAL).read_text()) for run in runs}
     groups = group_runs(runs)
     return compare_results(
         {label: [results[r] for r in members] for label, members in groups.items()},

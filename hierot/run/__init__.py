@@ -16,6 +16,7 @@ writes every file of the directory atomically, checkpoints in one format.
     RUN/changes.jsonl          changes made on resume (budget, cadence), with their step
     RUN/origin.json            the run whose weights started this one (``--init-from``)
     RUN/eval.json              ``hierot eval``'s metrics
+    RUN/heldout.json           a sweep trial's objective on the test split (``hierot sweep``)
     RUN/figures/, report.md    ``hierot plot``'s figures and one-page report
 
 ================= ==============================================================================

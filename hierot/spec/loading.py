@@ -274,7 +274,9 @@ def load_spec(
     problems = spec.consistency_errors()
     if problems:
         raise SpecError(problems, label)
-    for line in spec_warnings(spec):
+    warmup = getattr(spec.optimizer.schedule, "warmup_steps", 0) or 0
+    for line in spec_warnings(spec.data, batch_size=spec.train.batch_size, steps=spec.train.steps,
+                              epochs=spec.train.epochs, warmup_steps=warmup):
         warnings.warn(line, UserWarning, stacklevel=2)
     return spec
 

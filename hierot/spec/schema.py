@@ -46,6 +46,7 @@ from hierot.registry import (
     optimizers,
     penalties,
 )
+from hierot.spec._checks import run_errors
 
 MAX_WIDTH = 2**16
 """Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
@@ -214,9 +215,9 @@ class Spec(StrictModel):
         errors += self._weight_errors()
         errors += self.shape_errors()
         errors += self.size_errors()
-        from hierot.spec._checks import run_errors  # the spec's own package: no cycle
-
-        return errors + run_errors(self)
+        return errors + run_errors(self.data, batch_size=self.train.batch_size,
+                                   precision=self.train.precision,
+                                   best_metric=self.train.best_metric, device=self.device)
 
     def size_errors(self) -> list[str]:
         """Ask the divergence (:class:`~hierot.components.ChecksSizes`) about the sample counts."""

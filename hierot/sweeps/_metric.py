@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hierot.errors import HierotError
+from hierot.run import layout
 
 if TYPE_CHECKING:
     from hierot.spec import Spec
-    from hierot.sweeps.schema import SweepSpec
 
-HELDOUT_FILE = "heldout.json"
+HELDOUT_FILE = layout.HELDOUT
 HELDOUT_NUMBERS = ("total", "step", "test_points", "batch_size", "batches")
 """The numbers at the top level of ``heldout.json``; the terms are under ``unweighted`` and
 ``weighted``."""
@@ -38,12 +38,15 @@ def objective_term_names(spec: Spec) -> list[str]:
         return list(built.objective(x).unweighted)
 
 
-def metric_errors(sweep: SweepSpec, spec: Spec) -> list[str]:
-    """Why ``sweep``'s ``heldout.*`` metric names no number of ``heldout.json`` for ``spec``
-    (empty when it does, or when the metric is an ``eval.*`` key, read after evaluation)."""
+def metric_errors(metric: str, resolved: str, spec: Spec) -> list[str]:
+    """Why a sweep's ``heldout.*`` metric names no number of ``heldout.json`` for ``spec``
+    (empty when it does, or when the metric is an ``eval.*`` key, read after evaluation).
+
+    ``metric`` is the sweep file's ``metric`` as written, ``resolved`` its full name
+    (``SweepSpec.resolved_metric``: ``heldout.total`` for ``heldout``)."""
     import difflib
 
-    source, _, path = sweep.resolved_metric.partition(".")
+    source, _, path = resolved.partition(".")
     if source != "heldout":
         return []
     kind, _, term = path.partition(".")
@@ -61,7 +64,7 @@ def metric_errors(sweep: SweepSpec, spec: Spec) -> list[str]:
     if kind in ("unweighted", "weighted") and term in objective_term_names(spec):
         return []
     choices = valid()
-    close = difflib.get_close_matches(sweep.resolved_metric, choices, n=3)
-    return [f"metric: {sweep.metric!r} is not a number in {HELDOUT_FILE} of this sweep's "
+    close = difflib.get_close_matches(resolved, choices, n=3)
+    return [f"metric: {metric!r} is not a number in {HELDOUT_FILE} of this sweep's "
             f"objective; valid: {', '.join(choices)}"
             + (f"; did you mean {' or '.join(close)}?" if close else "")]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hierot.errors import HierotError
-from hierot.run import atomic_write_text
+from hierot.run import atomic_write_text, layout
 from hierot.sweeps import _optuna
 from hierot.sweeps._directory import read_sweep_dir, study_info
 from hierot.sweeps._locations import location, partial_note, situation, where
@@ -37,7 +37,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 def _eval_numbers(run: Path) -> dict[str, float]:
     """FCD and the top-latent probe accuracy from ``RUN/eval.json``, when evaluated."""
-    file = run / "eval.json"
+    file = run / layout.EVAL
     if not file.is_file():
         return {}
     result = json.loads(file.read_text())
@@ -319,7 +319,7 @@ def evaluate_top(sweep_dir: Path, n: int, storage_url: str | None = None, sample
     for record in ranked(sweep, records)[:n]:
         for seed in record["seeds"]:
             run = sweep_dir / "trials" / record["run_dir"] / seed["run_dir"]
-            if run.is_dir() and not (run / "eval.json").is_file():
+            if run.is_dir() and not (run / layout.EVAL).is_file():
                 log(f"evaluating {run}")
                 evaluate(run, samples=samples)
                 done.append(run)

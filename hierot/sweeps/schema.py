@@ -46,6 +46,7 @@ from pydantic import (
 from hierot._yaml import parse_yaml
 from hierot.components import StrictModel
 from hierot.errors import HierotError, SpecError
+from hierot.sweeps._metric import metric_errors
 
 Scalar = Union[bool, int, float, str]  # noqa: UP007
 METRIC_SOURCES = ("heldout", "eval")
@@ -366,10 +367,8 @@ def check_against_base(sweep: SweepSpec, label: str) -> str:
     except HierotError as exc:
         raise SweepError([f"base: {exc}"], label) from None
     raw = base.model_dump(mode="json")
-    from hierot.sweeps._metric import metric_errors
-
     try:
-        problems: list[str] = metric_errors(sweep, base)
+        problems: list[str] = metric_errors(sweep.metric, sweep.resolved_metric, base)
     except HierotError as exc:  # the base's data set or model cannot be built
         raise SweepError([f"base: {exc}"], label) from None
     if (sweep.prunes_in_training and base.train.steps is None and base.train.eval_every is None

@@ -1,9 +1,10 @@
 """The callback interface: what the trainer calls, and when.
 
 A callback is built from its options in the spec's ``callbacks`` list (``{name: tensorboard}``)
-by its registry entry's factory, ``factory(options, run_dir=..., spec=...)``, on the main process
-of a run that writes a run directory (:func:`hierot.training.parts.build_training`, called by
-:func:`hierot.api.fit`), or passed to it beside them. The trainer then calls, in order:
+by its registry entry's factory, ``factory(options, run_dir=..., spec=...)``
+(:func:`build_callbacks`), on the main process of a run that writes a run directory
+(:func:`hierot.training.parts.build_training`, called by :func:`hierot.api.fit`), or passed to it
+beside them. The trainer then calls, in order:
 
 =============================== ================================================================
 ``on_train_start(spec, step)``  once, before the first step (``step`` > 0 when resuming)
@@ -25,7 +26,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hierot.registry import callbacks as callback_registry
+
 if TYPE_CHECKING:
+    from hierot.run import Run
     from hierot.spec.schema import Spec
 
 
@@ -85,4 +89,12 @@ class Callbacks(Callback):
             c.close()
 
 
-__all__ = ["Callback", "Callbacks"]
+def build_callbacks(spec: Spec, run_dir: Run) -> list[Callback]:
+    """The spec's callbacks, in its order, each built by its registry entry:
+    ``factory(options, run_dir=run_dir, spec=spec)`` (what the trainer of a run that writes
+    ``run_dir`` calls)."""
+    return [callback_registry.build(options, run_dir=run_dir, spec=spec)
+            for options in spec.callbacks]
+
+
+__all__ = ["Callback", "Callbacks", "build_callbacks"]

@@ -34,11 +34,10 @@ from hierot.components import StreamedSplit
 from hierot.model import Hierarchy
 from hierot.objectives import Objective
 from hierot.precision import Precision
-from hierot.registry import callbacks as callback_registry
 from hierot.run import Run
 from hierot.schedules import build_scheduler
 from hierot.training.batches import BatchOrder
-from hierot.training.callbacks import Callback, Callbacks
+from hierot.training.callbacks import Callback, Callbacks, build_callbacks
 from hierot.training.ema import WeightEMA
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.training.runtime import Runtime, single_process
@@ -145,7 +144,5 @@ def _callbacks(built: Built, runtime: Runtime, run: Run | None,
     """The spec's callbacks (built by their registry entries) and ``extra``, main process only."""
     if not runtime.is_main:
         return Callbacks([])
-    spec = built.spec
-    own = ([callback_registry.build(options, run_dir=run, spec=spec) for options in spec.callbacks]
-           if run is not None else [])
+    own = build_callbacks(built.spec, run) if run is not None else []
     return Callbacks([*own, *extra])

@@ -1,4 +1,5 @@
-"""The mlflow tracker's faults: an unknown URI scheme, an unreachable or silent server."""
+"""The mlflow tracker: params and metrics of a run and its resume in one MLflow run; its
+faults (an unknown URI scheme, an unreachable or silent server)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import socket
 import time
 
 import pytest
-from _fixtures import two_layers  # tests/_fixtures.py
+from _fixtures import train_spec, two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
@@ -95,3 +96,23 @@ def test_a_refused_connection_stops_the_run_cleanly(tmp_path, capsys):
     assert "callbacks mlflow: the tracking server http://127.0.0.1:1 could not be reached" in err
     with pytest.raises(SpecError):
         hierot.load_spec(TINY, [tracker("http://h", connect_timeout=0)])
+
+
+def test_mlflow_logs_params_metrics_and_resumes_the_same_run(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = f"callbacks=[{{name: mlflow, tracking_uri: '{uri}', figures: false}}]"
+    run = tmp_path / "r"
+    hierot.fit(train_spec("cpu", tracker, "train.steps=3", "train.checkpoint_every=3"), out=run)
+    hierot.fit(resume=run, overrides=["train.steps=4", "train.eval_every=4"])
+    client = MlflowClient(tracking_uri=uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("hierot").experiment_id])
+    assert found.info.status == "FINISHED" and found.info.run_name == "r"
+    assert found.data.params["train.batch_size"] == "64"
+    history = client.get_metric_history(found.info.run_id, "w_rec_x")
+    assert [m.step for m in history] == [1, 2, 3, 4]
+    logged = [row["w_rec_x"] for row in Run(run).read_metrics()]
+    assert [m.value for m in history] == pytest.approx(logged)
+    assert [m.step for m in client.get_metric_history(found.info.run_id, "val_total")] == [4]

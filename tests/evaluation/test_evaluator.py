@@ -249,3 +249,11 @@ def test_wae_runs_report_kl_and_skip_the_likelihood(vector_run):
     assert "skipped" in result["likelihood"]
     assert result["kl"]["estimate"] == {"z1": "monte-carlo", "z2": "analytic"}
     assert all(finite(v) for v in result["kl"]["nats"].values())
+
+
+def test_the_eval_table_says_per_coordinate_for_vector_data():
+    from hierot.evaluation.evaluator import per_layer_header
+
+    assert "rec MSE/coord" in per_layer_header({"data_shape": [16]})
+    assert "rec MSE/pixel" in per_layer_header({"data_shape": [1, 28, 28]})
+    assert "rec MSE/pixel" in per_layer_header({})  # an eval.json written before data_shape

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _fixtures import TRAIN_SPEC  # tests/_fixtures.py
 
 import hierot
+from hierot.errors import HierotError
 from hierot.evaluation.trained import load_run
 from hierot.run import CHECKPOINT_FORMAT, REQUIRED_KEYS, Run, layout
 
@@ -82,14 +84,12 @@ def _string_constants(path: Path) -> set[str]:
 
 
 def test_the_file_names_are_known_in_one_place():
-    """No module of the training or run layers but ``_layout`` spells a run directory's file."""
+    """No module of the package but ``_layout`` spells a run directory's file (``report.md`` is
+    not checked: a sweep directory has one of its own)."""
     names = {layout.SPEC, layout.METRICS, layout.SUMMARY, layout.ENVIRONMENT, layout.CHANGES,
-             layout.ORIGIN, layout.BEST}
-    modules = [*(ROOT / "hierot" / "training").rglob("*.py"),
-               *(ROOT / "hierot" / "run").glob("*.py"), ROOT / "hierot" / "api.py",
-               ROOT / "hierot" / "builder.py"]
-    spelled = {str(p.relative_to(ROOT)): sorted(names & _string_constants(p)) for p in modules
-               if p.name != "_layout.py"}
+             layout.ORIGIN, layout.BEST, layout.EVAL, layout.HELDOUT}
+    spelled = {str(p.relative_to(ROOT)): sorted(names & _string_constants(p))
+               for p in sorted((ROOT / "hierot").rglob("*.py")) if p.name != "_layout.py"}
     assert {p: n for p, n in spelled.items() if n} == {}
 
 
@@ -102,3 +102,11 @@ def test_evaluation_reads_runs_through_the_run_layer_not_training():
                 if target.startswith("hierot.training")}
     assert borrowed == set()
     assert any(t.startswith("hierot.run") for t, _ in graph["hierot.evaluation.trained"])
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    hierot.fit(TRAIN_SPEC, out=tmp_path / "run", overrides=["train.steps=1"])
+    before = (tmp_path / "run" / "metrics.csv").read_text()
+    with pytest.raises(HierotError, match="already holds a run"):
+        hierot.fit(TRAIN_SPEC, out=tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.csv").read_text() == before

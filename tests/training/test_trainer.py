@@ -1,18 +1,19 @@
-"""Training, the run directory, exact resume, non-finite stops and atomic checkpoints."""
+"""hierot.training.trainer: the loop writes its run directory, resumes exactly (schedule,
+clipping and held-out evaluation too), stops on a non-finite loss, and learns."""
 
 from __future__ import annotations
 
 import csv
-import pickle
 
 import pytest
 import torch
-from _fixtures import two_layers  # tests/_fixtures.py
+from _fixtures import train_spec, two_layers  # tests/_fixtures.py
 
 import hierot
-from hierot.errors import HierotError, NonFiniteLossError
+from hierot.callbacks import Callback
+from hierot.errors import NonFiniteLossError
 from hierot.registry import ComponentOptions, divergences
-from hierot.run import Run, atomic_torch_save
+from hierot.run import Run
 
 TINY = {
     "data": {"name": "digits"},
@@ -20,6 +21,11 @@ TINY = {
     "train": {"batch_size": 64, "steps": 4, "log_every": 1, "checkpoint_every": 2,
               "progress": False},
 }
+SCHEDULED = [
+    "optimizer.schedule={name: cosine, warmup_steps: 2, min_factor: 0.1}",
+    "optimizer.clip_grad_norm=0.5",
+    "train.eval_every=2",
+]
 
 
 def weights(run: Run) -> dict[str, torch.Tensor]:
@@ -54,12 +60,34 @@ def test_resume_continues_exactly(tmp_path):
             == pytest.approx(resumed.read_metrics()[-1]["total"]))
 
 
-def test_existing_run_is_not_overwritten(tmp_path):
-    hierot.fit(TINY, out=tmp_path / "run", overrides=["train.steps=1"])
-    before = (tmp_path / "run" / "metrics.csv").read_text()
-    with pytest.raises(HierotError, match="already holds a run"):
-        hierot.fit(TINY, out=tmp_path / "run")
-    assert (tmp_path / "run" / "metrics.csv").read_text() == before
+class StopAt(Callback):
+    """Interrupts training after the checkpoint of ``step``, as Ctrl-C would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_checkpoint(self, step, path):
+        if step == self.step and path.name.startswith("step-"):
+            raise KeyboardInterrupt
+
+
+def test_schedule_clipping_and_evaluation_resume_exactly(tmp_path, device):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    hierot.fit(train_spec(device, *SCHEDULED), out=straight)
+    with pytest.raises(KeyboardInterrupt):
+        hierot.fit(train_spec(device, *SCHEDULED), out=stopped, callbacks=[StopAt(3)])
+    assert Run(stopped).load_checkpoint()["step"] == 3
+    hierot.fit(resume=stopped)
+    a, b = weights(Run(straight)), weights(Run(stopped))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    sa, sb = Run(straight).load_checkpoint(), Run(stopped).load_checkpoint()
+    assert sa["scheduler"]["last_epoch"] == sb["scheduler"]["last_epoch"] == 6
+    assert sa["best"] == sb["best"]
+    rows_a, rows_b = Run(straight).read_metrics(), Run(stopped).read_metrics()
+    assert [r["step"] for r in rows_b] == [1, 2, 3, 4, 5, 6]
+    for key in ("lr", "total", "val_total"):
+        assert [r.get(key) for r in rows_a] == pytest.approx([r.get(key) for r in rows_b])
 
 
 @pytest.fixture
@@ -91,20 +119,6 @@ def test_non_finite_loss_stops_with_term_and_step_and_keeps_checkpoint(tmp_path,
     run = Run(tmp_path / "run")
     assert run.load_checkpoint()["step"] == 2
     assert all(torch.isfinite(v).all() for v in weights(run).values() if v.is_floating_point())
-
-
-def test_atomic_checkpoint_survives_a_failed_write(tmp_path):
-    path = tmp_path / "step-00000001.pt"
-    atomic_torch_save({"w": torch.ones(3)}, path)
-
-    class Unpicklable:
-        def __reduce__(self):
-            raise pickle.PicklingError("disk full, say")
-
-    with pytest.raises(pickle.PicklingError):
-        atomic_torch_save({"w": torch.zeros(3), "bad": Unpicklable()}, path)
-    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.ones(3))
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
 
 
 def test_training_reduces_reconstruction(tmp_path):

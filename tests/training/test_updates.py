@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 import torch
-from _fixtures import two_layers  # tests/_fixtures.py
+from _fixtures import train_spec, two_layers  # tests/_fixtures.py
 
 import hierot
 from hierot.cli import main
@@ -243,3 +243,14 @@ def test_the_fp16_loss_scaler_is_told_of_each_kind_of_skip():
     assert precision.scaler.get_scale() == 512.0 and optimizer.state == {}
     assert attempt() is None and len(optimizer.state) == 2
     assert (guard.skipped, guard.consecutive) == (2, 0)
+
+
+def test_gradient_norm_is_clipped():
+    trainer = Trainer(hierot.build(train_spec("cpu", "optimizer.clip_grad_norm=0.01")))
+    trainer._train_step()
+    grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) <= 0.01 * 1.0001
+    unclipped = Trainer(hierot.build(train_spec("cpu")))
+    unclipped._train_step()
+    norms = [p.grad.norm() for p in unclipped.model.parameters() if p.grad is not None]
+    assert float(torch.linalg.vector_norm(torch.stack(norms))) > 0.1  # clipping did something
