@@ -81,7 +81,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     version wrote for a backend that does not use them (:data:`STALE_OPTIONS`) are dropped: they
     never took part in the run. Other specs are returned as they are.
     """
-    raw = _without_stale_options(raw)
+    cleaned = _without_stale_options(raw)
+    raw = raw if cleaned == raw else cleaned  # a spec in the current form is returned as it is
     objective = raw.get("objective")
     if not (isinstance(objective, str) or "weights" in raw):
         return raw
