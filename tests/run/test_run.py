@@ -40,8 +40,21 @@ def test_a_checkpoint_written_before_the_run_layer_still_loads(old_run):
     assert best.weights == "ema" and best.step in (2, 4)
 
 
-def test_a_run_written_before_the_run_layer_resumes_as_if_never_stopped(old_run, tmp_path):
+@pytest.fixture
+def one_thread():
+    """One torch thread, as ``tests/data/run-0.2.0`` was trained (its ``environment.json``):
+    with another thread count the sums run in another order, and six steps of a tiny BatchNorm
+    network carry that rounding to 1e-5."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_run_written_before_the_run_layer_resumes_as_if_never_stopped(old_run, tmp_path,
+                                                                        one_thread):
     """Resumed to step 6, it matches a run of 6 steps trained straight by the current code."""
+    assert json.loads((old_run / layout.ENVIRONMENT).read_text())["torch_threads"] == 1
     hierot.fit(resume=old_run, overrides=["train.steps=6", "device=cpu"])
     spec = Run(old_run).spec(["train.steps=6", "device=cpu"])
     straight = hierot.fit(spec, out=tmp_path / "straight").run_dir
