@@ -214,7 +214,8 @@ def kl_per_layer(objective: Objective, x: Tensor, *, device="cpu", seed: int = 0
                 sums[i] += float(inference.kl(i).sum())
     nats = {f"z{i + 1}": (None if estimate[f"z{i + 1}"] == "undefined" else sums[i] / len(x))
             for i in range(objective.depth)}
-    return {"nats": nats, "estimate": estimate, "points": len(x)}
+    return {"nats": nats, "estimate": estimate, "points": len(x),
+            "density_model": bool(objective.density)}
 
 
 IW_SAMPLES = 100

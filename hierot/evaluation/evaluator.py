@@ -227,10 +227,11 @@ def per_layer_rows(result: dict) -> list[list[str]]:
     rec, active = result["reconstruction"], result["active_units"]
     probe = result["probe"].get("accuracy", {})
     kl = result.get("kl", {}).get("nats", {})  # absent from eval.json written before it existed
+    shown = kl_note(result) is None  # a WAE's near-deterministic encoders: n/a, see kl_note
     return [
         [layer, "x".join(map(str, shape)), number(rec["l2sq"][layer]), number(rec["mse"][layer]),
          number(probe.get(layer), 3), f"{active['count'][layer]}/{active['dims'][layer]}",
-         number(kl.get(layer))]
+         number(kl.get(layer)) if shown else "n/a"]
         for layer, shape in result["latent_shapes"].items()
     ]
 
@@ -244,6 +245,14 @@ def per_layer_header(result: dict) -> list[str]:
     vector = len(result.get("data_shape", [1, 1, 1])) == 1
     return [("rec MSE/coord" if vector else h) if h == "rec MSE/pixel" else h
             for h in PER_LAYER_HEADER]
+
+
+def kl_note(result: dict) -> str | None:
+    """Why the KL column reads ``n/a`` (an objective that is not a density model), or ``None``."""
+    if result.get("kl", {}).get("density_model", True):
+        return None
+    return ("KL n/a: the objective is not a density model; its near-deterministic encoders read "
+            "as a VAE's give KL terms that mean nothing (eval.json keeps them under kl)")
 
 
 def likelihood_line(result: dict) -> str | None:
@@ -279,9 +288,9 @@ def format_table(result: dict) -> str:
     lines += ["", ("per latent layer (reconstruction from encoding depth i, linear probe, "
                    "active units, KL term):")]
     lines += _table(per_layer_header(result), per_layer_rows(result))
-    likelihood = likelihood_line(result)
-    if likelihood:
-        lines.append("  " + likelihood)
+    for extra in (kl_note(result), likelihood_line(result)):
+        if extra:
+            lines.append("  " + extra)
     if "chance" in result["probe"]:
         lines.append(f"  probe chance level {number(result['probe']['chance'], 3)}, fitted on "
                      f"{result['probe']['train_points']} training points")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hierot.evaluation.evaluator import (
+    kl_note,
     likelihood_line,
     number,
     per_layer_header,
@@ -101,9 +102,9 @@ def metrics_section(result: dict | None) -> list[str]:
         *_table(per_layer_header(result), per_layer_rows(result)),
         "",
     ]
-    likelihood = likelihood_line(result)
-    if likelihood:
-        lines += [likelihood + ".", ""]
+    for extra in (kl_note(result), likelihood_line(result)):
+        if extra:
+            lines += [extra + ".", ""]
     rows = []
     if "fcd" in quality:
         c = quality["classifier"]

@@ -29,6 +29,7 @@ from hierot.evaluation import (
 )
 from hierot.evaluation._frechet import frechet_from_stats
 from hierot.evaluation.classifier import CACHE_ENV
+from hierot.evaluation.evaluator import number, per_layer_rows
 from hierot.evaluation.figures import CAPTIONS
 
 SAMPLES, FAST = 300, ["--samples", "300", "--resamples", "20"]
@@ -226,8 +227,11 @@ def test_eval_and_plot_vae_runs(name, tmp_path, cache, capsys):
     hierot.fit({**IMAGES, "objective": {"name": name, "warmup_steps": 2}}, out=out)
     assert main(["eval", str(out), "--samples", "200", "--resamples", "20"]) == 0
     table = capsys.readouterr().out
-    assert "log p(x) >=" in table and "KL (nats)" in table
+    assert "log p(x) >=" in table and "KL (nats)" in table and "KL n/a" not in table
     result = json.loads((out / "eval.json").read_text())
+    assert result["kl"]["density_model"] is True
+    assert [row[-1] for row in per_layer_rows(result)] == [
+        number(result["kl"]["nats"][layer]) for layer in ("z1", "z2")]
     assert result["objective_name"] == name
     assert set(result["objective"]["unweighted"]) == {"rec_x", "kl_z1", "kl_z2"}
     kl = result["kl"]
@@ -249,6 +253,10 @@ def test_wae_runs_report_kl_and_skip_the_likelihood(vector_run):
     assert "skipped" in result["likelihood"]
     assert result["kl"]["estimate"] == {"z1": "monte-carlo", "z2": "analytic"}
     assert all(finite(v) for v in result["kl"]["nats"].values())
+    assert result["kl"]["density_model"] is False  # the table says n/a, the JSON keeps the values
+    table = format_table(result)
+    assert "KL n/a: the objective is not a density model" in table
+    assert [row[-1] for row in per_layer_rows(result)] == ["n/a", "n/a"]
 
 
 def test_the_eval_table_says_per_coordinate_for_vector_data():
