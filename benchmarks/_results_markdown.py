@@ -2,7 +2,8 @@
 
 Per data set: one table of every arm (per-layer rows, the protocol's sample metrics of every
 sampler with their intervals, s/step), the fidelity and coverage regenerated from every depth,
-the sample grid, and ``hierot compare``'s verdicts against the paper's StackedWAE and the flat WAE.
+the sample grid, and ``hierot compare``'s verdicts against the paper's StackedWAE, the flat WAE,
+the HVAE and the LVAE.
 """
 
 from __future__ import annotations

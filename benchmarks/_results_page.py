@@ -27,8 +27,10 @@ from benchmarks import _common as common
 from benchmarks import _runs as runs
 from hierot.evaluation.compare import METRICS, compare_results, summarise_metric
 
-REFERENCES = ("stackedwae-mmd", "wae")
-"""The arms every other arm is judged against: the paper's StackedWAE and the flat WAE."""
+REFERENCES = ("stackedwae-mmd", "wae", "hvae", "lvae")
+"""The arms every other arm is judged against: the paper's StackedWAE and the flat WAE (the
+issue's verdicts), and the hierarchical and Ladder VAEs (the research question: does StackedWAE
+beat the VAE family?)."""
 VAE_OBJECTIVES = ("hvae", "lvae")
 """Objectives whose KL terms are their ELBO's (a WAE's encoders are near-deterministic)."""
 

@@ -167,9 +167,10 @@ def _protocol(result: dict) -> str:
 def summarise_metric(blocks: list[dict], metric: str) -> dict:
     """:func:`mean_std` of ``metric`` over ``blocks`` (one metrics block of ``eval.json`` per run:
     a sampler's path, or a depth of ``per_layer``) with its 95 % ``interval``: Student-t of the
-    mean (:func:`t_interval`) for two runs or more, the run's own bootstrap interval for one."""
+    mean (:func:`t_interval`) for two runs or more that differ, else the first run's own bootstrap
+    interval (one run, or runs that measured the same thing: the held-out data of every seed)."""
     stat = mean_std([b.get(metric) for b in blocks])
-    stat["interval"] = (t_interval(stat) if stat["n"] > 1 else
+    stat["interval"] = (t_interval(stat) if stat["n"] > 1 and stat["std"] else
                         (blocks[0].get("intervals", {}).get(metric) if blocks else None))
     return stat
 

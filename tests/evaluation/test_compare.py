@@ -165,3 +165,15 @@ def test_compare_results_bad_baseline_sampler_and_mixed_protocols():
         compare_results(groups, sampler="gmm")
     report = compare_results(groups)
     assert report["baseline"] == "a" and "2 protocols, not comparable" in report["warnings"][0]
+
+
+def test_runs_that_measured_the_same_thing_keep_the_bootstrap_interval():
+    """The held-out data of every seed give one value: a Student-t interval of width 0 would
+    claim a certainty the sampling does not have, so the run's own bootstrap interval stands."""
+    from hierot.evaluation.compare import summarise_metric, t_interval
+
+    same = [{"fcd": 4.0, "intervals": {"fcd": [1.2, 8.9]}}] * 3
+    assert summarise_metric(same, "fcd")["interval"] == [1.2, 8.9]
+    spread = [{"fcd": v, "intervals": {"fcd": [0.0, 9.0]}} for v in (3.0, 4.0, 5.0)]
+    stat = summarise_metric(spread, "fcd")
+    assert stat["interval"] == t_interval(stat) and stat["interval"][0] < 4.0 < stat["interval"][1]
