@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -276,6 +277,25 @@ def first_seed_grid(report: dict, run_root: Path, columns: dict[str, str],
             axes[r][c].set_axis_off()
         axes[0][c].set_title(f"{columns[key]} (seed {seed})", fontsize="medium")
     return small_png(save(figure, out))
+
+
+def run_worker(command: Sequence[str], *, timeout: float | None = None,
+               tail_chars: int | None = None) -> dict:
+    """Run a benchmark's worker process and return the JSON dict it printed last.
+
+    A worker that runs past ``timeout`` seconds is a ``skipped`` row, one that exits non-zero a
+    ``failed`` row naming its exit status and the last line of its stderr (cut to
+    ``tail_chars``): a row of the report, not a crash of the benchmark.
+    """
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, check=False,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "skipped", "reason": f"worker ran past {timeout:.0f} s"}
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"status": "failed", "reason": f"exit {done.returncode}: {tail[:tail_chars]}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def log(message: str) -> None:

@@ -33,7 +33,6 @@ import argparse
 import functools
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -101,15 +100,7 @@ def run_one(label: str, n: int, d: int, args: argparse.Namespace) -> dict:
     command += ["--threads", str(args.threads)] if args.threads else []
     command += ["--keops-path", args.keops_path] if args.keops_path else []
     limit = 120 + 3 * args.time_cap * (args.warmup + args.repeats)
-    try:
-        done = subprocess.run(command, check=False, capture_output=True, text=True,
-                              timeout=limit)
-    except subprocess.TimeoutExpired:
-        return {"status": "skipped", "reason": f"worker ran past {limit:.0f} s"}
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"status": "failed", "reason": f"exit {done.returncode}: {tail[:200]}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return common.run_worker(command, timeout=limit, tail_chars=200)
 
 
 def predicted_skip(label: str, previous: dict | None, n: int, args) -> str | None:

@@ -40,7 +40,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -185,11 +184,7 @@ def time_step(args: argparse.Namespace) -> dict:
                str(args.repeats)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"status": "failed", "reason": f"exit {done.returncode}: {tail}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return common.run_worker(command)
 
 
 # -- driver ------------------------------------------------------------------------------------
@@ -210,15 +205,7 @@ def run_one(name: str, options: dict, n: int, d: int, args: argparse.Namespace) 
     if args.threads:
         command += ["--threads", str(args.threads)]
     limit = 120 + args.time_cap * (args.warmup + args.repeats + 1)
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              timeout=limit)
-    except subprocess.TimeoutExpired:
-        return {"status": "skipped", "reason": f"worker ran past {limit:.0f} s"}
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"status": "failed", "reason": f"exit {done.returncode}: {tail}"}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return common.run_worker(command, timeout=limit)
 
 
 def predicted_skip(previous: dict | None, n: int, cap: float, memory: int) -> str | None:
