@@ -24,6 +24,16 @@ share over 5 %, says why with the numbers (for POT: its iterations and their cos
     python -m benchmarks divergence_scaling --share mnist-stackedwae.v1:128 --threads 1 \
         --repeats 11 --warmup 3
 
+``--prior-samples PRESET:BATCH`` times instead that preset's training step (forward, backward,
+update) and its peak memory with ``train.prior_samples`` set to each of ``--sizes``, with the
+MMD's complete prior-prior sum and with ``prior_pairs`` (``--prior-pairs``, an incomplete
+U-statistic over that many pairs): the part of the step that grows as the square of the prior
+samples and carries no gradient. Complete rows predicted (O(M^2) from the previous size) to pass
+``--time-cap`` seconds a step are skipped with the prediction::
+
+    python -m benchmarks divergence_scaling --prior-samples mnist-stackedwae-z8.v1:128 \
+        --sizes 512 4096 16384 65536 --threads 1 --repeats 3 --warmup 1
+
 Writes ``benchmarks/results/divergence_scaling/<mode>-<device>.json`` and ``.md``.
 """
 
@@ -201,6 +211,76 @@ def share(args: argparse.Namespace) -> dict:
     return {"preset": preset, "batch": int(batch), "rows": rows}
 
 
+def prior_samples(args: argparse.Namespace) -> dict:
+    """The preset's training step with many prior samples, complete against ``prior_pairs``
+    (``--prior-samples``): median seconds of ``--repeats`` steps after ``--warmup``, and the peak
+    memory of the last one above what the built trainer held."""
+    import torch
+
+    from benchmarks.train_step import random_data_trainer
+
+    common.set_threads(args.threads)
+    preset, batch = args.prior_samples.rsplit(":", 1)
+    device = torch.device(args.device)
+    rows, previous = [], {}
+    for m in sorted(args.sizes or (512, 4096, 16384, 65536)):
+        for variant, pairs in (("complete", None), ("prior_pairs", args.prior_pairs)):
+            row: dict[str, Any] = {"prior_samples": m, "variant": variant, "prior_pairs": pairs}
+            last = previous.get(variant)
+            predicted = last and last["step_s"] * (m / last["prior_samples"]) ** 2
+            if variant == "complete" and predicted and predicted > args.time_cap:
+                rows.append({**row, "status": "skipped",
+                             "reason": f"predicted {predicted:.0f} s a step > cap "
+                                       f"{args.time_cap:.0f} s"})
+                print(f"{m:>6} {variant:<12} skipped: predicted {predicted:.0f} s", flush=True)
+                continue
+            overrides = [f"train.prior_samples={m}"]
+            overrides += [f"divergence.prior_pairs={pairs}"] if pairs else []
+            trainer = random_data_trainer(preset, int(batch), device, overrides)
+            divergence = trainer.built.spec.divergence
+            for _ in range(args.warmup):
+                trainer._train_step()
+            times = [common.timed(trainer._train_step, device)
+                     for _ in range(max(0, args.repeats - 1))]
+            peak, seconds, method = memory.measured_peak(
+                lambda: common.timed(trainer._train_step, device), device)
+            times.append(seconds)
+            shifts = divergence.prior_shifts(m)
+            row.update(status="ok", step_s=statistics.median(times), times_s=times,
+                       peak_bytes=peak, memory_method=method,
+                       backend=divergence.resolved_backend(int(batch), m),
+                       pairs_used=m * (m - 1) // 2 if shifts is None else shifts * m)
+            previous[variant] = row
+            rows.append(row)
+            print(f"{m:>6} {variant:<12} {row['step_s']:.3f} s a step, "
+                  f"{peak / 2**20:.0f} MiB above the trainer", flush=True)
+            del trainer
+    return {"preset": preset, "batch": int(batch), "rows": rows}
+
+
+def prior_samples_markdown(report: dict) -> str:
+    s = report["prior_samples"]
+    lines = [
+        f"# Many prior samples in a training step ({s['preset']}, batch {s['batch']})", "",
+        (f"{report['created']}; median of {report['repeats']} steps after {report['warmup']} "
+         "warm-up (forward, backward, update, on random data of the preset's shape), peak "
+         "memory of the last step above what the built trainer held. `complete`: the MMD's "
+         "prior-prior sum over all m(m-1)/2 pairs; `prior_pairs`: the incomplete U-statistic "
+         "over that many. Regenerate with:"), "", f"    {report['command']}", "",
+        common.machine_line(report), "",
+    ]
+    rows = [(r["prior_samples"], r["variant"], r.get("prior_pairs") or "all",
+             f"{r['pairs_used']:,}" if r["status"] == "ok" else "-", r.get("backend", "-"),
+             f"{r['step_s']:.3g}" if r["status"] == "ok" else "-",
+             f"{r['peak_bytes'] / 2**20:.0f}" if r["status"] == "ok" else "-",
+             r.get("reason", "")) for r in s["rows"]]
+    lines += common.markdown_table(
+        ["prior samples", "variant", "prior_pairs", "pairs summed", "backend", "s / step",
+         "peak MiB", "note"],
+        rows, numeric=[True, False, True, True, False, True, True, False])
+    return "\n".join(lines) + "\n"
+
+
 def share_markdown(report: dict) -> str:
     s = report["share"]
     lines = [
@@ -298,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keops-path", help="a folder holding pykeops (pip install --target)")
     parser.add_argument("--share", metavar="PRESET:BATCH",
                         help="instead: each divergence's share of a training step, paired")
+    parser.add_argument("--prior-samples", metavar="PRESET:BATCH",
+                        help="instead: that training step with --sizes prior samples")
+    parser.add_argument("--prior-pairs", type=int, default=2**20,
+                        help="--prior-samples: the MMD's prior_pairs (default 2^20)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--d", type=int, help=argparse.SUPPRESS)
@@ -313,6 +397,15 @@ def main(argv: list[str] | None = None) -> int:
         report["share"] = share(args)
         stem = f"share-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
         for path in common.write(report, args.out, share_markdown, stem=stem):
+            print(f"wrote {path}")
+        return 0
+    if args.prior_samples:
+        report = common.header(NAME, "prior-samples", argv, device=args.device,
+                               warmup=args.warmup, repeats=args.repeats)
+        report["prior_samples"] = prior_samples(args)
+        stem = (f"prior-samples-{args.device.split(':')[0]}"
+                + (f"-{args.tag}" if args.tag else ""))
+        for path in common.write(report, args.out, prior_samples_markdown, stem=stem):
             print(f"wrote {path}")
         return 0
     mode = "quick" if args.quick else "full"

@@ -8,6 +8,7 @@ defaults here.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 import torch
@@ -44,6 +45,10 @@ class MMDOptions(ComponentOptions):
     tile_size: int = Field(
         DEFAULT_TILE, ge=16, le=2**15, description="online: rows and columns of one tile"
     )
+    prior_pairs: int | None = Field(
+        None, ge=1, description="pairs of prior samples in the prior-prior term: null for all "
+        "m(m-1)/2, else about this many (an incomplete U-statistic, linear in m)"
+    )
 
     def size_error(self, n: int, m: int, dim: int) -> str | None:
         """Why ``n`` encoded against ``m`` prior samples cannot work (None: they can)."""
@@ -54,6 +59,14 @@ class MMDOptions(ComponentOptions):
                 "float32, several copies); use backend: online (or auto)"
             )
         return None
+
+    def prior_shifts(self, m: int) -> int | None:
+        """Cyclic shifts of the incomplete prior-prior sum for ``m`` prior samples (None: all
+        pairs, because ``prior_pairs`` is unset or asks for as many as there are)."""
+        if self.prior_pairs is None:
+            return None
+        shifts = math.ceil(self.prior_pairs / m)
+        return shifts if shifts < (m - 1) / 2 else None
 
     def resolved_backend(self, n: int, m: int) -> str:
         """The backend that runs for ``n`` against ``m`` samples (``auto`` resolved)."""
@@ -96,6 +109,15 @@ class MMD:
     and the ``biased`` one (a V-statistic, never negative) keeps the diagonal terms and divides by
     :math:`n^2` and :math:`m^2`.
 
+    ``prior_pairs`` bounds the cost of the prior-prior term, which is quadratic in the number of
+    prior draws :math:`m` (``train.prior_samples``) and carries no gradient in training (the
+    draws do not depend on the parameters): with :math:`r = \lceil \text{prior\_pairs} / m
+    \rceil` it averages :math:`k(y_i, y_{i+s \bmod m})` over :math:`s = 1..r` and all :math:`i`,
+    :math:`rm` distinct pairs of independent draws, an *incomplete U-statistic* (Blom, 1976;
+    Lee, 1990, Sec. 4.3) with the same expectation and :math:`O(r m d)` cost. The estimator
+    stays unbiased and the gradients in :math:`x` are untouched; only the noise of the reported
+    value grows. When :math:`r \ge (m - 1)/2` every pair is used (the complete statistic).
+
     ``backend="online"`` computes the three sums tile by tile
     (:func:`~hierot.divergences.tiled.pair_sum`): :math:`O((n+m) d)` memory, the same time, the
     same value and gradient. ``"auto"`` (default) is ``tensorized`` when :math:`n + m` is at
@@ -121,10 +143,51 @@ class MMD:
         n, m = len(x), len(y)
         backend = self.options.resolved_backend(n, m)
         advice = "use backend: online" if backend == "tensorized" else "use a smaller tile_size"
+        shifts = self.options.prior_shifts(m)
         with oom_guard("mmd", n, m, backend, advice):
+            if shifts is not None:
+                return self._with_incomplete_prior(x, y, shifts, backend)
             if backend == "online":
                 return self._online(x, y)
             return self._tensorized(x, y)
+
+    def _phi(self, dim: int):
+        """``phi(d2, derivative)`` of the summed kernel, for :func:`~.tiled.pair_sum`."""
+        bandwidths, kernel = tuple(self.bandwidths(dim)), self.options.kernel
+
+        def phi(d2: Tensor, derivative: bool) -> Tensor:
+            return _accumulate(d2, bandwidths, kernel, derivative)
+
+        return phi
+
+    def _with_incomplete_prior(self, x: Tensor, y: Tensor, shifts: int, backend: str) -> Tensor:
+        """The estimator with the prior-prior mean over ``shifts * m`` pairs (``prior_pairs``)."""
+        n, m, off = len(x), len(y), self._unbiased
+        if backend == "online":
+            phi, tile = self._phi(x.shape[1]), self.options.tile_size
+            s_xx = pair_sum(x, None, phi, tile_size=tile, exclude_diagonal=off)
+            s_xy = pair_sum(x, y, phi, tile_size=tile)
+            within_x, across = s_xx / (n * (n - 1) if off else n * n), s_xy / (n * m)
+        else:  # one n x (n+m) matrix: the x-x and x-y blocks
+            dist = squared_distances(x, torch.cat([x, y]))
+            gram = KernelSum.apply(dist, tuple(self.bandwidths(x.shape[1])), self.options.kernel)
+            within_x, across = _mean_within(gram[:, :n], off), gram[:, n:].mean()
+        return within_x + self._prior_mean(y, shifts) - 2 * across
+
+    def _prior_mean(self, y: Tensor, shifts: int) -> Tensor:
+        """Incomplete U-statistic of the prior-prior term: pairs (i, i+s mod m), s = 1..shifts.
+
+        For the ``biased`` estimator the diagonal's share :math:`k(0)/m` is added exactly.
+        """
+        m, phi = len(y), self._phi(y.shape[1])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and y.requires_grad):
+            total = sum(phi((y - y.roll(-s, 0)).square().sum(1), False).sum()
+                        for s in range(1, shifts + 1))
+            mean_pairs = total / (shifts * m)
+            if self._unbiased:
+                return mean_pairs
+            k0 = phi(y.new_zeros(1), False)[0]
+            return (1 - 1 / m) * mean_pairs + k0 / m
 
     def _online(self, x: Tensor, y: Tensor) -> Tensor:
         """The same estimator from three tiled sums (:func:`~hierot.divergences.tiled.pair_sum`).
@@ -132,11 +195,7 @@ class MMD:
         The within-sample sums visit each pair of tiles once; the prior-prior sum builds no graph
         when the prior samples need no gradient (they do not depend on the parameters).
         """
-        bandwidths, kernel = tuple(self.bandwidths(x.shape[1])), self.options.kernel
-
-        def phi(d2: Tensor, derivative: bool) -> Tensor:
-            return _accumulate(d2, bandwidths, kernel, derivative)
-
+        phi = self._phi(x.shape[1])
         n, m, tile, off = len(x), len(y), self.options.tile_size, self._unbiased
         s_xx = pair_sum(x, None, phi, tile_size=tile, exclude_diagonal=off)
         with torch.set_grad_enabled(torch.is_grad_enabled() and y.requires_grad):
@@ -158,7 +217,7 @@ class MMD:
         o = self.options
         return (
             f"MMD(kernel={o.kernel!r}, scales={o.scales!r}, estimator={o.estimator!r}, "
-            f"backend={o.backend!r}, tile_size={o.tile_size})"
+            f"backend={o.backend!r}, tile_size={o.tile_size}, prior_pairs={o.prior_pairs})"
         )
 
 

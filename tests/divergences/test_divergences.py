@@ -262,16 +262,17 @@ def test_sliced_seed_fixes_projections():
     assert fresh(x, y).item() != fresh(x, y).item()
 
 
-def naive_mmd(x, y, kernel, bandwidths, unbiased):
-    def k(a, b):
-        sq = ((a[:, None] - b[None]) ** 2).sum(-1)
-        return sum(c / (c + sq) if kernel == "imq" else torch.exp(-sq / c) for c in bandwidths)
+def naive_gram(a, b, kernel, bandwidths):
+    sq = ((a[:, None] - b[None]) ** 2).sum(-1)
+    return sum(c / (c + sq) if kernel == "imq" else torch.exp(-sq / c) for c in bandwidths)
 
+
+def naive_mmd(x, y, kernel, bandwidths, unbiased):
     def within(a):
-        g, n = k(a, a), len(a)
+        g, n = naive_gram(a, a, kernel, bandwidths), len(a)
         return (g.sum() - g.trace()) / (n * (n - 1)) if unbiased else g.mean()
 
-    return within(x) + within(y) - 2 * k(x, y).mean()
+    return within(x) + within(y) - 2 * naive_gram(x, y, kernel, bandwidths).mean()
 
 
 @pytest.mark.parametrize("kernel", ["imq", "rbf"])
@@ -304,6 +305,64 @@ def test_mmd_gradient_matches_autograd_of_naive_formula(kernel):
     assert torch.autograd.gradcheck(lambda d: KernelSum.apply(d, (0.5, 2.0), kernel), (dist,))
 
 
+def naive_shifted_prior_mean(y, kernel, bandwidths, shifts, unbiased):
+    """The mean of k(y_i, y_(i+s) mod m) over s = 1..shifts, written out pair by pair."""
+    m = len(y)
+    values = []
+    for s in range(1, shifts + 1):
+        for i in range(m):
+            sq = ((y[i] - y[(i + s) % m]) ** 2).sum()
+            values.append(sum(c / (c + sq) if kernel == "imq" else torch.exp(-sq / c)
+                              for c in bandwidths))
+    mean = torch.stack(values).mean()
+    return mean if unbiased else (1 - 1 / m) * mean + len(bandwidths) / m  # k(0) = 1 per C
+
+
+@pytest.mark.parametrize("kernel", ["imq", "rbf"])
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+@pytest.mark.parametrize("backend", ["tensorized", "online"])
+def test_mmd_prior_pairs_is_the_incomplete_u_statistic(kernel, estimator, backend):
+    """``prior_pairs`` replaces only the prior-prior mean, by the mean over ceil(pairs / m)
+    cyclic shifts; the x-x and x-y terms and the gradient in x are those of the complete one."""
+    x, y = clouds("cpu", dtype=torch.float64, n=30, m=40, d=5)
+    wae = [2 * 5 * s for s in (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)]
+    unbiased = estimator == "unbiased"
+    options = {"kernel": kernel, "estimator": estimator, "backend": backend, "tile_size": 16}
+    x.requires_grad_(True)
+    complete = build("mmd", **options)(x, y)
+    incomplete = build("mmd", **options, prior_pairs=100)(x, y)  # 3 shifts of 40 pairs
+    gram = naive_gram(y, y, kernel, wae)
+    complete_y = (gram.sum() - gram.trace()) / (40 * 39) if unbiased else gram.mean()
+    incomplete_y = naive_shifted_prior_mean(y, kernel, wae, 3, unbiased)
+    assert (incomplete - complete).item() == pytest.approx((incomplete_y - complete_y).item(),
+                                                           rel=1e-10, abs=1e-14)
+    assert not math.isclose(incomplete.item(), complete.item(), rel_tol=1e-6)
+    (grad_complete,) = torch.autograd.grad(complete, x)
+    (grad_incomplete,) = torch.autograd.grad(incomplete, x)
+    assert torch.allclose(grad_incomplete, grad_complete, rtol=1e-10, atol=1e-14)
+
+
+def test_mmd_prior_pairs_covering_every_pair_is_the_complete_statistic():
+    x, y = clouds("cpu", dtype=torch.float64, n=20, m=31, d=3)
+    complete = build("mmd")(x, y)
+    assert build("mmd", prior_pairs=31 * 15)(x, y).item() == complete.item()  # 15 = (31-1)/2 shifts
+    assert build("mmd", prior_pairs=10**9)(x, y).item() == complete.item()
+
+
+def test_mmd_prior_pairs_is_unbiased():
+    """Over independent prior draws, the incomplete prior-prior mean (one shift: m pairs) has the
+    complete one's expectation: their mean difference is within 4 standard errors of zero."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(16, 4, dtype=torch.float64, generator=gen)
+    complete, incomplete = build("mmd"), build("mmd", prior_pairs=1)
+    diffs = torch.tensor([
+        (incomplete(x, y) - complete(x, y)).item()
+        for y in torch.randn(400, 24, 4, dtype=torch.float64, generator=gen) + 0.3
+    ])
+    assert diffs.std() > 0
+    assert abs(diffs.mean()) < 4 * diffs.std() / math.sqrt(len(diffs))
+
+
 def test_mmd_defaults_are_the_papers():
     options = divergences.tagged_options("mmd")(name="mmd")
     assert (options.kernel, options.scales, options.estimator) == ("imq", "wae", "unbiased")
@@ -334,6 +393,7 @@ def test_mmd_separates_distributions():
         ("mmd", {"scales": [1.0, -2.0]}),
         ("mmd", {"scales": "tolstikhin"}),
         ("mmd", {"estimator": "linear"}),
+        ("mmd", {"prior_pairs": 0}),
         ("wasserstein", {"p": 3}),
         ("sliced-wasserstein", {"n_projections": 0}),
         ("sliced-wasserstein", {"seed": -1}),
