@@ -243,7 +243,7 @@ def prior_samples(args: argparse.Namespace) -> dict:
             times = [common.timed(trainer._train_step, device)
                      for _ in range(max(0, args.repeats - 1))]
             peak, seconds, method = memory.measured_peak(
-                lambda: common.timed(trainer._train_step, device), device)
+                functools.partial(common.timed, trainer._train_step, device), device)
             times.append(seconds)
             shifts = divergence.prior_shifts(m)
             row.update(status="ok", step_s=statistics.median(times), times_s=times,
@@ -254,7 +254,6 @@ def prior_samples(args: argparse.Namespace) -> dict:
             rows.append(row)
             print(f"{m:>6} {variant:<12} {row['step_s']:.3f} s a step, "
                   f"{peak / 2**20:.0f} MiB above the trainer", flush=True)
-            del trainer
     return {"preset": preset, "batch": int(batch), "rows": rows}
 
 
