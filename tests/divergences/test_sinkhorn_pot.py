@@ -107,7 +107,7 @@ def test_share_benchmark_says_why_pot_is_over_the_target():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's benchmarks
-    from benchmarks.divergence_scaling import share_methods, why_over
+    from benchmarks._step_share import share_methods, why_over
 
     divergence = build(backend="pot", blur=0.5)
     divergence(*clouds(32, 32, 2))
