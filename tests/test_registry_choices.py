@@ -219,6 +219,7 @@ def test_presets_resolve_as_hierot_0_1_0_resolved_them(name):
 ADDED_SINCE_0_1_0 = {
     ("divergence", "backend"): "auto",  # tensorized up to n + m = tile_size: the paper's batch
     ("divergence", "tile_size"): 512,
+    ("divergence", "prior_pairs"): None,  # every prior-prior pair, as 0.1.0 summed them
     ("train", "ema"): None,
     ("train", "skip_update"): None,
 }
