@@ -45,27 +45,11 @@ from hierot.training.weight_copies import LowPrecisionWeights, low_precision_wei
 _log = logging.getLogger("hierot.training")
 
 
-def norms(tensors: list[Tensor], device: torch.device,
-          known: Sequence[Tensor | None] = ()) -> Tensor:
+def norms(tensors: list[Tensor], device: torch.device) -> Tensor:
     """The L2 norm of each tensor, on ``device``: one fused ``_foreach_norm`` per device and
     dtype (optimisers keep some state, e.g. Adam's step count, on the CPU). A NaN or infinity
     makes its norm non-finite. (The L2 norm, not the max-norm: on CPU the fused max-norm is 12x
-    slower, 24 ms against 2 ms for the 6.4 M values of the quickstart model, grads and Adam.)
-
-    ``known``: norms already taken (``torch.linalg.vector_norm`` of the same tensor, the value
-    ``_foreach_norm`` gives), aligned with ``tensors``, ``None`` where not; with any, the norms
-    come back in the order of ``tensors`` (all on one device and of one dtype, the order is the
-    same either way)."""
-    if any(n is not None for n in known):
-        each = list(known)
-        missing: dict[tuple, list[int]] = {}
-        for i, (t, n) in enumerate(zip(tensors, known)):
-            if n is None:
-                missing.setdefault((t.device, t.dtype), []).append(i)
-        for group in missing.values():
-            for i, n in zip(group, torch._foreach_norm([tensors[i] for i in group])):
-                each[i] = n
-        return torch.stack([n.to(device, torch.float32) for n in each if n is not None])
+    slower, 24 ms against 2 ms for the 6.4 M values of the quickstart model, grads and Adam.)"""
     groups: dict[tuple, list[Tensor]] = {}
     for t in tensors:
         groups.setdefault((t.device, t.dtype), []).append(t)
@@ -123,11 +107,11 @@ class UpdateGuard:
     def grad_norms(self, optimizer: torch.optim.Optimizer) -> tuple[Tensor, Tensor]:
         """Per-parameter gradient norms and the global norm (a 0-d tensor, not yet read back),
         the gradients unscaled first under fp16 (moved from the bf16 copies under bf16)."""
-        known = self.copies.gradients_to_masters() if self.copies is not None else {}
+        if self.copies is not None:
+            self.copies.gradients_to_masters()
         self.precision.unscale(optimizer)
-        having = [(p, p.grad) for p in self.parameters if p.grad is not None]
-        grads = [g for _, g in having]
-        each = norms(grads, self.device, [known.get(id(p)) for p, _ in having] if known else ())
+        grads = [p.grad for p in self.parameters if p.grad is not None]
+        each = norms(grads, self.device)
         return each, torch.linalg.vector_norm(each)
 
     def reason(self, total: float) -> str | None:

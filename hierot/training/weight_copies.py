@@ -105,11 +105,6 @@ class LowPrecisionWeights:
         self.low = {i: torch.empty_like(self.copies[i]) for _, w, b in self.linears
                     for i in (w, b) if i is not None}  # their bf16 gradients, allocated once
         self.fresh: set[int] = set()  # buffers written in this backward pass
-        self.norms: dict[int, Tensor] = {}  # their L2 norms, taken while they are in cache
-        own = {i for _, w, b in self.linears for i in (w, b)}
-        self._params = {n: c for i, (n, c) in enumerate(zip(self.names, self.copies))
-                        if i not in own}  # the copies functional_call puts in place
-        self._forwards = [(layer, partial(self._linear, w, b)) for layer, w, b in self.linears]
         device = self.masters[0].device if self.masters else None
         self._anchor = torch.zeros((), device=device, requires_grad=True)  # a graph input
         self._versions = [p._version for p in self.masters]
@@ -120,15 +115,15 @@ class LowPrecisionWeights:
     def __call__(self, *args: Any) -> Any:
         """``module(*args)`` with the copies in place of the masters."""
         self.refresh()
-        for layer, forward in self._forwards:
+        own = {i for _, w, b in self.linears for i in (w, b)}
+        params = {n: c for i, (n, c) in enumerate(zip(self.names, self.copies)) if i not in own}
+        for layer, w, b in self.linears:
             # an instance attribute shadows nn.Linear.forward for the call
-            layer.forward = forward  # type: ignore[method-assign]
+            layer.forward = partial(self._linear, w, b)  # type: ignore[method-assign]
         try:
-            if not self._params:  # every copy is an nn.Linear's: nothing to swap in
-                return self.module(*args)
-            return torch.func.functional_call(self.module, self._params, args, strict=False)
+            return torch.func.functional_call(self.module, params, args, strict=False)
         finally:
-            for layer, _ in self._forwards:
+            for layer, _, _ in self.linears:
                 del layer.forward
 
     def _linear(self, w: int, b: int | None, x: Tensor) -> Tensor:
@@ -136,14 +131,12 @@ class LowPrecisionWeights:
 
     def accumulate(self, i: int, low: Tensor) -> None:
         """Add the bf16 gradient ``low`` of copy ``i`` to its float32 buffer (the first
-        contribution of a backward pass overwrites it), and take its L2 norm while it is in
-        cache (the norm of the sum so far: a later contribution takes it again)."""
+        contribution of a backward pass overwrites it)."""
         if i in self.fresh:
             self.grads[i].add_(low)
         else:
             self.grads[i].copy_(low)
             self.fresh.add(i)
-        self.norms[i] = torch.linalg.vector_norm(self.grads[i])
 
     def invalidate(self) -> None:
         """The optimiser updated the masters: refresh the copies before the next forward."""
@@ -163,16 +156,10 @@ class LowPrecisionWeights:
         self._updated = False
         self.refreshes += 1
 
-    def gradients_to_masters(self) -> dict[int, Tensor]:
+    def gradients_to_masters(self) -> None:
         """Copy the copies' gradients (left by the backward pass) into the masters' float32
         gradient buffers, in one fused pass, and clear them; a master that already holds a
-        gradient (used directly as well) gets the sum.
-
-        Returns the L2 norms of the gradients the linear layers' backward pass wrote, taken
-        there (:meth:`accumulate`), by ``id`` of the master whose ``.grad`` they are now: the
-        same values as ``torch.linalg.vector_norm(master.grad)``, without a second read of
-        those gradients (a master whose gradient was summed with another is left out).
-        """
+        gradient (used directly as well) gets the sum."""
         moved = [(c, c.grad, g, p) for c, g, p in zip(self.copies, self.grads, self.masters)
                  if c.grad is not None]
         if moved:
@@ -180,17 +167,10 @@ class LowPrecisionWeights:
         for copy, _, grad, master in moved:
             master.grad = grad if master.grad is None else master.grad.add_(grad)
             copy.grad = None
-        known = {}
         for i in self.fresh:  # written by the linear layers' backward
             master, grad = self.masters[i], self.grads[i]
-            if master.grad is None:
-                master.grad = grad
-                known[id(master)] = self.norms[i]
-            else:
-                master.grad = master.grad.add_(grad)
+            master.grad = grad if master.grad is None else master.grad.add_(grad)
         self.fresh.clear()
-        self.norms.clear()
-        return known
 
 
 class _LinearOnCopies(torch.autograd.Function):

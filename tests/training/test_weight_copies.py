@@ -16,7 +16,6 @@ from hierot.evaluation.trained import load_run
 from hierot.run import Run
 from hierot.training.runtime import single_process
 from hierot.training.trainer import Trainer
-from hierot.training.updates import norms
 from hierot.training.weight_copies import LowPrecisionWeights, low_precision_weights
 
 TINY = {
@@ -71,69 +70,6 @@ def test_the_copies_are_the_matrix_weights_and_the_step_is_autocasts_to_the_bit(
             t._train_step()
     for a, b in zip(ours.model.parameters(), theirs.model.parameters()):
         assert torch.equal(a, b)
-
-
-def backward_on_copies(t: Trainer, uses: int = 1) -> None:
-    """The loss of one batch (summed over ``uses`` forward passes) back-propagated through the
-    copies, the masters' gradients cleared first."""
-    for p in t.model.parameters():
-        p.grad = None
-    x = t.built.data.to_float(t.train_x[:64])
-    total = 0.0
-    for use in range(uses):
-        torch.manual_seed(use)
-        with t.precision.autocast():
-            total = total + t.copies(x).total
-    total.backward()
-
-
-@pytest.mark.parametrize("uses", [1, 2])
-def test_the_linear_gradients_norms_are_taken_in_the_backward_pass_exactly(uses):
-    """The norms taken while the widened gradients are in cache are those of the gradients the
-    masters end with (a weight used twice: of the sum), to the bit, and the update's norms
-    built from them are those of reading every gradient again."""
-    t = trainer()
-    c = t.copies
-    backward_on_copies(t, uses)
-    linear = {i for _, w, b in c.linears for i in (w, b) if i is not None}
-    assert set(c.norms) == c.fresh == linear
-    known = c.gradients_to_masters()
-    assert not c.norms and not c.fresh
-    assert set(known) == {id(c.masters[i]) for i in linear}
-    for i in linear:
-        master = c.masters[i]
-        assert master.grad is c.grads[i]
-        assert torch.equal(known[id(master)], torch.linalg.vector_norm(master.grad))
-    grads = [p.grad for p in t.model.parameters() if p.grad is not None]
-    with_known = norms(grads, torch.device("cpu"),
-                       [known.get(id(p)) for p in t.model.parameters() if p.grad is not None])
-    assert torch.equal(with_known, norms(grads, torch.device("cpu")))
-    assert torch.equal(with_known, torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-
-
-def test_a_master_with_a_gradient_of_its_own_gets_the_sum_and_its_norm_is_taken_again():
-    t = trainer()
-    c = t.copies
-    backward_on_copies(t)
-    i = c.linears[0][1]
-    master, own = c.masters[i], torch.ones_like(c.masters[i])
-    widened = c.grads[i].clone()
-    master.grad = own.clone()
-    known = c.gradients_to_masters()
-    assert id(master) not in known and len(known) == len(c.low) - 1
-    assert torch.equal(master.grad, own + widened)
-    each, total = t.updates.grad_norms(t.optimizer)  # the buffers' gradients, taken again
-    grads = [p.grad for p in t.model.parameters()]
-    assert torch.equal(each, torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    assert torch.equal(total, torch.linalg.vector_norm(each))
-
-
-def test_norms_keep_the_order_of_the_tensors_across_dtypes_with_known_norms():
-    a, b, c = torch.randn(5), torch.randn(3, dtype=torch.float64), torch.randn(4)
-    given = torch.tensor(7.0)
-    each = norms([a, b, c], torch.device("cpu"), [None, None, given])
-    expected = torch.stack([a.norm(), b.norm().float(), given])
-    assert each.dtype == torch.float32 and torch.equal(each, expected)
 
 
 def test_each_taken_update_refreshes_the_copies_once():
