@@ -17,10 +17,15 @@ is what the step would cost without those passes: the most that making them chea
 
 **Alone.** Each pass as a kernel on the model's own tensors, over its ~100 tensors as the
 trainer runs it against one kernel over one flat buffer of the same size (the flat buffers of
-NVIDIA apex and DeepSpeed), buffers filled with real values; with ``--compiled``, one
+NVIDIA apex and DeepSpeed), buffers filled with real values.
+
+**Compiled** (``--compiled``, Inductor: needs a C++ compiler): one
 ``torch.compile``'d Adam-and-cast kernel on flat buffers that reads bfloat16 gradients and
 writes the bfloat16 copies (what would replace the widening, Adam and the refresh), against
-those three passes run flat. Medians of ``--repeats`` calls after 3 warm-up calls.
+those three passes run flat (medians of ``--repeats`` calls after 3 warm-up calls); and in
+place, an arm whose four passes are replaced by that kernel and a compiled norm of the bfloat16
+gradients (timing only, on flat buffers of the right sizes that are not the model's): what such
+a fused design would cost in the step.
 
     python -m benchmarks bf16_step_parts --threads 1
     python -m benchmarks bf16_step_parts --threads 1 --compiled --tag=-compiled
@@ -56,6 +61,7 @@ ARMS = {
     "without refresh, widening and norm": ("refresh", "widening", "norm"),
     "without adam": ("adam",),
 }
+COMPILED = "compiled norm and Adam-and-cast in place of the four passes"
 
 
 # -- in place --------------------------------------------------------------------------------------
@@ -103,14 +109,21 @@ def plain_loop(trainer: Trainer) -> Callable[[], None]:
     return step
 
 
-def in_place(preset: str, batch: int, warmup: int, repeats: int) -> dict:
-    """Every arm of :data:`ARMS` and the plain loop, rotated; paired ratios per arm."""
+def in_place(preset: str, batch: int, warmup: int, repeats: int, compiled: bool) -> dict:
+    """Every arm of :data:`ARMS` (and :data:`COMPILED`) and the plain loop, rotated; paired
+    ratios per arm."""
     device = torch.device("cpu")
     arms: dict[str, Callable[[], object]] = {}
+    compile_s = None
     for name, passes in ARMS.items():
         trainer = random_data_trainer(preset, batch, device, ["train.precision=bf16"])
         trainer._train_step()
         arms[name] = without(trainer, passes)._train_step
+    if compiled:
+        fused = random_data_trainer(preset, batch, device, ["train.precision=bf16"])
+        fused._train_step()
+        arms[COMPILED] = with_compiled_kernels(fused)._train_step
+        compile_s = fused.compile_s  # type: ignore[attr-defined]
     arms["plain fp32 loop"] = plain_loop(trainer)
     steps = list(arms.items())
     times: dict[str, list[float]] = {name: [] for name in arms}
@@ -120,7 +133,8 @@ def in_place(preset: str, batch: int, warmup: int, repeats: int) -> dict:
             if i >= warmup:
                 times[name].append(seconds)
     return {name: _paired(times[name], times["plain fp32 loop"], times["the bf16 step"])
-            for name in arms} | {"times_s": times}
+            for name in arms} | {"times_s": times,
+                                 **({"compile_s": compile_s} if compiled else {})}
 
 
 def _paired(arm: list[float], plain: list[float], step: list[float]) -> dict:
@@ -178,41 +192,73 @@ def alone(preset: str, batch: int, repeats: int, compiled: bool) -> dict:
     return report
 
 
-def compiled_adam_and_cast(masters: torch.Tensor, low: torch.Tensor,
-                           ms: Callable[[Callable[[], object]], float]) -> dict:
-    """One Inductor kernel, Adam (Kingma & Ba 2015, Alg. 1, as torch writes it) on flat float32
-    masters reading bfloat16 gradients and writing the bfloat16 copies, against the fused Adam,
-    the widening and the refresh it would replace (all flat)."""
-    n = min(masters.numel(), low.numel())
-    p, g16 = masters[:n].clone(), low[:n].clone()
-    m, v = torch.zeros_like(p), torch.zeros_like(p).add_(1e-8)
-    c16, g32 = torch.empty_like(g16), torch.empty_like(p)
+def adam_and_cast(p: torch.Tensor, g16: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                  c16: torch.Tensor) -> Callable[[], None]:
+    """One Inductor kernel over flat buffers: Adam (Kingma & Ba 2015, Alg. 1, written as torch
+    writes it, lr 1e-4, betas (0.9, 0.999), at step 10) on the float32 masters ``p`` from the
+    bfloat16 gradients ``g16``, then the masters cast into the bfloat16 copies ``c16``."""
+    lr, bc1, bc2_sqrt = 1e-4, 1 - 0.9**10, (1 - 0.999**10) ** 0.5
 
-    def adam_and_cast(lr: float, bc1: float, bc2_sqrt: float) -> None:
+    def step() -> None:
         g = g16.float()
         m.lerp_(g, 0.1)
         v.mul_(0.999).addcmul_(g, g, value=0.001)
         p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(1e-8), value=-lr / bc1)
         c16.copy_(p)
 
-    kernel = torch.compile(adam_and_cast, dynamic=False)
+    return torch.compile(step, dynamic=False)
+
+
+def compiled_adam_and_cast(masters: torch.Tensor, low: torch.Tensor,
+                           ms: Callable[[Callable[[], object]], float]) -> dict:
+    """:func:`adam_and_cast` against the fused Adam, the widening and the refresh it would
+    replace (all flat), and its compile time."""
+    n = min(masters.numel(), low.numel())
+    p, g16 = masters[:n].clone(), low[:n].clone()
+    c16, g32 = torch.empty_like(g16), torch.empty_like(p)
+    kernel = adam_and_cast(p, g16, torch.zeros_like(p), torch.full_like(p, 1e-8), c16)
     start = time.perf_counter()
-    kernel(1e-4, 0.1, 0.03)
+    kernel()
     compile_s = time.perf_counter() - start
     param = torch.nn.Parameter(p.clone())
     param.grad = g32
     fused = torch.optim.Adam([param], lr=1e-4, fused=True)
-    return {"values": n, "compile_s": compile_s,
-            "compiled_ms": ms(lambda: kernel(1e-4, 0.1, 0.03)),
+    return {"values": n, "compile_s": compile_s, "compiled_ms": ms(kernel),
             "fused_adam_ms": ms(fused.step), "widening_ms": ms(lambda: g32.copy_(g16)),
             "refresh_ms": ms(lambda: c16.copy_(param.detach()))}
+
+
+def with_compiled_kernels(trainer: Trainer) -> Trainer:
+    """``trainer`` whose refresh, widening, norm and Adam are replaced by what one fused design
+    would run (timing only, on buffers of the right sizes that are not the model's): the norm of
+    flat bfloat16 gradients and :func:`adam_and_cast`, both compiled (Inductor)."""
+    copies = without(trainer, ("refresh", "widening", "norm", "adam")).copies
+    assert copies is not None
+    p = torch.cat([c.detach().float().flatten() for c in copies.copies])
+    g16 = torch.cat([g.flatten() for g in copies.low.values()])[:p.numel()]
+    g16 = torch.cat([g16, torch.zeros(p.numel() - g16.numel(), dtype=g16.dtype)])
+    kernel = adam_and_cast(p, g16, torch.zeros_like(p), torch.full_like(p, 1e-8),
+                           torch.empty_like(g16))
+    norm = torch.compile(lambda: torch.sqrt(torch.sum(torch.square(g16.float()))))
+
+    def grad_norms(optimizer: torch.optim.Optimizer) -> tuple[torch.Tensor, torch.Tensor]:
+        copies.gradients_to_masters()
+        total = norm()
+        return total.reshape(1), total
+
+    trainer.updates.grad_norms = grad_norms  # type: ignore[method-assign]
+    trainer.optimizer.step = lambda closure=None: kernel()  # type: ignore[method-assign]
+    start = time.perf_counter()
+    kernel(), norm()  # compiled here (or read from Inductor's cache)
+    trainer.compile_s = time.perf_counter() - start  # type: ignore[attr-defined]
+    return trainer
 
 
 # -- report ----------------------------------------------------------------------------------------
 def markdown(report: dict) -> str:
     place, solo = report["in_place"], report["alone"]
     rows = [(name, f"{1e3 * r['median_s']:.1f}", _ratio(r, "to_plain"), _ratio(r, "to_step"))
-            for name, r in place.items() if name != "times_s"]
+            for name, r in place.items() if name not in ("times_s", "compile_s")]
     passes = [(name, f"{r['per_tensor']:.2f}", f"{r['flat']:.2f}")
               for name, r in solo["passes_ms"].items()]
     lines = [
@@ -234,8 +280,9 @@ def markdown(report: dict) -> str:
     if "compiled" in solo:
         c = solo["compiled"]
         lines += ["", (f"Compiled Adam-and-cast on {c['values']:,} flat values (bfloat16 "
-                  f"gradients in, bfloat16 copies out): {c['compiled_ms']:.2f} ms (compiled in "
-                  f"{c['compile_s']:.1f} s) against fused Adam {c['fused_adam_ms']:.2f} + "
+                  f"gradients in, bfloat16 copies out): {c['compiled_ms']:.2f} ms (its first "
+                  f"call and the norm's, compiling both: {place['compile_s']:.1f} s) against "
+                  f"fused Adam {c['fused_adam_ms']:.2f} + "
                   f"widening {c['widening_ms']:.2f} + refresh {c['refresh_ms']:.2f} = "
                   f"{c['fused_adam_ms'] + c['widening_ms'] + c['refresh_ms']:.2f} ms.")]
     return "\n".join(lines) + "\n"
@@ -267,9 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                            warmup=args.warmup, repeats=repeats)
     with warnings.catch_warnings():  # the arm without Adam: the schedule steps alone
         warnings.simplefilter("ignore", UserWarning)
-        report["in_place"] = in_place(preset, int(batch), args.warmup, repeats)
+        report["in_place"] = in_place(preset, int(batch), args.warmup, repeats,
+                                      args.compiled)
     for name, r in report["in_place"].items():
-        if name != "times_s":
+        if name not in ("times_s", "compile_s"):
             print(f"{name:<36} {1e3 * r['median_s']:7.1f} ms  to plain {r['to_plain']:.3f}  "
                   f"to the step {r['to_step']:.3f}", flush=True)
     report["alone"] = alone(preset, int(batch), max(repeats, 11), args.compiled)
