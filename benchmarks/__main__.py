@@ -25,6 +25,8 @@ BENCHMARKS = {
     "objectives": "StackedWAE, flat WAE, hierarchical VAE and Ladder VAE on one hierarchy",
     "precision_quality": "held-out quality of bf16 training against fp32 (3 seeds)",
     "bf16_tracking": "bf16 loss curves (weight copies, autocast) against fp32 seeds: 200 steps",
+    "bf16_step_parts": "where the bf16 step's time goes: its passes over the weights, removed "
+                       "in place and timed alone (per tensor, flat, compiled)",
     "trackers": "start-up and per-row cost of the TensorBoard, MLflow and W&B callbacks",
     "data_storage": "uint8 against float32 and streamed against in-memory training data",
     "train_feature_nets": "train the classifiers whose weights ship with hierot (features)",
