@@ -21,6 +21,9 @@ seeds on ``mnist-5k``, hidden widths divided by ``--shrink``):
 ``stacked-z8-ps512-rec0.5`` ``stacked-z8-ps512`` with ``lambda_rec`` 0.5
 ``stacked-z8-ps512-logvar`` ``stacked-z8-ps512`` with the Eq. (12) log-variance penalty on the
                             encoders (``abs-log-var``, 1e-3 on z1 then x0.1 per layer, as SVHN's)
+``hvae``, ``lvae``          ``mnist-hvae.v1``, ``mnist-lvae.v1``: the VAE family on the same
+                            networks, the KL warm-up a third of the steps (as ``objectives``,
+                            whose runs ``--reuse`` takes)
 ``stacked-match``           ``lambda_match`` 1e-3 (10x) with 512 prior samples per step
 ``stacked-sinkhorn``        Sinkhorn (geomloss, blur 0.5) on the top latent instead of MMD-IMQ
 =========================== ======================================================================
@@ -34,10 +37,11 @@ The hierarchy is checked by the z5 linear probe and the reconstruction error fro
     python -m benchmarks stacked_coverage --threads 1 --jobs 2 --shrink 1 --steps 2500 --tag full \
         --arms flat stacked stacked-z8-ps512 --reuse benchmarks/results/stacked_vs_flat/full.json
 
-``--reuse REPORT.json`` takes the runs of an earlier report (of this benchmark or of
-``stacked_vs_flat``, whose ``stacked`` and ``flat`` are the arms of the same names) instead of
-training them again, where the arm's preset, the seed and every override agree; the reused records
-name the report they came from.
+``--reuse REPORT.json ...`` takes the runs of earlier reports (of this benchmark, of
+``stacked_vs_flat``, whose ``stacked`` and ``flat`` are the arms of the same names, or of
+``objectives``, whose ``hvae`` and ``lvae`` are) instead of training them again, where the arm's
+preset, the seed and every override agree; the reused records name the report they came from.
+``--against ARM ...`` writes the verdict table against each named arm (default ``flat``).
 
 Writes ``benchmarks/results/stacked_coverage/<tag>.json``, ``.md`` and ``<tag>-classes.png``
 (tag: ``reduced`` by default); run directories go to ``.../runs/<tag>/`` (not committed).
@@ -87,6 +91,8 @@ ARMS: dict[str, tuple[str, list[str]]] = {
                                            "ratio: 0.1}]")]),
     "stacked-z8-sinkhorn": (STACKED, ["layers.4.latent_shape=[8]",
                                       "divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]),
+    "hvae": ("mnist-hvae.v1", []),
+    "lvae": ("mnist-lvae.v1", []),
     "stacked-match": (STACKED, ["weights.lambda_match=1.0e-3", "train.prior_samples=512"]),
     "stacked-sinkhorn": (STACKED, ["divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]),
 }
@@ -117,13 +123,14 @@ def verdict(arm: dict, flat: dict, stacked: dict | None, key: str = "prior / anc
     return {**sample, "keeps_hierarchy": keeps}
 
 
-def verdict_lines(ok: dict[str, dict]) -> list[str]:
-    """The Markdown verdict of every StackedWAE arm against ``flat`` (prior, ancestral path)."""
-    if "flat" not in ok:
+def verdict_lines(ok: dict[str, dict], baseline: str = "flat") -> list[str]:
+    """The Markdown verdict of every other arm against ``baseline`` (prior, ancestral path)."""
+    if baseline not in ok:
         return []
     label = dict(zip(runs.SAMPLE_METRICS, samples.COLUMNS))  # the sample table's column names
     names = {m: label[m] for m in SAMPLE_DIRECTIONS}
-    lines = ["## Verdict against the flat WAE", "",
+    title = "the flat WAE" if baseline == "flat" else f"`{baseline}`"
+    lines = [f"## Verdict against {title}", "",
              ("Prior samples, ancestral path. *better* / *worse*: the means differ by more than "
               "the sum of the two standard deviations, else *tie*. An arm **wins on both** when "
               "it is "
@@ -135,9 +142,9 @@ def verdict_lines(ok: dict[str, dict]) -> list[str]:
              "| arm | " + " | ".join(names.values()) + " | wins on both | keeps hierarchy |",
              "| --- |" + " --- |" * (len(names) + 2)]
     for arm, s in ok.items():
-        if arm == "flat":
+        if arm == baseline:
             continue
-        v = verdict(s, ok["flat"], ok.get("stacked"))
+        v = verdict(s, ok[baseline], ok.get("stacked"))
         cells = [v[m] + (f" (p {v['welch_p'][m]:.2g})" if v["welch_p"][m] is not None else "")
                  for m in names]
         lines.append(f"| {arm} | " + " | ".join(cells) + " | "
@@ -161,8 +168,9 @@ def markdown(report: dict) -> str:
          f"{b['seeds']}, hidden widths of the presets divided by {b['shrink']}; mean ± sample "
          "std over seeds. Arms:"),
         "",
-        *[f"- `{arm}`: `{ARMS[arm][0]}` "
-          + (" ".join(f"`--set {o}`" for o in ARMS[arm][1]) or "as published")
+        *[f"- `{arm}`: `{report['arms'][arm]['preset']}` "
+          + (" ".join(f"`--set {o}`" for o in report["arms"][arm]["overrides"])
+             or "as published")
           for arm in summary],
         "",
         common.machine_line(report),
@@ -189,7 +197,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {arm} | " + " | ".join(fmt(s["probe"][z]) for z in layers) + " | "
                      + " | ".join(fmt(s["rec_mse"][z]) for z in layers)
                      + f" | {fmt(s['step_s'])} |")
-    lines += ["", *verdict_lines(ok)]
+    lines += [""]
+    for baseline in report.get("against", ["flat"]):
+        lines += verdict_lines(ok, baseline)
     lines += ["## Sample fidelity and coverage", "", samples.NOTE, ""]
     lines += samples.table({arm: s.get("samples", {}) for arm, s in ok.items()})
     if report.get("classes_png"):
@@ -212,6 +222,15 @@ def reusable(report_path: Path | None) -> dict[tuple[str, int], dict]:
                     **record, "preset": presets[arm],
                     "reused_from": record.get("reused_from", str(report_path))}
     return found
+
+
+def with_warmup(arm: str, steps: int) -> tuple[str, list[str]]:
+    """``ARMS[arm]``, with the VAEs' linear KL warm-up over a third of ``steps`` (as
+    ``objectives`` sets it, so that its runs are reusable here)."""
+    preset, extra = ARMS[arm]
+    if arm in ("hvae", "lvae"):
+        return preset, [f"objective.warmup_steps={steps // 3}", *extra]
+    return preset, extra
 
 
 def earlier_record(job: tuple, arm: str, earlier: dict[tuple[str, int], dict]) -> dict | None:
@@ -241,9 +260,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs trained at once, each in its own process "
                              "(CPU: jobs * threads <= cores)")
     parser.add_argument("--out", type=Path, default=common.RESULTS / NAME)
-    parser.add_argument("--reuse", type=Path, metavar="REPORT.json",
-                        help="take matching runs from this earlier report instead of training them")
+    parser.add_argument("--reuse", type=Path, nargs="+", default=[], metavar="REPORT.json",
+                        help="take matching runs from these earlier reports instead of training")
+    parser.add_argument("--against", nargs="+", default=["flat"], metavar="ARM",
+                        help="arms to write a verdict table against (default: flat)")
     args = parser.parse_args(argv)
+    if set(args.against) - set(args.arms):
+        parser.error(f"--against {' '.join(sorted(set(args.against) - set(args.arms)))}: not "
+                     f"among --arms ({' '.join(args.arms)})")
 
     from hierot.spec import parse_yaml
 
@@ -251,14 +275,15 @@ def main(argv: list[str] | None = None) -> int:
               "log_every": DEFAULT["log_every"], "batch_size": 128, "data": parse_yaml(args.data)}
     threads = common.set_threads(args.threads)
     report = common.header(NAME, args.tag, argv, tag=args.tag, budget=budget,
-                           arms={a: {"preset": ARMS[a][0],
-                                     "overrides": ARMS[a][1]} for a in args.arms},
+                           arms={a: dict(zip(("preset", "overrides"), with_warmup(a, args.steps)))
+                                 for a in args.arms},
                            device=args.device, torch_threads=threads, jobs=args.jobs, runs={},
                            summary={})
+    report["against"] = args.against
     run_root = runs.fresh_dir(args.out / "runs" / args.tag)
-    jobs, keys = runs.seed_jobs({arm: ARMS[arm] for arm in args.arms}, budget, run_root,
-                                device=args.device, out=args.out)
-    earlier = reusable(args.reuse)
+    jobs, keys = runs.seed_jobs({arm: with_warmup(arm, args.steps) for arm in args.arms}, budget,
+                                run_root, device=args.device, out=args.out)
+    earlier = {key: record for path in args.reuse for key, record in reusable(path).items()}
     reused = [earlier_record(job, arm, earlier) for job, arm in zip(jobs, keys)]
     trained = iter(runs.run_parallel(runs.run_recorded,
                                      [j for j, r in zip(jobs, reused) if r is None],

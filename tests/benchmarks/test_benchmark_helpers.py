@@ -110,6 +110,37 @@ def test_reuse_takes_only_runs_with_the_same_preset_seed_and_overrides(tmp_path)
     assert coverage.reusable(path)["stacked", 0]["reused_from"] == "first.json"
 
 
+def test_vae_arms_take_the_objectives_benchmarks_runs(tmp_path):
+    """The ``hvae`` and ``lvae`` arms carry the KL warm-up ``objectives`` gives them (a third of
+    the steps), so their jobs have the same overrides as that benchmark's runs and reuse them."""
+    from benchmarks import _runs as runs
+    from benchmarks import objectives
+
+    budget = {"steps": 2500, "seeds": [0], "shrink": 1, "log_every": 100, "batch_size": 128,
+              "data": {"name": "mnist-5k"}}
+    ours, _ = runs.seed_jobs({a: coverage.with_warmup(a, 2500) for a in ("hvae", "lvae")},
+                             budget, tmp_path, device=None, out=tmp_path)
+    theirs, _ = runs.seed_jobs(
+        {k: (objectives.PRESETS[k], ["objective.warmup_steps=833"]) for k in ("hvae", "lvae")},
+        budget, tmp_path, device=None, out=tmp_path)
+    assert [j[:2] for j in ours] == [j[:2] for j in theirs]
+    assert "objective.warmup_steps=833" in ours[0][1]
+    assert coverage.with_warmup("flat", 2500) == coverage.ARMS["flat"]  # the WAEs: none
+
+
+def test_verdicts_against_a_named_arm():
+    ok = {"flat": FLAT, "stacked": STACKED,
+          "hvae": arm((0.82, 0.01), (0.78, 0.02), (0.84, 0.02), (0.95, 0.01), (0.05, 0.01),
+                      probe_top=0.33)}
+    lines = "\n".join(coverage.verdict_lines(ok, "hvae"))
+    assert "## Verdict against `hvae`" in lines
+    stacked_row = next(line for line in lines.splitlines() if line.startswith("| stacked |"))
+    assert stacked_row.split(" | ")[1].startswith("better")   # precision 0.95 against 0.82
+    assert stacked_row.split(" | ")[3].startswith("worse")    # recall 0.08 against 0.84
+    assert "| hvae |" not in lines
+    assert coverage.verdict_lines(ok, "lvae") == []           # no such arm: no table
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
