@@ -149,17 +149,20 @@ def prior_samples(args: argparse.Namespace) -> dict:
     return {"preset": preset, "batch": int(batch), "rows": rows}
 
 
+def _head(report: dict, title: str, method: str) -> list[str]:
+    """A report's title, time and method, command and machine."""
+    return [f"# {title}", "", f"{report['created']}; {method} Regenerate with:", "",
+            f"    {report['command']}", "", common.machine_line(report), ""]
+
+
 def prior_samples_markdown(report: dict) -> str:
     s = report["prior_samples"]
-    lines = [
-        f"# Many prior samples in a training step ({s['preset']}, batch {s['batch']})", "",
-        (f"{report['created']}; median of {report['repeats']} steps after {report['warmup']} "
-         "warm-up (forward, backward, update, on random data of the preset's shape), peak "
-         "memory of the last step above what the built trainer held. `complete`: the MMD's "
-         "prior-prior sum over all m(m-1)/2 pairs; `prior_pairs`: the incomplete U-statistic "
-         "over that many. Regenerate with:"), "", f"    {report['command']}", "",
-        common.machine_line(report), "",
-    ]
+    lines = _head(
+        report, f"Many prior samples in a training step ({s['preset']}, batch {s['batch']})",
+        f"median of {report['repeats']} steps after {report['warmup']} warm-up (forward, "
+        "backward, update, on random data of the preset's shape), peak memory of the last step "
+        "above what the built trainer held. `complete`: the MMD's prior-prior sum over all "
+        "m(m-1)/2 pairs; `prior_pairs`: the incomplete U-statistic over that many.")
     rows = [(r["prior_samples"], r["variant"], r.get("prior_pairs") or "all",
              f"{r['pairs_used']:,}" if r["status"] == "ok" else "-", r.get("backend", "-"),
              f"{r['step_s']:.3g}" if r["status"] == "ok" else "-",
@@ -174,12 +177,10 @@ def prior_samples_markdown(report: dict) -> str:
 
 def share_markdown(report: dict) -> str:
     s = report["share"]
-    lines = [
-        f"# Divergence share of a training step ({s['preset']}, batch {s['batch']})", "",
-        (f"{report['created']}; median of {report['repeats']} paired runs in one process (a "
-         "training step, then the divergence alone, forward + backward, in turn). Regenerate "
-         "with:"), "", f"    {report['command']}", "", common.machine_line(report), "",
-    ]
+    lines = _head(
+        report, f"Divergence share of a training step ({s['preset']}, batch {s['batch']})",
+        f"median of {report['repeats']} paired runs in one process (a training step, then the "
+        "divergence alone, forward + backward, in turn).")
     rows = [(r["method"], f"{1e3 * r['step_s']:.1f}", f"{1e3 * r['divergence_s']:.2f}",
              f"{100 * r['share']:.1f} %", r.get("why_over_target") or "") for r in s["rows"]]
     lines += common.markdown_table(
