@@ -9,6 +9,8 @@ same for both (the average does not feed back), so the difference is the average
 
     python -m benchmarks ema_quality --threads 1
     python -m benchmarks ema_quality --threads 1 --decay 0.999 --start-step 500 --tag d0.999
+    python -m benchmarks ema_quality --threads 2 --shrink 1 --steps 2500 --decay 0.999 \
+        --start-step 500 --tag full   # the paper's widths at the stacked-vs-flat budget
 
 Writes ``benchmarks/results/ema_quality/<tag>.json`` and ``.md``; run directories go to
 ``.../runs/<tag>/`` (not committed).
@@ -54,7 +56,8 @@ def markdown(report: dict) -> str:
                 for r in report["runs"] for w in ("ema", "raw")]
     return "\n".join([
         *common.report_intro(report, "EMA weights against raw weights",
-                             f"`{PRESET}` at the stacked_coverage budget with "
+                             f"`{PRESET}` on mnist-5k, {report['steps']} steps of batch 128, "
+                             f"hidden widths / {report.get('shrink', 4)}, with "
                              f"`train.ema={report['ema']}`; each run evaluated with both "
                              f"weights (prior, ancestral samples). Mean ± sample sd over seeds."),
         *common.markdown_table(["weights", *METRICS], rows),
@@ -70,17 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-step", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--shrink", type=int, default=4,
+                        help="divide every hidden width by this (1: the paper's widths)")
     parser.add_argument("--tag", default="reduced")
     args = parser.parse_args(argv)
     common.set_threads(args.threads)
     seeds, steps = (args.seeds[:2], 200) if args.quick else (args.seeds, args.steps)
     ema = f"{{decay: {args.decay}, start_step: {args.start_step}}}"
     report = common.header(NAME, "quick" if args.quick else "full", argv, device=args.device,
-                           preset=PRESET, ema=ema, steps=steps, seeds=seeds, runs=[])
+                           preset=PRESET, ema=ema, steps=steps, seeds=seeds, shrink=args.shrink,
+                           runs=[])
     root = runs.fresh_dir(args.out / "runs" / args.tag)
     for seed in seeds:
         run_dir = root / f"seed-{seed}"
-        overrides = ["data={name: mnist-5k}", f"seed={seed}", *runs.width_overrides(PRESET, 4),
+        overrides = ["data={name: mnist-5k}", f"seed={seed}", *runs.width_overrides(PRESET, args.shrink),
                      *runs.train_overrides(steps, 100), f"train.ema={ema}"]
         if args.device:
             overrides.append(f"device={args.device}")
