@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     root = runs.fresh_dir(args.out / "runs" / args.tag)
     for seed in seeds:
         run_dir = root / f"seed-{seed}"
-        overrides = ["data={name: mnist-5k}", f"seed={seed}", *runs.width_overrides(PRESET, args.shrink),
+        overrides = ["data={name: mnist-5k}", f"seed={seed}",
+                     *runs.width_overrides(PRESET, args.shrink),
                      *runs.train_overrides(steps, 100), f"train.ema={ema}"]
         if args.device:
             overrides.append(f"device={args.device}")
