@@ -114,7 +114,7 @@ class MMD:
     draws do not depend on the parameters): with :math:`r = \lceil \text{prior\_pairs} / m
     \rceil` it averages :math:`k(y_i, y_{i+s \bmod m})` over :math:`s = 1..r` and all :math:`i`,
     :math:`rm` distinct pairs of independent draws, an *incomplete U-statistic* (Blom, 1976;
-    Lee, 1990, Sec. 4.3) with the same expectation and :math:`O(r m d)` cost. The estimator
+    Lee, 1990) with the same expectation and :math:`O(r m d)` cost. The estimator
     stays unbiased and the gradients in :math:`x` are untouched; only the noise of the reported
     value grows. When :math:`r \ge (m - 1)/2` every pair is used (the complete statistic).
 
