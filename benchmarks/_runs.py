@@ -74,6 +74,20 @@ def train_overrides(steps: int, log_every: int, batch_size: int = 128) -> list[s
             "train.progress=false"]
 
 
+VAE_OBJECTIVES = ("hvae", "lvae")
+"""Objectives with a KL term, whose linear warm-up (``objective.warmup_steps``) benchmarks set."""
+
+
+def kl_warmup(preset: str, warmup_steps: int) -> list[str]:
+    """``objective.warmup_steps`` for a preset of the VAE family (:data:`VAE_OBJECTIVES`), none
+    for the others: the one rule behind every benchmark that trains both families."""
+    from hierot.spec import load_spec
+
+    if load_spec(preset).objective.name not in VAE_OBJECTIVES:
+        return []
+    return [f"objective.warmup_steps={warmup_steps}"]
+
+
 def width_overrides(preset: str, shrink: int) -> list[str]:
     """Every hidden width of ``preset`` divided by ``shrink`` (none when 1)."""
     from hierot.spec import load_spec

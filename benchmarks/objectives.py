@@ -40,7 +40,6 @@ from benchmarks._layer_rows import layer_rows, table
 NAME = "objectives"
 PRESETS = {"stacked-wae": "mnist-stackedwae.v1", "wae": "mnist-wae.v1",
            "hvae": "mnist-hvae.v1", "lvae": "mnist-lvae.v1"}
-VAES = ("hvae", "lvae")
 MODES = {
     "quick": {"steps": 300, "seeds": [0], "shrink": 4, "log_every": 50},
     "small": {"steps": 1000, "seeds": [0, 1, 2], "shrink": 4, "log_every": 100},
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     report = common.header(NAME, mode, argv, presets=presets, budget=budget, device=args.device,
                            torch_threads=threads, jobs=args.jobs, runs={}, summary={})
     run_root = runs.fresh_dir(args.out / "runs" / mode)
-    arms = {kind: (preset, [f"objective.warmup_steps={budget['warmup']}"] if kind in VAES else [])
+    arms = {kind: (preset, runs.kl_warmup(preset, budget["warmup"]))
             for kind, preset in presets.items()}
     jobs, kinds = runs.seed_jobs(arms, budget, run_root, device=args.device, out=args.out)
     records = runs.run_parallel(runs.run_recorded, jobs, args.jobs, args.threads)

@@ -59,7 +59,7 @@ DATASETS = {"mnist-5k": ("mnist", ["data={name: mnist-5k}"]), "fashion-mnist": (
 """Data set -> the prefix of its presets and the overrides that select it."""
 DIVERGENCES = {"mmd": [], "sinkhorn": ["divergence={name: sinkhorn, backend: geomloss, blur: 0.5}"]}
 """Top divergences of the StackedWAE families (``mmd``: the presets' own)."""
-STACKED, VAES = ("stackedwae", "stackedwae-z8"), ("hvae", "lvae")
+STACKED = ("stackedwae", "stackedwae-z8")
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 """Where the full mode's page is copied (``results-table.md``, included by ``results.md``)."""
 FULL_STEPS = 1000
@@ -107,9 +107,7 @@ def overrides(preset: str, extra: list[str], budget: dict, seed: int) -> list[st
            "train.epochs=null", f"train.steps={steps}", "train.batch_size=128",
            f"train.log_every={min(budget['log_every'], steps)}",
            f"train.checkpoint_every={min(budget['checkpoint_every'], steps)}",
-           "train.progress=false"]
-    if any(preset.endswith(f"-{vae}.v1") for vae in VAES):
-        out.append(f"objective.warmup_steps={steps // 3}")
+           "train.progress=false", *runs.kl_warmup(preset, steps // 3)]
     return out + extra
 
 

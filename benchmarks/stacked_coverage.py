@@ -228,9 +228,7 @@ def with_warmup(arm: str, steps: int) -> tuple[str, list[str]]:
     """``ARMS[arm]``, with the VAEs' linear KL warm-up over a third of ``steps`` (as
     ``objectives`` sets it, so that its runs are reusable here)."""
     preset, extra = ARMS[arm]
-    if arm in ("hvae", "lvae"):
-        return preset, [f"objective.warmup_steps={steps // 3}", *extra]
-    return preset, extra
+    return preset, [*runs.kl_warmup(preset, steps // 3), *extra]
 
 
 def earlier_record(job: tuple, arm: str, earlier: dict[tuple[str, int], dict]) -> dict | None:
