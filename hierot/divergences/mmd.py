@@ -145,11 +145,9 @@ class MMD:
         advice = "use backend: online" if backend == "tensorized" else "use a smaller tile_size"
         shifts = self.options.prior_shifts(m)
         with oom_guard("mmd", n, m, backend, advice):
-            if shifts is not None:
-                return self._with_incomplete_prior(x, y, shifts, backend)
             if backend == "online":
-                return self._online(x, y)
-            return self._tensorized(x, y)
+                return self._online(x, y, shifts)
+            return self._tensorized(x, y, shifts)
 
     def _phi(self, dim: int):
         """``phi(d2, derivative)`` of the summed kernel, for :func:`~.tiled.pair_sum`."""
@@ -159,20 +157,6 @@ class MMD:
             return _accumulate(d2, bandwidths, kernel, derivative)
 
         return phi
-
-    def _with_incomplete_prior(self, x: Tensor, y: Tensor, shifts: int, backend: str) -> Tensor:
-        """The estimator with the prior-prior mean over ``shifts * m`` pairs (``prior_pairs``)."""
-        n, m, off = len(x), len(y), self._unbiased
-        if backend == "online":
-            phi, tile = self._phi(x.shape[1]), self.options.tile_size
-            s_xx = pair_sum(x, None, phi, tile_size=tile, exclude_diagonal=off)
-            s_xy = pair_sum(x, y, phi, tile_size=tile)
-            within_x, across = s_xx / (n * (n - 1) if off else n * n), s_xy / (n * m)
-        else:  # one n x (n+m) matrix: the x-x and x-y blocks
-            dist = squared_distances(x, torch.cat([x, y]))
-            gram = KernelSum.apply(dist, tuple(self.bandwidths(x.shape[1])), self.options.kernel)
-            within_x, across = _mean_within(gram[:, :n], off), gram[:, n:].mean()
-        return within_x + self._prior_mean(y, shifts) - 2 * across
 
     def _prior_mean(self, y: Tensor, shifts: int) -> Tensor:
         """Incomplete U-statistic of the prior-prior term: pairs (i, i+s mod m), s = 1..shifts.
@@ -189,8 +173,9 @@ class MMD:
             k0 = phi(y.new_zeros(1), False)[0]
             return (1 - 1 / m) * mean_pairs + k0 / m
 
-    def _online(self, x: Tensor, y: Tensor) -> Tensor:
-        """The same estimator from three tiled sums (:func:`~hierot.divergences.tiled.pair_sum`).
+    def _online(self, x: Tensor, y: Tensor, shifts: int | None) -> Tensor:
+        """The same estimator from three tiled sums (:func:`~hierot.divergences.tiled.pair_sum`);
+        with ``shifts``, the prior-prior one is :meth:`_prior_mean` instead.
 
         The within-sample sums visit each pair of tiles once; the prior-prior sum builds no graph
         when the prior samples need no gradient (they do not depend on the parameters).
@@ -198,19 +183,28 @@ class MMD:
         phi = self._phi(x.shape[1])
         n, m, tile, off = len(x), len(y), self.options.tile_size, self._unbiased
         s_xx = pair_sum(x, None, phi, tile_size=tile, exclude_diagonal=off)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and y.requires_grad):
-            s_yy = pair_sum(y, None, phi, tile_size=tile, exclude_diagonal=off)
+        if shifts is None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and y.requires_grad):
+                s_yy = pair_sum(y, None, phi, tile_size=tile, exclude_diagonal=off)
+            within_y = s_yy / (m * (m - 1) if off else m * m)
+        else:
+            within_y = self._prior_mean(y, shifts)
         s_xy = pair_sum(x, y, phi, tile_size=tile)
-        pairs_x, pairs_y = (n * (n - 1), m * (m - 1)) if off else (n * n, m * m)
-        return s_xx / pairs_x + s_yy / pairs_y - 2 * s_xy / (n * m)
+        return s_xx / (n * (n - 1) if off else n * n) + within_y - 2 * s_xy / (n * m)
 
-    def _tensorized(self, x: Tensor, y: Tensor) -> Tensor:
+    def _tensorized(self, x: Tensor, y: Tensor, shifts: int | None) -> Tensor:
+        """One matrix of kernel values: :math:`(n+m)^2` for all three blocks, or, with
+        ``shifts`` (the prior-prior block by :meth:`_prior_mean`), the :math:`n \\times (n+m)`
+        rows of the x-x and x-y blocks."""
         n = x.shape[0]
         z = torch.cat([x, y])
-        dist = squared_distances(z, z)  # once, for all three blocks
+        rows = z if shifts is None else x
+        dist = squared_distances(rows, z)  # once, for every block it holds
         gram = KernelSum.apply(dist, tuple(self.bandwidths(z.shape[1])), self.options.kernel)
-        k_xx, k_yy, k_xy = gram[:n, :n], gram[n:, n:], gram[:n, n:]
-        within = _mean_within(k_xx, self._unbiased) + _mean_within(k_yy, self._unbiased)
+        k_xx, k_xy = gram[:n, :n], gram[:n, n:]
+        within_y = (_mean_within(gram[n:, n:], self._unbiased) if shifts is None
+                    else self._prior_mean(y, shifts))
+        within = _mean_within(k_xx, self._unbiased) + within_y
         return within - 2 * k_xy.mean()
 
     def __repr__(self) -> str:
