@@ -35,6 +35,7 @@ Writes ``benchmarks/results/bf16_step_parts/<mode>-<device><tag>.{json,md}``.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import time
@@ -48,8 +49,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 import torch
 
 from benchmarks import _common as common
-from benchmarks._plain import PlainModel, copy_parameters, penalty_weights, plain_loss
-from benchmarks.train_step import plain_optimizer, random_data_trainer
+from benchmarks import train_step
+from benchmarks.train_step import random_data_trainer
 from hierot.training import Trainer
 
 NAME = "bf16_step_parts"
@@ -87,26 +88,11 @@ def without(trainer: Trainer, passes: tuple[str, ...]) -> Trainer:
 
 
 def plain_loop(trainer: Trainer) -> Callable[[], None]:
-    """One step of ``train_step``'s plain fp32 loop on ``trainer``'s data and weights."""
-    spec, data = trainer.spec, trainer.train_x
-    batch = spec.train.batch_size
-    plain = PlainModel(spec, tuple(data.shape[1:]))
-    copy_parameters(trainer.model, plain)
-    optimizer = plain_optimizer(spec, plain.parameters())
-    rec_w, match_w = spec.resolved_weights()
-    pen_w = penalty_weights(spec)
-    order = torch.randperm(len(data))
-    count = [0]
-
-    def step() -> None:
-        start = (count[0] * batch) % (len(data) - batch + 1)
-        count[0] += 1
-        loss = plain_loss(plain, data[order[start:start + batch]], rec_w, match_w, pen_w)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
+    """One step of ``train_step``'s plain fp32 loop on ``trainer``'s data and weights, the next
+    batch at each call."""
+    _, step = train_step.plain_loop(trainer, trainer.train_x.device)
+    count = itertools.count()
+    return lambda: step(next(count))
 
 
 def in_place(preset: str, batch: int, warmup: int, repeats: int, compiled: bool) -> dict:

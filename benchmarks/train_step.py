@@ -43,12 +43,14 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
+from torch import Tensor
 
 import hierot
 from benchmarks import _common as common
@@ -114,6 +116,36 @@ def plain_optimizer(spec, parameters) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
+def plain_loop(trainer: Trainer, device) -> tuple[Callable[[Tensor], Tensor],
+                                                    Callable[[int], None]]:
+    """The plain fp32 loop beside ``trainer``: the same networks and loss written in torch
+    (:mod:`benchmarks._plain`), ``trainer``'s initial weights, the default Adam. Returns its loss
+    on a batch and its ``i``-th step (batches of a random order of ``trainer``'s data, drawn at
+    the first step)."""
+    spec, data = trainer.spec, trainer.train_x
+    batch, n = spec.train.batch_size, len(data)
+    plain = PlainModel(spec, data_shape(spec)).to(device)
+    copy_parameters(trainer.model, plain)
+    rec_w, match_w = spec.resolved_weights()
+    pen_w = penalty_weights(spec)
+    optimizer = plain_optimizer(spec, plain.parameters())
+    order: list[Tensor] = []
+
+    def loss(x: Tensor) -> Tensor:
+        return plain_loss(plain, x, rec_w, match_w, pen_w)
+
+    def step(i: int) -> None:
+        if not order:
+            order.append(torch.randperm(n, device=device))
+        start = (i * batch) % (n - batch + 1)
+        value = loss(data[order[0][start : start + batch]])
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+
+    return loss, step
+
+
 def profile_table(step, rows: int = 12, steps: int = 3) -> str:
     """The operators taking the most self CPU time over ``steps`` steps (torch.profiler)."""
     from torch.profiler import ProfilerActivity, profile
@@ -139,36 +171,19 @@ def run_case(
                 overrides.append(f"layers.{i}.{role}.channels_last={str(channels_last).lower()}")
     trainer = random_data_trainer(preset, batch, device, overrides)
     built, spec = trainer.built, trainer.spec
-    shape = data_shape(spec)
-    n = len(built.data.train_x)
-    plain = PlainModel(spec, shape).to(device)
-    copy_parameters(built.model, plain)
-    train_x = trainer.train_x
-    rec_w, match_w = spec.resolved_weights()
-    pen_w = penalty_weights(spec)
-    optimizer = plain_optimizer(spec, plain.parameters())
+    plain_batch_loss, plain_step = plain_loop(trainer, device)
 
     # the two losses agree on one batch under the same seed (in fp32; compiles a compiled model)
-    x = train_x[:batch]
+    x = trainer.train_x[:batch]
     torch.manual_seed(1)
     t0 = time.perf_counter()
     ours = built.objective(x).total.detach()
     first_forward_s = time.perf_counter() - t0
     torch.manual_seed(1)
-    theirs = plain_loss(plain, x, rec_w, match_w, pen_w).detach()
+    theirs = plain_batch_loss(x).detach()
     agree = abs(float(ours) - float(theirs)) <= 1e-4 * max(1.0, abs(float(theirs)))
     if not agree:
         raise SystemExit(f"{preset}: hierot loss {float(ours)} != plain loss {float(theirs)}")
-
-    perm = torch.randperm(n, device=device)
-
-    def plain_step(i: int) -> None:
-        start = (i * batch) % (n - batch + 1)
-        xb = train_x[perm[start : start + batch]]
-        loss = plain_loss(plain, xb, rec_w, match_w, pen_w)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def timed(fn) -> float:
         return common.timed(fn, device)
