@@ -118,10 +118,9 @@ def plain_optimizer(spec, parameters) -> torch.optim.Optimizer:
 
 def plain_loop(trainer: Trainer, device) -> tuple[Callable[[Tensor], Tensor],
                                                     Callable[[int], None]]:
-    """The plain fp32 loop beside ``trainer``: the same networks and loss written in torch
-    (:mod:`benchmarks._plain`), ``trainer``'s initial weights, the default Adam. Returns its loss
-    on a batch and its ``i``-th step (batches of a random order of ``trainer``'s data, drawn at
-    the first step)."""
+    """The plain fp32 loop beside ``trainer`` (:mod:`benchmarks._plain`'s networks and loss,
+    ``trainer``'s initial weights, the default Adam): its loss on a batch and its ``i``-th step
+    (batches of a random order of ``trainer``'s data, drawn at the first step)."""
     spec, data = trainer.spec, trainer.train_x
     batch, n = spec.train.batch_size, len(data)
     plain = PlainModel(spec, data_shape(spec)).to(device)
