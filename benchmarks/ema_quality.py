@@ -3,9 +3,11 @@ averaged weights and with the raw ones.
 
 ``mnist-stackedwae-z8.v1`` at the ``stacked_coverage`` budget (``mnist-5k``, hidden widths / 4,
 1,000 steps, seeds 0 1 2) with ``train.ema`` on; each run is evaluated by
-:func:`hierot.evaluation.evaluate` twice, ``weights="ema"`` and ``weights="raw"``, on the prior's
-ancestral samples: FCD, precision, recall, coverage, and the z5 linear probe. The training is the
-same for both (the average does not feed back), so the difference is the average's alone.
+:func:`hierot.evaluation.evaluate` three times (:data:`ARMS`): the averaged weights with the
+BatchNorm statistics recomputed for them, the averaged weights with the raw model's statistics,
+and the raw weights, on the prior's ancestral samples: FCD, precision, recall, coverage, and the
+z5 linear probe. The training is the same for all three (the average does not feed back), so the
+differences are the average's and its statistics' alone.
 
     python -m benchmarks ema_quality --threads 1
     python -m benchmarks ema_quality --threads 1 --decay 0.999 --start-step 500 --tag d0.999
@@ -22,6 +24,8 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -33,11 +37,23 @@ PRESET = "mnist-stackedwae-z8.v1"
 METRICS = ("fcd", "precision", "recall", "coverage", "probe_z5")
 
 
-def measure(run_dir: Path, weights: str, device: str | None) -> dict:
+ARMS = ("ema", "ema-raw-bn", "raw")
+"""The averaged weights with their recomputed BatchNorm statistics (``train.ema.batchnorm:
+recompute``, the default), the averaged weights with the raw model's statistics (the ``raw``
+rule, read from the same checkpoint), and the raw weights."""
+
+
+def measure(run_dir: Path, arm: str, device: str | None) -> dict:
     from hierot.evaluation import evaluate, load_run
 
-    result = evaluate(load_run(run_dir, device=device, weights=weights), samplers=["prior"],
-                      write=False)
+    loaded = load_run(run_dir, device=device, weights="raw" if arm == "raw" else "ema")
+    if arm == "ema-raw-bn":  # the average beside the raw model's running statistics
+        raw = torch.load(loaded.checkpoint, map_location="cpu", weights_only=False)["model"]
+        buffers = dict(loaded.model.named_buffers())
+        with torch.no_grad():
+            for name, buffer in buffers.items():
+                buffer.copy_(raw[name])
+    result = evaluate(loaded, samplers=["prior"], write=False)
     block = result["sample_quality"]["samplers"]["prior"]["ancestral"]
     return {"fcd": block["fcd"], "precision": block["precision"], "recall": block["recall"],
             "coverage": block["coverage"],
@@ -46,20 +62,24 @@ def measure(run_dir: Path, weights: str, device: str | None) -> dict:
 
 def markdown(report: dict) -> str:
     rows = []
-    for weights in ("ema", "raw"):
+    arms = [a for a in ARMS if a in report["runs"][0]]
+    for weights in arms:
         values = [r[weights] for r in report["runs"]]
         rows.append([weights, *[
             f"{statistics.mean(v[m] for v in values):.3f} ± "
             f"{statistics.stdev(v[m] for v in values) if len(values) > 1 else 0.0:.3f}"
             for m in METRICS]])
     per_seed = [[r["seed"], w, *[f"{r[w][m]:.3f}" for m in METRICS]]
-                for r in report["runs"] for w in ("ema", "raw")]
+                for r in report["runs"] for w in arms]
     return "\n".join([
         *common.report_intro(report, "EMA weights against raw weights",
                              f"`{PRESET}` on mnist-5k, {report['steps']} steps of batch 128, "
                              f"hidden widths / {report.get('shrink', 4)}, with "
-                             f"`train.ema={report['ema']}`; each run evaluated with both "
-                             f"weights (prior, ancestral samples). Mean ± sample sd over seeds."),
+                             f"`train.ema={report['ema']}`; each run evaluated with the "
+                             f"averaged weights and their recomputed BatchNorm statistics "
+                             f"(ema), the averaged weights with the raw model's statistics "
+                             f"(ema-raw-bn) and the raw weights (raw); prior, ancestral "
+                             f"samples. Mean ± sample sd over seeds."),
         *common.markdown_table(["weights", *METRICS], rows),
         "",
         *common.markdown_table(["seed", "weights", *METRICS], per_seed),
@@ -96,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         common.log(f"train {run_dir}")
         hierot.fit(PRESET, out=run_dir, overrides=overrides)
         record = {"seed": seed, "run_dir": str(run_dir.relative_to(args.out))}
-        for weights in ("ema", "raw"):
+        for weights in ARMS:
             common.log(f"eval {run_dir} ({weights})")
             record[weights] = measure(run_dir, weights, args.device)
         report["runs"].append(record)

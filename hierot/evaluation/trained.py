@@ -105,7 +105,9 @@ def load_run(
     weights:
         ``"ema"``: the moving average of the weights (``train.ema``); ``"raw"``: the weights
         the optimiser trained; ``None`` (default): the average when the checkpoint holds one.
-        The average's BatchNorm buffers are the raw model's (see :mod:`hierot.training.ema`).
+        The average's BatchNorm statistics are those the checkpoint holds: recomputed for the
+        averaged weights (``train.ema.batchnorm: recompute``) or the raw model's (``raw``; see
+        :mod:`hierot.training.ema`).
 
     Raises
     ------

@@ -30,10 +30,13 @@ RESUMABLE = (
     "train.progress",
     "train.eval_every",
     "train.skip_update",
+    "train.ema.batchnorm",
+    "train.ema.batchnorm_batches",
     "device",
 )
 """Fields a resume may change: the budget, the logging, checkpoint and evaluation cadences, the
-progress bar, the skipped-update policy (to go on past ``max_consecutive`` skips) and the device
+progress bar, the skipped-update policy (to go on past ``max_consecutive`` skips), how the
+average's BatchNorm statistics are estimated (training is the same either way) and the device
 (``--device`` on another machine), none of which makes another experiment."""
 _ABSENT = object()
 

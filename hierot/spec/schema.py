@@ -105,6 +105,15 @@ class EMASpec(StrictModel):
         0, description="the average equals the weights up to this step, and averages after it"
     )
     every: PositiveInt = Field(1, description="steps between updates of the average")
+    batchnorm: Literal["recompute", "raw"] = Field(
+        "recompute", description="BatchNorm statistics of the averaged weights: recompute = "
+        "re-estimated for the averages over batchnorm_batches training batches before each "
+        "held-out evaluation and checkpoint; raw = the raw model's running statistics"
+    )
+    batchnorm_batches: PositiveInt = Field(
+        50, description="training batches (at most one epoch) over which batchnorm: recompute "
+        "estimates the statistics"
+    )
 
 
 class TrainSpec(StrictModel):

@@ -9,6 +9,8 @@ integers needs saving. The last incomplete batch of an epoch is dropped, which k
 held on the device, or, for a streamed training set (``data.storage: stream``), read from its
 cache file on the host, pinned and copied to the device without blocking on CUDA. Under data
 parallelism each process asks only for its shard's indices, so it reads only its share.
+
+:func:`fixed_batches` gives the same few batches at every call, for passes outside training.
 """
 
 from __future__ import annotations
@@ -76,3 +78,13 @@ class BatchOrder:
 
     def load_state(self, state: dict[str, int]) -> None:
         self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+
+
+def fixed_batches(n: int, batch_size: int, seed: int, count: int) -> list[Tensor]:
+    """``count`` global batches (at most one epoch's) of a fixed permutation of ``range(n)``,
+    drawn from a generator of their own seeded by ``seed``: the same at every call, apart from
+    the training order and the global RNG (for passes that must not disturb training, such as
+    the EMA's BatchNorm statistics)."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    size = min(batch_size, n)
+    return [order[b * size:(b + 1) * size] for b in range(min(count, n // size))]

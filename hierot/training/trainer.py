@@ -9,7 +9,8 @@ term, back-propagate, take the gradient norm in one fused pass and stop if a gra
 finite, clip it (``optimizer.clip_grad_norm``), step the optimiser and the learning-rate schedule
 (:mod:`hierot.schedules`); with ``train.skip_update`` a bad update is skipped instead
 (:mod:`hierot.training.updates`); with ``train.ema`` the average of the weights is updated
-(:mod:`hierot.training.ema`); before every checkpoint the parameters and the optimiser's state are
+(:mod:`hierot.training.ema`) and its BatchNorm statistics recomputed before each held-out
+evaluation and checkpoint; before every checkpoint the parameters and the optimiser's state are
 checked too (:meth:`Trainer._check_finite`: one fused reduction, one device sync; nothing
 non-finite is ever logged or saved). Every ``log_every`` steps the running means of every term and
 of the gradient norm, the learning rate, the seconds per step and the count of skipped updates go
@@ -32,7 +33,7 @@ import torch
 from hierot.builder import Built
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.run import CHECKPOINT_FORMAT, MetricsWriter, Run
-from hierot.training.batches import gather_rows
+from hierot.training.batches import fixed_batches, gather_rows
 from hierot.training.callbacks import Callback
 from hierot.training.heldout import HeldOutEvaluation
 from hierot.training.parts import TrainingParts, build_training
@@ -129,6 +130,7 @@ class Trainer:
 
     def _save(self) -> None:
         self._check_finite(self._no_norms(), step=self.step)
+        self._average_statistics()
         if self.run_dir is not None:
             path = self.run_dir.save_checkpoint(self.state(), self.step, self.keep_checkpoints)
             self.callbacks.on_checkpoint(self.step, path)
@@ -182,6 +184,27 @@ class Trainer:
         if self.saved_step is None:
             return "training stopped, no checkpoint was written"
         return f"training stopped, the last finite checkpoint (step {self.saved_step}) is kept"
+
+    def _average_statistics(self) -> None:
+        """With ``train.ema.batchnorm: recompute``, the BatchNorm statistics of the current
+        averages (:meth:`~hierot.training.ema.WeightEMA.recompute_statistics`), once per step, on
+        every process (a synchronised BatchNorm needs them all): ``batchnorm_batches`` fixed
+        training batches (each process its shard), in the training precision, the random draws
+        from a generator forked off the training stream and seeded with the spec's seed."""
+        if self.ema is None or not self.ema.recomputes or self.ema.statistics_step == self.step:
+            return
+        device = self.runtime.device
+        batches = fixed_batches(len(self.train_x), self.spec.train.batch_size, self.spec.seed,
+                                self.ema.batchnorm_batches)
+
+        def forward(indices: torch.Tensor) -> None:
+            rows = gather_rows(self.train_x, self.runtime.shard(indices), device)
+            with self.precision.autocast():
+                self.objective(self.built.data.to_float(rows))
+
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(self.spec.seed)
+            self.ema.recompute_statistics(self.step, batches, forward)
 
     def _evaluate(self, heldout: HeldOutEvaluation) -> dict[str, float]:
         """The held-out terms (logged and sent to the callbacks); keeps ``best.pt`` up to date."""
@@ -258,6 +281,8 @@ class Trainer:
                  "step_time": (now - since[0]) / max(self.step - since[1], 1),
                  "skipped": self.updates.skipped}
         self.callbacks.on_log(self.step, {**last, **extra, "epoch": self.order.epoch})
+        if evaluate:
+            self._average_statistics()  # every process: a synchronised BatchNorm needs them all
         held_out = self._evaluate(self.heldout) if evaluate and self.heldout is not None else {}
         if writer:
             writer.write({**row, **last, **extra, **held_out})

@@ -120,7 +120,8 @@ EMA = ["train.ema={decay: 0.5, start_step: 1}", "train.skip_update={grad_norm_ab
 
 
 def averages_on_every_rank(runtime) -> dict:
-    """``train.ema`` under DDP: each rank's averages (as lists), gathered."""
+    """``train.ema`` under DDP: each rank's averages and their recomputed BatchNorm statistics
+    (as lists), gathered."""
     import torch.distributed as dist
 
     import hierot
@@ -130,6 +131,7 @@ def averages_on_every_rank(runtime) -> dict:
     trainer = Trainer(hierot.build(spec, gather=runtime.gather), None, runtime)
     trainer.fit()
     mine = {n: a.tolist() for n, a in zip(trainer.ema.names, trainer.ema.averages)}
+    mine.update({n: s.tolist() for n, s in trainer.ema.statistics.items()})  # BatchNorm's
     every = [None] * runtime.world_size
     dist.all_gather_object(every, mine)
     return {"same": all(e == every[0] for e in every), "rank0": every[0],

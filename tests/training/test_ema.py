@@ -15,6 +15,7 @@ from hierot.errors import HierotError, RunChangedError, SpecError
 from hierot.evaluation.trained import load_run
 from hierot.run import Run
 from hierot.spec.schema import EMASpec
+from hierot.training.batches import fixed_batches
 from hierot.training.ema import WeightEMA
 
 TINY = {
@@ -60,7 +61,7 @@ def test_the_swap_restores_the_weights_bit_for_bit():
             assert torch.equal(p, a)
     for name, p in model.named_parameters():
         assert torch.equal(p, before[name]), name
-    # BatchNorm buffers: the model's own (the documented rule), parameters: the averages
+    # before any recomputation BatchNorm buffers are the model's own; parameters: the averages
     state = ema.state_dict()
     assert torch.equal(state["1.running_mean"], model[1].running_mean)
     assert torch.equal(state["0.weight"], ema.averages[0])
@@ -80,7 +81,8 @@ def test_checkpoints_hold_the_average_and_resume_exactly(tmp_path):
     hierot.fit(TINY, out=tmp_path / "stopped", overrides=[EMA, "train.steps=2"])
     at_2 = Run(tmp_path / "stopped").load_checkpoint()
     for name, value in at_2["model"].items():  # up to start_step: the weights themselves
-        assert torch.equal(at_2["ema"][name], value), name
+        if "running_" not in name and "num_batches" not in name:  # BatchNorm's: recomputed
+            assert torch.equal(at_2["ema"][name], value), name
     hierot.fit(resume=tmp_path / "stopped", overrides=["train.steps=4"])
     a = Run(tmp_path / "straight").load_checkpoint()
     b = Run(tmp_path / "stopped").load_checkpoint()
@@ -169,3 +171,110 @@ def test_a_resume_that_changes_train_ema_is_refused(tmp_path):
         hierot.fit(resume=tmp_path / "run", overrides=[EMA])
     after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
     assert after == before
+
+
+# -- BatchNorm statistics of the averages (train.ema.batchnorm) ----------------------------------
+def _model_with_an_average() -> tuple[nn.Module, WeightEMA]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+    ema = WeightEMA(EMASpec(decay=0.5), model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    ema.update(1)  # the averages now differ from the weights
+    model.train()
+    model(torch.randn(32, 3))  # the raw model's running statistics move off their start
+    return model, ema
+
+
+def test_recomputed_statistics_are_the_plain_mean_over_the_batches_under_the_averages():
+    model, ema = _model_with_an_average()
+    batches = [torch.randn(16, 3) * 2 + 1 for _ in range(3)]
+    raw = {n: b.clone() for n, b in model.named_buffers()}
+    rng = torch.get_rng_state()
+    model.eval()
+    ema.recompute_statistics(7, batches, model)
+    weight, bias = ema.averages[0], ema.averages[1]  # the first Linear's averaged parameters
+    hidden = [x @ weight.T + bias for x in batches]
+    torch.testing.assert_close(ema.statistics["1.running_mean"],
+                               torch.stack([h.mean(0) for h in hidden]).mean(0))
+    torch.testing.assert_close(ema.statistics["1.running_var"],
+                               torch.stack([h.var(0) for h in hidden]).mean(0))
+    assert int(ema.statistics["1.num_batches_tracked"]) == 3 and ema.statistics_step == 7
+    # the raw model is as it was: buffers, momentum, mode, RNG
+    for name, value in model.named_buffers():
+        assert torch.equal(value, raw[name]), name
+    assert model[1].momentum == 0.1 and not model.training
+    assert torch.equal(torch.get_rng_state(), rng)
+    # the swap and the state dict carry them; the swap restores the model's own afterwards
+    with ema.swapped():
+        assert torch.equal(model[1].running_mean, ema.statistics["1.running_mean"])
+    assert torch.equal(model[1].running_mean, raw["1.running_mean"])
+    assert torch.equal(ema.state_dict()["1.running_var"], ema.statistics["1.running_var"])
+
+
+def test_the_raw_rule_keeps_the_model_statistics():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ema = WeightEMA(EMASpec(batchnorm="raw"), model)
+    ema.recompute_statistics(1, [torch.randn(8, 3)], model)
+    assert not ema.recomputes and ema.statistics == {}
+    assert torch.equal(ema.state_dict()["1.running_mean"], model[1].running_mean)
+
+
+def test_training_recomputes_the_statistics_and_is_unchanged_by_them(tmp_path):
+    """The same run with batchnorm recompute and raw: the same weights and training metrics bit
+    for bit; the checkpoint's average carries statistics that torch's own SWA routine
+    (``swa_utils.update_bn``) computes for the first encoder on the same batches; the held-out
+    terms are taken with them."""
+    overrides = [EMA, "train.eval_every=4"]
+    hierot.fit(TINY, out=tmp_path / "recompute", overrides=overrides)
+    hierot.fit(TINY, out=tmp_path / "raw", overrides=[*overrides, "train.ema.batchnorm=raw"])
+    new, old = Run(tmp_path / "recompute"), Run(tmp_path / "raw")
+    a, b = new.load_checkpoint(), old.load_checkpoint()
+    for name, value in b["model"].items():
+        assert torch.equal(a["model"][name], value), name
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+    assert new.read_metrics()[-1]["total"] == old.read_metrics()[-1]["total"]
+    assert new.read_metrics()[-1]["val_total"] != old.read_metrics()[-1]["val_total"]
+    # the reference: torch's update_bn on the first encoder with the averaged weights
+    built = hierot.build(hierot.load_spec(TINY))
+    built.model.load_state_dict(a["ema"])
+    x = built.data.train_x
+    batches = [built.data.to_float(x[i]) for i in fixed_batches(len(x), 64, 0, 50)]
+    encoder = built.model.encoders[0]
+    torch.optim.swa_utils.update_bn(batches, encoder)
+    for name, value in encoder.state_dict().items():
+        if "running_" in name:
+            torch.testing.assert_close(a["ema"][f"encoders.0.{name}"], value, msg=name)
+            assert not torch.equal(a["ema"][f"encoders.0.{name}"], a["model"][f"encoders.0.{name}"])
+    # load_run (eval, sample, plot) takes them; best.pt carries them too
+    loaded = load_run(tmp_path / "recompute").model.state_dict()
+    for name, value in a["ema"].items():
+        assert torch.equal(loaded[name], value), name
+    best = new.load_checkpoint("best")["ema"]
+    assert torch.equal(best["encoders.0.body.2.running_mean"],
+                       a["ema"]["encoders.0.body.2.running_mean"])
+
+
+def test_a_resume_may_change_how_the_statistics_are_estimated(tmp_path):
+    hierot.fit(TINY, out=tmp_path / "straight", overrides=[EMA])
+    hierot.fit(TINY, out=tmp_path / "run", overrides=[EMA, "train.steps=2"])
+    hierot.fit(resume=tmp_path / "run",
+               overrides=["train.steps=4", "train.ema.batchnorm_batches=3"])
+    a, b = Run(tmp_path / "straight").load_checkpoint(), Run(tmp_path / "run").load_checkpoint()
+    for name, value in a["model"].items():
+        assert torch.equal(b["model"][name], value), name
+    changes = (tmp_path / "run" / "changes.jsonl").read_text()
+    assert "train.ema.batchnorm_batches" in changes
+    name = "encoders.0.body.2.num_batches_tracked"
+    n = len(hierot.build(hierot.load_spec(TINY)).data.train_x)
+    assert (int(a["ema"][name]), int(b["ema"][name])) == (len(fixed_batches(n, 64, 0, 50)), 3)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("train.ema={batchnorm: ema}", r"train\.ema\.batchnorm.*'recompute' or 'raw'"),
+    ("train.ema={batchnorm_batches: 0}", r"train\.ema\.batchnorm_batches"),
+])
+def test_bad_batchnorm_settings_name_the_field(override, field):
+    with pytest.raises(SpecError, match=field):
+        hierot.load_spec(TINY, [override])
