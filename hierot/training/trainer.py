@@ -199,7 +199,8 @@ class Trainer:
 
         def forward(indices: torch.Tensor) -> None:
             rows = gather_rows(self.train_x, self.runtime.shard(indices), device)
-            with self.precision.autocast():
+            # eager under train.compile: BatchNorm's cumulative mean would break and re-trace
+            with torch.compiler.set_stance("force_eager"), self.precision.autocast():
                 self.objective(self.built.data.to_float(rows))
 
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
