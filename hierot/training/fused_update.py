@@ -120,20 +120,23 @@ class FusedBf16Adam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        rows, hyper = [], []
+        rows, groups = [], []
         for group, p, g in self._with_gradients():
             state = self.state[p]
             if not state:  # torch's Adam's layout: its checkpoints load either way
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
             copy = self._copy_index.get(id(p))
             rows.append((p, g, state["exp_avg"], state["exp_avg_sq"],
-                         None if copy is None else self.copies.copies[copy]))
-            hyper += _hyper(group, float(state["step"]))
+                         None if copy is None else self.copies.copies[copy], state["step"]))
+            groups.append(group)
         if rows:
-            p_, g_, m_, v_, c_ = zip(*rows)
+            p_, g_, m_, v_, c_, steps = zip(*rows)
+            torch._foreach_add_(list(steps), 1.0)  # as torch's Adam counts, in one call
+            rows_of: dict[tuple[int, float], list[float]] = {}  # one per group and step count
+            hyper = [x for group, step in zip(groups, torch.stack(steps).tolist())
+                     for x in rows_of.setdefault((id(group), step), _hyper(group, step))]
             self._lib.adam_update(
                 len(rows), _int64s(p.numel() for p in p_), _pointers(p_), _pointers(g_),
                 _ints(g.dtype == torch.bfloat16 for g in g_), _pointers(m_), _pointers(v_),
