@@ -59,10 +59,13 @@ class FusedBf16Adam(torch.optim.Adam):
             if self.defaults.get(flag):
                 raise HierotError(f"train.fused_update: covers Adam and AdamW without {flag}")
         bad = [p for p in self._params() if p.device.type != "cpu"
-               or p.dtype != torch.float32 or not p.is_contiguous()]
+               or p.dtype != torch.float32 or not _dense(p)]
         if bad:
-            raise HierotError("train.fused_update: runs on contiguous float32 parameters on the "
-                              f"CPU; {len(bad)} are not (device {bad[0].device}, {bad[0].dtype})")
+            raise HierotError("train.fused_update: runs on dense float32 parameters on the CPU; "
+                              f"{len(bad)} are not (device {bad[0].device}, {bad[0].dtype})")
+        if not all(_same_layout(c, p) for c, p in zip(copies.copies, copies.masters)):
+            raise HierotError("train.fused_update: the weight copies must have their masters' "
+                              "memory layout")
         if copies.widen:
             raise HierotError("train.fused_update: the weight copies must keep their bfloat16 "
                               "gradients (LowPrecisionWeights(widen=False))")
@@ -127,7 +130,12 @@ class FusedBf16Adam(torch.optim.Adam):
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            for key in ("exp_avg", "exp_avg_sq"):  # e.g. loaded in another memory format
+                if not _same_layout(state[key], p):
+                    state[key] = torch.empty_like(p).copy_(state[key])
             copy = self._copy_index.get(id(p))
+            if not _same_layout(g, p):  # a gradient autograd laid out otherwise
+                g = torch.empty_like(p, dtype=g.dtype).copy_(g)
             rows.append((p, g, state["exp_avg"], state["exp_avg_sq"],
                          None if copy is None else self.copies.copies[copy], state["step"]))
             groups.append(group)
@@ -160,12 +168,30 @@ def _hyper(group: dict, step: float) -> list[float]:
             1 - lr * decay if decoupled else 1.0]
 
 
+def _dense(t: Tensor) -> bool:
+    """Whether ``t``'s values fill its memory without gaps or overlaps, in any order of the
+    dimensions (contiguous, channels-last, ...): an elementwise kernel may then run over the
+    memory itself, given tensors of the same layout."""
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n > 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_layout(a: Tensor, b: Tensor) -> bool:
+    """Whether element ``i`` of ``a``'s memory is element ``i`` of ``b``'s."""
+    return a.shape == b.shape and all(
+        x == y for x, y, n in zip(a.stride(), b.stride(), a.shape) if n > 1)
+
+
 def _pointers(tensors: Any) -> ctypes.Array:
-    """The data pointers of ``tensors`` (``None``: a null pointer), each checked contiguous."""
+    """The data pointers of ``tensors`` (``None``: a null pointer), each checked dense."""
     ptrs = []
     for t in tensors:
-        if t is not None and not t.is_contiguous():
-            raise HierotError("train.fused_update: a non-contiguous tensor reached its kernel")
+        if t is not None and not _dense(t):
+            raise HierotError("train.fused_update: a tensor with gaps reached its kernel")
         ptrs.append(None if t is None else t.data_ptr())
     return (ctypes.c_void_p * len(ptrs))(*ptrs)
 

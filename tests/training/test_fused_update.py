@@ -124,11 +124,20 @@ def test_a_linear_weight_used_twice_gets_the_float32_sum_of_its_uses():
         assert torch.equal(a, b)
 
 
-def test_training_with_the_fused_update_follows_the_default_bf16_step_to_rounding():
-    clip = "optimizer.clip_grad_norm=1.0"
-    ours = trainer(clip, "optimizer.name=adamw", "optimizer.weight_decay=0.01")
-    theirs = trainer(clip, "optimizer.name=adamw", "optimizer.weight_decay=0.01",
-                     "train.fused_update=false")
+RESNET = [{"latent_shape": [2, 4, 4], "encoder": {"name": "resnet", "filters": 4},
+           "decoder": {"name": "resnet", "filters": 4}, "decoder_head": "deterministic"},
+          {"latent_shape": [2], "encoder": {"name": "mlp", "hidden": [16]},
+           "decoder": {"name": "mlp", "hidden": [16]}}]
+
+
+@pytest.mark.parametrize("layers", [[], [f"layers={RESNET}"]], ids=["mlp", "resnet"])
+def test_training_with_the_fused_update_follows_the_default_bf16_step_to_rounding(layers):
+    """Clipped AdamW; the resnet layers' convolutions are channels-last (their gradients from
+    autograd on the copies)."""
+    clip = ["optimizer.clip_grad_norm=1.0", "optimizer.name=adamw", "optimizer.weight_decay=0.01"]
+    ours = trainer(*clip, *layers)
+    theirs = trainer(*clip, *layers, "train.fused_update=false")
+    assert any(not p.is_contiguous() for p in ours.model.parameters()) == bool(layers)
     assert isinstance(ours.optimizer, FusedBf16Adam) and not ours.copies.widen
     for step in range(3):
         values = []
@@ -140,6 +149,7 @@ def test_training_with_the_fused_update_follows_the_default_bf16_step_to_roundin
         assert float(values[0]["grad_norm"]) > 1.0  # clipped
     for a, b in zip(ours.model.parameters(), theirs.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert a.stride() == b.stride()
     assert ours.copies.refreshes == 0 and theirs.copies.refreshes == 2
 
 
