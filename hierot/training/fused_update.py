@@ -123,7 +123,28 @@ class FusedBf16Adam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        rows, groups = [], []
+        rows = self._rows()
+        if rows:
+            groups, p_, g_, m_, v_, c_, steps = zip(*rows)
+            torch._foreach_add_(list(steps), 1.0)  # as torch's Adam counts, in one call
+            cached: dict[tuple[int, float], list[float]] = {}  # per group and step count
+            hyper = []
+            for group, step in zip(groups, torch.stack(steps).tolist()):
+                if (id(group), step) not in cached:
+                    cached[id(group), step] = _hyper(group, step)
+                hyper += cached[id(group), step]
+            self._lib.adam_update(
+                len(rows), _int64s(p.numel() for p in p_), _pointers(p_), _pointers(g_),
+                _ints(g.dtype == torch.bfloat16 for g in g_), _pointers(m_), _pointers(v_),
+                _pointers(c_), (ctypes.c_double * len(hyper))(*hyper),
+                ctypes.c_float(self._scale), torch.get_num_threads())
+        self._gradients, self._scale = None, 1.0
+        return loss
+
+    def _rows(self) -> list[tuple]:
+        """Per parameter with a gradient: its group, the parameter, gradient, moments, copy
+        (``None``: none) and step count, all laid out in memory as the parameter."""
+        rows = []
         for group, p, g in self._with_gradients():
             state = self.state[p]
             if not state:  # torch's Adam's layout: its checkpoints load either way
@@ -133,25 +154,12 @@ class FusedBf16Adam(torch.optim.Adam):
             for key in ("exp_avg", "exp_avg_sq"):  # e.g. loaded in another memory format
                 if not _same_layout(state[key], p):
                     state[key] = torch.empty_like(p).copy_(state[key])
-            copy = self._copy_index.get(id(p))
             if not _same_layout(g, p):  # a gradient autograd laid out otherwise
                 g = torch.empty_like(p, dtype=g.dtype).copy_(g)
-            rows.append((p, g, state["exp_avg"], state["exp_avg_sq"],
+            copy = self._copy_index.get(id(p))
+            rows.append((group, p, g, state["exp_avg"], state["exp_avg_sq"],
                          None if copy is None else self.copies.copies[copy], state["step"]))
-            groups.append(group)
-        if rows:
-            p_, g_, m_, v_, c_, steps = zip(*rows)
-            torch._foreach_add_(list(steps), 1.0)  # as torch's Adam counts, in one call
-            rows_of: dict[tuple[int, float], list[float]] = {}  # one per group and step count
-            hyper = [x for group, step in zip(groups, torch.stack(steps).tolist())
-                     for x in rows_of.setdefault((id(group), step), _hyper(group, step))]
-            self._lib.adam_update(
-                len(rows), _int64s(p.numel() for p in p_), _pointers(p_), _pointers(g_),
-                _ints(g.dtype == torch.bfloat16 for g in g_), _pointers(m_), _pointers(v_),
-                _pointers(c_), (ctypes.c_double * len(hyper))(*hyper),
-                ctypes.c_float(self._scale), torch.get_num_threads())
-        self._gradients, self._scale = None, 1.0
-        return loss
+        return rows
 
     def _with_gradients(self) -> list[tuple[dict, Tensor, Tensor]]:
         grads = iter(self.gradients())
@@ -181,19 +189,16 @@ def _dense(t: Tensor) -> bool:
 
 
 def _same_layout(a: Tensor, b: Tensor) -> bool:
-    """Whether element ``i`` of ``a``'s memory is element ``i`` of ``b``'s."""
-    return a.shape == b.shape and all(
-        x == y for x, y, n in zip(a.stride(), b.stride(), a.shape) if n > 1)
+    """Whether element ``i`` of ``a``'s memory is element ``i`` of ``b``'s (``b`` dense)."""
+    return a.shape == b.shape and (a.stride() == b.stride() or all(
+        x == y for x, y, n in zip(a.stride(), b.stride(), a.shape) if n > 1))
 
 
 def _pointers(tensors: Any) -> ctypes.Array:
-    """The data pointers of ``tensors`` (``None``: a null pointer), each checked dense."""
-    ptrs = []
-    for t in tensors:
-        if t is not None and not _dense(t):
-            raise HierotError("train.fused_update: a tensor with gaps reached its kernel")
-        ptrs.append(None if t is None else t.data_ptr())
-    return (ctypes.c_void_p * len(ptrs))(*ptrs)
+    """The data pointers of ``tensors`` (``None``: a null pointer): dense tensors laid out as
+    their parameter, which :meth:`FusedBf16Adam.step` ensures."""
+    return (ctypes.c_void_p * len(tensors))(*(None if t is None else t.data_ptr()
+                                              for t in tensors))
 
 
 def _int64s(values: Any) -> ctypes.Array:
