@@ -5,7 +5,7 @@ compiles in about a second, where a ``torch.utils.cpp_extension`` module takes 2
 Inductor 8 s):
 
 * ``sum_squares``: :math:`\sum_j g_j^2` of each gradient, bfloat16 or float32, accumulated in
-  float32 lanes over blocks of 4,096 values and in float64 across blocks;
+  float32 lanes over blocks of 4,096 values and in float64 across blocks, in order;
 * ``adam_update``: Adam (Kingma & Ba, 2015, Algorithm 1, in torch's form; AdamW's decoupled
   decay, Loshchilov & Hutter, 2019, Algorithm 2) on float32 parameters from bfloat16 or
   float32 gradients scaled by the clip factor :math:`c`, writing the parameter, both moments
@@ -22,10 +22,12 @@ Inductor 8 s):
       \hat\theta = \mathrm{bf16}(\theta).
 
 Both loops are split across ``threads`` OpenMP threads (the libgomp torch loaded, by its
-soname) and vectorised by the compiler (``-O3 -march=native``). The library is built with the
-C compiler of ``$CC`` (else ``cc``, ``gcc`` or ``clang``) into ``$HIEROT_KERNEL_CACHE`` (default
-``~/.cache/hierot/kernels``), named by a hash of the source, the flags and the CPU model, and
-reused by every later run on the machine.
+soname) and vectorised by the compiler (``-O3 -march=native``); neither result depends on the
+number of threads (the update is elementwise, the blocks' sums are added in order). The
+library is built with the C compiler of ``$CC`` (else ``cc``, ``gcc`` or ``clang``; without
+OpenMP where it has none) into ``$HIEROT_KERNEL_CACHE`` (default ``~/.cache/hierot/kernels``),
+named by a hash of the source, the compiler, the flags and the CPU, and reused by every later
+run on the machine.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from hierot.errors import HierotError
 SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline float widen(uint16_t h) {
@@ -57,12 +60,15 @@ static inline uint16_t narrow(float f) {  /* round to nearest even; NaN stays Na
 }
 #define BLOCK 4096
 
-void sum_squares(int n, const int64_t *numel, void *const *grad, const int *bf16,
-                 double *out, int threads) {
+/* Each block's sum lands in its own slot, summed in order: the same result for any number of
+   threads. Returns 0, or -1 when the slots cannot be allocated. */
+int sum_squares(int n, const int64_t *numel, void *const *grad, const int *bf16,
+                double *out, int threads) {
     for (int t = 0; t < n; t++) {
         int64_t size = numel[t], blocks = (size + BLOCK - 1) / BLOCK;
-        double total = 0.0;
-        #pragma omp parallel for reduction(+:total) num_threads(threads) if(blocks > 16)
+        double *part = malloc((blocks > 0 ? blocks : 1) * sizeof(double)), total = 0.0;
+        if (!part) return -1;
+        #pragma omp parallel for num_threads(threads) if(blocks > 16) schedule(static)
         for (int64_t b = 0; b < blocks; b++) {
             int64_t lo = b * BLOCK, hi = lo + BLOCK < size ? lo + BLOCK : size;
             float acc = 0.0f;
@@ -75,10 +81,13 @@ void sum_squares(int n, const int64_t *numel, void *const *grad, const int *bf16
                 #pragma omp simd reduction(+:acc)
                 for (int64_t j = lo; j < hi; j++) acc += g[j] * g[j];
             }
-            total += acc;
+            part[b] = acc;
         }
+        for (int64_t b = 0; b < blocks; b++) total += part[b];
         out[t] = total;
+        free(part);
     }
+    return 0;
 }
 
 /* One tensor's update; GRAD(j) reads its gradient, COPY(j, x) writes its bfloat16 copy. */
@@ -154,23 +163,26 @@ def load() -> ctypes.CDLL:
     if not path.exists():
         _build(cc, path)
     lib = ctypes.CDLL(str(path))
-    lib.sum_squares.restype = lib.adam_update.restype = None
+    lib.sum_squares.restype, lib.adam_update.restype = ctypes.c_int, None
     return lib
 
 
 def _build(cc: str, path: Path) -> None:
     """Compile :data:`SOURCE` into ``path`` (written under a temporary name, then renamed, so a
-    concurrent run never loads half a file)."""
+    concurrent run never loads half a file); without OpenMP (one thread) where the compiler
+    has none (Apple's clang)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         source, built = Path(tmp, "kernel.c"), Path(tmp, path.name)
         source.write_text(SOURCE)
-        done = subprocess.run([cc, *FLAGS, str(source), "-o", str(built), "-lm"],
-                              check=False, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise HierotError(f"train.fused_update: building its kernel with {cc} failed:\n"
-                              f"{done.stderr.strip()[-2000:]}")
-        os.replace(built, path)
+        for flags in (FLAGS, tuple(f for f in FLAGS if f != "-fopenmp")):
+            done = subprocess.run([cc, *flags, str(source), "-o", str(built), "-lm"],
+                                  check=False, capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(built, path)
+                return
+        raise HierotError(f"train.fused_update: building its kernel with {cc} failed:\n"
+                          f"{done.stderr.strip()[-2000:]}")
 
 
 def _cpu_model() -> str:

@@ -84,18 +84,19 @@ class FusedBf16Adam(torch.optim.Adam):
         bfloat16 one the backward pass left for a copied weight, else its ``.grad``."""
         if self._gradients is None:
             low = self.copies.take_gradients()
-            self._gradients = [
-                low.get(self._copy_index.get(id(p), -1), p.grad) for p in self._params()]
+            grads = [low.get(self._copy_index.get(id(p), -1), p.grad) for p in self._params()]
+            self._gradients = [g if g is None or g.is_contiguous() or _dense(g)
+                               else g.contiguous() for g in grads]  # the kernels read memory
         return self._gradients
 
     def gradient_norms(self, device: torch.device) -> Tensor:
         """The L2 norm of each gradient (float32, on ``device``): one pass of the kernel."""
         grads = [g for g in self.gradients() if g is not None]
         out = (ctypes.c_double * len(grads))()
-        if grads:
-            self._lib.sum_squares(len(grads), _int64s(g.numel() for g in grads), _pointers(grads),
-                                  _ints(g.dtype == torch.bfloat16 for g in grads), out,
-                                  torch.get_num_threads())
+        if grads and self._lib.sum_squares(
+                len(grads), _int64s(g.numel() for g in grads), _pointers(grads),
+                _ints(g.dtype == torch.bfloat16 for g in grads), out, torch.get_num_threads()):
+            raise MemoryError("train.fused_update: no memory for the gradient norm's blocks")
         return torch.tensor(list(out), dtype=torch.float64).sqrt().to(device, torch.float32)
 
     def widen_gradients(self) -> None:

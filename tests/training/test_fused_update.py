@@ -101,6 +101,29 @@ def test_the_update_is_adam_in_float64_to_rounding_and_writes_the_copies(decoupl
     assert all(set(s) == {"step", "exp_avg", "exp_avg_sq"} for s in torch_opt.state.values())
 
 
+def test_the_results_do_not_depend_on_the_number_of_threads():
+    """The norm's blocks are summed in order and the update is elementwise (100,000 values: the
+    kernels split them across threads)."""
+    results = []
+    for threads in (1, 2):
+        torch.manual_seed(0)
+        net = nn.Linear(1000, 100)
+        copies = LowPrecisionWeights(net, torch.bfloat16, widen=False)
+        opt = FusedBf16Adam(net.parameters(), copies, lr=1e-3)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            copies(torch.randn(16, 1000)).square().mean().backward()
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            norms = opt.gradient_norms(torch.device("cpu"))
+            opt.step()
+        finally:
+            torch.set_num_threads(before)
+        results.append([norms, net.weight.detach().clone(), copies.copies[0].detach().clone()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 def test_a_linear_weight_used_twice_gets_the_float32_sum_of_its_uses():
     torch.manual_seed(0)
     nets = [Net(), Net()]
