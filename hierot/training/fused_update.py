@@ -45,7 +45,7 @@ class FusedBf16Adam(torch.optim.Adam):
     Parameters
     ----------
     params:
-        The parameters (or parameter groups), float32 and contiguous on the CPU.
+        The parameters (or parameter groups): float32, dense (any memory order), on the CPU.
     copies:
         The bf16 copies of the matrix layers' weights, built with ``widen=False``.
     **options:

@@ -165,7 +165,7 @@ class UpdateGuard:
     # -- counting --------------------------------------------------------------------------------
     def taken(self) -> None:
         """An update was taken: the run of consecutive skips ends (and the bf16 copies of the
-        weights are out of date)."""
+        weights are out of date, unless ``train.fused_update`` wrote them with the masters)."""
         self.consecutive = 0
         if self.copies is not None and self.fused is None:  # the fused update wrote them
             self.copies.invalidate()
