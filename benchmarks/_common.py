@@ -162,6 +162,29 @@ def median_time(fn: Callable[[], object], device, *, warmup: int,
     return statistics.median(times), times
 
 
+def profile_table(step: Callable[[], object], rows: int = 12, steps: int = 3) -> str:
+    """The operators taking the most self CPU time over ``steps`` steps (torch.profiler)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+def matmul_gflops(device, size: int, repeats: int) -> float:
+    """Achieved GFLOP/s of a float32 ``size`` x ``size`` matrix product (median)."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    median, _ = median_time(lambda: a @ b, device, warmup=1, repeats=repeats)
+    return 2 * size**3 / median / 1e9
+
+
 # -- Markdown and write-out ----------------------------------------------------------------------
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
                    numeric: Sequence[bool] | None = None) -> list[str]:

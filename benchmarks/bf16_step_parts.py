@@ -27,8 +27,14 @@ place, an arm whose four passes are replaced by that kernel and a compiled norm 
 gradients (timing only, on flat buffers of the right sizes that are not the model's): what such
 a fused design would cost in the step.
 
+**Fused** (``--fused``): the real step of ``train.fused_update`` (its C kernel,
+``hierot/training/fused_update.py``) as one more arm in place, and alone its kernel on the same
+flat buffers as the compiled one (with ``--compiled``), paired call by call with the passes it
+replaces: widening, norm, fused Adam and refresh.
+
     python -m benchmarks bf16_step_parts --threads 1
     python -m benchmarks bf16_step_parts --threads 1 --compiled --tag=-compiled
+    python -m benchmarks bf16_step_parts --threads 1 --compiled --fused --tag=-fused
 
 Writes ``benchmarks/results/bf16_step_parts/<mode>-<device><tag>.{json,md}``.
 """
@@ -52,6 +58,8 @@ from benchmarks import _common as common
 from benchmarks import train_step
 from benchmarks.train_step import random_data_trainer
 from hierot.training import Trainer
+from hierot.training.fused_update import FusedBf16Adam
+from hierot.training.weight_copies import LowPrecisionWeights
 
 NAME = "bf16_step_parts"
 ARMS = {
@@ -63,6 +71,7 @@ ARMS = {
     "without adam": ("adam",),
 }
 COMPILED = "compiled norm and Adam-and-cast in place of the four passes"
+FUSED = "train.fused_update's step"
 
 
 # -- in place --------------------------------------------------------------------------------------
@@ -95,9 +104,10 @@ def plain_loop(trainer: Trainer) -> Callable[[], None]:
     return lambda: step(next(count))
 
 
-def in_place(preset: str, batch: int, warmup: int, repeats: int, compiled: bool) -> dict:
-    """Every arm of :data:`ARMS` (and :data:`COMPILED`) and the plain loop, rotated; paired
-    ratios per arm."""
+def in_place(preset: str, batch: int, warmup: int, repeats: int, compiled: bool,
+             fused: bool = False) -> dict:
+    """Every arm of :data:`ARMS` (and :data:`COMPILED`, :data:`FUSED`) and the plain loop,
+    rotated; paired ratios per arm."""
     device = torch.device("cpu")
     arms: dict[str, Callable[[], object]] = {}
     compile_s = None
@@ -106,10 +116,13 @@ def in_place(preset: str, batch: int, warmup: int, repeats: int, compiled: bool)
         trainer._train_step()
         arms[name] = without(trainer, passes)._train_step
     if compiled:
-        fused = random_data_trainer(preset, batch, device, ["train.precision=bf16"])
-        fused._train_step()
-        arms[COMPILED] = with_compiled_kernels(fused)._train_step
-        compile_s = fused.compile_s  # type: ignore[attr-defined]
+        arm = random_data_trainer(preset, batch, device, ["train.precision=bf16"])
+        arm._train_step()
+        arms[COMPILED] = with_compiled_kernels(arm)._train_step
+        compile_s = arm.compile_s  # type: ignore[attr-defined]
+    if fused:
+        arms[FUSED] = random_data_trainer(preset, batch, device, [
+            "train.precision=bf16", "train.fused_update=true"])._train_step
     arms["plain fp32 loop"] = plain_loop(trainer)
     steps = list(arms.items())
     times: dict[str, list[float]] = {name: [] for name in arms}
@@ -134,7 +147,7 @@ def _paired(arm: list[float], plain: list[float], step: list[float]) -> dict:
 
 
 # -- alone -----------------------------------------------------------------------------------------
-def alone(preset: str, batch: int, repeats: int, compiled: bool) -> dict:
+def alone(preset: str, batch: int, repeats: int, compiled: bool, fused: bool = False) -> dict:
     """Each pass as the trainer runs it (per tensor) and over one flat buffer (milliseconds)."""
     device = torch.device("cpu")
     trainer = random_data_trainer(preset, batch, device, ["train.precision=bf16"])
@@ -175,7 +188,51 @@ def alone(preset: str, batch: int, repeats: int, compiled: bool) -> dict:
               "values": {"copies": flat["masters"].numel(), "parameters": flat_param.numel()}}
     if compiled:
         report["compiled"] = compiled_adam_and_cast(flat["masters"], flat["low"], ms)
+    if fused:
+        report["fused"] = fused_alone(flat["masters"], flat["low"], repeats)
     return report
+
+
+def fused_alone(masters: torch.Tensor, low: torch.Tensor, repeats: int) -> dict:
+    """``train.fused_update``'s optimiser (:class:`FusedBf16Adam`: the norm and the update, one
+    kernel each) on one flat weight against the four passes it replaces, run flat: widening,
+    norm, torch's fused Adam and refresh; called in turn, ``repeats`` pairs after 3 warm-up
+    pairs. Medians (ms) and the median paired ratio."""
+    n = min(masters.numel(), low.numel())
+    holder = torch.nn.Linear(n, 1, bias=False)
+    with torch.no_grad():
+        holder.weight.copy_(masters[:n].view(1, n))
+    copies = LowPrecisionWeights(holder, torch.bfloat16, widen=False)
+    fused = FusedBf16Adam(holder.parameters(), copies, lr=1e-4)
+    g16, cpu = low[:n].view(1, n).clone(), torch.device("cpu")
+
+    def kernel() -> None:
+        copies.copies[0].grad = g16  # as autograd leaves a copy's gradient
+        fused.gradient_norms(cpu)
+        fused.step()
+
+    param = torch.nn.Parameter(masters[:n].clone())
+    param.grad = torch.empty(n)
+    adam, c16 = torch.optim.Adam([param], lr=1e-4, fused=True), torch.empty_like(g16[0])
+
+    def passes() -> None:
+        param.grad.copy_(g16[0])
+        torch.linalg.vector_norm(param.grad)
+        adam.step()
+        c16.copy_(param.detach())
+
+    times: dict[str, list[float]] = {"fused_update": [], "four_passes": []}
+    pair = (("fused_update", kernel), ("four_passes", passes))
+    with torch.no_grad():
+        for i in range(3 + repeats):
+            for name, fn in pair if i % 2 == 0 else pair[::-1]:  # each goes first in turn
+                seconds = common.timed(fn, cpu)
+                if i >= 3:
+                    times[name].append(seconds)
+    ratios = sorted(a / b for a, b in zip(times["fused_update"], times["four_passes"]))
+    return {"values": n, **{f"{k}_ms": 1e3 * statistics.median(v) for k, v in times.items()},
+            "paired_ratio": statistics.median(ratios),
+            "paired_quartiles": [ratios[len(ratios) // 4], ratios[-1 - len(ratios) // 4]]}
 
 
 def adam_and_cast(p: torch.Tensor, g16: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
@@ -271,6 +328,13 @@ def markdown(report: dict) -> str:
                   f"fused Adam {c['fused_adam_ms']:.2f} + "
                   f"widening {c['widening_ms']:.2f} + refresh {c['refresh_ms']:.2f} = "
                   f"{c['fused_adam_ms'] + c['widening_ms'] + c['refresh_ms']:.2f} ms.")]
+    if "fused" in solo:
+        f = solo["fused"]
+        lines += ["", (f"`train.fused_update`'s norm and update on {f['values']:,} flat values: "
+                  f"{f['fused_update_ms']:.2f} ms against {f['four_passes_ms']:.2f} ms for "
+                  f"widening, norm, fused Adam and refresh; paired ratio "
+                  f"{f['paired_ratio']:.3f} ({f['paired_quartiles'][0]:.3f}-"
+                  f"{f['paired_quartiles'][1]:.3f}).")]
     return "\n".join(lines) + "\n"
 
 
@@ -286,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", default="mnist-stackedwae.v1:128", metavar="PRESET:BATCH")
     parser.add_argument("--compiled", action="store_true",
                         help="also time a compiled Adam-and-cast kernel (needs a C++ compiler)")
+    parser.add_argument("--fused", action="store_true",
+                        help="also time train.fused_update's step and kernel (needs a C compiler)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--tag", default="", help="suffix of the result files' names")
@@ -301,16 +367,18 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():  # the arm without Adam: the schedule steps alone
         warnings.simplefilter("ignore", UserWarning)
         report["in_place"] = in_place(preset, int(batch), args.warmup, repeats,
-                                      args.compiled)
+                                      args.compiled, args.fused)
     for name, r in report["in_place"].items():
         if name not in ("times_s", "compile_s"):
             print(f"{name:<36} {1e3 * r['median_s']:7.1f} ms  to plain {r['to_plain']:.3f}  "
                   f"to the step {r['to_step']:.3f}", flush=True)
-    report["alone"] = alone(preset, int(batch), max(repeats, 11), args.compiled)
+    report["alone"] = alone(preset, int(batch), max(repeats, 11), args.compiled, args.fused)
     for name, r in report["alone"]["passes_ms"].items():
         print(f"{name:<10} per tensor {r['per_tensor']:.2f} ms  flat {r['flat']:.2f} ms")
     if "compiled" in report["alone"]:
         print("compiled:", report["alone"]["compiled"])
+    if "fused" in report["alone"]:
+        print("fused update alone:", report["alone"]["fused"])
     for path in common.write(report, args.out, markdown, stem=f"{mode}-cpu{args.tag}"):
         print(f"wrote {path}")
     return 0

@@ -15,6 +15,10 @@ logging intervals (``metrics.csv``), on whatever else the machine was doing.
 
     python -m benchmarks precision_quality --threads 1    # quickstart, 1500 steps, 3 seeds
     python -m benchmarks precision_quality --preset mnist-stackedwae.v1 --threads 1
+    python -m benchmarks precision_quality --threads 1 --fused --mode quickstart-fused
+
+``--fused`` adds a third arm, ``bf16-fused``: bf16 with ``train.fused_update`` (Adam from the
+bf16 gradients in one C kernel, docs/precision.md).
 
 Writes ``benchmarks/results/precision_quality/<mode>.json`` and ``.md``; run directories go to
 ``benchmarks/results/precision_quality/runs/<mode>/`` (not committed).
@@ -34,6 +38,9 @@ from benchmarks import _runs as runs
 
 NAME = "precision_quality"
 PRECISIONS = ("fp32", "bf16")
+ARMS = {"fp32": ["train.precision=fp32"], "bf16": ["train.precision=bf16"],
+        "bf16-fused": ["train.precision=bf16", "train.fused_update=true"]}
+"""Each arm's overrides (``--fused`` adds ``bf16-fused`` to :data:`PRECISIONS`)."""
 
 
 def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: Path) -> dict:
@@ -52,7 +59,7 @@ def train_and_evaluate(preset: str, precision: str, seed: int, steps: int, out: 
 
     run_dir = out / f"{precision}-seed{seed}"
     overrides = [*runs.train_overrides(steps, 100), f"seed={seed}", "data={name: mnist-5k}",
-                 f"train.precision={precision}"]
+                 *ARMS[precision]]
     common.log(f"train {run_dir.name}")
     hierot.fit(preset, out=run_dir, overrides=overrides)
     run = load_run(run_dir, device="cpu")
@@ -79,23 +86,26 @@ def _flat(recon: dict) -> dict[str, float]:
 
 def summarise(results: list[dict]) -> dict:
     names = list(results[0]["metrics"])
+    arms = list(dict.fromkeys(r["precision"] for r in results))
     table = {}
     for name in names:
-        by = {p: [r["metrics"][name] for r in results if r["precision"] == p] for p in PRECISIONS}
+        by = {p: [r["metrics"][name] for r in results if r["precision"] == p] for p in arms}
         lo, hi = min(by["fp32"]), max(by["fp32"])
-        mean_bf16 = sum(by["bf16"]) / len(by["bf16"])
-        table[name] = {
-            "fp32": runs.mean_std(by["fp32"]), "bf16": runs.mean_std(by["bf16"]),
-            "fp32_range": [lo, hi], "bf16_mean_within_fp32_range": lo <= mean_bf16 <= hi,
-            "bf16_all_within_fp32_range": all(lo <= v <= hi for v in by["bf16"]),
-        }
+        table[name] = {"fp32": runs.mean_std(by["fp32"]), "fp32_range": [lo, hi]}
+        for arm in arms[1:]:
+            mean = sum(by[arm]) / len(by[arm])
+            table[name] |= {arm: runs.mean_std(by[arm]),
+                            f"{arm}_mean_within_fp32_range": lo <= mean <= hi,
+                            f"{arm}_all_within_fp32_range": all(lo <= v <= hi for v in by[arm])}
     steps = {p: runs.mean_std([r["seconds_per_step"]["median_s"] for r in results
-                                 if r["precision"] == p]) for p in PRECISIONS}
+                               if r["precision"] == p]) for p in arms}
     return {"metrics": table, "seconds_per_step": steps}
 
 
 def markdown(report: dict) -> str:
     s = report["summary"]
+    arms = list(s["seconds_per_step"])
+    others = arms[1:]
     lines = [
         (f"# Quality under bf16 ({report['mode']}): {report['preset']} on mnist-5k, "
         f"{report['steps']} steps, seeds {report['seeds']}"),
@@ -106,19 +116,19 @@ def markdown(report: dict) -> str:
         ("Held-out numbers (test split, fp32 evaluation, eval mode). fp32 range: [min, max] over "
         "the fp32 seeds; 'bf16 mean in range': whether the bf16 mean lies in it."),
         "",
-        ("| metric | fp32 (mean ± std) | bf16 (mean ± std) | fp32 range | bf16 mean in range "
-        "| every bf16 seed in range |"),
-        "| --- | ---: | ---: | ---: | :---: | :---: |",
+        *common.markdown_table(
+            ["metric", *(f"{a} (mean ± std)" for a in arms), "fp32 range",
+             *(f"{a} {what}" for a in others for what in ("mean in range", "every seed in range"))],
+            [(name, *(runs.fmt(row[a], 4) for a in arms),
+              f"{row['fp32_range'][0]:.4g} - {row['fp32_range'][1]:.4g}",
+              *("yes" if row[f"{a}_{what}_within_fp32_range"] else "no"
+                for a in others for what in ("mean", "all")))
+             for name, row in s["metrics"].items()]),
     ]
-    for name, row in s["metrics"].items():
-        lo, hi = row["fp32_range"]
-        lines.append(f"| {name} | {runs.fmt(row['fp32'], 4)} | {runs.fmt(row['bf16'], 4)} "
-                     f"| {lo:.4g} - {hi:.4g} "
-                     f"| {'yes' if row['bf16_mean_within_fp32_range'] else 'no'} "
-                     f"| {'yes' if row['bf16_all_within_fp32_range'] else 'no'} |")
     st = s["seconds_per_step"]
+    speed = ", ".join(f"{a} {runs.fmt(st[a], 3)}" for a in arms)
     lines += ["", (f"Seconds per step (median of logging intervals, mean ± std over seeds): "
-              f"fp32 {runs.fmt(st['fp32'], 3)}, bf16 {runs.fmt(st['bf16'], 3)}."), ""]
+              f"{speed}."), ""]
     return "\n".join(lines)
 
 
@@ -129,6 +139,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mode", default=None, help="name of the result files (default: preset)")
+    parser.add_argument("--fused", action="store_true",
+                        help="also train bf16 with train.fused_update (arm bf16-fused)")
     args = parser.parse_args()
     common.set_threads(args.threads)
     mode = args.mode or args.preset
@@ -136,7 +148,8 @@ def main() -> int:
                            seeds=args.seeds)
     out = runs.fresh_dir(common.RESULTS / NAME / "runs" / mode)
     results = [train_and_evaluate(args.preset, p, seed, args.steps, out)
-               for seed in args.seeds for p in PRECISIONS]
+               for seed in args.seeds
+               for p in (*PRECISIONS, *(["bf16-fused"] if args.fused else []))]
     report["results"] = results
     report["summary"] = summarise(results)
     for path in common.write(report, common.RESULTS / NAME, markdown):

@@ -6,11 +6,11 @@ hierot step is :class:`hierot.training.trainer.Trainer`'s own step (batch gather
 the spec's precision, finite check, backward, Adam). A variant is a set of spec overrides
 (:data:`VARIANTS`): ``fp32`` (the preset as it is: fused Adam where the device has it),
 ``fp32-for-loop`` / ``fp32-foreach`` (``optimizer.implementation``), ``bf16``
-(``train.precision: bf16``), ``compile`` (``train.compile: true``; the first steps, which
-compile, are reported apart). The plain loop is the same networks written directly in
-``torch.nn`` (same layer sizes, same parameter order) with the default ``torch.optim.Adam``, in
-fp32 (the loop a user would write), and the same loss, Eq. (10), computed inline:
-reparameterised encodings,
+(``train.precision: bf16``), ``bf16-fused`` (and ``train.fused_update``), ``compile``
+(``train.compile: true``; the first steps, which compile, are reported apart). The plain loop
+is the same networks written directly in ``torch.nn`` (same layer sizes, same parameter order)
+with the default ``torch.optim.Adam``, in fp32 (the loop a user would write), and the same
+loss, Eq. (10), computed inline: reparameterised encodings,
 closed-form squared-Euclidean reconstruction terms with the preset's weights, an inline
 IMQ-MMD (the WAE's seven bandwidths, U-statistic) on the top latent and the preset's
 abs-log-variance penalty. Before timing, the plain networks get a copy of hierot's parameters and
@@ -32,6 +32,8 @@ networks following the same order.
         --profile            # adds the top operators of a torch.profiler trace of each step
     python -m benchmarks train_step --case mnist-stackedwae.v1:128 --variant bf16 \
         --against-autocast   # bf16 also with autocast's casts instead of the weight copies
+    python -m benchmarks train_step --case mnist-stackedwae.v1:128 --variant bf16-fused \
+        --beside bf16        # the fused update and the default bf16 step in one rotation
 
 The plain networks and loss are in ``benchmarks/_plain.py``.
 
@@ -76,6 +78,7 @@ VARIANTS = {
     "fp16": ["train.precision=fp16"],
     "compile": ["train.compile=true"],
     "bf16-compile": ["train.precision=bf16", "train.compile=true"],
+    "bf16-fused": ["train.precision=bf16", "train.fused_update=true"],
 }
 DEFAULT_VARIANTS = ("fp32", "fp32-for-loop", "bf16")
 
@@ -145,18 +148,6 @@ def plain_loop(trainer: Trainer, device) -> tuple[Callable[[Tensor], Tensor],
     return loss, step
 
 
-def profile_table(step, rows: int = 12, steps: int = 3) -> str:
-    """The operators taking the most self CPU time over ``steps`` steps (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + (
-        [ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    with profile(activities=activities) as prof:
-        for _ in range(steps):
-            step()
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
-
-
 def run_case(
     preset: str, batch: int, device: torch.device, args, channels_last: bool | None,
     variant: str = "fp32",
@@ -187,23 +178,26 @@ def run_case(
     def timed(fn) -> float:
         return common.timed(fn, device)
 
-    # bf16 with --against-autocast: a second trainer, the weight copies off (autocast's casts,
-    # the step before them), timed in the same rotation
-    autocast = None
+    # timed in the same rotation: bf16 with --against-autocast, a second trainer with the
+    # weight copies off (autocast's casts, the step before them); --beside's variant
+    others: dict[str, Trainer] = {}
     if args.against_autocast and trainer.copies is not None:
-        autocast = random_data_trainer(preset, batch, device, overrides)
+        others["autocast"] = autocast = random_data_trainer(preset, batch, device, overrides)
         autocast.copies = autocast.updates.copies = None
+    if args.beside:
+        others[args.beside] = random_data_trainer(preset, batch, device, VARIANTS[args.beside])
     warmup_s = []
     for i in range(args.warmup):
         warmup_s.append(timed(trainer._train_step))
         plain_step(i)
-        if autocast is not None:
-            autocast._train_step()
-    ours_t, plain_t, autocast_t = [], [], []
+        for other in others.values():
+            other._train_step()
+    ours_t: list[float] = []
+    plain_t: list[float] = []
+    other_t: dict[str, list[float]] = {name: [] for name in others}
     for i in range(args.repeats):
-        steps = [(ours_t, trainer._train_step), (plain_t, lambda i=i: plain_step(i))]
-        if autocast is not None:
-            steps.append((autocast_t, autocast._train_step))
+        steps = [(ours_t, trainer._train_step), (plain_t, lambda i=i: plain_step(i)),
+                 *((other_t[name], other._train_step) for name, other in others.items())]
         # rotate which goes first, so none always follows another
         for times, step in steps[i % len(steps):] + steps[:i % len(steps)]:
             times.append(timed(step))
@@ -219,10 +213,10 @@ def run_case(
     profiles = {}
     if args.profile:
         n = args.profile_steps
-        profiles = {"hierot": profile_table(trainer._train_step, steps=n),
-                    "plain": profile_table(lambda: plain_step(0), steps=n)}
-        if autocast is not None:
-            profiles["hierot, autocast's casts"] = profile_table(autocast._train_step, steps=n)
+        profiles = {"hierot": common.profile_table(trainer._train_step, steps=n),
+                    "plain": common.profile_table(lambda: plain_step(0), steps=n)}
+        for name, other in others.items():
+            profiles[f"hierot, {name}"] = common.profile_table(other._train_step, steps=n)
     return {
         "preset": preset,
         "batch": batch,
@@ -240,7 +234,9 @@ def run_case(
         "first_forward_s": first_forward_s,
         "warmup_times_s": warmup_s,
         "profiles": profiles,
-        **(against_autocast(ours_t, plain_t, autocast_t) if autocast_t else {}),
+        **(against_autocast(ours_t, plain_t, other_t["autocast"]) if "autocast" in others else {}),
+        **({"beside": beside(args.beside, ours_t, plain_t, other_t[args.beside])}
+           if args.beside else {}),
         "hierot_times_s": ours_t,
         "plain_times_s": plain_t,
         "flops_per_step": flops,
@@ -261,12 +257,24 @@ def against_autocast(ours_t: list[float], plain_t: list[float], autocast_t: list
             "autocast_times_s": autocast_t}
 
 
-def matmul_gflops(device: torch.device, size: int, repeats: int) -> float:
-    """Achieved GFLOP/s of a float32 ``size`` x ``size`` matrix product (median)."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    median, _ = common.median_time(lambda: a @ b, device, warmup=1, repeats=repeats)
-    return 2 * size**3 / median / 1e9
+def beside(variant: str, ours_t: list[float], plain_t: list[float], other_t: list[float]) -> dict:
+    """``--beside``'s variant: its times, its paired ratio to plain, and ours over it."""
+    to_plain = sorted(a / b for a, b in zip(other_t, plain_t))
+    ours = sorted(a / b for a, b in zip(ours_t, other_t))
+    return {"variant": variant, "median_s": statistics.median(other_t),
+            "paired_ratio": statistics.median(to_plain),
+            "ours_over_it_paired": statistics.median(ours),
+            "ours_over_it_quartiles": [ours[len(ours) // 4], ours[(3 * len(ours)) // 4]],
+            "times_s": other_t}
+
+
+def beside_line(r: dict) -> str:
+    """One sentence on ``r``'s ``--beside`` variant (``r["beside"]``)."""
+    b = r["beside"]
+    return (f"{r['variant']} beside {b['variant']} in the same rotation: {b['variant']} "
+            f"{1e3 * b['median_s']:.1f} ms, paired ratio to plain {b['paired_ratio']:.3f}; "
+            f"{r['variant']} / {b['variant']} paired {b['ours_over_it_paired']:.3f} (quartiles "
+            f"{b['ours_over_it_quartiles'][0]:.3f}-{b['ours_over_it_quartiles'][1]:.3f}).")
 
 
 # -- driver ----------------------------------------------------------------------------------------
@@ -310,6 +318,7 @@ def markdown(report: dict) -> str:
                       f"{r['copies_over_autocast_paired']:.3f} (quartiles "
                       f"{r['copies_over_autocast_quartiles'][0]:.3f}-"
                       f"{r['copies_over_autocast_quartiles'][1]:.3f}).")]
+    lines += ["\n" + beside_line(r) for r in report["results"] if "beside" in r]
     for r in report["results"]:
         for who, table in r.get("profiles", {}).items():
             steps = report.get("profile_steps", 3)
@@ -322,18 +331,11 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = common.parser(NAME, __doc__, quick="fewer warm-up steps and repeats")
-    parser.add_argument(
-        "--case",
-        action="append",
-        metavar="PRESET:BATCH",
-        help="a preset and batch size (repeatable; default: the paper's presets)",
-    )
-    parser.add_argument(
-        "--channels-last",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="memory order of resnet layers; auto: time convolutional presets in both",
-    )
+    parser.add_argument("--case", action="append", metavar="PRESET:BATCH",
+                        help="a preset and batch size (repeatable; default: the paper's presets)")
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                        help="memory order of resnet layers; auto: time convolutional presets "
+                        "in both")
     parser.add_argument(
         "--variant", action="append", choices=list(VARIANTS),
         help=f"hierot variant to time (repeatable; default: {', '.join(DEFAULT_VARIANTS)})",
@@ -346,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against-autocast", action="store_true",
                         help="bf16: also time the step with autocast's casts instead of the "
                              "weight copies, in the same rotation")
+    parser.add_argument("--beside", choices=list(VARIANTS), metavar="VARIANT",
+                        help="also time hierot's step in VARIANT in the same rotation (paired)")
     parser.add_argument("--tag", default="", help="suffix of the result files' names")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
@@ -356,41 +360,36 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
     args.repeats = args.repeats or (5 if args.quick else 31)
-    cases = (
-        [(c.rsplit(":", 1)[0], int(c.rsplit(":", 1)[1])) for c in args.case] if args.case else CASES
-    )
+    cases = ([(c.rsplit(":", 1)[0], int(c.rsplit(":", 1)[1])) for c in args.case]
+             if args.case else CASES)
     matmul_size = 4096 if device.type == "cuda" else 2048
     report = common.header(
         NAME, mode, argv, device=str(device), warmup=args.warmup, repeats=args.repeats,
         matmul_size=matmul_size, profile_steps=args.profile_steps,
-        matmul_gflops=matmul_gflops(device, matmul_size, 5 if args.quick else 11), results=[],
-    )
+        matmul_gflops=common.matmul_gflops(device, matmul_size, 5 if args.quick else 11),
+        results=[])
     print(f"matmul {matmul_size}^2: {report['matmul_gflops']:.1f} GFLOP/s", flush=True)
     for preset, batch in cases:
         conv = any(layer.encoder.name == "resnet" for layer in hierot.load_spec(preset).layers)
-        formats = (
-            {"on": [True], "off": [False], "auto": [False, True]}
-            if conv
-            else {args.channels_last: [None]}
-        )
+        formats = ({"on": [True], "off": [False], "auto": [False, True]} if conv
+                   else {args.channels_last: [None]})
         for channels_last, variant in [(c, v) for c in formats[args.channels_last]
                                        for v in (args.variant or DEFAULT_VARIANTS)]:
             r = run_case(preset, batch, device, args, channels_last, variant)
             report["results"].append(r)
-            print(
-                f"{preset:<22} batch {batch:<4} {variant:<13} {FORMAT[channels_last]:<13} "
-                f"hierot {1e3 * r['hierot_median_s']:8.1f} ms  "
-                f"plain {1e3 * r['plain_median_s']:8.1f} ms  "
-                f"ratio {r['ratio']:.3f} (paired {r['paired_ratio']:.3f})  "
-                f"{r['gflops_per_s']:.1f} GFLOP/s",
-                flush=True,
-            )
+            print(f"{preset:<22} batch {batch:<4} {variant:<13} {FORMAT[channels_last]:<13} "
+                  f"hierot {1e3 * r['hierot_median_s']:8.1f} ms  "
+                  f"plain {1e3 * r['plain_median_s']:8.1f} ms  "
+                  f"ratio {r['ratio']:.3f} (paired {r['paired_ratio']:.3f})  "
+                  f"{r['gflops_per_s']:.1f} GFLOP/s", flush=True)
             if "autocast_median_s" in r:
                 print(f"{'':<22} autocast casts: {1e3 * r['autocast_median_s']:.1f} ms, paired "
                       f"ratio to plain {r['autocast_paired_ratio']:.3f}; copies / autocast "
                       f"{r['copies_over_autocast_paired']:.3f} (quartiles "
                       f"{r['copies_over_autocast_quartiles'][0]:.3f}-"
                       f"{r['copies_over_autocast_quartiles'][1]:.3f})", flush=True)
+            if "beside" in r:
+                print(f"{'':<22} {beside_line(r)}", flush=True)
     for path in common.write(report, args.out, markdown, stem=f"{mode}-{device.type}{args.tag}"):
         print(f"wrote {path}")
     return 0

@@ -45,6 +45,28 @@ def run_errors(data: ComponentOptions, *, batch_size: int, precision: str, best_
     return errors
 
 
+FUSED_OPTIMIZERS = ("adam", "adamw")
+"""The optimisers ``train.fused_update`` covers (Adam's update, L2 or decoupled weight decay)."""
+
+
+def fused_update_errors(fused: bool, precision: str, optimizer: str, device: str) -> list[str]:
+    """What ``train.fused_update`` needs (docs/precision.md): ``train.precision`` bf16, an
+    ``optimizer`` of :data:`FUSED_OPTIMIZERS` and the CPU (one process: checked when training
+    starts)."""
+    if not fused:
+        return []
+    errors = []
+    if precision != "bf16":
+        errors.append(f"train.fused_update: needs train.precision bf16 (its kernel reads bf16 "
+                      f"gradients and writes the bf16 weight copies), not {precision}")
+    if optimizer not in FUSED_OPTIMIZERS:
+        errors.append(f"train.fused_update: covers optimizer.name "
+                      f"{' and '.join(FUSED_OPTIMIZERS)}, not {optimizer!r}")
+    if device not in ("auto", "cpu"):
+        errors.append(f"train.fused_update: runs on the CPU only; the spec's device is {device}")
+    return errors
+
+
 def spec_warnings(data: ComponentOptions, *, batch_size: int, steps: int | None,
                   epochs: int | None, warmup_steps: int) -> list[str]:
     """What is valid but almost surely not meant, from a spec's ``data``, ``train.batch_size``,

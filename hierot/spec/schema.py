@@ -46,7 +46,7 @@ from hierot.registry import (
     optimizers,
     penalties,
 )
-from hierot.spec._checks import run_errors
+from hierot.spec._checks import fused_update_errors, run_errors
 
 MAX_WIDTH = 2**16
 """Largest hidden width or latent dimension a spec may ask for (a sanity bound, not a limit of
@@ -135,6 +135,10 @@ class TrainSpec(StrictModel):
     )
     compile: bool = Field(False,
                           description="torch.compile every layer network (see docs/precision.md)")
+    fused_update: bool = Field(
+        False, description="bf16 on one CPU process with adam/adamw: one C kernel updates the "
+        "weights from the bf16 gradients and writes their bf16 copies (see docs/precision.md)",
+    )
     eval_every: PositiveInt | None = Field(
         None,
         description="steps between evaluations of the objective on the test split (none: never)",
@@ -224,6 +228,8 @@ class Spec(StrictModel):
         errors += self._weight_errors()
         errors += self.shape_errors()
         errors += self.size_errors()
+        errors += fused_update_errors(self.train.fused_update, self.train.precision,
+                                      self.optimizer.name, self.device)
         return errors + run_errors(self.data, batch_size=self.train.batch_size,
                                    precision=self.train.precision,
                                    best_metric=self.train.best_metric, device=self.device)

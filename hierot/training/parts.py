@@ -39,6 +39,7 @@ from hierot.schedules import build_scheduler
 from hierot.training.batches import BatchOrder
 from hierot.training.callbacks import Callback, Callbacks, build_callbacks
 from hierot.training.ema import WeightEMA
+from hierot.training.fused_update import FusedBf16Adam, fused_bf16_adam
 from hierot.training.heldout import BestCheckpoint, HeldOutEvaluation
 from hierot.training.runtime import Runtime, single_process
 from hierot.training.updates import UpdateGuard
@@ -98,16 +99,19 @@ def build_training(built: Built, runtime: Runtime | None = None, *, run: Run | N
         compile_networks(model, device)
     trained = _wrapped(built, runtime)
     optimizer = build_optimizer(spec.optimizer, model.parameters())
+    copies = low_precision_weights(precision, trained, built.objective, train)
+    if train.fused_update:  # Adam's update writing the bf16 copies (CPU, one process)
+        optimizer = fused_bf16_adam(optimizer, copies)
     order = BatchOrder(len(built.data.train_x), train.batch_size, spec.seed)
     steps = total_steps(built, order)
-    copies = low_precision_weights(precision, trained, built.objective, train)
     return TrainingParts(
         built=built, runtime=runtime, precision=precision, model=model,
         objective=built.objective, trained=trained, copies=copies, optimizer=optimizer,
         scheduler=build_scheduler(spec.optimizer.schedule, optimizer, steps),
         updates=UpdateGuard(train.skip_update, spec.optimizer.clip_grad_norm, precision,
                             list(model.parameters()), device, list(model.buffers()),
-                            copies=copies),
+                            copies=copies,
+                            fused=optimizer if isinstance(optimizer, FusedBf16Adam) else None),
         ema=WeightEMA(train.ema, model) if train.ema is not None else None,
         order=order, total_steps=steps,
         train_x=built.data.train_x.to(device),  # a streamed set stays in its file

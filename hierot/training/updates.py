@@ -26,6 +26,10 @@ does without ``skip_update``: cleanly, with the last (finite) checkpoint kept.
 Without ``skip_update`` a non-finite loss or gradient stops the run, except under fp16, where
 an overflow is the loss scaler's to handle (the step is skipped, the scale halved, the skip
 counted).
+
+With ``train.fused_update`` (:mod:`hierot.training.fused_update`) the norms are those of the
+bfloat16 gradients, taken by the fused kernel, and clipping is its scale factor: the gradients
+themselves are not rewritten.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from torch import Tensor
 
 from hierot.errors import NonFiniteLossError
 from hierot.precision import Precision
+from hierot.training.fused_update import FusedBf16Adam
 from hierot.training.weight_copies import LowPrecisionWeights, low_precision_weights
 
 _log = logging.getLogger("hierot.training")
@@ -78,13 +83,18 @@ class UpdateGuard:
     copies:
         The bf16 copies the forward pass ran on (:mod:`hierot.training.weight_copies`), whose
         gradients are moved to the parameters before the norm is taken (``None``: none).
+    fused:
+        The optimiser of ``train.fused_update``, which takes the norms of the bfloat16
+        gradients, clips in its update and refreshes the copies itself (``None``: none).
     """
 
     def __init__(self, skip: Any, clip: float | None, precision: Precision,
                  parameters: list[torch.nn.Parameter], device: torch.device,
-                 buffers: Sequence[Tensor] = (), copies: LowPrecisionWeights | None = None):
+                 buffers: Sequence[Tensor] = (), copies: LowPrecisionWeights | None = None,
+                 fused: FusedBf16Adam | None = None):
         self.skip, self.clip, self.precision = skip, clip, precision
         self.parameters, self.device, self.copies = parameters, device, copies
+        self.fused = fused
         skips = skip is not None or precision.scaler is not None
         self.buffers = list(buffers) if skips else []
         self._saved = [b.clone() for b in self.buffers]  # allocated once, refreshed each step
@@ -106,7 +116,11 @@ class UpdateGuard:
     # -- the gradient ----------------------------------------------------------------------------
     def grad_norms(self, optimizer: torch.optim.Optimizer) -> tuple[Tensor, Tensor]:
         """Per-parameter gradient norms and the global norm (a 0-d tensor, not yet read back),
-        the gradients unscaled first under fp16 (moved from the bf16 copies under bf16)."""
+        the gradients unscaled first under fp16 (moved from the bf16 copies under bf16; left
+        there, and their norms taken by its kernel, under ``train.fused_update``)."""
+        if self.fused is not None:
+            each = self.fused.gradient_norms(self.device)
+            return each, torch.linalg.vector_norm(each)
         if self.copies is not None:
             self.copies.gradients_to_masters()
         self.precision.unscale(optimizer)
@@ -119,12 +133,17 @@ class UpdateGuard:
 
         A non-finite norm that is not skipped returns ``"stop"``: the caller names the bad
         gradients and stops (or, when every value turns out finite and only the norm overflowed,
-        goes on).
+        goes on). Under ``train.fused_update`` the gradients are first widened into the
+        parameters' ``.grad``, where the caller looks for them.
         """
         if not math.isfinite(total):
             if self.precision.scaler is not None:
                 return "fp16 overflow"
-            return "non-finite gradient" if self.skips_loss() else "stop"
+            if self.skips_loss():
+                return "non-finite gradient"
+            if self.fused is not None:
+                self.fused.widen_gradients()
+            return "stop"
         limit = None if self.skip is None else self.skip.grad_norm_above
         if limit is not None and total > limit:
             return f"gradient norm {total:.4g} above {limit:g}"
@@ -137,15 +156,18 @@ class UpdateGuard:
         if self.clip is None:
             return
         coefficient = torch.clamp(self.clip / (total + 1e-6), max=1.0)
+        if self.fused is not None:  # folded into the update: the same float32 product
+            self.fused.scale_gradients(float(coefficient))
+            return
         grads = [p.grad for p in self.parameters if p.grad is not None]
         torch._foreach_mul_(grads, coefficient)
 
     # -- counting --------------------------------------------------------------------------------
     def taken(self) -> None:
         """An update was taken: the run of consecutive skips ends (and the bf16 copies of the
-        weights are out of date)."""
+        weights are out of date, unless ``train.fused_update`` wrote them with the masters)."""
         self.consecutive = 0
-        if self.copies is not None:
+        if self.copies is not None and self.fused is None:  # the fused update wrote them
             self.copies.invalidate()
 
     def skipped_update(self, step: int, reason: str, optimizer: torch.optim.Optimizer,

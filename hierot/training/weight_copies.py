@@ -82,14 +82,19 @@ class LowPrecisionWeights:
     own_linear:
         Whether ``nn.Linear`` layers use :class:`_LinearOnCopies` (``False`` under
         ``torch.compile``).
+    widen:
+        Whether the linear layers' bfloat16 gradients are widened into the float32 buffers in
+        the backward pass (``False`` under ``train.fused_update``, whose kernel reads them as
+        they are: :meth:`take_gradients`).
 
     Calling the object runs ``module`` on the copies (refreshed first if a master changed);
     :meth:`gradients_to_masters` moves the copies' gradients to the masters after the backward
     pass.
     """
 
-    def __init__(self, module: nn.Module, dtype: torch.dtype, own_linear: bool = True):
-        self.module, self.dtype = module, dtype
+    def __init__(self, module: nn.Module, dtype: torch.dtype, own_linear: bool = True,
+                 widen: bool = True):
+        self.module, self.dtype, self.widen = module, dtype, widen
         named = matrix_parameters(module)
         self.names = [n for n, _ in named]
         self.masters = [p for _, p in named]
@@ -105,6 +110,7 @@ class LowPrecisionWeights:
         self.low = {i: torch.empty_like(self.copies[i]) for _, w, b in self.linears
                     for i in (w, b) if i is not None}  # their bf16 gradients, allocated once
         self.fresh: set[int] = set()  # buffers written in this backward pass
+        self.wide: set[int] = set()  # without widen: the gradients summed in float32
         device = self.masters[0].device if self.masters else None
         self._anchor = torch.zeros((), device=device, requires_grad=True)  # a graph input
         self._versions = [p._version for p in self.masters]
@@ -129,10 +135,23 @@ class LowPrecisionWeights:
     def _linear(self, w: int, b: int | None, x: Tensor) -> Tensor:
         return _LinearOnCopies.apply(x, self._anchor, self, w, b)
 
+    def buffer(self, i: int) -> Tensor | None:
+        """Where the backward pass writes the bf16 gradient of copy ``i``: its buffer, unless
+        it holds this pass's first contribution, kept there unwidened (``widen=False``)."""
+        return None if not self.widen and i in self.fresh else self.low[i]
+
     def accumulate(self, i: int, low: Tensor) -> None:
         """Add the bf16 gradient ``low`` of copy ``i`` to its float32 buffer (the first
-        contribution of a backward pass overwrites it)."""
-        if i in self.fresh:
+        contribution of a backward pass overwrites it). Without ``widen`` the first stays in
+        its bf16 buffer, and only a second one is summed in float32."""
+        if not self.widen:
+            if i in self.fresh and i not in self.wide:
+                self.grads[i].copy_(self.low[i])
+                self.wide.add(i)
+            if i in self.wide:
+                self.grads[i].add_(low)
+            self.fresh.add(i)
+        elif i in self.fresh:
             self.grads[i].add_(low)
         else:
             self.grads[i].copy_(low)
@@ -168,9 +187,30 @@ class LowPrecisionWeights:
             master.grad = grad if master.grad is None else master.grad.add_(grad)
             copy.grad = None
         for i in self.fresh:  # written by the linear layers' backward
-            master, grad = self.masters[i], self.grads[i]
+            master = self.masters[i]
+            grad = self.grads[i] if self.widen or i in self.wide else self.grads[i].copy_(
+                self.low[i])
             master.grad = grad if master.grad is None else master.grad.add_(grad)
         self.fresh.clear()
+        self.wide.clear()
+
+    def take_gradients(self) -> dict[int, Tensor]:
+        """The gradient of each master that has one, by index, as the backward pass left it:
+        bfloat16 (a linear layer's buffer, used once; a copy's ``.grad``) or float32 (summed
+        over several uses, or with the master's own ``.grad`` where it was also used directly,
+        which then holds the sum). Clears them for the next backward pass (``widen=False``)."""
+        taken = {i: self.grads[i] if i in self.wide else self.low[i] for i in self.fresh}
+        for i, copy in enumerate(self.copies):
+            if copy.grad is not None:
+                taken[i] = copy.grad if i not in taken else taken[i].add_(copy.grad)
+                copy.grad = None
+        for i, grad in list(taken.items()):
+            master = self.masters[i]
+            if master.grad is not None:  # used outside the matrix layers too: sum in float32
+                taken[i] = master.grad.add_(grad)
+        self.fresh.clear()
+        self.wide.clear()
+        return taken
 
 
 class _LinearOnCopies(torch.autograd.Function):
@@ -195,9 +235,9 @@ class _LinearOnCopies(torch.autograd.Function):
         grad_x = grad @ weight if ctx.needs_input_grad[0] else None
         g2, x2 = grad.reshape(-1, grad.shape[-1]), x.reshape(-1, x.shape[-1])
         if weight.requires_grad:
-            owner.accumulate(w, torch.mm(g2.t(), x2, out=owner.low[w]))
+            owner.accumulate(w, torch.mm(g2.t(), x2, out=owner.buffer(w)))
         if b is not None and owner.copies[b].requires_grad:
-            owner.accumulate(b, torch.sum(g2, 0, out=owner.low[b]))
+            owner.accumulate(b, torch.sum(g2, 0, out=owner.buffer(b)))
         return grad_x, None, None, None, None
 
 
@@ -205,11 +245,13 @@ def low_precision_weights(precision: Any, trained: nn.Module, objective: nn.Modu
                           train: Any = None) -> LowPrecisionWeights | None:
     """The copies a trainer uses: for ``bf16`` on one process (``trained`` is the objective
     itself, not a DDP wrapper); ``None`` otherwise (autocast casts as it does). ``train``: the
-    spec's ``train`` section; with ``compile`` the linear layers take no custom function."""
+    spec's ``train`` section; with ``compile`` the linear layers take no custom function, with
+    ``fused_update`` their gradients stay bfloat16 (``widen=False``)."""
     if precision.name != "bf16" or trained is not objective:
         return None
     compiled = bool(getattr(train, "compile", False))
-    return LowPrecisionWeights(objective, precision.dtype, own_linear=not compiled)
+    return LowPrecisionWeights(objective, precision.dtype, own_linear=not compiled,
+                               widen=not getattr(train, "fused_update", False))
 
 
 __all__ = ["MATRIX_LAYERS", "LowPrecisionWeights", "low_precision_weights", "matrix_parameters"]
