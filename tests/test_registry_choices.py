@@ -222,5 +222,6 @@ ADDED_SINCE_0_1_0 = {
     ("divergence", "prior_pairs"): None,  # every prior-prior pair, as 0.1.0 summed them
     ("train", "ema"): None,
     ("train", "skip_update"): None,
+    ("train", "fused_update"): False,  # torch's fused Adam and the copies' refresh, as 0.1.0
 }
 """Options a resolved 0.1.0 preset gains in 0.2.0, with the defaults it gains them at."""
