@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from hierot._utils import identity
+from hierot._utils import identity, seeded_on
 from hierot.errors import HierotError
 
 
@@ -65,11 +65,9 @@ class HeldOutEvaluation:
     def __call__(self) -> dict[str, float]:
         training = self.objective.training
         self.objective.eval()
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
         sums: dict[str, Tensor] = {}
         try:
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed)
+            with seeded_on(self.device, self.seed):
                 for b in range(self.batches):
                     rows = self.test_x[b * self.size:(b + 1) * self.size]
                     x = self.to_float(rows.to(self.device))

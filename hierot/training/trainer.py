@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hierot._utils import seeded_on
 from hierot.builder import Built
 from hierot.errors import HierotError, NonFiniteLossError
 from hierot.run import CHECKPOINT_FORMAT, MetricsWriter, Run
@@ -203,8 +204,7 @@ class Trainer:
             with torch.compiler.set_stance("force_eager"), self.precision.autocast():
                 self.objective(self.built.data.to_float(rows))
 
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(self.spec.seed)
+        with seeded_on(device, self.spec.seed):
             self.ema.recompute_statistics(self.step, batches, forward)
 
     def _evaluate(self, heldout: HeldOutEvaluation) -> dict[str, float]:
