@@ -48,7 +48,7 @@ def measure(run_dir: Path, arm: str, device: str | None) -> dict:
 
     loaded = load_run(run_dir, device=device, weights="raw" if arm == "raw" else "ema")
     if arm == "ema-raw-bn":  # the average beside the raw model's running statistics
-        raw = torch.load(loaded.checkpoint, map_location="cpu", weights_only=False)["model"]
+        raw = loaded.run_dir.load_checkpoint()["model"]  # the checkpoint load_run read
         buffers = dict(loaded.model.named_buffers())
         with torch.no_grad():
             for name, buffer in buffers.items():
