@@ -74,6 +74,7 @@ class FusedBf16Adam(torch.optim.Adam):
         self._copy_index = {id(p): i for i, p in enumerate(copies.masters)}
         self._gradients: list[Tensor | None] | None = None
         self._scale = 1.0
+        self._plan: _Plan | None = None
 
     def _params(self) -> list[Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
@@ -124,23 +125,42 @@ class FusedBf16Adam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        rows = self._rows()
-        if rows:
-            groups, p_, g_, m_, v_, c_, steps = zip(*rows)
-            torch._foreach_add_(list(steps), 1.0)  # as torch's Adam counts, in one call
+        rows = self._with_gradients()
+        params = [p for _, p, _ in rows]
+        plan = self._plan
+        if plan is None or not plan.holds(params):
+            plan = self._plan = _Plan(self._counted_rows())
+        if plan.n:
+            grads = [g if g.stride() == stride or _same_layout(g, p)
+                     else torch.empty_like(p, dtype=g.dtype).copy_(g)  # autograd's other layout
+                     for (_, p, g), stride in zip(rows, plan.strides)]
+            if plan.counter is not None:  # as torch's Adam counts, in one operation
+                plan.counter.add_(1.0)
+            else:
+                torch._foreach_add_(plan.steps, 1.0)
+            plan.counts = [c + 1 for c in plan.counts]
             cached: dict[tuple[int, float], list[float]] = {}  # per group and step count
             hyper = []
-            for group, step in zip(groups, torch.stack(steps).tolist()):
+            for group, step in zip(plan.groups, plan.counts):
                 if (id(group), step) not in cached:
                     cached[id(group), step] = _hyper(group, step)
                 hyper += cached[id(group), step]
             self._lib.adam_update(
-                len(rows), _int64s(p.numel() for p in p_), _pointers(p_), _pointers(g_),
-                _ints(g.dtype == torch.bfloat16 for g in g_), _pointers(m_), _pointers(v_),
-                _pointers(c_), (ctypes.c_double * len(hyper))(*hyper),
+                plan.n, plan.numel, plan.params, _pointers(grads),
+                _ints(g.dtype == torch.bfloat16 for g in grads), plan.exp_avg, plan.exp_avg_sq,
+                plan.copies, (ctypes.c_double * len(hyper))(*hyper),
                 ctypes.c_float(self._scale), torch.get_num_threads())
         self._gradients, self._scale = None, 1.0
         return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's, then the kernel's arguments rebuilt at the next step (new moments)."""
+        super().load_state_dict(state_dict)
+        self._plan = None
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        self._plan = None
 
     def _rows(self) -> list[tuple]:
         """Per parameter with a gradient: its group, the parameter, gradient, moments, copy
@@ -162,10 +182,63 @@ class FusedBf16Adam(torch.optim.Adam):
                          None if copy is None else self.copies.copies[copy], state["step"]))
         return rows
 
+    def _counted_rows(self) -> list[tuple]:
+        """:meth:`_rows`, their ``step`` tensors made the elements of one tensor (each state's
+        ``step`` a 0-d view of it, as torch's Adam keeps it: a float32 tensor), so one
+        operation counts them all."""
+        rows = self._rows()
+        if rows and _counter(rows) is None:
+            flat = torch.stack([row[-1] for row in rows])
+            for k, row in enumerate(rows):
+                self.state[row[1]]["step"] = flat[k]
+            rows = self._rows()
+        return rows
+
     def _with_gradients(self) -> list[tuple[dict, Tensor, Tensor]]:
         grads = iter(self.gradients())
         return [(group, p, g) for group in self.param_groups for p in group["params"]
                 if (g := next(grads)) is not None]
+
+
+class _Plan:
+    """The kernel's arguments that stay from step to step while the same parameters have
+    gradients: the parameters', moments' and copies' addresses, sizes, groups and step counts.
+
+    Built from :meth:`FusedBf16Adam._counted_rows`, it keeps every tensor it points into
+    alive; :meth:`holds` says whether it still describes a step's parameters (the same ones,
+    at the same addresses). The optimiser drops it when its state is loaded or a group added
+    (new moments). The step counts are read from the state once and then counted here beside
+    torch's ``step`` tensors. The gradients' addresses are taken at every step (autograd
+    allocates BatchNorm's and the convolutions' anew).
+    """
+
+    def __init__(self, rows: list[tuple]):
+        groups, p_, _, m_, v_, c_, steps = zip(*rows) if rows else ((),) * 7
+        self.n, self.kept = len(rows), rows  # kept: the tensors the pointers point into
+        self.members, self.addresses = list(p_), tuple(p.data_ptr() for p in p_)
+        self.strides = [p.stride() for p in p_]
+        self.groups, self.steps = list(groups), list(steps)
+        self.counts = torch.stack(self.steps).tolist() if rows else []
+        self.counter = _counter(rows) if rows else None
+        self.numel, self.params = _int64s(p.numel() for p in p_), _pointers(p_)
+        self.exp_avg, self.exp_avg_sq, self.copies = _pointers(m_), _pointers(v_), _pointers(c_)
+
+    def holds(self, params: list[Tensor]) -> bool:
+        """Whether these arguments are those of a step of ``params`` (with gradients)."""
+        return (len(params) == self.n and all(a is b for a, b in zip(params, self.members))
+                and tuple(p.data_ptr() for p in params) == self.addresses)
+
+
+def _counter(rows: list[tuple]) -> Tensor | None:
+    """The one tensor whose elements are the rows' ``step`` tensors in order, if there is
+    one (:meth:`FusedBf16Adam._counted_rows`)."""
+    steps = [row[-1] for row in rows]
+    base = steps[0]._base
+    if base is None or base.shape != (len(steps),) or not base.is_contiguous():
+        return None
+    start = base.storage_offset()
+    return base if all(s._base is base and s.storage_offset() == start + k
+                       for k, s in enumerate(steps)) else None
 
 
 def _hyper(group: dict, step: float) -> list[float]:

@@ -109,6 +109,9 @@ class LowPrecisionWeights:
                         and id(layer.weight) in index] if own_linear else []
         self.low = {i: torch.empty_like(self.copies[i]) for _, w, b in self.linears
                     for i in (w, b) if i is not None}  # their bf16 gradients, allocated once
+        # the copies swapped in by functional_call: those the linear layers do not take
+        self.swapped = {n: c for i, (n, c) in enumerate(zip(self.names, self.copies))
+                        if i not in self.low}
         self.fresh: set[int] = set()  # buffers written in this backward pass
         self.wide: set[int] = set()  # without widen: the gradients summed in float32
         device = self.masters[0].device if self.masters else None
@@ -121,13 +124,13 @@ class LowPrecisionWeights:
     def __call__(self, *args: Any) -> Any:
         """``module(*args)`` with the copies in place of the masters."""
         self.refresh()
-        own = {i for _, w, b in self.linears for i in (w, b)}
-        params = {n: c for i, (n, c) in enumerate(zip(self.names, self.copies)) if i not in own}
         for layer, w, b in self.linears:
             # an instance attribute shadows nn.Linear.forward for the call
             layer.forward = partial(self._linear, w, b)  # type: ignore[method-assign]
         try:
-            return torch.func.functional_call(self.module, params, args, strict=False)
+            if not self.swapped:  # every copy taken by a linear layer: nothing to swap in
+                return self.module(*args)
+            return torch.func.functional_call(self.module, self.swapped, args, strict=False)
         finally:
             for layer, _, _ in self.linears:
                 del layer.forward

@@ -124,6 +124,57 @@ def test_the_results_do_not_depend_on_the_number_of_threads():
         assert torch.equal(a, b)
 
 
+def _fused_net(seed: int = 0) -> tuple[Net, LowPrecisionWeights, FusedBf16Adam]:
+    torch.manual_seed(seed)
+    net = Net()
+    copies = LowPrecisionWeights(net, torch.bfloat16, widen=False)
+    return net, copies, FusedBf16Adam(net.parameters(), copies, lr=1e-2)
+
+
+def _fused_step(net, copies, opt, x, frozen=False):
+    """One step; ``frozen``: without a gradient for ``b.bias`` (its copy frozen)."""
+    bias = copies.copies[copies.names.index("b.bias")]
+    bias.requires_grad_(not frozen)
+    opt.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        copies(x).backward()
+    opt.gradient_norms(torch.device("cpu"))
+    opt.step()
+    bias.requires_grad_(True)
+
+
+def test_the_kernel_arguments_kept_between_steps_follow_loads_and_missing_gradients():
+    """The arguments are kept from step to step (the linear layers' gradient buffers are
+    allocated once): a state loaded mid-run, a parameter without a gradient for one step and
+    the counters (one tensor, each state's ``step`` a view) give what a fresh optimiser, rebuilt
+    at every step from the state, gives."""
+    xs = [torch.randn(8, 10, generator=torch.Generator().manual_seed(k)) for k in range(6)]
+    kept, rebuilt = _fused_net(), _fused_net()
+    for k, x in enumerate(xs):
+        _fused_step(*kept, x, frozen=k == 2)
+        net, copies, opt = rebuilt
+        state = opt.state_dict()
+        opt = FusedBf16Adam(net.parameters(), copies, lr=1e-2)  # nothing kept
+        opt.load_state_dict(state)
+        _fused_step(net, copies, opt, x, frozen=k == 2)
+        rebuilt = (net, copies, opt)
+        if k == 3:  # a state loaded into the running optimiser: its moments are new tensors
+            kept[2].load_state_dict(copy_state(opt.state_dict()))
+    for (a, b) in zip(kept[0].parameters(), rebuilt[0].parameters()):
+        assert torch.equal(a, b)
+        sa, sb = kept[2].state[a], rebuilt[2].state[b]
+        assert all(torch.equal(sa[key], sb[key]) for key in ("step", "exp_avg", "exp_avg_sq"))
+    steps = {float(kept[2].state[p]["step"]) for p in kept[0].parameters()}
+    assert steps == {5.0, 6.0}  # b.bias had no gradient in one step
+    assert float(kept[2].state[kept[0].b.bias]["step"]) == 5.0
+
+
+def copy_state(state: dict) -> dict:
+    """A deep copy of an optimiser's state dict (new tensors, as a checkpoint loads them)."""
+    return {"state": {k: {n: t.clone() for n, t in v.items()} for k, v in state["state"].items()},
+            "param_groups": [dict(g) for g in state["param_groups"]]}
+
+
 def test_a_linear_weight_used_twice_gets_the_float32_sum_of_its_uses():
     torch.manual_seed(0)
     nets = [Net(), Net()]
