@@ -128,20 +128,20 @@ class FusedBf16Adam(torch.optim.Adam):
         rows = self._with_gradients()
         params = [p for _, p, _ in rows]
         plan = self._plan
-        if plan is None or not plan.holds(params):
+        if plan is None or not plan.holds(params, self.state):
             plan = self._plan = _Plan(self._counted_rows())
         if plan.n:
             grads = [g if g.stride() == stride or _same_layout(g, p)
                      else torch.empty_like(p, dtype=g.dtype).copy_(g)  # autograd's other layout
                      for (_, p, g), stride in zip(rows, plan.strides)]
             if plan.counter is not None:  # as torch's Adam counts, in one operation
-                plan.counter.add_(1.0)
+                counts = plan.counter.add_(1.0).tolist()
             else:
                 torch._foreach_add_(plan.steps, 1.0)
-            plan.counts = [c + 1 for c in plan.counts]
+                counts = torch.stack(plan.steps).tolist()
             cached: dict[tuple[int, float], list[float]] = {}  # per group and step count
             hyper = []
-            for group, step in zip(plan.groups, plan.counts):
+            for group, step in zip(plan.groups, counts):
                 if (id(group), step) not in cached:
                     cached[id(group), step] = _hyper(group, step)
                 hyper += cached[id(group), step]
@@ -206,10 +206,9 @@ class _Plan:
 
     Built from :meth:`FusedBf16Adam._counted_rows`, it keeps every tensor it points into
     alive; :meth:`holds` says whether it still describes a step's parameters (the same ones,
-    at the same addresses). The optimiser drops it when its state is loaded or a group added
-    (new moments). The step counts are read from the state once and then counted here beside
-    torch's ``step`` tensors. The gradients' addresses are taken at every step (autograd
-    allocates BatchNorm's and the convolutions' anew).
+    at the same addresses, with the same state tensors). The optimiser also drops it when its
+    state is loaded or a group added. The gradients' addresses are taken at every step
+    (autograd allocates BatchNorm's and the convolutions' anew).
     """
 
     def __init__(self, rows: list[tuple]):
@@ -218,15 +217,20 @@ class _Plan:
         self.members, self.addresses = list(p_), tuple(p.data_ptr() for p in p_)
         self.strides = [p.stride() for p in p_]
         self.groups, self.steps = list(groups), list(steps)
-        self.counts = torch.stack(self.steps).tolist() if rows else []
         self.counter = _counter(rows) if rows else None
         self.numel, self.params = _int64s(p.numel() for p in p_), _pointers(p_)
         self.exp_avg, self.exp_avg_sq, self.copies = _pointers(m_), _pointers(v_), _pointers(c_)
+        self.moments, self.squares = m_, v_
 
-    def holds(self, params: list[Tensor]) -> bool:
-        """Whether these arguments are those of a step of ``params`` (with gradients)."""
+    def holds(self, params: list[Tensor], state: dict) -> bool:
+        """Whether these arguments are those of a step of ``params`` (with gradients) with the
+        optimiser's ``state``: the same parameters at the same addresses, each with the same
+        moment and step tensors (any replaced, as torch's Adam allows, rebuilds the plan)."""
         return (len(params) == self.n and all(a is b for a, b in zip(params, self.members))
-                and tuple(p.data_ptr() for p in params) == self.addresses)
+                and tuple(p.data_ptr() for p in params) == self.addresses
+                and all(s.get("exp_avg") is m and s.get("exp_avg_sq") is v and s.get("step") is t
+                        for s, m, v, t in zip(map(state.get, params), self.moments,
+                                              self.squares, self.steps)))
 
 
 def _counter(rows: list[tuple]) -> Tensor | None:

@@ -144,10 +144,10 @@ def _fused_step(net, copies, opt, x, frozen=False):
 
 
 def test_the_kernel_arguments_kept_between_steps_follow_loads_and_missing_gradients():
-    """The arguments are kept from step to step (the linear layers' gradient buffers are
-    allocated once): a state loaded mid-run, a parameter without a gradient for one step and
-    the counters (one tensor, each state's ``step`` a view) give what a fresh optimiser, rebuilt
-    at every step from the state, gives."""
+    """The arguments are kept from step to step: a state loaded mid-run, a moment tensor
+    replaced, a parameter without a gradient for one step and the counters (one tensor, each
+    state's ``step`` a view) give what a fresh optimiser, rebuilt at every step from the state,
+    gives."""
     xs = [torch.randn(8, 10, generator=torch.Generator().manual_seed(k)) for k in range(6)]
     kept, rebuilt = _fused_net(), _fused_net()
     for k, x in enumerate(xs):
@@ -160,6 +160,9 @@ def test_the_kernel_arguments_kept_between_steps_follow_loads_and_missing_gradie
         rebuilt = (net, copies, opt)
         if k == 3:  # a state loaded into the running optimiser: its moments are new tensors
             kept[2].load_state_dict(copy_state(opt.state_dict()))
+        if k == 4:  # one moment replaced by hand, as torch's Adam allows
+            state = kept[2].state[kept[0].a.weight]
+            state["exp_avg_sq"] = state["exp_avg_sq"].clone()
     for (a, b) in zip(kept[0].parameters(), rebuilt[0].parameters()):
         assert torch.equal(a, b)
         sa, sb = kept[2].state[a], rebuilt[2].state[b]
