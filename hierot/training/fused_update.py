@@ -226,11 +226,15 @@ class _Plan:
         """Whether these arguments are those of a step of ``params`` (with gradients) with the
         optimiser's ``state``: the same parameters at the same addresses, each with the same
         moment and step tensors (any replaced, as torch's Adam allows, rebuilds the plan)."""
-        return (len(params) == self.n and all(a is b for a, b in zip(params, self.members))
-                and tuple(p.data_ptr() for p in params) == self.addresses
-                and all(s.get("exp_avg") is m and s.get("exp_avg_sq") is v and s.get("step") is t
-                        for s, m, v, t in zip(map(state.get, params), self.moments,
-                                              self.squares, self.steps)))
+        if len(params) != self.n or not all(a is b for a, b in zip(params, self.members)):
+            return False
+        if tuple(p.data_ptr() for p in params) != self.addresses:
+            return False
+        for p, m, v, t in zip(params, self.moments, self.squares, self.steps):
+            s = state.get(p) or {}
+            if s.get("exp_avg") is not m or s.get("exp_avg_sq") is not v or s.get("step") is not t:
+                return False
+        return True
 
 
 def _counter(rows: list[tuple]) -> Tensor | None:
