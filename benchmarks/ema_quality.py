@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             common.log(f"eval {run_dir} ({weights})")
             record[weights] = measure(run_dir, weights, args.device)
         report["runs"].append(record)
-        common.log(f"seed {seed}: ema {record['ema']}, raw {record['raw']}")
+        common.log(f"seed {seed}: " + ", ".join(f"{arm} {record[arm]}" for arm in ARMS))
     for path in common.write(report, args.out, markdown, stem=args.tag):
         print(f"wrote {path}")
     return 0
