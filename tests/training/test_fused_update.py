@@ -101,6 +101,34 @@ def test_the_update_is_adam_in_float64_to_rounding_and_writes_the_copies(decoupl
     assert all(set(s) == {"step", "exp_avg", "exp_avg_sq"} for s in torch_opt.state.values())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_kernel_writes_copies_at_any_alignment_as_the_update_without_them(threads):
+    """With AVX-512 the copies are written 64 bytes at a time (non-temporal stores) after a
+    head of unaligned values: whatever the copy's offset and the tensor's size, the masters and
+    moments are those of the update without a copy, to the bit, and the copy is their bf16."""
+    from hierot.training.fused_update import _hyper, _int64s, _ints, _pointers
+
+    lib = _fused_kernel.load()
+    hyper = _hyper({"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01,
+                    "decoupled_weight_decay": True}, 3.0)
+    gen = torch.Generator().manual_seed(0)
+    for size, offset in ((31, 0), (100_003, 5), (3 * 65536 + 17, 19)):
+        start = (torch.randn(size, generator=gen), torch.randn(size, generator=gen) / 10,
+                 torch.rand(size, generator=gen) / 100)
+        grad = torch.randn(size, generator=gen).bfloat16()
+        results = []
+        for with_copy in (False, True):
+            p, m, v = (t.clone() for t in start)
+            copy = torch.zeros(size + 32, dtype=torch.bfloat16)[offset:offset + size]
+            written = copy if with_copy else None
+            lib.adam_update(1, _int64s([size]), _pointers([p]), _pointers([grad]), _ints([1]),
+                            _pointers([m]), _pointers([v]), _pointers([written]),
+                            (ctypes.c_double * 8)(*hyper), ctypes.c_float(0.7), threads)
+            results.append((p, m, v, copy))
+        assert all(torch.equal(a, b) for a, b in zip(results[0][:3], results[1][:3]))
+        assert torch.equal(results[1][3], results[1][0].bfloat16())
+
+
 def test_the_results_do_not_depend_on_the_number_of_threads():
     """The norm's blocks are summed in order and the update is elementwise (100,000 values: the
     kernels split them across threads)."""
