@@ -202,7 +202,7 @@ class FusedBf16Adam(torch.optim.Adam):
 
 class _Plan:
     """The kernel's arguments that stay from step to step while the same parameters have
-    gradients: the parameters', moments' and copies' addresses, sizes, groups and step counts.
+    gradients: the parameters', moments' and copies' addresses, sizes, groups and step tensors.
 
     Built from :meth:`FusedBf16Adam._counted_rows`, it keeps every tensor it points into
     alive; :meth:`holds` says whether it still describes a step's parameters (the same ones,
@@ -213,7 +213,7 @@ class _Plan:
 
     def __init__(self, rows: list[tuple]):
         groups, p_, _, m_, v_, c_, steps = zip(*rows) if rows else ((),) * 7
-        self.n, self.kept = len(rows), rows  # kept: the tensors the pointers point into
+        self.n, self.kept = len(rows), (p_, m_, v_, c_)  # what the pointers point into
         self.members, self.addresses = list(p_), tuple(p.data_ptr() for p in p_)
         self.strides = [p.stride() for p in p_]
         self.groups, self.steps = list(groups), list(steps)
