@@ -163,10 +163,10 @@ class FusedBf16Adam(torch.optim.Adam):
         self._plan = None
 
     def _rows(self) -> list[tuple]:
-        """Per parameter with a gradient: its group, the parameter, gradient, moments, copy
-        (``None``: none) and step count, all laid out in memory as the parameter."""
+        """Per parameter with a gradient: its group, the parameter, moments (laid out in memory
+        as the parameter), copy (``None``: none) and step count."""
         rows = []
-        for group, p, g in self._with_gradients():
+        for group, p, _ in self._with_gradients():
             state = self.state[p]
             if not state:  # torch's Adam's layout: its checkpoints load either way
                 state["step"] = torch.tensor(0.0, dtype=torch.float32)
@@ -175,10 +175,8 @@ class FusedBf16Adam(torch.optim.Adam):
             for key in ("exp_avg", "exp_avg_sq"):  # e.g. loaded in another memory format
                 if not _same_layout(state[key], p):
                     state[key] = torch.empty_like(p).copy_(state[key])
-            if not _same_layout(g, p):  # a gradient autograd laid out otherwise
-                g = torch.empty_like(p, dtype=g.dtype).copy_(g)
             copy = self._copy_index.get(id(p))
-            rows.append((group, p, g, state["exp_avg"], state["exp_avg_sq"],
+            rows.append((group, p, state["exp_avg"], state["exp_avg_sq"],
                          None if copy is None else self.copies.copies[copy], state["step"]))
         return rows
 
@@ -189,9 +187,9 @@ class FusedBf16Adam(torch.optim.Adam):
         rows = self._rows()
         if rows and _counter(rows) is None:
             flat = torch.stack([row[-1] for row in rows])
-            for k, row in enumerate(rows):
-                self.state[row[1]]["step"] = flat[k]
-            rows = self._rows()
+            rows = [(*row[:-1], flat[k]) for k, row in enumerate(rows)]
+            for row in rows:
+                self.state[row[1]]["step"] = row[-1]
         return rows
 
     def _with_gradients(self) -> list[tuple[dict, Tensor, Tensor]]:
@@ -212,7 +210,7 @@ class _Plan:
     """
 
     def __init__(self, rows: list[tuple]):
-        groups, p_, _, m_, v_, c_, steps = zip(*rows) if rows else ((),) * 7
+        groups, p_, m_, v_, c_, steps = zip(*rows) if rows else ((),) * 6
         self.n, self.kept = len(rows), (p_, m_, v_, c_)  # what the pointers point into
         self.members, self.addresses = list(p_), tuple(p.data_ptr() for p in p_)
         self.strides = [p.stride() for p in p_]
